@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Idempotent installer for the test peers of ingest-backup.
+#
+#   scripts/test-peers.sh install   # install SecantusDB (venv) + MongoDB Database Tools
+#   scripts/test-peers.sh env       # print `export` lines; use: eval "$(scripts/test-peers.sh env)"
+#
+# Environment:
+#   INGEST_BACKUP_CACHE      cache dir (default: $HOME/.cache/ingest-backup)
+#   MONGO_TOOLS_BIN          directory already holding mongodump, mongorestore, bsondump
+#   MONGO_TOOLS_VERSION      version for `go install` of github.com/mongodb/mongo-tools (default: latest)
+#   INGEST_PEERS_SKIP_TOOLS  set to 1 to skip the mongo-tools step entirely
+#
+# This script never starts servers: the tests spawn (and kill) their own SecantusDB processes.
+set -euo pipefail
+
+CACHE="${INGEST_BACKUP_CACHE:-$HOME/.cache/ingest-backup}"
+VENV="$CACHE/venv"
+PY="$VENV/bin/python"
+TOOLS_DIR="$CACHE/mongo-tools"
+TOOLS_BIN="$TOOLS_DIR/bin"
+MARKER="$TOOLS_DIR/UNAVAILABLE"
+MONGO_TOOLS_VERSION="${MONGO_TOOLS_VERSION:-latest}"
+MONGO_TOOLS_MODULE="github.com/mongodb/mongo-tools"
+TOOLS=(mongodump mongorestore bsondump)
+SECANTUS_SPEC='SecantusDB==0.7.0b3'
+PYMONGO_SPEC='pymongo>=4.8'
+
+log() { printf 'test-peers: %s\n' "$*" >&2; }
+die() { printf 'test-peers: error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    cat >&2 <<USAGE
+usage: $0 install | env
+  install  install SecantusDB into $VENV and MongoDB Database Tools into $TOOLS_BIN
+  env      print export lines (eval "\$($0 env)")
+USAGE
+}
+
+# True if all three tools are present and executable in directory $1.
+tools_complete() {
+    local dir="$1" t
+    for t in "${TOOLS[@]}"; do
+        [[ -x "$dir/$t" && ! -d "$dir/$t" ]] || return 1
+    done
+}
+
+install_secantus() {
+    if [[ -x "$PY" ]] && "$PY" -c 'import secantus, pymongo' >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || die "python3 not found; it is needed to create $VENV"
+    mkdir -p "$CACHE"
+    if [[ ! -x "$PY" ]]; then
+        log "creating virtualenv $VENV"
+        python3 -m venv "$VENV" || die "python3 -m venv $VENV failed (on Debian: apt-get install python3-venv)"
+    fi
+    log "installing $SECANTUS_SPEC and $PYMONGO_SPEC into $VENV"
+    "$PY" -m pip install -q "$SECANTUS_SPEC" "$PYMONGO_SPEC" \
+        || die "pip install of $SECANTUS_SPEC / $PYMONGO_SPEC failed"
+    "$PY" -c 'import secantus, pymongo' \
+        || die "SecantusDB installed but 'import secantus, pymongo' still fails in $PY"
+}
+
+# Writes the UNAVAILABLE marker and warns. $1 = reason.
+tools_unavailable() {
+    local reason="$1"
+    mkdir -p "$TOOLS_DIR"
+    printf '%s\n' "$reason" >"$MARKER"
+    log "warning: official mongo-tools unavailable: $reason; tests that need mongodump/mongorestore/bsondump will be skipped; set MONGO_TOOLS_BIN to a directory holding them"
+}
+
+# go install one tool into its own GOBIN dir (the binary is called `main`) and move it into $TOOLS_BIN.
+go_install_tool() {
+    local tool="$1" gobin="$TOOLS_DIR/gobin/$1" out
+    mkdir -p "$gobin" "$TOOLS_BIN"
+    log "go install $MONGO_TOOLS_MODULE/$tool/main@$MONGO_TOOLS_VERSION (timeout 300s)"
+    if ! out="$(GOBIN="$gobin" timeout 300 go install "$MONGO_TOOLS_MODULE/$tool/main@$MONGO_TOOLS_VERSION" 2>&1)"; then
+        printf '%s\n' "$out" | tail -n 5 >&2
+        if grep -qiE '403|not available|forbidden|gone' <<<"$out"; then
+            GO_FAIL_REASON="the Go module proxy refused $MONGO_TOOLS_MODULE"
+        elif grep -qi 'signal: terminated\|timed out' <<<"$out"; then
+            GO_FAIL_REASON="go install of $MONGO_TOOLS_MODULE/$tool timed out after 300s"
+        else
+            GO_FAIL_REASON="go install of $MONGO_TOOLS_MODULE/$tool/main@$MONGO_TOOLS_VERSION failed"
+        fi
+        return 1
+    fi
+    [[ -x "$gobin/main" ]] || { GO_FAIL_REASON="go install produced no binary for $tool"; return 1; }
+    mv -f "$gobin/main" "$TOOLS_BIN/$tool"
+}
+
+install_tools() {
+    if tools_complete "$TOOLS_BIN"; then
+        rm -f "$MARKER"
+        return 0
+    fi
+
+    # A directory supplied by the user wins over everything else.
+    if [[ -n "${MONGO_TOOLS_BIN:-}" ]]; then
+        if tools_complete "$MONGO_TOOLS_BIN"; then
+            local src t
+            src="$(cd "$MONGO_TOOLS_BIN" && pwd -P)"
+            mkdir -p "$TOOLS_BIN"
+            for t in "${TOOLS[@]}"; do
+                ln -sfn "$src/$t" "$TOOLS_BIN/$t"
+            done
+            rm -f "$MARKER"
+            log "linked mongo-tools from $src"
+            return 0
+        fi
+        log "warning: MONGO_TOOLS_BIN=$MONGO_TOOLS_BIN does not hold executable ${TOOLS[*]}; ignoring it"
+    fi
+
+    # Don't retry a known failure for 24h.
+    if [[ -f "$MARKER" ]]; then
+        if [[ -n "$(find "$MARKER" -mmin +1440 2>/dev/null)" ]]; then
+            rm -f "$MARKER"
+        else
+            log "mongo-tools marked unavailable less than 24h ago ($MARKER); not retrying: $(head -n 1 "$MARKER")"
+            return 0
+        fi
+    fi
+
+    if ! command -v go >/dev/null 2>&1; then
+        tools_unavailable "go is not installed, cannot build $MONGO_TOOLS_MODULE"
+        return 0
+    fi
+    if ! command -v timeout >/dev/null 2>&1; then
+        tools_unavailable "coreutils 'timeout' not found, refusing to run go install without a time limit"
+        return 0
+    fi
+
+    local t
+    GO_FAIL_REASON=""
+    for t in "${TOOLS[@]}"; do
+        if [[ -x "$TOOLS_BIN/$t" && ! -d "$TOOLS_BIN/$t" ]]; then
+            continue  # keep whatever is already there
+        fi
+        if ! go_install_tool "$t"; then
+            tools_unavailable "$GO_FAIL_REASON"
+            return 0
+        fi
+    done
+    if tools_complete "$TOOLS_BIN"; then
+        rm -f "$MARKER"
+    else
+        tools_unavailable "go install finished but $TOOLS_BIN is still incomplete"
+    fi
+}
+
+cmd_install() {
+    install_secantus
+    if [[ "${INGEST_PEERS_SKIP_TOOLS:-0}" != "1" ]]; then
+        install_tools
+    fi
+    echo "secantus: OK $PY"
+    if [[ "${INGEST_PEERS_SKIP_TOOLS:-0}" == "1" ]]; then
+        echo "mongo-tools: SKIPPED (INGEST_PEERS_SKIP_TOOLS=1)"
+    elif tools_complete "$TOOLS_BIN"; then
+        echo "mongo-tools: OK $TOOLS_BIN"
+    else
+        local reason="unknown reason"
+        if [[ -f "$MARKER" ]]; then
+            reason="$(head -n 1 "$MARKER")"
+        fi
+        echo "mongo-tools: UNAVAILABLE ($reason)"
+    fi
+}
+
+cmd_env() {
+    printf 'export INGEST_TEST_PYTHON=%q\n' "$PY"
+    if tools_complete "$TOOLS_BIN"; then
+        printf 'export INGEST_TEST_MONGO_TOOLS=%q\n' "$TOOLS_BIN"
+    fi
+}
+
+case "${1:-}" in
+    install) cmd_install ;;
+    env) cmd_env ;;
+    -h|--help|help) usage ;;
+    *) usage; exit 2 ;;
+esac

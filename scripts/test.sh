@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Run every test: installs the test peers (SecantusDB, MongoDB Database Tools if
+# obtainable), builds the release binary and runs `cargo test --release`.
+# Extra arguments are passed to `cargo test`, e.g. ./scripts/test.sh --test backup
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# SecantusDB servers that existed before this run are left alone.
+before_pids=" $(pgrep -f 'secantus --port' | tr '\n' ' ' || true) "
+
+cleanup() {
+    local status=$? pid stray=() _
+    for pid in $(pgrep -f 'secantus --port' || true); do
+        if [[ "$before_pids" != *" $pid "* ]]; then
+            echo "test.sh: killing stray secantus process $pid" >&2
+            kill "$pid" 2>/dev/null || true
+            stray+=("$pid")
+        fi
+    done
+    # SecantusDB needs ~2 s to shut down on SIGTERM; escalate after 10 s.
+    if ((${#stray[@]})); then
+        for _ in $(seq 1 20); do
+            local alive=0
+            for pid in "${stray[@]}"; do
+                if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+            done
+            ((alive)) || break
+            sleep 0.5
+        done
+        for pid in "${stray[@]}"; do
+            kill -KILL "$pid" 2>/dev/null || true
+        done
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+
+scripts/test-peers.sh install
+eval "$(scripts/test-peers.sh env)"
+
+echo "test.sh: cargo build --release --bins" >&2
+cargo build --release --bins
+
+INGEST_BACKUP_BIN="$PWD/target/release/ingest-backup"
+[[ -x "$INGEST_BACKUP_BIN" ]] || { echo "test.sh: error: $INGEST_BACKUP_BIN was not built" >&2; exit 1; }
+export INGEST_BACKUP_BIN
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
+
+echo "test.sh: cargo test --release $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)" >&2
+# Under `set -e` a failing cargo test ends the script with its status; the
+# EXIT trap keeps that status.
+cargo test --release "$@"

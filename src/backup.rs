@@ -1,0 +1,375 @@
+//! One backup run, from a MongoDB URI to a committed archive and its sidecar.
+//!
+//! ```text
+//! discovery ─▶ collection readers (JoinSet, `parallel` at once)
+//!                  │  each: listIndexes, cursor ─▶ BsonSpool (memory, then temp file)
+//!                  ▼
+//!          mpsc channel, capacity `parallel`   (bounds spooled data waiting)
+//!                  ▼
+//!          archive thread: tar ─▶ gzip/zstd ─▶ SHA-256 ─▶ store upload
+//! ```
+//!
+//! After the last collection the oplog window is copied into `oplog.bson`, the
+//! manifest is appended, the archive committed, and only then the sidecar written.
+//! Any error or the cancellation token drops the upload, which deletes what it wrote.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bson::{doc, RawDocumentBuf};
+use chrono::{DateTime, SecondsFormat, Utc};
+use mongodb::Client;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::archive::{ArchiveDigest, ArchiveWriter, Compression};
+use crate::digest::NamespaceDigest;
+use crate::dump::{self, metadata::canonical_value, spool::SpooledBson, BsonSpool};
+use crate::error::{Error, Result};
+use crate::filter::NamespaceFilter;
+use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
+use crate::naming::choose_name;
+use crate::source::{self, discover, list_index_specs, CollectionInfo, OplogWindow};
+use crate::store::{self, ArchiveUpload, StoreLocation};
+use crate::test_hooks::{pause_at, Stage};
+
+/// Everything a backup run needs, validated.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// The source URI (may hold a password: never log it unredacted).
+    pub uri: String,
+    /// Where the archive goes.
+    pub store: StoreLocation,
+    /// Collections read at once.
+    pub parallel: usize,
+    /// Archive compression.
+    pub compression: Compression,
+    /// Namespace include and exclude patterns.
+    pub filter: NamespaceFilter,
+    /// Directory for spool files of collections larger than the memory limit.
+    pub spool_dir: PathBuf,
+    /// Bytes of one collection kept in memory before spooling to disk.
+    pub spool_memory_limit: usize,
+    /// Cursor batch size (documents per `getMore`); 0 lets the server choose.
+    pub batch_size: u32,
+}
+
+/// What a finished backup produced.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// Where the archive is (path or URL).
+    pub archive: String,
+    /// Where the sidecar manifest is.
+    pub sidecar: String,
+    /// The sidecar manifest (with the archive's size and hash).
+    pub manifest: Manifest,
+    /// Wall time of the run in seconds.
+    pub duration_seconds: f64,
+}
+
+/// A tar member on its way to the archive thread.
+enum Member {
+    Dir(String),
+    Bytes { path: String, bytes: Vec<u8> },
+    Spooled { path: String, bson: SpooledBson },
+    Finish,
+}
+
+/// Runs one backup.
+///
+/// # Errors
+/// Any failure of the server, the spool, the archive or the store, or
+/// [`Error::Cancelled`]; in every case nothing is left in the store.
+pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> Result<BackupReport> {
+    let clock = Instant::now();
+    let started = Utc::now();
+    let store: Arc<dyn store::Store> = Arc::from(store::open(&options.store)?);
+    std::fs::create_dir_all(&options.spool_dir)
+        .map_err(Error::io("cannot create the spool directory; set --spool-dir to a writable directory", &options.spool_dir))?;
+    let source = source::connect(&options.uri).await?;
+    let name = choose_name(started, |candidate| store.name_taken(candidate))?;
+    let file_name = format!("{name}.{}", options.compression.extension());
+    info!(backup = %name, store = %options.store, "Starting backup.");
+
+    let oplog = match source.replica_set {
+        Some(_) => Some(OplogWindow::open(&source.client).await?),
+        None => None,
+    };
+    let namespaces = discover(&source.client, &options.filter).await?;
+    info!(namespaces = namespaces.len(), oplog = oplog.is_some(), "Discovered namespaces.");
+
+    let upload = {
+        let store = store.clone();
+        let file_name = file_name.clone();
+        tokio::task::spawn_blocking(move || store.begin_archive(&file_name)).await.expect("begin_archive does not panic")?
+    };
+    let (members, receiver) = mpsc::channel::<Member>(options.parallel.max(1));
+    let archive_task = {
+        let compression = options.compression;
+        let cancel = cancel.clone();
+        let mtime = u64::try_from(started.timestamp()).unwrap_or(0);
+        tokio::task::spawn_blocking(move || write_archive(upload, receiver, compression, mtime, &cancel))
+    };
+
+    let root = dump::dump_root(&name);
+    let produced = tokio::select! {
+        result = produce(options, &source.client, &namespaces, oplog.as_ref(), &root, members.clone(), &cancel) => result,
+        _ = cancel.cancelled() => Err(Error::Cancelled),
+    };
+    let manifest = produced.map(|(entries, consistency)| Manifest {
+        format_version: FORMAT_VERSION,
+        tool: ToolInfo::current(),
+        name: name.clone(),
+        source: SourceInfo { hosts: source.hosts.clone(), replica_set: source.replica_set.clone() },
+        started_at: rfc3339(started),
+        finished_at: rfc3339(Utc::now()),
+        compression: options.compression.name().to_string(),
+        dump_root: root.clone(),
+        consistency,
+        totals: Totals {
+            namespaces: entries.len() as u64,
+            documents: entries.iter().map(|e| e.documents).sum(),
+            bytes: entries.iter().map(|e| e.bytes).sum(),
+        },
+        namespaces: entries,
+        archive: None,
+    });
+    if let Ok(manifest) = &manifest {
+        let sent = async {
+            members.send(Member::Bytes { path: dump::manifest_path(&name), bytes: manifest.to_json() }).await?;
+            members.send(Member::Finish).await
+        };
+        // A failed send means the archive thread stopped; its own error is reported below.
+        let _ = sent.await;
+    }
+    drop(members);
+    let written = archive_task.await.expect("the archive thread does not panic");
+    let (mut manifest, (upload, digest)) = match (manifest, written) {
+        (Ok(manifest), Ok(Some(written))) => (manifest, written),
+        (_, Err(archive_error)) => return Err(archive_error),
+        (Err(error), _) => return Err(error),
+        (Ok(_), Ok(None)) => return Err(Error::Cancelled),
+    };
+    if cancel.is_cancelled() {
+        return Err(Error::Cancelled);
+    }
+    let archive = tokio::task::spawn_blocking(move || upload.commit()).await.expect("commit does not panic")?;
+    manifest.archive = Some(ArchiveInfo { file: file_name, size: digest.size, sha256: digest.sha256 });
+    let sidecar_bytes = manifest.to_json();
+    let sidecar = {
+        let store = store.clone();
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || store.put_sidecar(&name, &sidecar_bytes)).await.expect("put_sidecar does not panic")?
+    };
+    let report = BackupReport { archive, sidecar, manifest, duration_seconds: clock.elapsed().as_secs_f64() };
+    info!(
+        backup = %name,
+        documents = report.manifest.totals.documents,
+        bytes = report.manifest.totals.bytes,
+        archive_bytes = report.manifest.archive.as_ref().map_or(0, |a| a.size),
+        seconds = format!("{:.2}", report.duration_seconds),
+        "Backup complete."
+    );
+    Ok(report)
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Reads every namespace and the oplog window into archive members.
+async fn produce(
+    options: &BackupOptions,
+    client: &Client,
+    namespaces: &[CollectionInfo],
+    oplog: Option<&OplogWindow>,
+    root: &str,
+    members: mpsc::Sender<Member>,
+    cancel: &CancellationToken,
+) -> Result<(Vec<NamespaceEntry>, Consistency)> {
+    pause_at(Stage::BeforeCollections, cancel).await?;
+    send(&members, Member::Dir(root.to_string())).await?;
+    let mut databases: Vec<&str> = namespaces.iter().map(|n| n.database.as_str()).collect();
+    databases.dedup();
+    for database in databases {
+        send(&members, Member::Dir(format!("{root}{database}/"))).await?;
+    }
+
+    let permits = Arc::new(Semaphore::new(options.parallel.max(1)));
+    let mut readers = JoinSet::new();
+    for info in namespaces.iter().cloned() {
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let reader = CollectionReader {
+            client: client.clone(),
+            spool_dir: options.spool_dir.clone(),
+            spool_memory_limit: options.spool_memory_limit,
+            batch_size: options.batch_size,
+            root: root.to_string(),
+            members: members.clone(),
+        };
+        readers.spawn(async move {
+            let entry = reader.dump(info).await;
+            drop(permit);
+            entry
+        });
+        while let Some(done) = readers.try_join_next() {
+            done.expect("a collection reader does not panic")?;
+        }
+    }
+    let mut entries = Vec::with_capacity(namespaces.len());
+    while let Some(done) = readers.join_next().await {
+        entries.push(done.expect("a collection reader does not panic")?);
+    }
+    entries.sort_by(|a, b| (&a.database, &a.collection).cmp(&(&b.database, &b.collection)));
+
+    pause_at(Stage::BeforeOplogEnd, cancel).await?;
+    let consistency = match oplog {
+        Some(window) => capture_oplog(options, window, root, &members).await?,
+        None => {
+            tracing::warn!("The server is not a replica set: no oplog was captured, so the dump is not a single point in time.");
+            Consistency {
+                oplog: false,
+                reason: Some("the server is not a replica-set member, so it has no oplog; the dump is not a single point in time".into()),
+                start: None,
+                end: None,
+                oplog_entries: 0,
+                oplog_bytes: 0,
+                oplog_sha256: None,
+            }
+        }
+    };
+    Ok((entries, consistency))
+}
+
+async fn send(members: &mpsc::Sender<Member>, member: Member) -> Result<()> {
+    members.send(member).await.map_err(|_| archive_stopped())
+}
+
+fn archive_stopped() -> Error {
+    Error::Archive { context: "the archive writer stopped".into(), source: std::io::Error::other("archive writer stopped") }
+}
+
+/// Copies the oplog between the start point and now into `oplog.bson`.
+async fn capture_oplog(options: &BackupOptions, window: &OplogWindow, root: &str, members: &mpsc::Sender<Member>) -> Result<Consistency> {
+    let end = window.current_end().await?;
+    window.ensure_start_still_present().await?;
+    let mut spool = BsonSpool::new(&options.spool_dir, options.spool_memory_limit);
+    window
+        .for_each_entry(end, |entry| {
+            spool
+                .push(entry.as_bytes())
+                .map_err(Error::io("cannot spool oplog.bson; check free space in the spool directory", &options.spool_dir))
+        })
+        .await?;
+    window.ensure_start_still_present().await?;
+    let bson = spool.finish().map_err(Error::io("cannot spool oplog.bson", &options.spool_dir))?;
+    let consistency = Consistency {
+        oplog: true,
+        reason: None,
+        start: Some(window.start),
+        end: Some(end),
+        oplog_entries: bson.summary.documents,
+        oplog_bytes: bson.summary.bytes,
+        oplog_sha256: Some(bson.summary.sha256.clone()),
+    };
+    info!(entries = consistency.oplog_entries, end_t = end.t, end_i = end.i, "Captured the oplog window.");
+    send(members, Member::Spooled { path: format!("{root}{}", dump::OPLOG_FILE), bson }).await?;
+    Ok(consistency)
+}
+
+/// Reads one collection into archive members.
+struct CollectionReader {
+    client: Client,
+    spool_dir: PathBuf,
+    spool_memory_limit: usize,
+    batch_size: u32,
+    root: String,
+    members: mpsc::Sender<Member>,
+}
+
+impl CollectionReader {
+    async fn dump(self, info: CollectionInfo) -> Result<NamespaceEntry> {
+        let namespace = info.namespace();
+        let indexes = list_index_specs(&self.client, &info).await?;
+        let metadata = dump::metadata_json(&info.name, &info.kind, &info.options, info.uuid.as_deref(), &indexes);
+        let metadata_file = dump::metadata_path(&info.database, &info.name);
+        let bson = if info.is_view() { None } else { Some(self.read_documents(&info).await?) };
+        send(&self.members, Member::Bytes { path: format!("{}{metadata_file}", self.root), bytes: metadata.into_bytes() }).await?;
+        let (summary, bson_file) = match bson {
+            None => (NamespaceDigest::default().finish(), None),
+            Some(bson) => {
+                let summary = bson.summary.clone();
+                let bson_file = dump::bson_path(&info.database, &info.name);
+                send(&self.members, Member::Spooled { path: format!("{}{bson_file}", self.root), bson }).await?;
+                (summary, Some(bson_file))
+            }
+        };
+        info!(namespace = %namespace, documents = summary.documents, bytes = summary.bytes, "Dumped.");
+        Ok(NamespaceEntry {
+            database: info.database,
+            collection: info.name,
+            kind: info.kind,
+            uuid: info.uuid,
+            options: canonical_value(&info.options),
+            indexes: indexes.iter().map(canonical_value).collect(),
+            bson_file,
+            metadata_file,
+            documents: summary.documents,
+            bytes: summary.bytes,
+            sha256: summary.sha256,
+            content_hash: summary.content_hash,
+        })
+    }
+
+    async fn read_documents(&self, info: &CollectionInfo) -> Result<SpooledBson> {
+        let namespace = info.namespace();
+        let collection = self.client.database(&info.database).collection::<RawDocumentBuf>(&info.name);
+        let mut find = collection.find(doc! {});
+        if self.batch_size > 0 {
+            find = find.batch_size(self.batch_size);
+        }
+        let reading = || format!("reading {namespace}");
+        let mut cursor = find.await.map_err(Error::mongo(reading()))?;
+        let mut spool = BsonSpool::new(&self.spool_dir, self.spool_memory_limit);
+        let spool_error = || format!("cannot spool {namespace}; check free space in the spool directory");
+        while cursor.advance().await.map_err(Error::mongo(reading()))? {
+            spool.push(cursor.current().as_bytes()).map_err(Error::io(spool_error(), &self.spool_dir))?;
+        }
+        spool.finish().map_err(Error::io(spool_error(), &self.spool_dir))
+    }
+}
+
+/// The archive thread: writes members until [`Member::Finish`], then returns the
+/// upload (not yet committed) and the archive digest. `Ok(None)` means the producer
+/// went away without finishing (the run failed elsewhere); the upload is dropped,
+/// which deletes it.
+fn write_archive(
+    upload: Box<dyn ArchiveUpload>,
+    mut members: mpsc::Receiver<Member>,
+    compression: Compression,
+    mtime: u64,
+    cancel: &CancellationToken,
+) -> Result<Option<(Box<dyn ArchiveUpload>, ArchiveDigest)>> {
+    let archive_error = |context: &str| {
+        let context = context.to_string();
+        move |source| Error::Archive { context, source }
+    };
+    let mut writer = ArchiveWriter::new(upload, compression, mtime).map_err(archive_error("starting the compressor"))?;
+    while let Some(member) = members.blocking_recv() {
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
+        match member {
+            Member::Dir(path) => writer.append_dir(&path).map_err(archive_error(&path))?,
+            Member::Bytes { path, bytes } => writer.append_bytes(&path, &bytes).map_err(archive_error(&path))?,
+            Member::Spooled { path, bson } => {
+                writer.append_file(&path, bson.summary.bytes, bson.data).map_err(archive_error(&path))?;
+            }
+            Member::Finish => return writer.finish().map(Some).map_err(archive_error("finishing the archive")),
+        }
+    }
+    Ok(None)
+}

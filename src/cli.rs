@@ -1,0 +1,193 @@
+//! The command line: raw flags (clap) and their validation into the options the
+//! library takes. Nothing here talks to a server.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::archive::Compression;
+use crate::backup::BackupOptions;
+use crate::error::{Error, Result};
+use crate::filter::NamespaceFilter;
+use crate::store::StoreLocation;
+
+/// The source used when neither `--uri` nor `MONGO_URI` is given: the seed's
+/// Kubernetes service.
+pub const DEFAULT_URI: &str = "mongodb://mongo-service:27017";
+
+/// Back up MongoDB to a local directory or S3 in the mongodump layout, with a checksum manifest.
+#[derive(Debug, Parser)]
+#[command(name = "ingest-backup", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dump every database (or the namespaces selected) into a new archive in the store.
+    Backup(BackupArgs),
+    /// List the backups in a store, newest first, complete or not.
+    List(ListArgs),
+    /// Load the sample ingest data set into a server (for demos, tests and benchmarks).
+    SampleData(SampleDataArgs),
+}
+
+/// `--uri`, shared by the commands that talk to a server.
+#[derive(Debug, Args)]
+pub struct UriArg {
+    /// MongoDB connection string [env: MONGO_URI; default: mongodb://mongo-service:27017]
+    #[arg(long, env = "MONGO_URI", hide_env = true, hide_env_values = true, default_value = DEFAULT_URI, hide_default_value = true)]
+    pub uri: String,
+}
+
+/// `--store`, shared by the commands that use a store.
+#[derive(Debug, Args)]
+pub struct StoreArg {
+    /// s3://bucket/prefix, file:///abs/path or a directory [default: s3://$S3_BUCKET/$BACKUP_DIR when S3_BUCKET is set, else ./backups]
+    #[arg(long)]
+    pub store: Option<String>,
+}
+
+impl StoreArg {
+    /// The store this flag (or the seed's environment variables) selects.
+    ///
+    /// # Errors
+    /// A usage error for a malformed store or `S3_BUCKET`.
+    pub fn location(&self) -> Result<StoreLocation> {
+        match &self.store {
+            Some(text) => StoreLocation::parse(text),
+            None => StoreLocation::from_env(std::env::var("S3_BUCKET").ok().as_deref(), std::env::var("BACKUP_DIR").ok().as_deref()),
+        }
+    }
+}
+
+/// Flags of `backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub uri: UriArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArg,
+    /// Collections read at the same time.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// Archive compression.
+    #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd"])]
+    pub compression: String,
+    /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
+    #[arg(long)]
+    pub level: Option<i32>,
+    /// zstd worker threads (0: compress on the archive thread).
+    #[arg(long, default_value_t = 0)]
+    pub zstd_threads: u32,
+    /// Only namespaces matching this db.collection pattern ('*' is a wildcard); repeatable.
+    #[arg(long = "ns-include", value_name = "PATTERN")]
+    pub ns_include: Vec<String>,
+    /// Skip namespaces matching this db.collection pattern; repeatable.
+    #[arg(long = "ns-exclude", value_name = "PATTERN")]
+    pub ns_exclude: Vec<String>,
+    /// Print one JSON document describing the result on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Directory for spool files of large collections [default: the system temp directory].
+    #[arg(long, env = "INGEST_BACKUP_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// MiB of one collection kept in memory before it is spooled to disk.
+    #[arg(long, default_value_t = 4)]
+    pub spool_memory_mb: usize,
+    /// Documents per cursor batch (0: the server's default).
+    #[arg(long, default_value_t = 0)]
+    pub batch_size: u32,
+}
+
+impl BackupArgs {
+    /// Validates the flags into [`BackupOptions`].
+    ///
+    /// # Errors
+    /// A usage error naming the bad flag and its fix.
+    pub fn options(&self) -> Result<BackupOptions> {
+        if !(1..=64).contains(&self.parallel) {
+            return Err(Error::usage(format!("--parallel {} is out of range: use 1 to 64", self.parallel)));
+        }
+        if self.spool_memory_mb > 1024 {
+            return Err(Error::usage("--spool-memory-mb is over 1024: a collection that large belongs on disk"));
+        }
+        let mut compression = Compression::from_name(&self.compression, self.level)?;
+        if let Compression::Zstd { threads, .. } = &mut compression {
+            *threads = self.zstd_threads;
+        }
+        Ok(BackupOptions {
+            uri: self.uri.uri.clone(),
+            store: self.store.location()?,
+            parallel: self.parallel,
+            compression,
+            filter: NamespaceFilter::new(&self.ns_include, &self.ns_exclude)?,
+            spool_dir: self.spool_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("ingest-backup-spool")),
+            spool_memory_limit: self.spool_memory_mb << 20,
+            batch_size: self.batch_size,
+        })
+    }
+}
+
+/// Flags of `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArg,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `sample-data`.
+#[derive(Debug, Args)]
+pub struct SampleDataArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub uri: UriArg,
+    /// Approximate size of the data set in MiB.
+    #[arg(long, default_value_t = 50)]
+    pub size_mb: u64,
+    /// Database to load into.
+    #[arg(long, default_value = "ingest")]
+    pub database: String,
+    /// Seed of the generator (same seed, same documents).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup_args(extra: &[&str]) -> Result<BackupOptions> {
+        let mut argv = vec!["ingest-backup", "backup", "--store", "/tmp/x"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Backup(args) => args.options(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_brief() {
+        let options = backup_args(&[]).unwrap();
+        assert_eq!(options.parallel, 4);
+        assert_eq!(options.compression, Compression::Gzip { level: 6 });
+        assert_eq!(options.store, StoreLocation::Local("/tmp/x".into()));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        assert_eq!(backup_args(&["--parallel", "0"]).unwrap_err().exit_code(), 2);
+        assert_eq!(backup_args(&["--ns-include", "nodot"]).unwrap_err().exit_code(), 2);
+        assert_eq!(backup_args(&["--compression", "zstd", "--level", "40"]).unwrap_err().exit_code(), 2);
+        assert!(Cli::try_parse_from(["ingest-backup", "backup", "--compression", "lz4"]).is_err());
+    }
+}

@@ -1,0 +1,82 @@
+//! The library's one error type. Each variant names the thing that failed and says
+//! whether the user's input (exit status 2) or the run itself (exit status 1) is at fault.
+
+use std::path::PathBuf;
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can stop a backup, with enough context to act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The command line or environment is wrong; nothing was attempted.
+    #[error("{message}")]
+    Usage {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The MongoDB server refused or failed an operation.
+    #[error("MongoDB: {context}: {source}")]
+    Mongo {
+        /// Which operation on which namespace.
+        context: String,
+        /// The driver's error (never carries the URI's password).
+        #[source]
+        source: mongodb::error::Error,
+    },
+    /// A local file operation failed.
+    #[error("{context} ({path}): {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the archive stream failed (disk full, broken upload).
+    #[error("writing the archive failed: {context}: {source}")]
+    Archive {
+        /// Which member or stage.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data read from the server cannot be backed up consistently.
+    #[error("{0}")]
+    Consistency(String),
+    /// SIGTERM or SIGINT arrived; the run was abandoned and cleaned up.
+    #[error("interrupted by a signal: the backup was abandoned and its partial archive removed")]
+    Cancelled,
+}
+
+impl Error {
+    /// Builds a usage error (exit status 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::Usage { message: message.into() }
+    }
+
+    /// Wraps a driver error with the operation it interrupted.
+    pub fn mongo(context: impl Into<String>) -> impl FnOnce(mongodb::error::Error) -> Self {
+        let context = context.into();
+        move |source| Error::Mongo { context, source }
+    }
+
+    /// Wraps an I/O error with what was being done and to which path.
+    pub fn io(context: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        let path = path.into();
+        move |source| Error::Io { context, path, source }
+    }
+
+    /// The process exit status this error maps to: 2 for bad usage, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage { .. } => 2,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! `ingest-backup`: back up a MongoDB deployment into a mongodump-layout tar archive
+//! with a checksum manifest, and keep it in a store.
+//!
+//! Data flows one way, one module per stage:
+//! [`source`] (the live server: discovery, cursors, oplog) -> [`dump`] (mongodump file
+//! layout, metadata documents, per-namespace digests) -> [`archive`] (tar plus gzip or
+//! zstd, hashed as it is written) -> [`store`] (where finished archives live).
+//! [`backup`] wires the stages together with bounded channels and one cancellation
+//! token; the binary in `main.rs` only parses flags and reports.
+
+pub mod archive;
+pub mod backup;
+pub mod cli;
+pub mod digest;
+pub mod dump;
+pub mod error;
+pub mod filter;
+pub mod manifest;
+pub mod naming;
+pub mod redact;
+pub mod sample;
+pub mod source;
+pub mod store;
+pub mod test_hooks;
+
+pub use error::{Error, Result};

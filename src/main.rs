@@ -1,0 +1,183 @@
+//! The `ingest-backup` binary: parse flags, run one command, report, exit with
+//! 0 (success), 1 (the operation failed) or 2 (bad usage or configuration).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use ingest_backup::backup::{run_backup, BackupReport};
+use ingest_backup::cli::{BackupArgs, Cli, Command, ListArgs, SampleDataArgs};
+use ingest_backup::manifest::Manifest;
+use ingest_backup::sample::{self, SampleSpec};
+use ingest_backup::{source, store, Error, Result};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let cancel = CancellationToken::new();
+    runtime.spawn(cancel_on_signal(cancel.clone()));
+    let json = match &cli.command {
+        Command::Backup(args) => args.json,
+        Command::List(args) => args.json,
+        Command::SampleData(_) => false,
+    };
+    let outcome = runtime.block_on(run(cli.command, cancel));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            if json {
+                println!("{}", json!({ "status": "error", "error": error.to_string(), "exit_code": error.exit_code() }));
+            }
+            ExitCode::from(error.exit_code() as u8)
+        }
+    }
+}
+
+async fn run(command: Command, cancel: CancellationToken) -> Result<()> {
+    match command {
+        Command::Backup(args) => backup(&args, cancel).await,
+        Command::List(args) => list(&args),
+        Command::SampleData(args) => sample_data(&args).await,
+    }
+}
+
+/// Cancels the run on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
+async fn cancel_on_signal(cancel: CancellationToken) {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::warn!(%error, "Cannot listen for SIGTERM.");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::warn!("SIGTERM received: abandoning the run."),
+        _ = tokio::signal::ctrl_c() => tracing::warn!("SIGINT received: abandoning the run."),
+    }
+    cancel.cancel();
+}
+
+async fn backup(args: &BackupArgs, cancel: CancellationToken) -> Result<()> {
+    let options = args.options()?;
+    let report = run_backup(&options, cancel).await?;
+    print_backup_summary(&report);
+    if args.json {
+        println!("{}", backup_json(&report, &options.store.to_string()));
+    }
+    Ok(())
+}
+
+fn print_backup_summary(report: &BackupReport) {
+    let manifest = &report.manifest;
+    eprintln!(
+        "backup {} complete: {} namespaces, {} documents, {:.1} MiB of BSON in {:.1}s -> {}",
+        manifest.name,
+        manifest.totals.namespaces,
+        manifest.totals.documents,
+        manifest.totals.bytes as f64 / (1 << 20) as f64,
+        report.duration_seconds,
+        report.archive
+    );
+    match (&manifest.consistency.oplog, &manifest.consistency.end) {
+        (true, Some(end)) => eprintln!(
+            "consistent at oplog timestamp {}:{} ({} oplog entries captured; restore with mongorestore --oplogReplay)",
+            end.t, end.i, manifest.consistency.oplog_entries
+        ),
+        _ => eprintln!(
+            "no oplog captured: {}",
+            manifest.consistency.reason.as_deref().unwrap_or("the server has no oplog")
+        ),
+    }
+}
+
+fn backup_json(report: &BackupReport, store: &str) -> serde_json::Value {
+    let manifest = &report.manifest;
+    let archive = manifest.archive.as_ref();
+    json!({
+        "status": "ok",
+        "name": manifest.name,
+        "store": store,
+        "archive": report.archive,
+        "sidecar": report.sidecar,
+        "compression": manifest.compression,
+        "namespaces": manifest.totals.namespaces,
+        "documents": manifest.totals.documents,
+        "bytes": manifest.totals.bytes,
+        "archive_bytes": archive.map(|a| a.size),
+        "archive_sha256": archive.map(|a| a.sha256.clone()),
+        "duration_seconds": report.duration_seconds,
+        "oplog": manifest.consistency.oplog,
+        "consistency": manifest.consistency,
+    })
+}
+
+fn list(args: &ListArgs) -> Result<()> {
+    let location = args.store.location()?;
+    let store = store::open(&location)?;
+    let mut rows = Vec::new();
+    for backup in store.list()? {
+        let manifest = backup.sidecar.as_deref().and_then(|bytes| serde_json::from_slice::<Manifest>(bytes).ok());
+        let duration = manifest.as_ref().and_then(|m| {
+            let start = chrono::DateTime::parse_from_rfc3339(&m.started_at).ok()?;
+            let end = chrono::DateTime::parse_from_rfc3339(&m.finished_at).ok()?;
+            Some((end - start).num_milliseconds() as f64 / 1000.0)
+        });
+        rows.push(json!({
+            "name": backup.name,
+            "archive": backup.archive,
+            "size": backup.size,
+            "complete": manifest.is_some(),
+            "documents": manifest.as_ref().map(|m| m.totals.documents),
+            "duration_seconds": duration,
+            "compression": manifest.as_ref().map(|m| m.compression.clone()),
+        }));
+    }
+    if args.json {
+        println!("{}", json!({ "store": location.to_string(), "backups": rows }));
+        return Ok(());
+    }
+    println!("{:<24} {:>12} {:>12} {:>9} {:<6} STATUS", "NAME", "SIZE", "DOCUMENTS", "SECONDS", "COMPR");
+    for row in &rows {
+        let complete = row["complete"].as_bool().unwrap_or(false);
+        println!(
+            "{:<24} {:>12} {:>12} {:>9} {:<6} {}",
+            row["name"].as_str().unwrap_or(""),
+            row["size"],
+            row["documents"].as_u64().map_or("-".into(), |d| d.to_string()),
+            row["duration_seconds"].as_f64().map_or("-".into(), |d| format!("{d:.1}")),
+            row["compression"].as_str().unwrap_or("-"),
+            if complete { "complete" } else { "INCOMPLETE (no sidecar manifest)" }
+        );
+    }
+    Ok(())
+}
+
+async fn sample_data(args: &SampleDataArgs) -> Result<()> {
+    if args.database.is_empty() || args.database.contains(['.', '/', ' ', '$']) {
+        return Err(Error::usage(format!("--database {:?} is not a valid database name", args.database)));
+    }
+    let source = source::connect(&args.uri.uri).await?;
+    let spec = SampleSpec { database: args.database.clone(), target_bytes: args.size_mb << 20, seed: args.seed };
+    let summary = sample::load(&source.client, &spec).await?;
+    eprintln!(
+        "loaded {} sample documents ({:.1} MiB) into database {}",
+        summary.documents,
+        summary.bytes as f64 / (1 << 20) as f64,
+        spec.database
+    );
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The manifest: what a backup holds and how to prove it. It is stored inside the
+//! archive (beside the dump directory) and, with the archive's own size and hash
+//! added, as the sidecar `<name>.manifest.json`, written last.
+
+use serde::{Deserialize, Serialize};
+
+use crate::source::Timestamp;
+
+/// Version of the manifest format; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A backup's manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// The tool that wrote it.
+    pub tool: ToolInfo,
+    /// Backup name (`2018-04-04T11_37`).
+    pub name: String,
+    /// Where the data came from (hosts only, never credentials).
+    pub source: SourceInfo,
+    /// Start time, RFC 3339 UTC.
+    pub started_at: String,
+    /// End time, RFC 3339 UTC.
+    pub finished_at: String,
+    /// `gzip` or `zstd`.
+    pub compression: String,
+    /// Path of the dump directory inside the archive.
+    pub dump_root: String,
+    /// The point in time the dump plus oplog represent.
+    pub consistency: Consistency,
+    /// Every namespace in the dump, sorted by database and name.
+    pub namespaces: Vec<NamespaceEntry>,
+    /// Sums over all namespaces.
+    pub totals: Totals,
+    /// The archive object itself; present only in the sidecar.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub archive: Option<ArchiveInfo>,
+}
+
+/// Name and version of the writing tool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ToolInfo {
+    /// Always `ingest-backup`.
+    pub name: String,
+    /// The crate version.
+    pub version: String,
+}
+
+impl ToolInfo {
+    /// This build.
+    pub fn current() -> Self {
+        Self { name: env!("CARGO_PKG_NAME").into(), version: env!("CARGO_PKG_VERSION").into() }
+    }
+}
+
+/// The backed-up deployment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceInfo {
+    /// Seed hosts from the URI, `host:port`.
+    pub hosts: Vec<String>,
+    /// Replica set name, if any.
+    pub replica_set: Option<String>,
+}
+
+/// The consistency point of a backup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Consistency {
+    /// Whether `oplog.bson` was captured.
+    pub oplog: bool,
+    /// Why not, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// Newest oplog entry before the first collection was read.
+    pub start: Option<Timestamp>,
+    /// Newest oplog entry after the last collection was read: the point in time
+    /// `mongorestore --oplogReplay` reaches.
+    pub end: Option<Timestamp>,
+    /// Entries in `oplog.bson`.
+    pub oplog_entries: u64,
+    /// Bytes of `oplog.bson`.
+    pub oplog_bytes: u64,
+    /// SHA-256 of `oplog.bson`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub oplog_sha256: Option<String>,
+}
+
+/// One collection or view.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NamespaceEntry {
+    /// Database name.
+    pub database: String,
+    /// Collection or view name.
+    pub collection: String,
+    /// `collection` or `view`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Collection UUID (hex) when known.
+    pub uuid: Option<String>,
+    /// `listCollections` options, canonical Extended JSON.
+    pub options: serde_json::Value,
+    /// `listIndexes` specs, canonical Extended JSON.
+    pub indexes: Vec<serde_json::Value>,
+    /// The `.bson` file, relative to the dump root (absent for a view).
+    pub bson_file: Option<String>,
+    /// The `.metadata.json` file, relative to the dump root.
+    pub metadata_file: String,
+    /// Documents in the `.bson` file.
+    pub documents: u64,
+    /// Bytes of the `.bson` file.
+    pub bytes: u64,
+    /// SHA-256 of the `.bson` file.
+    pub sha256: String,
+    /// Order-independent content hash (see [`crate::digest::ContentHash`]).
+    pub content_hash: String,
+}
+
+/// Sums over the namespaces.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    /// Collections and views.
+    pub namespaces: u64,
+    /// Documents.
+    pub documents: u64,
+    /// Uncompressed BSON bytes.
+    pub bytes: u64,
+}
+
+/// The archive object, recorded in the sidecar.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ArchiveInfo {
+    /// File or object name of the archive.
+    pub file: String,
+    /// Compressed size in bytes.
+    pub size: u64,
+    /// SHA-256 of the compressed bytes.
+    pub sha256: String,
+}
+
+impl Manifest {
+    /// Pretty JSON bytes, as stored.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("a manifest always serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trips_through_json() {
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            tool: ToolInfo::current(),
+            name: "2018-04-04T11_37".into(),
+            source: SourceInfo { hosts: vec!["mongo-service:27017".into()], replica_set: None },
+            started_at: "2018-04-04T11:37:00Z".into(),
+            finished_at: "2018-04-04T11:38:00Z".into(),
+            compression: "gzip".into(),
+            dump_root: "data/db/dump/2018-04-04T11_37/".into(),
+            consistency: Consistency {
+                oplog: false,
+                reason: Some("not a replica set".into()),
+                start: None,
+                end: None,
+                oplog_entries: 0,
+                oplog_bytes: 0,
+                oplog_sha256: None,
+            },
+            namespaces: vec![],
+            totals: Totals::default(),
+            archive: None,
+        };
+        let parsed: Manifest = serde_json::from_slice(&manifest.to_json()).unwrap();
+        assert_eq!(parsed, manifest);
+        assert!(!String::from_utf8(manifest.to_json()).unwrap().contains("\"archive\""));
+    }
+}

@@ -1,0 +1,111 @@
+//! What a backup holds: every database but `local` and `config`, the collections and
+//! views mongodump would keep, filtered by `--ns-include` / `--ns-exclude`, with their
+//! `listCollections` options and UUIDs and their `listIndexes` specs.
+
+use bson::{Bson, Document};
+use futures::TryStreamExt;
+use mongodb::Client;
+
+use crate::dump::is_dumped_namespace;
+use crate::error::{Error, Result};
+use crate::filter::NamespaceFilter;
+
+/// One collection or view as `listCollections` described it.
+#[derive(Debug, Clone)]
+pub struct CollectionInfo {
+    /// Database name.
+    pub database: String,
+    /// Collection or view name.
+    pub name: String,
+    /// `collection`, `view` or `timeseries`.
+    pub kind: String,
+    /// The `options` document, verbatim.
+    pub options: Document,
+    /// The collection UUID as lowercase hex, when the server reports one.
+    pub uuid: Option<String>,
+}
+
+impl CollectionInfo {
+    /// `database.name`.
+    pub fn namespace(&self) -> String {
+        format!("{}.{}", self.database, self.name)
+    }
+
+    /// Whether this is a view (metadata only, no documents).
+    pub fn is_view(&self) -> bool {
+        self.kind == "view"
+    }
+}
+
+/// Lists every namespace to back up, sorted by database then name.
+///
+/// # Errors
+/// A MongoDB error when listing fails; a consistency error for a time-series
+/// collection, which this version cannot back up faithfully.
+pub async fn discover(client: &Client, filter: &NamespaceFilter) -> Result<Vec<CollectionInfo>> {
+    let mut found = Vec::new();
+    let mut databases = client.list_database_names().await.map_err(Error::mongo("listing databases"))?;
+    databases.sort();
+    for database in databases {
+        if database == "local" || database == "config" {
+            continue;
+        }
+        let cursor = client
+            .database(&database)
+            .list_collections()
+            .await
+            .map_err(Error::mongo(format!("listing collections of database {database}")))?;
+        let specs: Vec<Document> = cursor
+            .with_type::<Document>()
+            .try_collect()
+            .await
+            .map_err(Error::mongo(format!("listing collections of database {database}")))?;
+        for spec in specs {
+            let info = collection_info(&database, &spec)?;
+            if !is_dumped_namespace(&info.database, &info.name) || !filter.keeps(&info.database, &info.name) {
+                continue;
+            }
+            if info.kind == "timeseries" {
+                return Err(Error::Consistency(format!(
+                    "{} is a time-series collection, which this version cannot back up; exclude it with --ns-exclude {}",
+                    info.namespace(),
+                    info.namespace()
+                )));
+            }
+            found.push(info);
+        }
+    }
+    found.sort_by(|a, b| (&a.database, &a.name).cmp(&(&b.database, &b.name)));
+    Ok(found)
+}
+
+fn collection_info(database: &str, spec: &Document) -> Result<CollectionInfo> {
+    let name = spec
+        .get_str("name")
+        .map_err(|_| Error::Consistency(format!("listCollections on {database} returned an entry without a name: {spec}")))?;
+    let uuid = match spec.get_document("info").ok().and_then(|info| info.get("uuid")) {
+        Some(Bson::Binary(binary)) => Some(hex::encode(&binary.bytes)),
+        _ => None,
+    };
+    Ok(CollectionInfo {
+        database: database.to_string(),
+        name: name.to_string(),
+        kind: spec.get_str("type").unwrap_or("collection").to_string(),
+        options: spec.get_document("options").cloned().unwrap_or_default(),
+        uuid,
+    })
+}
+
+/// The index specs of a collection, exactly as `listIndexes` returns them.
+///
+/// # Errors
+/// A MongoDB error naming the namespace.
+pub async fn list_index_specs(client: &Client, info: &CollectionInfo) -> Result<Vec<Document>> {
+    if info.is_view() {
+        return Ok(Vec::new());
+    }
+    let collection = client.database(&info.database).collection::<Document>(&info.name);
+    let context = || format!("listing the indexes of {}", info.namespace());
+    let cursor = collection.list_indexes().await.map_err(Error::mongo(context()))?;
+    cursor.with_type::<Document>().try_collect().await.map_err(Error::mongo(context()))
+}

@@ -1,0 +1,54 @@
+//! The live server: connecting, discovering what to dump, reading collections as raw
+//! BSON and capturing the oplog window of a backup.
+
+pub mod discovery;
+pub mod oplog;
+
+use mongodb::options::ClientOptions;
+use mongodb::Client;
+
+use crate::error::{Error, Result};
+use crate::redact::redact_uri;
+
+pub use discovery::{discover, list_index_specs, CollectionInfo};
+pub use oplog::{OplogWindow, Timestamp};
+
+/// A connected server and what it said about itself.
+pub struct Source {
+    /// The driver client.
+    pub client: Client,
+    /// `host:port` of every seed in the URI (no credentials).
+    pub hosts: Vec<String>,
+    /// The replica set name, when the server is a replica-set member.
+    pub replica_set: Option<String>,
+}
+
+/// Parses `uri` and connects (lazily: the first operation reaches the server).
+///
+/// # Errors
+/// A usage error naming the URI (password redacted) when it is malformed; a MongoDB
+/// error when the server cannot be reached.
+pub async fn connect(uri: &str) -> Result<Source> {
+    let mut options = ClientOptions::parse(uri).await.map_err(|e| {
+        Error::usage(format!(
+            "the MongoDB URI {} is not valid: {}; give --uri or MONGO_URI as mongodb://[user:password@]host[:port][/?options]",
+            redact_uri(uri),
+            describe_without_uri(&e, uri)
+        ))
+    })?;
+    options.app_name.get_or_insert_with(|| "ingest-backup".to_string());
+    let hosts = options.hosts.iter().map(ToString::to_string).collect();
+    let client = Client::with_options(options).map_err(Error::mongo("creating the client"))?;
+    let hello = client
+        .database("admin")
+        .run_command(bson::doc! { "hello": 1 })
+        .await
+        .map_err(Error::mongo(format!("cannot reach the server at {}; check the host, port and credentials", redact_uri(uri))))?;
+    let replica_set = hello.get_str("setName").ok().map(str::to_string);
+    Ok(Source { client, hosts, replica_set })
+}
+
+/// The driver's parse error text, with the URI removed should it quote it.
+fn describe_without_uri(error: &mongodb::error::Error, uri: &str) -> String {
+    error.to_string().replace(uri, &redact_uri(uri))
+}

@@ -1,0 +1,136 @@
+//! Point-in-time consistency, as `mongodump --oplog`: note the newest oplog entry
+//! before reading any collection, again after the last one, and copy every entry
+//! between the two (inclusive) into `oplog.bson`. Replaying it over the dump
+//! (`mongorestore --oplogReplay`) yields the state at the end point, which the
+//! manifest records.
+
+use bson::{doc, RawDocument, RawDocumentBuf};
+use mongodb::options::FindOptions;
+use mongodb::{Client, Collection};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A BSON timestamp: seconds and an increment within the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Timestamp {
+    /// Seconds since the Unix epoch.
+    pub t: u32,
+    /// Ordinal within the second.
+    pub i: u32,
+}
+
+impl From<bson::Timestamp> for Timestamp {
+    fn from(ts: bson::Timestamp) -> Self {
+        Timestamp { t: ts.time, i: ts.increment }
+    }
+}
+
+impl From<Timestamp> for bson::Timestamp {
+    fn from(ts: Timestamp) -> Self {
+        bson::Timestamp { time: ts.t, increment: ts.i }
+    }
+}
+
+/// The oplog of a replica set, seen from one backup.
+pub struct OplogWindow {
+    collection: Collection<RawDocumentBuf>,
+    /// The newest entry when the backup started.
+    pub start: Timestamp,
+}
+
+impl OplogWindow {
+    /// Opens `local.oplog.rs` and notes its newest entry as the start point.
+    ///
+    /// # Errors
+    /// A MongoDB error, or a consistency error when the oplog is empty.
+    pub async fn open(client: &Client) -> Result<Self> {
+        let collection = client.database("local").collection::<RawDocumentBuf>("oplog.rs");
+        let start = newest_entry(&collection).await?.ok_or_else(|| {
+            Error::Consistency("the oplog local.oplog.rs is empty, so no consistency point can be recorded".into())
+        })?;
+        Ok(Self { collection, start })
+    }
+
+    /// The newest entry now: the end point of the backup.
+    ///
+    /// # Errors
+    /// A MongoDB error.
+    pub async fn current_end(&self) -> Result<Timestamp> {
+        Ok(newest_entry(&self.collection).await?.unwrap_or(self.start))
+    }
+
+    /// Fails when the start entry has been overwritten (the oplog rolled over during
+    /// the backup), since the window would then have a gap.
+    ///
+    /// # Errors
+    /// A consistency error saying how to fix it.
+    pub async fn ensure_start_still_present(&self) -> Result<()> {
+        let oldest = entry_at_end(&self.collection, 1).await?;
+        match oldest {
+            Some(oldest) if oldest <= self.start => Ok(()),
+            _ => Err(Error::Consistency(format!(
+                "the oplog rolled over during the backup: its start point {}:{} is gone, so the dump cannot be made consistent; \
+                 enlarge the oplog or back up when the write load is lower",
+                self.start.t, self.start.i
+            ))),
+        }
+    }
+
+    /// Streams every entry with `start <= ts <= end`, in timestamp order, to `each`.
+    ///
+    /// # Errors
+    /// A MongoDB error, a consistency error for an entry mongodump also refuses
+    /// (a rename during the backup), or `each`'s error.
+    pub async fn for_each_entry(&self, end: Timestamp, mut each: impl FnMut(&RawDocument) -> Result<()>) -> Result<()> {
+        let start: bson::Timestamp = self.start.into();
+        let end_ts: bson::Timestamp = end.into();
+        let filter = doc! { "ts": { "$gte": start, "$lte": end_ts } };
+        let mut cursor = self
+            .collection
+            .find(filter)
+            .sort(doc! { "ts": 1 })
+            .await
+            .map_err(Error::mongo("reading the oplog window local.oplog.rs"))?;
+        while cursor.advance().await.map_err(Error::mongo("reading the oplog window local.oplog.rs"))? {
+            let entry = cursor.current();
+            refuse_unreplayable(entry)?;
+            each(entry)?;
+        }
+        Ok(())
+    }
+}
+
+/// Entries that make a dump plus oplog impossible to replay, as mongodump refuses them.
+fn refuse_unreplayable(entry: &RawDocument) -> Result<()> {
+    if let Ok(object) = entry.get_document("o") {
+        if let Ok(Some(_)) = object.get("renameCollection") {
+            return Err(Error::Consistency(
+                "a collection was renamed while the backup ran, so the oplog cannot be replayed consistently; run the backup again".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn newest_entry(collection: &Collection<RawDocumentBuf>) -> Result<Option<Timestamp>> {
+    entry_at_end(collection, -1).await
+}
+
+/// The timestamp of the oldest (`direction` 1) or newest (-1) entry in natural order.
+async fn entry_at_end(collection: &Collection<RawDocumentBuf>, direction: i32) -> Result<Option<Timestamp>> {
+    let options = FindOptions::builder().sort(doc! { "$natural": direction }).limit(1).build();
+    let mut cursor = collection
+        .find(doc! {})
+        .with_options(options)
+        .await
+        .map_err(Error::mongo("reading local.oplog.rs"))?;
+    if !cursor.advance().await.map_err(Error::mongo("reading local.oplog.rs"))? {
+        return Ok(None);
+    }
+    let ts = cursor
+        .current()
+        .get_timestamp("ts")
+        .map_err(|e| Error::Consistency(format!("an oplog entry has no valid ts field: {e}")))?;
+    Ok(Some(ts.into()))
+}
