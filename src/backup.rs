@@ -116,14 +116,18 @@ pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> R
 
     let root = dump::dump_root(&name);
     let produced = tokio::select! {
-        result = produce(options, &source.client, &namespaces, oplog.as_ref(), &root, members.clone(), &cancel) => result,
+        result = produce(options, &source, &namespaces, oplog.as_ref(), &root, members.clone(), &cancel) => result,
         _ = cancel.cancelled() => Err(Error::Cancelled),
     };
     let manifest = produced.map(|(entries, consistency)| Manifest {
         format_version: FORMAT_VERSION,
         tool: ToolInfo::current(),
         name: name.clone(),
-        source: SourceInfo { hosts: source.hosts.clone(), replica_set: source.replica_set.clone() },
+        source: SourceInfo {
+            hosts: source.hosts.clone(),
+            replica_set: source.replica_set.clone(),
+            server_version: source.server_version.clone(),
+        },
         started_at: rfc3339(started),
         finished_at: rfc3339(Utc::now()),
         compression: options.compression.name().to_string(),
@@ -183,7 +187,7 @@ fn rfc3339(time: DateTime<Utc>) -> String {
 /// Reads every namespace and the oplog window into archive members.
 async fn produce(
     options: &BackupOptions,
-    client: &Client,
+    source: &source::Source,
     namespaces: &[CollectionInfo],
     oplog: Option<&OplogWindow>,
     root: &str,
@@ -200,10 +204,11 @@ async fn produce(
 
     let permits = Arc::new(Semaphore::new(options.parallel.max(1)));
     let mut readers = JoinSet::new();
+    let mut entries = Vec::with_capacity(namespaces.len());
     for info in namespaces.iter().cloned() {
         let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
         let reader = CollectionReader {
-            client: client.clone(),
+            client: source.client.clone(),
             spool_dir: options.spool_dir.clone(),
             spool_memory_limit: options.spool_memory_limit,
             batch_size: options.batch_size,
@@ -216,10 +221,9 @@ async fn produce(
             entry
         });
         while let Some(done) = readers.try_join_next() {
-            done.expect("a collection reader does not panic")?;
+            entries.push(done.expect("a collection reader does not panic")?);
         }
     }
-    let mut entries = Vec::with_capacity(namespaces.len());
     while let Some(done) = readers.join_next().await {
         entries.push(done.expect("a collection reader does not panic")?);
     }
@@ -255,16 +259,19 @@ fn archive_stopped() -> Error {
 /// Copies the oplog between the start point and now into `oplog.bson`.
 async fn capture_oplog(options: &BackupOptions, window: &OplogWindow, root: &str, members: &mpsc::Sender<Member>) -> Result<Consistency> {
     let end = window.current_end().await?;
-    window.ensure_start_still_present().await?;
     let mut spool = BsonSpool::new(&options.spool_dir, options.spool_memory_limit);
+    let mut first_entry = None;
     window
-        .for_each_entry(end, |entry| {
+        .for_each_entry(end, |entry, ts| {
+            first_entry.get_or_insert(ts);
             spool
                 .push(entry.as_bytes())
                 .map_err(Error::io("cannot spool oplog.bson; check free space in the spool directory", &options.spool_dir))
         })
         .await?;
-    window.ensure_start_still_present().await?;
+    if first_entry != Some(window.start) {
+        window.ensure_start_still_present().await?;
+    }
     let bson = spool.finish().map_err(Error::io("cannot spool oplog.bson", &options.spool_dir))?;
     let consistency = Consistency {
         oplog: true,

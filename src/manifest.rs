@@ -62,6 +62,9 @@ pub struct SourceInfo {
     pub hosts: Vec<String>,
     /// Replica set name, if any.
     pub replica_set: Option<String>,
+    /// Server version from `buildInfo`, if reported.
+    #[serde(default)]
+    pub server_version: Option<String>,
 }
 
 /// The consistency point of a backup.
@@ -157,7 +160,7 @@ mod tests {
             format_version: FORMAT_VERSION,
             tool: ToolInfo::current(),
             name: "2018-04-04T11_37".into(),
-            source: SourceInfo { hosts: vec!["mongo-service:27017".into()], replica_set: None },
+            source: SourceInfo { hosts: vec!["mongo-service:27017".into()], replica_set: None, server_version: None },
             started_at: "2018-04-04T11:37:00Z".into(),
             finished_at: "2018-04-04T11:38:00Z".into(),
             compression: "gzip".into(),

@@ -21,6 +21,8 @@ pub struct Source {
     pub hosts: Vec<String>,
     /// The replica set name, when the server is a replica-set member.
     pub replica_set: Option<String>,
+    /// The server's version from `buildInfo`, when it reports one.
+    pub server_version: Option<String>,
 }
 
 /// Parses `uri` and connects (lazily: the first operation reaches the server).
@@ -45,10 +47,34 @@ pub async fn connect(uri: &str) -> Result<Source> {
         .await
         .map_err(Error::mongo(format!("cannot reach the server at {}; check the host, port and credentials", redact_uri(uri))))?;
     let replica_set = hello.get_str("setName").ok().map(str::to_string);
-    Ok(Source { client, hosts, replica_set })
+    let server_version = match client.database("admin").run_command(bson::doc! { "buildInfo": 1 }).await {
+        Ok(info) => info.get_str("version").ok().map(str::to_string),
+        Err(_) => None,
+    };
+    Ok(Source { client, hosts, replica_set, server_version })
 }
 
 /// The driver's parse error text, with the URI removed should it quote it.
 fn describe_without_uri(error: &mongodb::error::Error, uri: &str) -> String {
     error.to_string().replace(uri, &redact_uri(uri))
+}
+
+/// Recomputes the digests of a live collection by scanning it (in whatever order the
+/// server returns documents; the content hash does not depend on it).
+///
+/// # Errors
+/// A MongoDB error naming the namespace.
+pub async fn live_digest(client: &Client, database: &str, collection: &str) -> Result<crate::digest::DigestSummary> {
+    let context = || format!("reading {database}.{collection}");
+    let mut cursor = client
+        .database(database)
+        .collection::<bson::RawDocumentBuf>(collection)
+        .find(bson::doc! {})
+        .await
+        .map_err(Error::mongo(context()))?;
+    let mut digest = crate::digest::NamespaceDigest::default();
+    while cursor.advance().await.map_err(Error::mongo(context()))? {
+        digest.add_document(cursor.current().as_bytes());
+    }
+    Ok(digest.finish())
 }

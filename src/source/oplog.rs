@@ -77,25 +77,29 @@ impl OplogWindow {
         }
     }
 
-    /// Streams every entry with `start <= ts <= end`, in timestamp order, to `each`.
+    /// Streams every entry with `start <= ts <= end`, in the oplog's natural order
+    /// (which is timestamp order; an explicit sort would need an in-memory sort on a
+    /// real server), to `each`
+    /// with its timestamp. When the first entry is the start entry itself, the window
+    /// provably has no gap; otherwise call [`Self::ensure_start_still_present`].
     ///
     /// # Errors
     /// A MongoDB error, a consistency error for an entry mongodump also refuses
     /// (a rename during the backup), or `each`'s error.
-    pub async fn for_each_entry(&self, end: Timestamp, mut each: impl FnMut(&RawDocument) -> Result<()>) -> Result<()> {
+    pub async fn for_each_entry(&self, end: Timestamp, mut each: impl FnMut(&RawDocument, Timestamp) -> Result<()>) -> Result<()> {
         let start: bson::Timestamp = self.start.into();
         let end_ts: bson::Timestamp = end.into();
         let filter = doc! { "ts": { "$gte": start, "$lte": end_ts } };
         let mut cursor = self
             .collection
             .find(filter)
-            .sort(doc! { "ts": 1 })
             .await
             .map_err(Error::mongo("reading the oplog window local.oplog.rs"))?;
         while cursor.advance().await.map_err(Error::mongo("reading the oplog window local.oplog.rs"))? {
             let entry = cursor.current();
             refuse_unreplayable(entry)?;
-            each(entry)?;
+            let ts = entry.get_timestamp("ts").map_err(|e| Error::Consistency(format!("an oplog entry has no valid ts field: {e}")))?;
+            each(entry, ts.into())?;
         }
         Ok(())
     }
