@@ -1,1 +1,96 @@
-fn main(){}
+//! The backup pipeline without a server: sample documents (raw BSON) -> per-namespace
+//! digests -> mongodump-layout tar -> gzip or zstd -> archive SHA-256 -> a sink,
+//! beside the limits measured on the same bytes (a memory copy, SHA-256 alone, the
+//! compressor alone). Run with `cargo bench --bench pipeline`.
+#![allow(missing_docs)]
+
+use std::io::{self, Write};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ingest_backup::archive::{ArchiveWriter, Compression};
+use ingest_backup::digest::NamespaceDigest;
+use ingest_backup::sample::{SampleGenerator, SampleSpec, COLLECTIONS};
+use sha2::{Digest, Sha256};
+
+/// The sample data set as one `.bson` byte stream per collection.
+fn sample_files(megabytes: u64) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = COLLECTIONS.iter().map(|c| (format!("data/db/dump/b/ingest/{c}.bson"), Vec::new())).collect();
+    for (collection, document) in SampleGenerator::new(&SampleSpec::megabytes(megabytes)) {
+        let index = COLLECTIONS.iter().position(|c| *c == collection).unwrap();
+        document.to_writer(&mut files[index].1).unwrap();
+    }
+    files
+}
+
+fn documents(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let length = i32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        let (document, tail) = rest.split_at(length);
+        rest = tail;
+        Some(document)
+    })
+}
+
+fn pipeline(files: &[(String, Vec<u8>)], compression: Compression) -> u64 {
+    let mut writer = ArchiveWriter::new(io::sink(), compression, 0).unwrap();
+    for (path, bytes) in files {
+        let mut digest = NamespaceDigest::default();
+        documents(bytes).for_each(|d| digest.add_document(d));
+        let summary = digest.finish();
+        writer.append_file(path, summary.bytes, &bytes[..]).unwrap();
+    }
+    writer.finish().unwrap().1.size
+}
+
+fn bench(c: &mut Criterion) {
+    let files = sample_files(32);
+    let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Bytes(total)).sample_size(10);
+
+    group.bench_function("limit/memcpy", |b| {
+        b.iter(|| files.iter().map(|(_, bytes)| bytes.to_vec().len()).sum::<usize>())
+    });
+    group.bench_function("limit/sha256", |b| b.iter(|| files.iter().map(|(_, bytes)| Sha256::digest(bytes)[0]).fold(0u8, |a, x| a ^ x)));
+    group.bench_function("stage/digests", |b| {
+        b.iter(|| {
+            files
+                .iter()
+                .map(|(_, bytes)| {
+                    let mut digest = NamespaceDigest::default();
+                    documents(bytes).for_each(|d| digest.add_document(d));
+                    digest.finish().documents
+                })
+                .sum::<u64>()
+        })
+    });
+    for compression in [Compression::Gzip { level: 6 }, Compression::Zstd { level: 3, threads: 0 }] {
+        group.bench_with_input(BenchmarkId::new("limit/compressor", compression.name()), &compression, |b, compression| {
+            b.iter(|| {
+                let mut total = 0usize;
+                for (_, bytes) in &files {
+                    total += match compression {
+                        Compression::Gzip { level } => {
+                            let mut encoder = flate2::write::GzEncoder::new(io::sink(), flate2::Compression::new(*level));
+                            encoder.write_all(bytes).unwrap();
+                            encoder.finish().map(|_| bytes.len()).unwrap()
+                        }
+                        Compression::Zstd { level, .. } => zstd::stream::copy_encode(&bytes[..], io::sink(), *level).map(|_| bytes.len()).unwrap(),
+                    };
+                }
+                total
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("whole", compression.name()), &compression, |b, compression| {
+            b.iter(|| pipeline(&files, *compression))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
