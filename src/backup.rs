@@ -27,7 +27,8 @@ use tracing::info;
 
 use crate::archive::{ArchiveDigest, ArchiveWriter, Compression};
 use crate::digest::NamespaceDigest;
-use crate::dump::{self, metadata::canonical_value, spool::SpooledBson, BsonSpool};
+use crate::dump::spool::{SpoolGauge, SpooledBson};
+use crate::dump::{self, metadata::canonical_value, BsonSpool};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
@@ -68,6 +69,8 @@ pub struct BackupReport {
     pub manifest: Manifest,
     /// Wall time of the run in seconds.
     pub duration_seconds: f64,
+    /// The most bytes of temporary spool files on disk at once.
+    pub peak_spool_disk_bytes: u64,
 }
 
 /// A tar member on its way to the archive thread.
@@ -115,8 +118,9 @@ pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> R
     };
 
     let root = dump::dump_root(&name);
+    let gauge = SpoolGauge::default();
     let produced = tokio::select! {
-        result = produce(options, &source, &namespaces, oplog.as_ref(), &root, members.clone(), &cancel) => result,
+        result = produce(options, &source, &namespaces, oplog.as_ref(), &root, &gauge, members.clone(), &cancel) => result,
         _ = cancel.cancelled() => Err(Error::Cancelled),
     };
     let manifest = produced.map(|(entries, consistency)| Manifest {
@@ -168,13 +172,20 @@ pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> R
         let name = name.clone();
         tokio::task::spawn_blocking(move || store.put_sidecar(&name, &sidecar_bytes)).await.expect("put_sidecar does not panic")?
     };
-    let report = BackupReport { archive, sidecar, manifest, duration_seconds: clock.elapsed().as_secs_f64() };
+    let report = BackupReport {
+        archive,
+        sidecar,
+        manifest,
+        duration_seconds: clock.elapsed().as_secs_f64(),
+        peak_spool_disk_bytes: gauge.peak(),
+    };
     info!(
         backup = %name,
         documents = report.manifest.totals.documents,
         bytes = report.manifest.totals.bytes,
         archive_bytes = report.manifest.archive.as_ref().map_or(0, |a| a.size),
         seconds = format!("{:.2}", report.duration_seconds),
+        peak_spool_disk_bytes = report.peak_spool_disk_bytes,
         "Backup complete."
     );
     Ok(report)
@@ -191,6 +202,7 @@ async fn produce(
     namespaces: &[CollectionInfo],
     oplog: Option<&OplogWindow>,
     root: &str,
+    gauge: &SpoolGauge,
     members: mpsc::Sender<Member>,
     cancel: &CancellationToken,
 ) -> Result<(Vec<NamespaceEntry>, Consistency)> {
@@ -213,6 +225,7 @@ async fn produce(
             spool_memory_limit: options.spool_memory_limit,
             batch_size: options.batch_size,
             root: root.to_string(),
+            gauge: gauge.clone(),
             members: members.clone(),
         };
         readers.spawn(async move {
@@ -231,7 +244,7 @@ async fn produce(
 
     pause_at(Stage::BeforeOplogEnd, cancel).await?;
     let consistency = match oplog {
-        Some(window) => capture_oplog(options, window, root, &members).await?,
+        Some(window) => capture_oplog(options, window, root, gauge, &members).await?,
         None => {
             tracing::warn!("The server is not a replica set: no oplog was captured, so the dump is not a single point in time.");
             Consistency {
@@ -257,12 +270,17 @@ fn archive_stopped() -> Error {
 }
 
 /// Copies the oplog between the start point and now into `oplog.bson`.
-async fn capture_oplog(options: &BackupOptions, window: &OplogWindow, root: &str, members: &mpsc::Sender<Member>) -> Result<Consistency> {
-    let end = window.current_end().await?;
-    let mut spool = BsonSpool::new(&options.spool_dir, options.spool_memory_limit);
+async fn capture_oplog(
+    options: &BackupOptions,
+    window: &OplogWindow,
+    root: &str,
+    gauge: &SpoolGauge,
+    members: &mpsc::Sender<Member>,
+) -> Result<Consistency> {
+    let mut spool = BsonSpool::new(&options.spool_dir, options.spool_memory_limit, gauge);
     let mut first_entry = None;
-    window
-        .for_each_entry(end, |entry, ts| {
+    let end = window
+        .copy_from_start(|entry, ts| {
             first_entry.get_or_insert(ts);
             spool
                 .push(entry.as_bytes())
@@ -294,6 +312,7 @@ struct CollectionReader {
     spool_memory_limit: usize,
     batch_size: u32,
     root: String,
+    gauge: SpoolGauge,
     members: mpsc::Sender<Member>,
 }
 
@@ -340,7 +359,7 @@ impl CollectionReader {
         }
         let reading = || format!("reading {namespace}");
         let mut cursor = find.await.map_err(Error::mongo(reading()))?;
-        let mut spool = BsonSpool::new(&self.spool_dir, self.spool_memory_limit);
+        let mut spool = BsonSpool::new(&self.spool_dir, self.spool_memory_limit, &self.gauge);
         let spool_error = || format!("cannot spool {namespace}; check free space in the spool directory");
         while cursor.advance().await.map_err(Error::mongo(reading()))? {
             spool.push(cursor.current().as_bytes()).map_err(Error::io(spool_error(), &self.spool_dir))?;

@@ -120,6 +120,7 @@ fn backup_json(report: &BackupReport, store: &str) -> serde_json::Value {
         "archive_bytes": archive.map(|a| a.size),
         "archive_sha256": archive.map(|a| a.sha256.clone()),
         "duration_seconds": report.duration_seconds,
+        "peak_spool_disk_bytes": report.peak_spool_disk_bytes,
         "oplog": manifest.consistency.oplog,
         "consistency": manifest.consistency,
     })

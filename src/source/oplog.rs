@@ -34,6 +34,7 @@ impl From<Timestamp> for bson::Timestamp {
 
 /// The oplog of a replica set, seen from one backup.
 pub struct OplogWindow {
+    client: Client,
     collection: Collection<RawDocumentBuf>,
     /// The newest entry when the backup started.
     pub start: Timestamp,
@@ -49,15 +50,15 @@ impl OplogWindow {
         let start = newest_entry(&collection).await?.ok_or_else(|| {
             Error::Consistency("the oplog local.oplog.rs is empty, so no consistency point can be recorded".into())
         })?;
-        Ok(Self { collection, start })
+        Ok(Self { client: client.clone(), collection, start })
     }
 
-    /// The newest entry now: the end point of the backup.
-    ///
-    /// # Errors
-    /// A MongoDB error.
-    pub async fn current_end(&self) -> Result<Timestamp> {
-        Ok(newest_entry(&self.collection).await?.unwrap_or(self.start))
+    /// The newest operation time the server reports (`hello.lastWrite`), used to
+    /// bound the copy so that it does not chase a busy server forever.
+    async fn last_write(&self) -> Option<Timestamp> {
+        let hello = self.client.database("admin").run_command(doc! { "hello": 1 }).await.ok()?;
+        let ts = hello.get_document("lastWrite").ok()?.get_document("opTime").ok()?.get_timestamp("ts").ok()?;
+        Some(ts.into())
     }
 
     /// Fails when the start entry has been overwritten (the oplog rolled over during
@@ -77,31 +78,36 @@ impl OplogWindow {
         }
     }
 
-    /// Streams every entry with `start <= ts <= end`, in the oplog's natural order
-    /// (which is timestamp order; an explicit sort would need an in-memory sort on a
-    /// real server), to `each`
-    /// with its timestamp. When the first entry is the start entry itself, the window
-    /// provably has no gap; otherwise call [`Self::ensure_start_still_present`].
+    /// Streams every entry from the start point on, in the oplog's natural order
+    /// (timestamp order; an explicit sort would need an in-memory sort on a real
+    /// server), to `each` with its timestamp, and returns the timestamp of the last
+    /// entry: the end point of the backup. The copy stops at the server's last write
+    /// as of this call. Because oplog readers never see past a hole, every entry up
+    /// to the returned end point is included.
+    ///
+    /// When the first entry is the start entry itself the window provably has no gap;
+    /// otherwise call [`Self::ensure_start_still_present`].
     ///
     /// # Errors
     /// A MongoDB error, a consistency error for an entry mongodump also refuses
     /// (a rename during the backup), or `each`'s error.
-    pub async fn for_each_entry(&self, end: Timestamp, mut each: impl FnMut(&RawDocument, Timestamp) -> Result<()>) -> Result<()> {
+    pub async fn copy_from_start(&self, mut each: impl FnMut(&RawDocument, Timestamp) -> Result<()>) -> Result<Timestamp> {
         let start: bson::Timestamp = self.start.into();
-        let end_ts: bson::Timestamp = end.into();
-        let filter = doc! { "ts": { "$gte": start, "$lte": end_ts } };
-        let mut cursor = self
-            .collection
-            .find(filter)
-            .await
-            .map_err(Error::mongo("reading the oplog window local.oplog.rs"))?;
-        while cursor.advance().await.map_err(Error::mongo("reading the oplog window local.oplog.rs"))? {
+        let filter = match self.last_write().await {
+            Some(cutoff) if cutoff >= self.start => doc! { "ts": { "$gte": start, "$lte": bson::Timestamp::from(cutoff) } },
+            _ => doc! { "ts": { "$gte": start } },
+        };
+        let context = "reading the oplog window from local.oplog.rs";
+        let mut cursor = self.collection.find(filter).await.map_err(Error::mongo(context))?;
+        let mut end = self.start;
+        while cursor.advance().await.map_err(Error::mongo(context))? {
             let entry = cursor.current();
             refuse_unreplayable(entry)?;
             let ts = entry.get_timestamp("ts").map_err(|e| Error::Consistency(format!("an oplog entry has no valid ts field: {e}")))?;
-            each(entry, ts.into())?;
+            end = ts.into();
+            each(entry, end)?;
         }
-        Ok(())
+        Ok(end)
     }
 }
 
