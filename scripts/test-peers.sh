@@ -148,12 +148,34 @@ install_tools() {
     fi
 }
 
+# MinIO, the S3 server of the tests, from its Go module (pinned: the module has no
+# tagged versions, only pseudo-versions).
+MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
+MINIO_BIN="$CACHE/minio/bin/minio"
+
+install_minio() {
+    if [[ -x "$MINIO_BIN" ]]; then
+        return 0
+    fi
+    log "building MinIO $MINIO_VERSION from the Go module (takes several minutes once)"
+    mkdir -p "$CACHE/minio/bin"
+    if ! GOBIN="$CACHE/minio/bin" GOFLAGS=-buildvcs=false timeout 1500 go install "github.com/minio/minio@$MINIO_VERSION" >&2; then
+        log "warning: MinIO could not be built; the S3 tests will be skipped"
+    fi
+}
+
 cmd_install() {
     install_secantus
     if [[ "${INGEST_PEERS_SKIP_TOOLS:-0}" != "1" ]]; then
         install_tools
+        install_minio
     fi
     echo "secantus: OK $PY"
+    if [[ -x "$MINIO_BIN" ]]; then
+        echo "minio: OK $MINIO_BIN"
+    else
+        echo "minio: UNAVAILABLE"
+    fi
     if [[ "${INGEST_PEERS_SKIP_TOOLS:-0}" == "1" ]]; then
         echo "mongo-tools: SKIPPED (INGEST_PEERS_SKIP_TOOLS=1)"
     elif tools_complete "$TOOLS_BIN"; then
@@ -171,6 +193,9 @@ cmd_env() {
     printf 'export INGEST_TEST_PYTHON=%q\n' "$PY"
     if tools_complete "$TOOLS_BIN"; then
         printf 'export INGEST_TEST_MONGO_TOOLS=%q\n' "$TOOLS_BIN"
+    fi
+    if [[ -x "$MINIO_BIN" ]]; then
+        printf 'export INGEST_TEST_MINIO=%q\n' "$MINIO_BIN"
     fi
 }
 

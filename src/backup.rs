@@ -34,6 +34,7 @@ use crate::filter::NamespaceFilter;
 use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
 use crate::naming::choose_name;
 use crate::source::{self, discover, list_index_specs, CollectionInfo, OplogWindow};
+use crate::store::s3::S3Settings;
 use crate::store::{self, ArchiveUpload, StoreLocation};
 use crate::test_hooks::{pause_at, Stage};
 
@@ -44,6 +45,8 @@ pub struct BackupOptions {
     pub uri: String,
     /// Where the archive goes.
     pub store: StoreLocation,
+    /// S3 settings, for an S3 store.
+    pub s3: Option<S3Settings>,
     /// Collections read at once.
     pub parallel: usize,
     /// Archive compression.
@@ -89,11 +92,19 @@ enum Member {
 pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> Result<BackupReport> {
     let clock = Instant::now();
     let started = Utc::now();
-    let store: Arc<dyn store::Store> = Arc::from(store::open(&options.store)?);
+    let s3 = options.s3.clone();
+    let store: Arc<dyn store::Store> = Arc::from(
+        store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?,
+    );
     std::fs::create_dir_all(&options.spool_dir)
         .map_err(Error::io("cannot create the spool directory; set --spool-dir to a writable directory", &options.spool_dir))?;
     let source = source::connect(&options.uri).await?;
-    let name = choose_name(started, |candidate| store.name_taken(candidate))?;
+    let name = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || choose_name(started, |candidate| store.name_taken(candidate)))
+            .await
+            .expect("choose_name does not panic")?
+    };
     let file_name = format!("{name}.{}", options.compression.extension());
     info!(backup = %name, store = %options.store, "Starting backup.");
 
@@ -162,6 +173,8 @@ pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> R
         (Ok(_), Ok(None)) => return Err(Error::Cancelled),
     };
     if cancel.is_cancelled() {
+        // Dropping an upload aborts it, which blocks: do it off the async threads.
+        let _ = tokio::task::spawn_blocking(move || drop(upload)).await;
         return Err(Error::Cancelled);
     }
     let archive = tokio::task::spawn_blocking(move || upload.commit()).await.expect("commit does not panic")?;

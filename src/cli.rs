@@ -9,6 +9,7 @@ use crate::archive::Compression;
 use crate::backup::BackupOptions;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
+use crate::store::s3::S3Settings;
 use crate::store::StoreLocation;
 
 /// The source used when neither `--uri` nor `MONGO_URI` is given: the seed's
@@ -49,6 +50,12 @@ pub struct StoreArg {
     /// s3://bucket/prefix, file:///abs/path or a directory [default: s3://$S3_BUCKET/$BACKUP_DIR when S3_BUCKET is set, else ./backups]
     #[arg(long)]
     pub store: Option<String>,
+    /// S3 multipart part size in MiB (5-5120); memory is about part size x (parts in flight + 1).
+    #[arg(long, default_value_t = 8)]
+    pub part_size_mb: usize,
+    /// S3 parts uploaded at once.
+    #[arg(long, default_value_t = 4)]
+    pub parts_in_flight: usize,
 }
 
 impl StoreArg {
@@ -61,6 +68,14 @@ impl StoreArg {
             Some(text) => StoreLocation::parse(text),
             None => StoreLocation::from_env(std::env::var("S3_BUCKET").ok().as_deref(), std::env::var("BACKUP_DIR").ok().as_deref()),
         }
+    }
+
+    /// The S3 settings: these flags plus the AWS and `S3_*` environment variables.
+    ///
+    /// # Errors
+    /// A usage error naming a malformed flag or variable.
+    pub fn s3_settings(&self) -> Result<S3Settings> {
+        S3Settings::from_env(self.part_size_mb, self.parts_in_flight)
     }
 }
 
@@ -124,6 +139,10 @@ impl BackupArgs {
         Ok(BackupOptions {
             uri: self.uri.uri.clone(),
             store: self.store.location()?,
+            s3: match self.store.location()? {
+                StoreLocation::S3 { .. } => Some(self.store.s3_settings()?),
+                StoreLocation::Local(_) => None,
+            },
             parallel: self.parallel,
             compression,
             filter: NamespaceFilter::new(&self.ns_include, &self.ns_exclude)?,

@@ -45,6 +45,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The store (S3) failed a request; the message names the object and the fix.
+    #[error("{message}")]
+    Store {
+        /// What failed, on which object, and what to do.
+        message: String,
+        /// Whether trying again later can help.
+        retryable: bool,
+    },
     /// The data read from the server cannot be backed up consistently.
     #[error("{0}")]
     Consistency(String),

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 async fn run(command: Command, cancel: CancellationToken) -> Result<()> {
     match command {
         Command::Backup(args) => backup(&args, cancel).await,
-        Command::List(args) => list(&args),
+        Command::List(args) => list(&args).await,
         Command::SampleData(args) => sample_data(&args).await,
     }
 }
@@ -126,11 +126,12 @@ fn backup_json(report: &BackupReport, store: &str) -> serde_json::Value {
     })
 }
 
-fn list(args: &ListArgs) -> Result<()> {
+async fn list(args: &ListArgs) -> Result<()> {
     let location = args.store.location()?;
-    let store = store::open(&location)?;
+    let store = store::open(&location, || args.store.s3_settings()).await?;
+    let backups = tokio::task::spawn_blocking(move || store.list()).await.expect("list does not panic")?;
     let mut rows = Vec::new();
-    for backup in store.list()? {
+    for backup in backups {
         let manifest = backup.sidecar.as_deref().and_then(|bytes| serde_json::from_slice::<Manifest>(bytes).ok());
         let duration = manifest.as_ref().and_then(|m| {
             let start = chrono::DateTime::parse_from_rfc3339(&m.started_at).ok()?;

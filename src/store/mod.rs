@@ -5,6 +5,7 @@
 //! The seam is the [`Store`] trait; [`local::LocalStore`] is the directory store.
 
 pub mod local;
+pub mod s3;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -118,7 +119,8 @@ pub struct StoredBackup {
     pub sidecar: Option<Vec<u8>>,
 }
 
-/// A place that keeps backups.
+/// A place that keeps backups. Methods block (an S3 store waits on the network):
+/// call them from a blocking thread, never from async code.
 pub trait Store: Send + Sync {
     /// Whether any object of backup `name` exists (archive, partial upload or sidecar).
     ///
@@ -146,17 +148,17 @@ pub trait Store: Send + Sync {
     fn list(&self) -> Result<Vec<StoredBackup>>;
 }
 
-/// Opens the store at `location`.
+/// Opens the store at `location`; `s3_settings` is consulted only for an S3 store.
+///
+/// The returned store's methods block: call them from a blocking thread.
 ///
 /// # Errors
-/// A usage error for a store kind this build cannot write, or the store's own error.
-pub fn open(location: &StoreLocation) -> Result<Box<dyn Store>> {
+/// A usage error for bad settings, or the store's own error (a missing bucket, denied
+/// access, an unreachable endpoint).
+pub async fn open(location: &StoreLocation, s3_settings: impl FnOnce() -> Result<s3::S3Settings>) -> Result<Box<dyn Store>> {
     match location {
         StoreLocation::Local(path) => Ok(Box::new(local::LocalStore::open(path)?)),
-        StoreLocation::S3 { .. } => Err(Error::usage(format!(
-            "store {location}: S3 stores are not available in this build yet; use a local directory with --store, \
-             or unset S3_BUCKET to use ./backups"
-        ))),
+        StoreLocation::S3 { bucket, prefix } => Ok(Box::new(s3::S3Store::open(bucket, prefix, s3_settings()?).await?)),
     }
 }
 

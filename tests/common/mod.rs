@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod dataset;
+pub mod minio;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -138,6 +139,16 @@ pub fn binary() -> PathBuf {
 /// Runs `ingest-backup` with `args` and waits for it.
 pub fn run(args: &[&str]) -> Output {
     Command::new(binary()).args(args).env_remove("MONGO_URI").env_remove("S3_BUCKET").output().unwrap()
+}
+
+/// Runs `ingest-backup` with `args` and the given environment and waits for it.
+pub fn run_with_env(args: &[&str], env: &[(String, String)]) -> Output {
+    let mut command = Command::new(binary());
+    command.args(args).env_remove("MONGO_URI").env_remove("S3_BUCKET").env_remove("BACKUP_DIR").env_remove("AWS_ROLE_ARN");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
 }
 
 /// Starts `ingest-backup` with `args` and the given environment, without waiting.

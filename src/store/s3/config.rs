@@ -1,0 +1,234 @@
+//! S3 client settings from the environment, as the seed and the AWS tools name them:
+//! the standard credential chain (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`,
+//! profiles, web identity / IRSA), `AWS_ROLE_ARN` to assume a role through STS first,
+//! `AWS_REGION`, and `S3_ENDPOINT` for S3-compatible servers (path-style addressing).
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_credential_types::provider::{self, error::CredentialsError, future, ProvideCredentials};
+use aws_credential_types::Credentials;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
+use aws_sdk_s3::Client;
+
+use crate::error::{Error, Result};
+
+/// How the S3 store connects and uploads.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// `S3_ENDPOINT`: an S3-compatible server's URL (path-style addressing is used).
+    pub endpoint: Option<String>,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); `us-east-1` when an endpoint is set and no region is.
+    pub region: Option<String>,
+    /// `AWS_ROLE_ARN`: a role to assume before touching the bucket (unless web
+    /// identity is configured, in which case the chain itself assumes it).
+    pub role_arn: Option<String>,
+    /// `AWS_ROLE_SESSION_NAME`, default `ingest-backup`.
+    pub role_session_name: String,
+    /// `AWS_ROLE_DURATION_SECONDS`, default 3600; credentials are refreshed before expiry.
+    pub role_duration: Duration,
+    /// `S3_SSE`: `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
+    pub sse: Option<ServerSideEncryption>,
+    /// `S3_SSE_KMS_KEY_ID`: the KMS key for SSE-KMS.
+    pub sse_kms_key_id: Option<String>,
+    /// `S3_STORAGE_CLASS`, for example `STANDARD_IA`.
+    pub storage_class: Option<StorageClass>,
+    /// Bytes per multipart part (at least 5 MiB).
+    pub part_size: usize,
+    /// Parts uploaded at once; memory is about `part_size x (parts_in_flight + 1)`.
+    pub parts_in_flight: usize,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl S3Settings {
+    /// Reads the environment; `part_size_mb` and `parts_in_flight` come from flags.
+    ///
+    /// # Errors
+    /// A usage error naming the malformed variable and its accepted values.
+    pub fn from_env(part_size_mb: usize, parts_in_flight: usize) -> Result<Self> {
+        if !(5..=5120).contains(&part_size_mb) {
+            return Err(Error::usage(format!("--part-size-mb {part_size_mb} is out of range: S3 parts are 5 to 5120 MiB")));
+        }
+        if !(1..=64).contains(&parts_in_flight) {
+            return Err(Error::usage(format!("--parts-in-flight {parts_in_flight} is out of range: use 1 to 64")));
+        }
+        let role_arn = env("AWS_ROLE_ARN");
+        if let Some(arn) = &role_arn {
+            validate_role_arn(arn)?;
+        }
+        let role_duration = match env("AWS_ROLE_DURATION_SECONDS") {
+            None => Duration::from_secs(3600),
+            Some(text) => match text.parse::<u64>() {
+                Ok(seconds) if (900..=43_200).contains(&seconds) => Duration::from_secs(seconds),
+                _ => return Err(Error::usage(format!("AWS_ROLE_DURATION_SECONDS={text:?} is invalid: give 900 to 43200 seconds"))),
+            },
+        };
+        let sse = match env("S3_SSE").as_deref() {
+            None => None,
+            Some("AES256") => Some(ServerSideEncryption::Aes256),
+            Some("aws:kms") => Some(ServerSideEncryption::AwsKms),
+            Some(other) => return Err(Error::usage(format!("S3_SSE={other:?} is invalid: use AES256 (SSE-S3) or aws:kms (SSE-KMS)"))),
+        };
+        let sse_kms_key_id = env("S3_SSE_KMS_KEY_ID");
+        if sse_kms_key_id.is_some() && sse != Some(ServerSideEncryption::AwsKms) {
+            return Err(Error::usage("S3_SSE_KMS_KEY_ID is set but S3_SSE is not aws:kms; set S3_SSE=aws:kms to use the key"));
+        }
+        let storage_class = match env("S3_STORAGE_CLASS") {
+            None => None,
+            Some(text) if StorageClass::values().contains(&text.as_str()) => Some(StorageClass::from(text.as_str())),
+            Some(text) => {
+                return Err(Error::usage(format!(
+                    "S3_STORAGE_CLASS={text:?} is not an S3 storage class: use one of {}",
+                    StorageClass::values().join(", ")
+                )))
+            }
+        };
+        let endpoint = env("S3_ENDPOINT");
+        if let Some(endpoint) = &endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(Error::usage(format!("S3_ENDPOINT={endpoint:?} is invalid: give a URL such as http://minio:9000")));
+            }
+        }
+        Ok(Self {
+            endpoint,
+            region: env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")),
+            role_arn,
+            role_session_name: env("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "ingest-backup".into()),
+            role_duration,
+            sse,
+            sse_kms_key_id,
+            storage_class,
+            part_size: part_size_mb << 20,
+            parts_in_flight,
+        })
+    }
+
+    /// Adds encryption and storage class to a PutObject request.
+    pub fn apply_to_put(&self, request: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        request
+            .set_server_side_encryption(self.sse.clone())
+            .set_ssekms_key_id(self.sse_kms_key_id.clone())
+            .set_storage_class(self.storage_class.clone())
+    }
+}
+
+/// Checks the shape `arn:<partition>:iam::<12-digit account>:role/<name>`.
+fn validate_role_arn(arn: &str) -> Result<()> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let valid = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5].strip_prefix("role/").is_some_and(|name| !name.is_empty());
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "AWS_ROLE_ARN={arn:?} is not a role ARN: expected arn:aws:iam::<12-digit account id>:role/<name>"
+        )))
+    }
+}
+
+/// Builds the S3 client for `settings`.
+///
+/// # Errors
+/// Never for now; kept fallible for credential sources that validate eagerly.
+pub async fn client(settings: &S3Settings) -> Result<Client> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(5).with_initial_backoff(Duration::from_millis(200)))
+        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(300)).build());
+    if let Some(region) = settings.region.clone().or_else(|| settings.endpoint.as_ref().map(|_| "us-east-1".to_string())) {
+        loader = loader.region(Region::new(region));
+    }
+    if let Some(endpoint) = &settings.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let mut base = loader.load().await;
+    let web_identity = std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").is_some();
+    if let (Some(role_arn), false) = (&settings.role_arn, web_identity) {
+        let provider = AssumeRole {
+            sts: aws_sdk_sts::Client::new(&base),
+            role_arn: role_arn.clone(),
+            session_name: settings.role_session_name.clone(),
+            duration: settings.role_duration,
+        };
+        base = base.into_builder().credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(provider)).build();
+    }
+    let config = aws_sdk_s3::config::Builder::from(&base).force_path_style(settings.endpoint.is_some()).build();
+    Ok(Client::from_conf(config))
+}
+
+/// Credentials from STS AssumeRole with the base chain's credentials. The SDK's
+/// identity cache keeps them and calls this again before they expire, so long runs
+/// keep working. (aws-config's own AssumeRoleProvider insists on parsing the returned
+/// AssumedRoleUser ARN, which S3-compatible servers such as MinIO leave empty.)
+#[derive(Debug)]
+struct AssumeRole {
+    sts: aws_sdk_sts::Client,
+    role_arn: String,
+    session_name: String,
+    duration: Duration,
+}
+
+impl AssumeRole {
+    async fn assume(&self) -> provider::Result {
+        let assumed = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role_arn)
+            .role_session_name(&self.session_name)
+            .duration_seconds(i32::try_from(self.duration.as_secs()).unwrap_or(3600))
+            .send()
+            .await
+            .map_err(|error| {
+                use aws_sdk_sts::error::ProvideErrorMetadata;
+                CredentialsError::provider_error(format!(
+                    "AssumeRole of {} was refused: {} {}",
+                    self.role_arn,
+                    error.code().unwrap_or("error"),
+                    error.message().unwrap_or("")
+                ))
+            })?;
+        let credentials = assumed.credentials().ok_or_else(|| CredentialsError::unhandled("AssumeRole returned no credentials"))?;
+        let expiry = std::time::SystemTime::try_from(*credentials.expiration()).ok();
+        Ok(Credentials::new(
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            Some(credentials.session_token().to_string()),
+            expiry,
+            "ingest-backup AssumeRole",
+        ))
+    }
+}
+
+impl ProvideCredentials for AssumeRole {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(self.assume())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns_are_checked() {
+        assert!(validate_role_arn("arn:aws:iam::123456789012:role/ingest-backup").is_ok());
+        assert!(validate_role_arn("arn:aws-us-gov:iam::123456789012:role/path/name").is_ok());
+        for bad in ["ingest-role", "arn:aws:iam::1234:role/x", "arn:aws:s3:::bucket", "arn:aws:iam::123456789012:user/x"] {
+            let error = validate_role_arn(bad).unwrap_err();
+            assert_eq!(error.exit_code(), 2);
+            assert!(error.to_string().contains("role/<name>"), "{error}");
+        }
+    }
+}

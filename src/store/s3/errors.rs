@@ -1,0 +1,107 @@
+//! Turns S3 SDK errors into messages that name the cause and the fix. The messages
+//! carry error codes and object names only: never a key, token or signature.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+use crate::error::Error;
+
+/// Describes a failed S3 request on `url` while `doing` something.
+pub fn describe<E>(error: &SdkError<E, HttpResponse>, url: &str, doing: &str) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match error {
+        // Neither I/O nor a timeout: the request was never signed, because the
+        // credentials (or the role assumption) failed.
+        SdkError::DispatchFailure(failure) if !failure.is_io() && !failure.is_timeout() => credential_problem(error, url, doing),
+        SdkError::DispatchFailure(failure) => {
+            let cause = if failure.is_timeout() {
+                "the connection timed out"
+            } else if failure.is_io() {
+                "the connection failed"
+            } else {
+                "the request could not be sent"
+            };
+            Error::Store {
+                message: format!(
+                    "{doing} {url}: cannot reach the S3 endpoint ({cause}: {}); check S3_ENDPOINT, AWS_REGION and the network",
+                    first_line(&deepest_cause(error))
+                ),
+                retryable: true,
+            }
+        }
+        SdkError::TimeoutError(_) => Error::Store { message: format!("{doing} {url}: the S3 request timed out; retry later"), retryable: true },
+        SdkError::ConstructionFailure(_) => credential_problem(error, url, doing),
+        _ => {
+            let code = error.code().unwrap_or("");
+            let status = error.raw_response().map(|response| response.status().as_u16());
+            from_code(code, status, url, doing).unwrap_or_else(|| Error::Store {
+                message: format!(
+                    "{doing} {url} failed: {} {}",
+                    if code.is_empty() { "error" } else { code },
+                    error.message().unwrap_or("(no message from the server)")
+                ),
+                retryable: matches!(status, Some(500..=599)),
+            })
+        }
+    }
+}
+
+/// The message of the innermost cause of `error`.
+fn deepest_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        deepest = cause.to_string();
+        source = cause.source();
+    }
+    deepest
+}
+
+fn credential_problem<E>(error: &SdkError<E, HttpResponse>, url: &str, doing: &str) -> Error
+where
+    E: std::error::Error + 'static,
+{
+    let chain = deepest_cause(error);
+    let assume_role = chain.contains("AssumeRole") || chain.contains("assume") || std::env::var_os("AWS_ROLE_ARN").is_some();
+    let message = if assume_role {
+        format!(
+            "{doing} {url}: the role in AWS_ROLE_ARN could not be assumed ({}); check the ARN, that the base credentials may call sts:AssumeRole on it, and the role's trust policy",
+            first_line(&chain)
+        )
+    } else {
+        format!(
+            "{doing} {url}: no usable AWS credentials ({}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or web identity",
+            first_line(&chain)
+        )
+    };
+    Error::usage(message)
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").chars().take(200).collect()
+}
+
+fn from_code(code: &str, status: Option<u16>, url: &str, doing: &str) -> Option<Error> {
+    let usage = |message: String| Some(Error::usage(message));
+    match (code, status) {
+        ("NoSuchBucket", _) | ("", Some(404)) | ("NotFound", _) => {
+            usage(format!("{doing} {url}: the bucket does not exist; create it or fix --store / S3_BUCKET"))
+        }
+        ("InvalidAccessKeyId", _) | ("SignatureDoesNotMatch", _) | ("InvalidToken", _) | ("ExpiredToken", _) => usage(format!(
+            "{doing} {url}: the AWS credentials were rejected ({code}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the profile / role)"
+        )),
+        ("AccessDenied", _) | ("", Some(403)) | ("Forbidden", _) => usage(format!(
+            "{doing} {url}: access denied; the credentials need s3:ListBucket, s3:GetObject, s3:PutObject, s3:AbortMultipartUpload and s3:ListBucketMultipartUploads on this bucket (README, IAM policy)"
+        )),
+        ("AuthorizationHeaderMalformed", _) | ("PermanentRedirect", _) | ("IllegalLocationConstraintException", _) | ("", Some(301)) => usage(format!(
+            "{doing} {url}: the bucket is in another region; set AWS_REGION to the bucket's region"
+        )),
+        ("RequestTimeTooSkewed", _) => Some(Error::Store {
+            message: format!("{doing} {url}: this machine's clock differs too much from the server's; synchronise the clock (NTP)"),
+            retryable: false,
+        }),
+        _ => None,
+    }
+}

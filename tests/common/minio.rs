@@ -1,0 +1,141 @@
+//! A real S3 server for the tests: MinIO (built from its Go module by
+//! `scripts/test-peers.sh`), on free loopback ports, with a bucket created through the
+//! S3 API. Killed on drop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::Client;
+
+/// The root user of every test server.
+pub const ACCESS_KEY: &str = "ingestadmin";
+/// The root password; tests assert it never appears in any output.
+pub const SECRET_KEY: &str = "s3cret-Never-Printed-42";
+/// The bucket each test server starts with.
+pub const BUCKET: &str = "ingest-backups";
+
+/// The MinIO binary, if the test-peer script could build it.
+pub fn binary() -> Option<PathBuf> {
+    let path = std::env::var("INGEST_TEST_MINIO").map(PathBuf::from).ok()?;
+    path.exists().then_some(path)
+}
+
+/// Returns the binary, or prints why the calling test cannot run here.
+pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
+    let found = binary();
+    if found.is_none() {
+        eprintln!("SKIPPED {test}: MinIO is not available (scripts/test-peers.sh reports why)");
+    }
+    found
+}
+
+/// A MinIO server with one bucket.
+pub struct Minio {
+    binary: PathBuf,
+    child: Option<Child>,
+    data: tempfile::TempDir,
+    /// The S3 API port.
+    pub port: u16,
+}
+
+impl Minio {
+    /// Starts a server and creates [`BUCKET`].
+    pub async fn start(binary: PathBuf) -> Self {
+        let mut minio = Minio { binary, child: None, data: tempfile::tempdir().unwrap(), port: super::free_port() };
+        minio.spawn();
+        minio.client().create_bucket().bucket(BUCKET).send().await.expect("create the test bucket");
+        minio
+    }
+
+    fn spawn(&mut self) {
+        let console = super::free_port();
+        let child = Command::new(&self.binary)
+            .args(["server", "--quiet", "--address", &format!("127.0.0.1:{}", self.port), "--console-address", &format!("127.0.0.1:{console}")])
+            .arg(self.data.path())
+            .env("MINIO_ROOT_USER", ACCESS_KEY)
+            .env("MINIO_ROOT_PASSWORD", SECRET_KEY)
+            .env("MINIO_BROWSER", "off")
+            .env("MINIO_UPDATE", "off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start MinIO");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let request = format!("GET /minio/health/ready HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.port);
+                let _ = stream.write_all(request.as_bytes());
+                let mut response = String::new();
+                let _ = stream.read_to_string(&mut response);
+                if response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "MinIO did not become ready on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The endpoint URL (`S3_ENDPOINT`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment the tool needs to reach this server with the root user.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("S3_ENDPOINT".into(), self.endpoint()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
+    }
+
+    /// An SDK client for test setup and checks.
+    pub fn client(&self) -> Client {
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+            .force_path_style(true)
+            .build();
+        Client::from_conf(config)
+    }
+
+    /// Kills the server at once (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Object keys in the bucket.
+    pub async fn keys(&self) -> Vec<String> {
+        let listed = self.client().list_objects_v2().bucket(BUCKET).send().await.unwrap();
+        listed.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
+    }
+
+    /// Multipart uploads still open in the bucket.
+    pub async fn open_uploads(&self) -> usize {
+        self.client().list_multipart_uploads().bucket(BUCKET).send().await.unwrap().uploads().len()
+    }
+}
+
+impl Drop for Minio {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

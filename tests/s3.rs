@@ -1,0 +1,221 @@
+//! The S3 store against a real S3 server (MinIO): the seed's variables select the
+//! bucket; the seed's restore steps with stock tools (`aws s3 cp`, `tar -xzf`, the
+//! official `mongorestore`) get every document back; large archives go up as real
+//! multipart uploads matching their sidecar; a server killed mid-upload and SIGTERM
+//! mid-upload leave no open multipart upload and no new backup; bad credentials, a
+//! missing bucket and an unreachable endpoint fail clearly without printing the secret.
+//!
+//! Peers: SecantusDB (source and restore target), MinIO.
+
+mod common;
+
+use std::process::Command;
+
+use bson::Document;
+use common::minio::{self, Minio, BUCKET, SECRET_KEY};
+use common::Server;
+use ingest_backup::sample::{self, SampleSpec};
+use sha2::{Digest, Sha256};
+
+async fn source_with_sample(megabytes: u64) -> Server {
+    let server = Server::start();
+    sample::load(&server.client().await, &SampleSpec { database: "ingest".into(), target_bytes: megabytes << 20, seed: 5 }).await.unwrap();
+    server
+}
+
+fn env_with(minio: &Minio, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = minio.env();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+fn backup_json(output: &std::process::Output) -> serde_json::Value {
+    assert!(output.status.success(), "backup failed: {}", common::all_output(output));
+    assert!(!common::all_output(output).contains(SECRET_KEY), "the secret key was printed");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_to_s3_restores_with_the_seeds_stock_tools() {
+    let Some(binary) = minio::binary_or_skip("backup_to_s3_restores_with_the_seeds_stock_tools") else { return };
+    let minio = Minio::start(binary).await;
+    let source = source_with_sample(2).await;
+    // No --store: S3_BUCKET and BACKUP_DIR select s3://$S3_BUCKET/$BACKUP_DIR, as in the seed.
+    let env = env_with(&minio, &[("S3_BUCKET", BUCKET), ("BACKUP_DIR", "dev")]);
+    let result = backup_json(&common::run_with_env(&["backup", "--uri", &source.uri(), "--json"], &env));
+    let name = result["name"].as_str().unwrap();
+    assert_eq!(result["archive"], format!("s3://{BUCKET}/dev/{name}.tar.gz"));
+    let keys = minio.keys().await;
+    assert!(keys.contains(&format!("dev/{name}.tar.gz")) && keys.contains(&format!("dev/{name}.manifest.json")), "{keys:?}");
+
+    // The seed's restore: aws s3 cp, tar -xzf, mongorestore.
+    let work = tempfile::tempdir().unwrap();
+    let aws = Command::new("aws")
+        .args(["--endpoint-url", &minio.endpoint(), "s3", "cp", result["archive"].as_str().unwrap(), "."])
+        .current_dir(work.path())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("the AWS CLI is installed");
+    assert!(aws.status.success(), "aws s3 cp: {}", common::all_output(&aws));
+    let archive = work.path().join(format!("{name}.tar.gz"));
+    let sidecar = minio.client().get_object().bucket(BUCKET).key(format!("dev/{name}.manifest.json")).send().await.unwrap();
+    let sidecar: serde_json::Value = serde_json::from_slice(&sidecar.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(sidecar["archive"]["sha256"], hex::encode(Sha256::digest(std::fs::read(&archive).unwrap())));
+    common::untar(archive.to_str().unwrap(), work.path());
+    let dump = work.path().join(format!("data/db/dump/{name}"));
+    assert!(dump.join("ingest/project.bson").exists());
+
+    let Some(tools) = common::mongo_tools_or_skip("mongorestore of the S3 backup") else { return };
+    let target = Server::start();
+    let restore = Command::new(tools.join("mongorestore")).arg(format!("--uri={}", target.uri())).arg(&dump).output().unwrap();
+    assert!(restore.status.success(), "{}", common::all_output(&restore));
+    let (source_client, target_client) = (source.client().await, target.client().await);
+    for collection in sample::COLLECTIONS {
+        let expected = common::documents_by_id(&source_client, "ingest", collection).await;
+        assert!(!expected.is_empty());
+        assert_eq!(common::documents_by_id(&target_client, "ingest", collection).await, expected, "ingest.{collection}");
+    }
+
+    let listing = common::run_with_env(&["list", "--json"], &env);
+    let listing: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert_eq!(listing["backups"][0]["name"], name);
+    assert_eq!(listing["backups"][0]["complete"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_archive_is_a_real_multipart_upload_matching_its_sidecar() {
+    let Some(binary) = minio::binary_or_skip("a_large_archive_is_a_real_multipart_upload_matching_its_sidecar") else { return };
+    let minio = Minio::start(binary).await;
+    let source = source_with_sample(24).await;
+    let store = format!("s3://{BUCKET}/multi");
+    let args = ["backup", "--uri", &source.uri(), "--store", &store, "--json", "--level", "0", "--part-size-mb", "5", "--parts-in-flight", "2"];
+    let result = backup_json(&common::run_with_env(&args, &minio.env()));
+    let key = format!("multi/{}.tar.gz", result["name"].as_str().unwrap());
+    let object = minio.client().get_object().bucket(BUCKET).key(&key).send().await.unwrap();
+    let etag = object.e_tag().unwrap().trim_matches('"').to_string();
+    let parts: u32 = etag.rsplit_once('-').expect("a multipart ETag ends in -<parts>").1.parse().unwrap();
+    assert!(parts >= 4, "{parts} parts");
+    let bytes = object.body.collect().await.unwrap().into_bytes();
+    assert_eq!(result["archive_sha256"], hex::encode(Sha256::digest(&bytes)));
+    assert_eq!(result["archive_bytes"], bytes.len() as u64);
+    assert_eq!(minio.open_uploads().await, 0);
+}
+
+/// Starts a backup to MinIO that pauses after every collection went into the archive
+/// (so parts are already uploaded), and returns it with the earlier backup's keys.
+async fn paused_upload(minio: &Minio, source: &Server, work: &std::path::Path) -> (std::process::Child, Vec<String>) {
+    let store = format!("s3://{BUCKET}/prod");
+    let earlier = backup_json(&common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store, "--json", "--ns-include", "ingest.project"], &minio.env()));
+    assert!(earlier["name"].is_string());
+    let keys_before = minio.keys().await;
+    let hook = format!("before-oplog-end:{}", work.join("release").display());
+    let env = minio.env();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("INGEST_BACKUP_TEST_PAUSE", &hook));
+    let mut child = common::spawn(&["backup", "--uri", &source.uri(), "--store", &store, "--level", "0", "--part-size-mb", "5"], &env);
+    common::wait_for_file(&work.join("release.waiting"), &mut child);
+    (child, keys_before)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_s3_server_mid_upload_leaves_no_upload_and_no_backup() {
+    let Some(binary) = minio::binary_or_skip("killing_the_s3_server_mid_upload_leaves_no_upload_and_no_backup") else { return };
+    let mut minio = Minio::start(binary).await;
+    let source = source_with_sample(12).await;
+    let work = tempfile::tempdir().unwrap();
+    let (child, keys_before) = paused_upload(&minio, &source, work.path()).await;
+    minio.kill();
+    std::fs::write(work.path().join("release"), b"").unwrap();
+    // The server comes back while the tool is still trying to abort its upload.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    minio.restart();
+    let output = child.wait_with_output().unwrap();
+    let text = common::all_output(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("cannot reach the S3 endpoint") || text.contains("S3"), "{text}");
+    assert!(!text.contains(SECRET_KEY));
+    assert_eq!(minio.open_uploads().await, 0, "no multipart upload left behind: {text}");
+    assert_eq!(minio.keys().await, keys_before, "no new object; the earlier backup untouched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_upload_aborts_it_and_leaves_no_backup() {
+    let Some(binary) = minio::binary_or_skip("sigterm_mid_upload_aborts_it_and_leaves_no_backup") else { return };
+    let minio = Minio::start(binary).await;
+    let source = source_with_sample(12).await;
+    let work = tempfile::tempdir().unwrap();
+    let (child, keys_before) = paused_upload(&minio, &source, work.path()).await;
+    assert_eq!(minio.open_uploads().await, 1, "the archive is being uploaded");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", common::all_output(&output));
+    assert_eq!(minio.open_uploads().await, 0, "the multipart upload was aborted");
+    assert_eq!(minio.keys().await, keys_before, "no new object; the earlier backup untouched");
+    let listing = common::run_with_env(&["list", "--store", &format!("s3://{BUCKET}/prod"), "--json"], &minio.env());
+    let listing: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert_eq!(listing["backups"].as_array().unwrap().len(), 1, "{listing}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_credentials_bucket_and_endpoint_fail_clearly_without_the_secret() {
+    let Some(binary) = minio::binary_or_skip("bad_credentials_bucket_and_endpoint_fail_clearly_without_the_secret") else { return };
+    let minio = Minio::start(binary).await;
+    let source = Server::start();
+    source.client().await.database("shop").collection::<Document>("orders").insert_one(bson::doc! { "_id": 1 }).await.unwrap();
+    let uri = source.uri();
+    let good = minio.env();
+    let with = |key: &str, value: &str| -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = good.iter().filter(|(k, _)| k != key).cloned().collect();
+        env.push((key.to_string(), value.to_string()));
+        env
+    };
+    let wrong_secret = "Wrong-Secret-Also-Never-Printed";
+    let unreachable = format!("http://127.0.0.1:{}", common::free_port());
+    let cases = [
+        (format!("s3://{BUCKET}/x"), with("AWS_SECRET_ACCESS_KEY", wrong_secret), "credentials were rejected"),
+        (format!("s3://{BUCKET}/x"), with("AWS_ACCESS_KEY_ID", "nobody"), "credentials were rejected"),
+        ("s3://no-such-bucket/x".to_string(), good.clone(), "bucket does not exist"),
+        (format!("s3://{BUCKET}/x"), with("S3_ENDPOINT", &unreachable), "cannot reach the S3 endpoint"),
+        (format!("s3://{BUCKET}/x"), with("S3_ENDPOINT", "minio:9000"), "S3_ENDPOINT"),
+        (format!("s3://{BUCKET}/x"), with("S3_SSE", "rot13"), "S3_SSE"),
+    ];
+    for (store, env, message) in cases {
+        let output = common::run_with_env(&["backup", "--uri", &uri, "--store", &store], &env);
+        let text = common::all_output(&output);
+        assert!(matches!(output.status.code(), Some(1 | 2)), "{store} {message}: {text}");
+        assert!(text.contains(message), "expected {message:?}: {text}");
+        assert!(!text.contains(SECRET_KEY) && !text.contains(wrong_secret), "a secret was printed: {text}");
+    }
+    assert!(minio.keys().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_is_assumed_through_sts_before_touching_the_bucket() {
+    let Some(binary) = minio::binary_or_skip("a_role_is_assumed_through_sts_before_touching_the_bucket") else { return };
+    let minio = Minio::start(binary).await;
+    let source = Server::start();
+    source.client().await.database("shop").collection::<Document>("orders").insert_one(bson::doc! { "_id": 1 }).await.unwrap();
+    let store = format!("s3://{BUCKET}/role");
+    let role = env_with(&minio, &[("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ingest-backup"), ("AWS_ROLE_SESSION_NAME", "ci-test")]);
+    let output = common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store, "--json"], &role);
+    let result = backup_json(&output);
+    assert!(minio.keys().await.contains(&format!("role/{}.manifest.json", result["name"].as_str().unwrap())));
+
+    // Base credentials that cannot assume anything: a clear refusal naming the role.
+    let mut refused = role.clone();
+    for (key, value) in refused.iter_mut() {
+        if key == "AWS_SECRET_ACCESS_KEY" {
+            *value = "Not-The-Secret-0000".into();
+        }
+    }
+    let output = common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store], &refused);
+    let text = common::all_output(&output);
+    assert!(matches!(output.status.code(), Some(1 | 2)), "{text}");
+    assert!(text.contains("AWS_ROLE_ARN") || text.contains("rejected"), "{text}");
+    assert!(!text.contains(SECRET_KEY) && !text.contains("Not-The-Secret-0000"), "{text}");
+
+    let malformed = env_with(&minio, &[("AWS_ROLE_ARN", "ingest-backup-role")]);
+    let output = common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store], &malformed);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(common::all_output(&output).contains("is not a role ARN"));
+}
