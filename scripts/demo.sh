@@ -71,6 +71,9 @@ say "loading ${DEMO_SIZE_MB:-50} MB of sample data"
 say "backing up into ./backups"
 "$BIN" backup --uri "$URI" --store ./backups --json >"$tmp/result.json"
 
+say "the store now holds:"
+"$BIN" list --store ./backups >&2
+
 python3 - "$tmp/result.json" <<'PY'
 import json, shlex, sys
 

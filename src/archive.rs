@@ -139,6 +139,20 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
+/// Counts the bytes read through it, so a short source cannot pass for a whole member.
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
 /// Writes tar members into a compressed, hashed stream.
 pub struct ArchiveWriter<W: Write> {
     tar: tar::Builder<Encoder<HashingWriter<W>>>,
@@ -183,7 +197,15 @@ impl<W: Write> ArchiveWriter<W> {
     /// The sink failed, or `data` held fewer than `size` bytes.
     pub fn append_file(&mut self, path: &str, size: u64, data: impl Read) -> io::Result<()> {
         let mut header = self.header(tar::EntryType::Regular, size, 0o644);
-        self.tar.append_data(&mut header, path, data.take(size))
+        let mut counted = CountingReader { inner: data.take(size), count: 0 };
+        self.tar.append_data(&mut header, path, &mut counted)?;
+        if counted.count != size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{path}: expected {size} bytes but the source held {}", counted.count),
+            ));
+        }
+        Ok(())
     }
 
     /// Adds a regular file holding `bytes`.
@@ -247,6 +269,13 @@ mod tests {
     #[test]
     fn zstd_archive_reads_back() {
         roundtrip(Compression::Zstd { level: 3, threads: 0 });
+    }
+
+    #[test]
+    fn a_short_source_is_an_error_not_a_member() {
+        let mut writer = ArchiveWriter::new(Vec::new(), Compression::Gzip { level: 1 }, 0).unwrap();
+        let error = writer.append_file("x.bson", 10, &b"short"[..]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

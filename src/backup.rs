@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
 use crate::naming::choose_name;
+use crate::source::oplog::entry_kept_by;
 use crate::source::{self, discover, list_index_specs, CollectionInfo, OplogWindow};
 use crate::store::s3::S3Settings;
 use crate::store::{self, ArchiveUpload, StoreLocation};
@@ -295,6 +296,9 @@ async fn capture_oplog(
     let end = window
         .copy_from_start(|entry, ts| {
             first_entry.get_or_insert(ts);
+            if !entry_kept_by(&options.filter, entry) {
+                return Ok(());
+            }
             spool
                 .push(entry.as_bytes())
                 .map_err(Error::io("cannot spool oplog.bson; check free space in the spool directory", &options.spool_dir))
@@ -381,6 +385,22 @@ impl CollectionReader {
     }
 }
 
+/// Stops a long member copy as soon as the run is cancelled, so SIGTERM is honoured
+/// within one read rather than after a whole multi-gigabyte collection.
+struct CancellableReader<'a, R> {
+    inner: R,
+    cancel: &'a CancellationToken,
+}
+
+impl<R: std::io::Read> std::io::Read for CancellableReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            return Err(std::io::Error::other("the backup was cancelled"));
+        }
+        self.inner.read(buf)
+    }
+}
+
 /// The archive thread: writes members until [`Member::Finish`], then returns the
 /// upload (not yet committed) and the archive digest. `Ok(None)` means the producer
 /// went away without finishing (the run failed elsewhere); the upload is dropped,
@@ -405,7 +425,11 @@ fn write_archive(
             Member::Dir(path) => writer.append_dir(&path).map_err(archive_error(&path))?,
             Member::Bytes { path, bytes } => writer.append_bytes(&path, &bytes).map_err(archive_error(&path))?,
             Member::Spooled { path, bson } => {
-                writer.append_file(&path, bson.summary.bytes, bson.data).map_err(archive_error(&path))?;
+                let data = CancellableReader { inner: bson.data, cancel };
+                match writer.append_file(&path, bson.summary.bytes, data) {
+                    Err(_) if cancel.is_cancelled() => return Ok(None),
+                    result => result.map_err(archive_error(&path))?,
+                }
             }
             Member::Finish => return writer.finish().map(Some).map_err(archive_error("finishing the archive")),
         }

@@ -126,8 +126,9 @@ async fn killing_the_s3_server_mid_upload_leaves_no_upload_and_no_backup() {
     let (child, keys_before) = paused_upload(&minio, &source, work.path()).await;
     minio.kill();
     std::fs::write(work.path().join("release"), b"").unwrap();
-    // The server comes back while the tool is still trying to abort its upload.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Down long enough for the part retries to give up (5 attempts, about 3 s of
+    // backoff), back while the tool is still trying to abort its upload (60 s).
+    std::thread::sleep(std::time::Duration::from_secs(10));
     minio.restart();
     let output = child.wait_with_output().unwrap();
     let text = common::all_output(&output);
@@ -218,4 +219,16 @@ async fn a_role_is_assumed_through_sts_before_touching_the_bucket() {
     let output = common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store], &malformed);
     assert_eq!(output.status.code(), Some(2));
     assert!(common::all_output(&output).contains("is not a role ARN"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_in_another_region_is_named_as_the_cause() {
+    let Some(binary) = minio::binary_or_skip("a_bucket_in_another_region_is_named_as_the_cause") else { return };
+    let minio = Minio::start_in_region(binary, "eu-west-1").await;
+    let env = env_with(&minio, &[("AWS_REGION", "us-east-1")]);
+    let output = common::run_with_env(&["list", "--store", &format!("s3://{BUCKET}/x")], &env);
+    let text = common::all_output(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("another region; set AWS_REGION"), "{text}");
+    assert!(!text.contains(SECRET_KEY));
 }

@@ -60,7 +60,7 @@ fn publish(from: &Path, to: &Path) -> io::Result<()> {
     fs::hard_link(from, to)?;
     fs::remove_file(from)?;
     if let Some(parent) = to.parent() {
-        File::open(parent).and_then(|d| d.sync_all()).ok();
+        File::open(parent).and_then(|d| d.sync_all())?;
     }
     Ok(())
 }
@@ -135,10 +135,16 @@ impl Write for LocalUpload {
 impl ArchiveUpload for LocalUpload {
     fn commit(mut self: Box<Self>) -> Result<String> {
         let writer = self.file.take().expect("committed once");
-        let file = writer.into_inner().map_err(|e| Error::io("cannot flush the archive", &self.partial)(e.into_error()))?;
-        file.sync_all().map_err(Error::io("cannot sync the archive to disk", &self.partial))?;
-        drop(file);
-        publish(&self.partial, &self.final_path).map_err(Error::io("cannot move the finished archive into place", &self.final_path))?;
+        let published = (|| {
+            let file = writer.into_inner().map_err(|e| Error::io("cannot flush the archive", &self.partial)(e.into_error()))?;
+            file.sync_all().map_err(Error::io("cannot sync the archive to disk", &self.partial))?;
+            drop(file);
+            publish(&self.partial, &self.final_path).map_err(Error::io("cannot move the finished archive into place", &self.final_path))
+        })();
+        if let Err(error) = published {
+            let _ = fs::remove_file(&self.partial);
+            return Err(error);
+        }
         Ok(self.final_path.display().to_string())
     }
 }
@@ -187,5 +193,6 @@ mod tests {
         upload.write_all(b"later").unwrap();
         assert!(upload.commit().is_err());
         assert_eq!(fs::read(dir.path().join("n.tar.gz")).unwrap(), b"earlier");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the failed commit left no .partial");
     }
 }

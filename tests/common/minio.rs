@@ -34,6 +34,7 @@ pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
 /// A MinIO server with one bucket.
 pub struct Minio {
     binary: PathBuf,
+    region: String,
     child: Option<Child>,
     data: tempfile::TempDir,
     /// The S3 API port.
@@ -43,7 +44,12 @@ pub struct Minio {
 impl Minio {
     /// Starts a server and creates [`BUCKET`].
     pub async fn start(binary: PathBuf) -> Self {
-        let mut minio = Minio { binary, child: None, data: tempfile::tempdir().unwrap(), port: super::free_port() };
+        Self::start_in_region(binary, "us-east-1").await
+    }
+
+    /// Starts a server whose site region is `region` and creates [`BUCKET`] there.
+    pub async fn start_in_region(binary: PathBuf, region: &str) -> Self {
+        let mut minio = Minio { binary, region: region.to_string(), child: None, data: tempfile::tempdir().unwrap(), port: super::free_port() };
         minio.spawn();
         minio.client().create_bucket().bucket(BUCKET).send().await.expect("create the test bucket");
         minio
@@ -58,6 +64,7 @@ impl Minio {
             .env("MINIO_ROOT_PASSWORD", SECRET_KEY)
             .env("MINIO_BROWSER", "off")
             .env("MINIO_UPDATE", "off")
+            .env("MINIO_SITE_REGION", &self.region)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -90,7 +97,7 @@ impl Minio {
         vec![
             ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
             ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
-            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_REGION".into(), self.region.clone()),
             ("S3_ENDPOINT".into(), self.endpoint()),
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
         ]
@@ -100,7 +107,7 @@ impl Minio {
     pub fn client(&self) -> Client {
         let config = aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
+            .region(Region::new(self.region.clone()))
             .endpoint_url(self.endpoint())
             .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
             .force_path_style(true)

@@ -98,6 +98,10 @@ fn from_code(code: &str, status: Option<u16>, url: &str, doing: &str) -> Option<
         ("AuthorizationHeaderMalformed", _) | ("PermanentRedirect", _) | ("IllegalLocationConstraintException", _) | ("", Some(301)) => usage(format!(
             "{doing} {url}: the bucket is in another region; set AWS_REGION to the bucket's region"
         )),
+        ("PreconditionFailed", _) | ("", Some(412)) => Some(Error::Store {
+            message: format!("{doing} {url}: the object already exists (another run finished first); nothing was overwritten"),
+            retryable: false,
+        }),
         ("RequestTimeTooSkewed", _) => Some(Error::Store {
             message: format!("{doing} {url}: this machine's clock differs too much from the server's; synchronise the clock (NTP)"),
             retryable: false,

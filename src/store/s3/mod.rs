@@ -131,6 +131,7 @@ impl Store for S3Store {
             .bucket(&self.bucket)
             .key(self.key(&file_name))
             .content_type("application/json")
+            .if_none_match("*")
             .body(ByteStream::from(manifest.to_vec()));
         let request = self.settings.apply_to_put(request);
         self.runtime.block_on(request.send()).map_err(|e| describe(&e, &self.url(&file_name), "writing the sidecar manifest"))?;

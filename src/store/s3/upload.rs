@@ -19,6 +19,9 @@ use super::S3Settings;
 use crate::error::{Error, Result};
 use crate::store::ArchiveUpload;
 
+/// How long a failed upload keeps trying to abort itself while the server is away.
+const ABORT_PATIENCE: Duration = Duration::from_secs(60);
+
 /// S3 allows at most this many parts in one upload.
 const MAX_PARTS: i32 = 10_000;
 
@@ -155,6 +158,8 @@ impl ArchiveUpload for S3Upload {
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(&self.upload_id)
+            // Never replace an archive another run finished under the same name.
+            .if_none_match("*")
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
         self.runtime.block_on(request.send()).map_err(|e| describe(&e, &self.url(), "completing the upload of"))?;
         self.finished = true;
@@ -163,20 +168,36 @@ impl ArchiveUpload for S3Upload {
 }
 
 impl Drop for S3Upload {
+    /// Aborts the upload, retrying for up to [`ABORT_PATIENCE`] while the server is
+    /// unreachable (a brief outage is what often failed the upload in the first place).
     fn drop(&mut self) {
         if self.finished {
             return;
         }
         self.uploading.abort_all();
-        let abort = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(&self.upload_id).send();
+        let url = self.url();
         let outcome = self.runtime.block_on(async {
             while self.uploading.join_next().await.is_some() {}
-            tokio::time::timeout(Duration::from_secs(30), abort).await
+            let deadline = tokio::time::Instant::now() + ABORT_PATIENCE;
+            loop {
+                let attempt = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(&self.upload_id).send().await;
+                match attempt {
+                    Ok(_) => return Ok(()),
+                    Err(error) if tokio::time::Instant::now() >= deadline => return Err(describe(&error, &url, "aborting the upload of")),
+                    Err(error) => {
+                        tracing::warn!(object = %url, error = %describe(&error, &url, "aborting the upload of"), "Retrying the abort of the multipart upload.");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                }
+            }
         });
         match outcome {
-            Ok(Ok(_)) => tracing::info!(object = %self.url(), "Aborted the multipart upload; no parts remain."),
-            Ok(Err(error)) => tracing::error!(object = %self.url(), error = %describe(&error, &self.url(), "aborting the upload of"), "Could not abort the multipart upload; remove it with AbortMultipartUpload or a bucket lifecycle rule."),
-            Err(_) => tracing::error!(object = %self.url(), "Timed out aborting the multipart upload; remove it with AbortMultipartUpload or a bucket lifecycle rule."),
+            Ok(()) => tracing::info!(object = %url, "Aborted the multipart upload; no parts remain."),
+            Err(error) => tracing::error!(
+                object = %url,
+                %error,
+                "Could not abort the multipart upload; remove it with AbortMultipartUpload or a bucket lifecycle rule."
+            ),
         }
     }
 }
