@@ -132,7 +132,7 @@ pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> R
     let root = dump::dump_root(&name);
     let gauge = SpoolGauge::default();
     let produced = tokio::select! {
-        result = produce(options, &source, &namespaces, oplog.as_ref(), &root, &gauge, members.clone(), &cancel) => result,
+        result = produce(options, &source.client, &namespaces, oplog.as_ref(), &root, &gauge, members.clone(), &cancel) => result,
         _ = cancel.cancelled() => Err(Error::Cancelled),
     };
     let manifest = produced.map(|(entries, consistency)| Manifest {
@@ -212,7 +212,7 @@ fn rfc3339(time: DateTime<Utc>) -> String {
 /// Reads every namespace and the oplog window into archive members.
 async fn produce(
     options: &BackupOptions,
-    source: &source::Source,
+    client: &Client,
     namespaces: &[CollectionInfo],
     oplog: Option<&OplogWindow>,
     root: &str,
@@ -234,7 +234,7 @@ async fn produce(
     for info in namespaces.iter().cloned() {
         let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
         let reader = CollectionReader {
-            client: source.client.clone(),
+            client: client.clone(),
             spool_dir: options.spool_dir.clone(),
             spool_memory_limit: options.spool_memory_limit,
             batch_size: options.batch_size,

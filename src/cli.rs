@@ -136,13 +136,15 @@ impl BackupArgs {
         if let Compression::Zstd { threads, .. } = &mut compression {
             *threads = self.zstd_threads;
         }
+        let store = self.store.location()?;
+        let s3 = match store {
+            StoreLocation::S3 { .. } => Some(self.store.s3_settings()?),
+            StoreLocation::Local(_) => None,
+        };
         Ok(BackupOptions {
             uri: self.uri.uri.clone(),
-            store: self.store.location()?,
-            s3: match self.store.location()? {
-                StoreLocation::S3 { .. } => Some(self.store.s3_settings()?),
-                StoreLocation::Local(_) => None,
-            },
+            store,
+            s3,
             parallel: self.parallel,
             compression,
             filter: NamespaceFilter::new(&self.ns_include, &self.ns_exclude)?,

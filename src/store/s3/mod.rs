@@ -122,7 +122,7 @@ impl Store for S3Store {
 
     fn put_sidecar(&self, name: &str, manifest: &[u8]) -> Result<String> {
         let file_name = format!("{name}{SIDECAR_SUFFIX}");
-        if !self.list_objects(&file_name)?.iter().all(|(key, _)| key != &file_name) {
+        if self.list_objects(&file_name)?.iter().any(|(key, _)| key == &file_name) {
             return Err(Error::Consistency(format!("{} already exists; refusing to overwrite it", self.url(&file_name))));
         }
         let request = self
