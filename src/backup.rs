@@ -31,7 +31,7 @@ use crate::dump::spool::{SpoolGauge, SpooledBson};
 use crate::dump::{self, metadata::canonical_value, BsonSpool};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
-use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
+use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
 use crate::naming::choose_name;
 use crate::source::oplog::entry_kept_by;
 use crate::source::{self, discover, list_index_specs, CollectionInfo, OplogWindow};
@@ -149,6 +149,7 @@ pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> R
         compression: options.compression.name().to_string(),
         dump_root: root.clone(),
         consistency,
+        selection: Selection { include: options.filter.include().to_vec(), exclude: options.filter.exclude().to_vec() },
         totals: Totals {
             namespaces: entries.len() as u64,
             documents: entries.iter().map(|e| e.documents).sum(),

@@ -33,6 +33,16 @@ impl NamespaceFilter {
         included && !self.exclude.iter().any(|p| wildcard_match(p, &ns))
     }
 
+    /// The include patterns, as given.
+    pub fn include(&self) -> &[String] {
+        &self.include
+    }
+
+    /// The exclude patterns, as given.
+    pub fn exclude(&self) -> &[String] {
+        &self.exclude
+    }
+
     /// Whether any pattern is set (a filtered backup is not a whole-deployment backup).
     pub fn is_filtering(&self) -> bool {
         !self.include.is_empty() || !self.exclude.is_empty()

@@ -30,6 +30,11 @@ pub struct Manifest {
     pub dump_root: String,
     /// The point in time the dump plus oplog represent.
     pub consistency: Consistency,
+    /// The `--ns-include` / `--ns-exclude` patterns the backup was taken with (both
+    /// empty: the whole deployment). Verification uses them to tell a namespace
+    /// created since the backup from one the backup left out on purpose.
+    #[serde(default)]
+    pub selection: Selection,
     /// Every namespace in the dump, sorted by database and name.
     pub namespaces: Vec<NamespaceEntry>,
     /// Sums over all namespaces.
@@ -119,6 +124,15 @@ pub struct NamespaceEntry {
     pub content_hash: String,
 }
 
+/// Namespace patterns of a filtered backup.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Selection {
+    /// `--ns-include` patterns.
+    pub include: Vec<String>,
+    /// `--ns-exclude` patterns.
+    pub exclude: Vec<String>,
+}
+
 /// Sums over the namespaces.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Totals {
@@ -174,6 +188,7 @@ mod tests {
                 oplog_bytes: 0,
                 oplog_sha256: None,
             },
+            selection: Selection::default(),
             namespaces: vec![],
             totals: Totals::default(),
             archive: None,

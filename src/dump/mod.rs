@@ -6,6 +6,7 @@
 //! `mongorestore/filepath.go`) so that the official `mongorestore` reads our output as
 //! its own.
 
+pub mod bson_reader;
 pub mod layout;
 pub mod metadata;
 pub mod spool;

@@ -6,7 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{ArchiveUpload, Store, StoredBackup, SIDECAR_SUFFIX};
+use super::{ArchiveUpload, Store, StoredBackup, SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
 use crate::error::{Error, Result};
 use crate::naming::is_backup_name;
 
@@ -109,10 +109,30 @@ impl Store for LocalStore {
             }
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             let sidecar = fs::read(self.dir.join(format!("{name}{SIDECAR_SUFFIX}"))).ok();
-            found.push(StoredBackup { name: name.to_string(), archive: file_name.clone(), size, sidecar });
+            let verification = fs::read(self.dir.join(format!("{name}{VERIFICATION_SUFFIX}"))).ok();
+            found.push(StoredBackup { name: name.to_string(), archive: file_name.clone(), size, sidecar, verification });
         }
         found.sort_by(|a, b| b.name.cmp(&a.name));
         Ok(found)
+    }
+
+    fn open_archive(&self, file_name: &str) -> Result<Box<dyn io::Read + Send>> {
+        let path = self.dir.join(file_name);
+        let file = File::open(&path).map_err(Error::io("cannot open the archive", &path))?;
+        Ok(Box::new(io::BufReader::with_capacity(1 << 20, file)))
+    }
+
+    fn put_verification(&self, name: &str, result: &[u8]) -> Result<String> {
+        let path = self.dir.join(format!("{name}{VERIFICATION_SUFFIX}"));
+        let replace = || -> io::Result<()> {
+            let mut staged = tempfile::NamedTempFile::new_in(&self.dir)?;
+            staged.write_all(result)?;
+            staged.as_file().sync_all()?;
+            staged.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        replace().map_err(Error::io("cannot write the verification result", &path))?;
+        Ok(path.display().to_string())
     }
 }
 

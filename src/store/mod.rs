@@ -7,13 +7,16 @@
 pub mod local;
 pub mod s3;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
 /// File suffix of the sidecar manifest.
 pub const SIDECAR_SUFFIX: &str = ".manifest.json";
+
+/// File suffix of the latest verification result of a backup (`verify` rewrites it).
+pub const VERIFICATION_SUFFIX: &str = ".verify.json";
 
 /// Where backups are kept, as given by `--store` or the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +120,32 @@ pub struct StoredBackup {
     pub size: u64,
     /// The sidecar manifest's bytes, when present (the backup is complete).
     pub sidecar: Option<Vec<u8>>,
+    /// The latest verification result's bytes, when the backup was verified.
+    pub verification: Option<Vec<u8>>,
+}
+
+/// Picks backup `wanted` (a name, or `latest` for the newest complete one) from a
+/// store's listing.
+///
+/// # Errors
+/// A usage error when no such backup exists, naming what does.
+pub fn select(backups: Vec<StoredBackup>, wanted: &str, store: &StoreLocation) -> Result<StoredBackup> {
+    if wanted == "latest" {
+        let newest_incomplete = backups.first().filter(|b| b.sidecar.is_none()).map(|b| b.name.clone());
+        return backups.into_iter().find(|b| b.sidecar.is_some()).ok_or_else(|| {
+            Error::usage(match newest_incomplete {
+                Some(name) => format!("{store} holds no complete backup (the newest, {name}, has no sidecar manifest); run a backup first"),
+                None => format!("{store} holds no backups; run `ingest-backup backup` first, or give --store (or S3_BUCKET and BACKUP_DIR) for the store that holds them"),
+            })
+        });
+    }
+    let names: Vec<String> = backups.iter().take(5).map(|b| b.name.clone()).collect();
+    backups.into_iter().find(|b| b.name == wanted).ok_or_else(|| {
+        Error::usage(format!(
+            "no backup named {wanted:?} in {store}; the newest are: {}; `ingest-backup list` shows them all",
+            if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+        ))
+    })
 }
 
 /// A place that keeps backups. Methods block (an S3 store waits on the network):
@@ -141,11 +170,24 @@ pub trait Store: Send + Sync {
     /// The store refused the write.
     fn put_sidecar(&self, name: &str, manifest: &[u8]) -> Result<String>;
 
-    /// Every backup archive in the store, complete or not.
+    /// Every backup archive in the store, complete or not, newest first.
     ///
     /// # Errors
     /// The store could not be listed.
     fn list(&self) -> Result<Vec<StoredBackup>>;
+
+    /// Streams the stored bytes of archive `file_name`.
+    ///
+    /// # Errors
+    /// The archive is missing or the store could not be read.
+    fn open_archive(&self, file_name: &str) -> Result<Box<dyn Read + Send>>;
+
+    /// Records the latest verification result of backup `name`, replacing any earlier
+    /// one (the archive and the sidecar are never touched).
+    ///
+    /// # Errors
+    /// The store refused the write.
+    fn put_verification(&self, name: &str, result: &[u8]) -> Result<String>;
 }
 
 /// Opens the store at `location`; `s3_settings` is consulted only for an S3 store.

@@ -19,7 +19,7 @@ pub use config::S3Settings;
 use errors::describe;
 use upload::S3Upload;
 
-use super::{ArchiveUpload, Store, StoredBackup, SIDECAR_SUFFIX};
+use super::{ArchiveUpload, Store, StoredBackup, SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
 use crate::error::{Error, Result};
 use crate::naming::is_backup_name;
 
@@ -142,6 +142,8 @@ impl Store for S3Store {
         let objects = self.list_objects("")?;
         let sidecars: std::collections::BTreeSet<&str> =
             objects.iter().filter_map(|(key, _)| key.strip_suffix(SIDECAR_SUFFIX)).collect();
+        let verifications: std::collections::BTreeSet<&str> =
+            objects.iter().filter_map(|(key, _)| key.strip_suffix(VERIFICATION_SUFFIX)).collect();
         let mut found = Vec::new();
         for (key, size) in &objects {
             let Some(name) = key.strip_suffix(".tar.gz").or_else(|| key.strip_suffix(".tar.zst")) else { continue };
@@ -149,9 +151,34 @@ impl Store for S3Store {
                 continue;
             }
             let sidecar = if sidecars.contains(name) { Some(self.get(&format!("{name}{SIDECAR_SUFFIX}"))?) } else { None };
-            found.push(StoredBackup { name: name.to_string(), archive: key.clone(), size: *size, sidecar });
+            let verification =
+                if verifications.contains(name) { Some(self.get(&format!("{name}{VERIFICATION_SUFFIX}"))?) } else { None };
+            found.push(StoredBackup { name: name.to_string(), archive: key.clone(), size: *size, sidecar, verification });
         }
         found.sort_by(|a, b| b.name.cmp(&a.name));
         Ok(found)
+    }
+
+    fn open_archive(&self, file_name: &str) -> Result<Box<dyn std::io::Read + Send>> {
+        let object = self
+            .runtime
+            .block_on(self.client.get_object().bucket(&self.bucket).key(self.key(file_name)).send())
+            .map_err(|e| describe(&e, &self.url(file_name), "reading the archive"))?;
+        let body = object.body.into_async_read();
+        Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(body, self.runtime.clone())))
+    }
+
+    fn put_verification(&self, name: &str, result: &[u8]) -> Result<String> {
+        let file_name = format!("{name}{VERIFICATION_SUFFIX}");
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(&file_name))
+            .content_type("application/json")
+            .body(ByteStream::from(result.to_vec()));
+        let request = self.settings.apply_to_put(request);
+        self.runtime.block_on(request.send()).map_err(|e| describe(&e, &self.url(&file_name), "writing the verification result"))?;
+        Ok(self.url(&file_name))
     }
 }

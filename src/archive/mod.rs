@@ -1,6 +1,9 @@
 //! The archive stage: a tar stream, compressed with gzip or zstd, hashed and counted
 //! as it is written to a sink. It runs on a blocking thread fed by a bounded channel
-//! (see [`crate::backup`]); it knows nothing about MongoDB or stores.
+//! (see [`crate::backup`]); it knows nothing about MongoDB or stores. [`reader`] reads
+//! an archive back for `verify` and `restore`.
+
+pub mod reader;
 
 use std::io::{self, Read, Write};
 

@@ -1,0 +1,176 @@
+//! Reading an archive back, as `verify` and `restore` do: the stored bytes are counted
+//! and hashed on their way in (to compare with the sidecar's size and SHA-256), then
+//! decompressed according to the file name, then walked as tar members. Nothing is
+//! held whole in memory.
+
+use std::io::{self, Read};
+
+use sha2::{Digest, Sha256};
+
+use super::ArchiveDigest;
+
+/// The compression of an archive, from its file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// `.tar.gz` (also `.tgz`).
+    Gzip,
+    /// `.tar.zst`.
+    Zstd,
+}
+
+impl ArchiveFormat {
+    /// The format a file name announces, if any.
+    pub fn of_file(file_name: &str) -> Option<Self> {
+        if file_name.ends_with(".tar.gz") || file_name.ends_with(".tgz") {
+            Some(ArchiveFormat::Gzip)
+        } else if file_name.ends_with(".tar.zst") {
+            Some(ArchiveFormat::Zstd)
+        } else {
+            None
+        }
+    }
+}
+
+/// Counts and hashes every byte read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    sha256: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha256.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+/// The decompressor in front of the hashed stored bytes.
+pub enum Decoder<R: Read> {
+    /// gzip; several concatenated members are read as one stream, as `gzip -d` does.
+    Gzip(flate2::read::MultiGzDecoder<R>),
+    /// zstd.
+    Zstd(zstd::stream::read::Decoder<'static, io::BufReader<R>>),
+}
+
+impl<R: Read> Read for Decoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoder::Gzip(decoder) => decoder.read(buf),
+            Decoder::Zstd(decoder) => decoder.read(buf),
+        }
+    }
+}
+
+impl<R: Read> Decoder<R> {
+    fn into_inner(self) -> R {
+        match self {
+            Decoder::Gzip(decoder) => decoder.into_inner(),
+            Decoder::Zstd(decoder) => decoder.finish().into_inner(),
+        }
+    }
+}
+
+/// A tar archive being read from a store.
+pub struct ArchiveReader<R: Read> {
+    archive: tar::Archive<Decoder<HashingReader<R>>>,
+}
+
+impl<R: Read> ArchiveReader<R> {
+    /// Starts reading `source`, compressed as `format`.
+    ///
+    /// # Errors
+    /// The decompressor could not be set up.
+    pub fn new(source: R, format: ArchiveFormat) -> io::Result<Self> {
+        let hashing = HashingReader { inner: source, sha256: Sha256::new(), size: 0 };
+        let decoder = match format {
+            ArchiveFormat::Gzip => Decoder::Gzip(flate2::read::MultiGzDecoder::new(hashing)),
+            ArchiveFormat::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::new(hashing)?),
+        };
+        Ok(Self { archive: tar::Archive::new(decoder) })
+    }
+
+    /// The members, in archive order.
+    ///
+    /// # Errors
+    /// The archive could not be read.
+    pub fn entries(&mut self) -> io::Result<tar::Entries<'_, Decoder<HashingReader<R>>>> {
+        self.archive.entries()
+    }
+
+    /// Reads what is left of the stream (the tar trailer, the compressor's own
+    /// checksum, any trailing bytes) and returns the size and SHA-256 of every stored
+    /// byte.
+    ///
+    /// # Errors
+    /// The rest of the stream is corrupt (a gzip CRC mismatch, a truncated frame).
+    pub fn finish(self) -> io::Result<ArchiveDigest> {
+        let mut decoder = self.archive.into_inner();
+        io::copy(&mut decoder, &mut io::sink())?;
+        let mut hashing = decoder.into_inner();
+        io::copy(&mut hashing, &mut io::sink())?;
+        Ok(ArchiveDigest { size: hashing.size, sha256: hex::encode(hashing.sha256.finalize()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::{ArchiveWriter, Compression};
+
+    fn archive(compression: Compression) -> (Vec<u8>, ArchiveDigest) {
+        let mut writer = ArchiveWriter::new(Vec::new(), compression, 0).unwrap();
+        writer.append_bytes("data/db/dump/n/db/c.bson", &[7u8; 100_000]).unwrap();
+        writer.finish().unwrap()
+    }
+
+    #[test]
+    fn reads_back_what_was_written_with_the_same_digest() {
+        for (compression, format) in
+            [(Compression::Gzip { level: 6 }, ArchiveFormat::Gzip), (Compression::Zstd { level: 3, threads: 0 }, ArchiveFormat::Zstd)]
+        {
+            let (bytes, written) = archive(compression);
+            let mut reader = ArchiveReader::new(&bytes[..], format).unwrap();
+            let mut members = Vec::new();
+            for entry in reader.entries().unwrap() {
+                let mut entry = entry.unwrap();
+                let mut body = Vec::new();
+                entry.read_to_end(&mut body).unwrap();
+                members.push((entry.path().unwrap().display().to_string(), body.len()));
+            }
+            assert_eq!(members, vec![("data/db/dump/n/db/c.bson".to_string(), 100_000)]);
+            assert_eq!(reader.finish().unwrap(), written);
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_change_the_digest_and_truncation_is_an_error() {
+        let (mut bytes, written) = archive(Compression::Gzip { level: 6 });
+        let truncated = &bytes[..bytes.len() - 10];
+        let mut reader = ArchiveReader::new(truncated, ArchiveFormat::Gzip).unwrap();
+        let walked: io::Result<()> = (|| {
+            for entry in reader.entries()? {
+                io::copy(&mut entry?, &mut io::sink())?;
+            }
+            Ok(())
+        })();
+        assert!(walked.is_err() || reader.finish().is_err(), "a truncated gzip stream must not read cleanly");
+
+        bytes.extend_from_slice(b"junk");
+        let mut reader = ArchiveReader::new(&bytes[..], ArchiveFormat::Gzip).unwrap();
+        for entry in reader.entries().unwrap() {
+            io::copy(&mut entry.unwrap(), &mut io::sink()).unwrap();
+        }
+        let digest = reader.finish();
+        assert!(digest.is_err() || digest.unwrap() != written);
+    }
+
+    #[test]
+    fn formats_come_from_the_file_name() {
+        assert_eq!(ArchiveFormat::of_file("2018-04-04T11_37.tar.gz"), Some(ArchiveFormat::Gzip));
+        assert_eq!(ArchiveFormat::of_file("2018-04-04T11_37.tar.zst"), Some(ArchiveFormat::Zstd));
+        assert_eq!(ArchiveFormat::of_file("2018-04-04T11_37.zip"), None);
+    }
+}
