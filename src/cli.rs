@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::store::s3::S3Settings;
 use crate::store::StoreLocation;
+use crate::verify::VerifyOptions;
 
 /// The source used when neither `--uri` nor `MONGO_URI` is given: the seed's
 /// Kubernetes service.
@@ -30,8 +31,10 @@ pub struct Cli {
 pub enum Command {
     /// Dump every database (or the namespaces selected) into a new archive in the store.
     Backup(BackupArgs),
-    /// List the backups in a store, newest first, complete or not.
+    /// List the backups in a store, newest first, complete or not, with their latest verification.
     List(ListArgs),
+    /// Prove a stored backup intact (archive against manifest) and compare it with the live database.
+    Verify(VerifyArgs),
     /// Load the sample ingest data set into a server (for demos, tests and benchmarks).
     SampleData(SampleDataArgs),
 }
@@ -68,6 +71,19 @@ impl StoreArg {
             Some(text) => StoreLocation::parse(text),
             None => StoreLocation::from_env(std::env::var("S3_BUCKET").ok().as_deref(), std::env::var("BACKUP_DIR").ok().as_deref()),
         }
+    }
+
+    /// The store and, for an S3 store, its settings.
+    ///
+    /// # Errors
+    /// A usage error for a malformed store, flag or variable.
+    pub fn resolve(&self) -> Result<(StoreLocation, Option<S3Settings>)> {
+        let store = self.location()?;
+        let s3 = match store {
+            StoreLocation::S3 { .. } => Some(self.s3_settings()?),
+            StoreLocation::Local(_) => None,
+        };
+        Ok((store, s3))
     }
 
     /// The S3 settings: these flags plus the AWS and `S3_*` environment variables.
@@ -136,11 +152,7 @@ impl BackupArgs {
         if let Compression::Zstd { threads, .. } = &mut compression {
             *threads = self.zstd_threads;
         }
-        let store = self.store.location()?;
-        let s3 = match store {
-            StoreLocation::S3 { .. } => Some(self.store.s3_settings()?),
-            StoreLocation::Local(_) => None,
-        };
+        let (store, s3) = self.store.resolve()?;
         Ok(BackupOptions {
             uri: self.uri.uri.clone(),
             store,
@@ -164,6 +176,59 @@ pub struct ListArgs {
     /// Print one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The backup to verify: a name such as 2018-04-04T11_37, or `latest` (the newest, complete or not).
+    #[arg(default_value = "latest")]
+    pub backup: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub uri: UriArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArg,
+    /// Check the archive against its manifest only; do not compare with a live database.
+    #[arg(long)]
+    pub archive_only: bool,
+    /// Live collections scanned at the same time (1 keeps the load on the server low).
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
+    /// Fail when a live difference cannot be explained either way (no oplog reaches back).
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the verification report as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl VerifyArgs {
+    /// Validates the flags into [`VerifyOptions`].
+    ///
+    /// # Errors
+    /// A usage error naming the bad flag and its fix.
+    pub fn options(&self) -> Result<VerifyOptions> {
+        if !(1..=64).contains(&self.parallel) {
+            return Err(Error::usage(format!("--parallel {} is out of range: use 1 to 64", self.parallel)));
+        }
+        if self.backup != "latest" && !crate::naming::is_backup_name(&self.backup) {
+            return Err(Error::usage(format!(
+                "{:?} is not a backup name: give a name such as 2018-04-04T11_37 (see `ingest-backup list`) or `latest`",
+                self.backup
+            )));
+        }
+        let (store, s3) = self.store.resolve()?;
+        Ok(VerifyOptions {
+            store,
+            s3,
+            backup: self.backup.clone(),
+            uri: (!self.archive_only).then(|| self.uri.uri.clone()),
+            parallel: self.parallel,
+            strict: self.strict,
+        })
+    }
 }
 
 /// Flags of `sample-data`.

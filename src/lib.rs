@@ -22,5 +22,6 @@ pub mod sample;
 pub mod source;
 pub mod store;
 pub mod test_hooks;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -8,9 +8,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use ingest_backup::backup::{run_backup, BackupReport};
-use ingest_backup::cli::{BackupArgs, Cli, Command, ListArgs, SampleDataArgs};
+use ingest_backup::cli::{BackupArgs, Cli, Command, ListArgs, SampleDataArgs, VerifyArgs};
 use ingest_backup::manifest::Manifest;
 use ingest_backup::sample::{self, SampleSpec};
+use ingest_backup::verify;
 use ingest_backup::{source, store, Error, Result};
 
 fn main() -> ExitCode {
@@ -32,11 +33,13 @@ fn main() -> ExitCode {
     let json = match &cli.command {
         Command::Backup(args) => args.json,
         Command::List(args) => args.json,
+        Command::Verify(args) => args.json,
         Command::SampleData(_) => false,
     };
     let outcome = runtime.block_on(run(cli.command, cancel));
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Succeeded) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
         Err(error) => {
             eprintln!("error: {error}");
             if json {
@@ -47,11 +50,21 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, cancel: CancellationToken) -> Result<()> {
+/// How a command that ran to the end came out.
+enum Outcome {
+    /// Exit 0.
+    Succeeded,
+    /// Exit 1: the command ran and reported its own failure (a failed verification).
+    Failed,
+}
+
+async fn run(command: Command, cancel: CancellationToken) -> Result<Outcome> {
+    let succeeded = |_| Outcome::Succeeded;
     match command {
-        Command::Backup(args) => backup(&args, cancel).await,
-        Command::List(args) => list(&args).await,
-        Command::SampleData(args) => sample_data(&args).await,
+        Command::Backup(args) => backup(&args, cancel).await.map(succeeded),
+        Command::List(args) => list(&args).await.map(succeeded),
+        Command::Verify(args) => verify(&args, cancel).await,
+        Command::SampleData(args) => sample_data(&args).await.map(succeeded),
     }
 }
 
@@ -126,6 +139,22 @@ fn backup_json(report: &BackupReport, store: &str) -> serde_json::Value {
     })
 }
 
+async fn verify(args: &VerifyArgs, cancel: CancellationToken) -> Result<Outcome> {
+    let options = args.options()?;
+    let report = verify::run_verify(&options, cancel).await?;
+    eprint!("{}", verify::report::render(&report));
+    if args.json {
+        println!("{}", serde_json::to_string(&report).expect("a report always serializes"));
+    }
+    Ok(if report.passed() { Outcome::Succeeded } else { Outcome::Failed })
+}
+
+/// The list column for a backup's latest verification.
+fn verification_summary(recorded: Option<&[u8]>) -> Option<serde_json::Value> {
+    let report: serde_json::Value = serde_json::from_slice(recorded?).ok()?;
+    Some(json!({ "status": report["status"], "verified_at": report["verified_at"], "errors": report["findings"].as_array().map(|f| f.iter().filter(|f| f["severity"] == "error").count()) }))
+}
+
 async fn list(args: &ListArgs) -> Result<()> {
     let location = args.store.location()?;
     let store = store::open(&location, || args.store.s3_settings()).await?;
@@ -146,22 +175,28 @@ async fn list(args: &ListArgs) -> Result<()> {
             "documents": manifest.as_ref().map(|m| m.totals.documents),
             "duration_seconds": duration,
             "compression": manifest.as_ref().map(|m| m.compression.clone()),
+            "verification": verification_summary(backup.verification.as_deref()),
         }));
     }
     if args.json {
         println!("{}", json!({ "store": location.to_string(), "backups": rows }));
         return Ok(());
     }
-    println!("{:<24} {:>12} {:>12} {:>9} {:<6} STATUS", "NAME", "SIZE", "DOCUMENTS", "SECONDS", "COMPR");
+    println!("{:<24} {:>12} {:>12} {:>9} {:<6} {:<36} STATUS", "NAME", "SIZE", "DOCUMENTS", "SECONDS", "COMPR", "VERIFIED");
     for row in &rows {
         let complete = row["complete"].as_bool().unwrap_or(false);
+        let verified = match &row["verification"] {
+            serde_json::Value::Null => "never".to_string(),
+            v => format!("{} {}", v["status"].as_str().unwrap_or("?"), v["verified_at"].as_str().unwrap_or("")),
+        };
         println!(
-            "{:<24} {:>12} {:>12} {:>9} {:<6} {}",
+            "{:<24} {:>12} {:>12} {:>9} {:<6} {:<36} {}",
             row["name"].as_str().unwrap_or(""),
             row["size"],
             row["documents"].as_u64().map_or("-".into(), |d| d.to_string()),
             row["duration_seconds"].as_f64().map_or("-".into(), |d| format!("{d:.1}")),
             row["compression"].as_str().unwrap_or("-"),
+            verified,
             if complete { "complete" } else { "INCOMPLETE (no sidecar manifest)" }
         );
     }

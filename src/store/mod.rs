@@ -124,16 +124,28 @@ pub struct StoredBackup {
     pub verification: Option<Vec<u8>>,
 }
 
-/// Picks backup `wanted` (a name, or `latest` for the newest complete one) from a
-/// store's listing.
+/// What `latest` means to a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latest {
+    /// The newest backup, complete or not (`verify`: a failed last night must fail).
+    Newest,
+    /// The newest complete backup (`restore`: never an incomplete one).
+    NewestComplete,
+}
+
+/// Picks backup `wanted` (a name, or `latest`) from a store's listing (newest first).
 ///
 /// # Errors
-/// A usage error when no such backup exists, naming what does.
-pub fn select(backups: Vec<StoredBackup>, wanted: &str, store: &StoreLocation) -> Result<StoredBackup> {
+/// A usage error when no such backup exists, naming the ones that do.
+pub fn select(backups: Vec<StoredBackup>, wanted: &str, store: &StoreLocation, latest: Latest) -> Result<StoredBackup> {
     if wanted == "latest" {
-        let newest_incomplete = backups.first().filter(|b| b.sidecar.is_none()).map(|b| b.name.clone());
-        return backups.into_iter().find(|b| b.sidecar.is_some()).ok_or_else(|| {
-            Error::usage(match newest_incomplete {
+        let newest = backups.first().map(|b| b.name.clone());
+        let found = match latest {
+            Latest::Newest => backups.into_iter().next(),
+            Latest::NewestComplete => backups.into_iter().find(|b| b.sidecar.is_some()),
+        };
+        return found.ok_or_else(|| {
+            Error::usage(match newest {
                 Some(name) => format!("{store} holds no complete backup (the newest, {name}, has no sidecar manifest); run a backup first"),
                 None => format!("{store} holds no backups; run `ingest-backup backup` first, or give --store (or S3_BUCKET and BACKUP_DIR) for the store that holds them"),
             })

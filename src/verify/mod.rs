@@ -1,0 +1,266 @@
+//! `verify`: prove a stored backup without restoring it. Stage one checks the
+//! archive against its manifest with no server ([`archive_check`]); stage two
+//! compares the manifest with the live database and explains differences with its
+//! oplog ([`live_check`]). Both run at once; every difference is reported as a
+//! [`Finding`], and the result is recorded beside the backup (`<name>.verify.json`).
+
+pub mod archive_check;
+pub mod findings;
+pub mod live_check;
+pub mod oplog_activity;
+pub mod report;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use archive_check::ArchiveCheck;
+pub use findings::{Finding, Severity};
+pub use live_check::{LiveCheck, LiveStatus};
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::store::s3::S3Settings;
+use crate::store::{self, Latest, Store, StoreLocation, StoredBackup};
+
+/// What to verify and how.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// The store holding the backup.
+    pub store: StoreLocation,
+    /// S3 settings, for an S3 store.
+    pub s3: Option<S3Settings>,
+    /// A backup name, or `latest` (the newest backup, complete or not).
+    pub backup: String,
+    /// The live database to compare with; `None` checks the archive only.
+    pub uri: Option<String>,
+    /// Live collections scanned at the same time.
+    pub parallel: usize,
+    /// Fail when a difference cannot be explained either way (undetermined).
+    pub strict: bool,
+}
+
+/// The overall verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyStatus {
+    /// Archive intact, every live difference explained.
+    Passed,
+    /// Archive intact, but some difference could not be explained either way.
+    PassedWithWarnings,
+    /// The archive is damaged, incomplete, or a difference is unexplained.
+    Failed,
+}
+
+impl VerifyStatus {
+    /// The word printed at the end of the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            VerifyStatus::Passed => "PASSED",
+            VerifyStatus::PassedWithWarnings => "PASSED WITH WARNINGS",
+            VerifyStatus::Failed => "FAILED",
+        }
+    }
+}
+
+/// The result of one verification, printed with `--json` and recorded in the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// The backup verified.
+    pub name: String,
+    /// The store it lives in.
+    pub store: String,
+    /// When the verification finished, RFC 3339 UTC.
+    pub verified_at: String,
+    /// Wall time of the verification.
+    pub duration_seconds: f64,
+    /// The verdict.
+    pub status: VerifyStatus,
+    /// Stage one: the archive against its manifest.
+    pub archive: ArchiveCheck,
+    /// Stage two: the manifest against the live database (absent with `--archive-only`).
+    pub live: Option<LiveCheck>,
+    /// Every error and warning, archive and live.
+    pub findings: Vec<Finding>,
+    /// Where the result was recorded, when it was.
+    pub recorded: Option<String>,
+}
+
+impl VerifyReport {
+    /// Whether the command should exit 0.
+    pub fn passed(&self) -> bool {
+        self.status != VerifyStatus::Failed
+    }
+
+    /// Error findings.
+    pub fn errors(&self) -> usize {
+        self.findings.iter().filter(|f| f.severity == Severity::Error).count()
+    }
+}
+
+/// Verifies a stored backup: its archive, then (with a URI) the live database.
+///
+/// # Errors
+/// Configuration and store errors that prevent any verification (a missing store,
+/// an unknown backup name). Everything found about the backup itself is in the report.
+pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> Result<VerifyReport> {
+    let clock = Instant::now();
+    let s3 = options.s3.clone();
+    let store: Arc<dyn Store> =
+        Arc::from(store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?);
+    let backup = {
+        let store = store.clone();
+        let (wanted, location) = (options.backup.clone(), options.store.clone());
+        tokio::task::spawn_blocking(move || store::select(store.list()?, &wanted, &location, Latest::Newest))
+            .await
+            .expect("listing does not panic")?
+    };
+    info!(backup = %backup.name, store = %options.store, "Verifying.");
+    let mut findings = Vec::new();
+    let (archive, live) = match read_manifest(&backup) {
+        Err(finding) => {
+            findings.push(finding);
+            (ArchiveCheck::default(), None)
+        }
+        Ok(manifest) => {
+            let archive_task = spawn_archive_check(store.clone(), backup.archive.clone(), manifest.clone(), cancel.clone());
+            let live = match &options.uri {
+                Some(uri) => Some(live_stage(uri, &manifest, options.parallel, &cancel).await),
+                None => None,
+            };
+            let archive = archive_task.await.expect("the archive check does not panic");
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            findings.extend(archive.findings.iter().cloned());
+            let live = match live {
+                Some(Ok(live)) => Some(live),
+                Some(Err(error)) => {
+                    findings.push(Finding::error(
+                        "live database",
+                        "comparison",
+                        "a reachable server",
+                        error, // connection errors already carry the URI with its password redacted
+                        "check --uri (or MONGO_URI) and that the server is up; the archive stage above still applies",
+                    ));
+                    None
+                }
+                None => None,
+            };
+            (archive, live)
+        }
+    };
+    if let Some(live) = &live {
+        findings.extend(live_findings(live));
+    }
+    let status = verdict(&findings, options.strict);
+    let mut report = VerifyReport {
+        name: backup.name.clone(),
+        store: options.store.to_string(),
+        verified_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        duration_seconds: clock.elapsed().as_secs_f64(),
+        status,
+        archive,
+        live,
+        findings,
+        recorded: None,
+    };
+    report.recorded = record(store, &report).await;
+    Ok(report)
+}
+
+/// The manifest of a complete backup, or the finding that says why there is none.
+fn read_manifest(backup: &StoredBackup) -> std::result::Result<Manifest, Finding> {
+    let Some(sidecar) = &backup.sidecar else {
+        return Err(Finding::error(
+            format!("{}.manifest.json", backup.name),
+            "sidecar",
+            "present",
+            "missing",
+            "the backup is incomplete (its run failed or was interrupted before it finished); do not rely on it, run a new backup",
+        ));
+    };
+    serde_json::from_slice::<Manifest>(sidecar).map_err(|error| {
+        Finding::error(
+            format!("{}.manifest.json", backup.name),
+            "sidecar",
+            "a valid manifest",
+            format!("unreadable: {error}"),
+            "the sidecar is damaged; the backup cannot be verified or trusted",
+        )
+    })
+}
+
+fn spawn_archive_check(store: Arc<dyn Store>, file: String, manifest: Manifest, cancel: CancellationToken) -> tokio::task::JoinHandle<ArchiveCheck> {
+    tokio::task::spawn_blocking(move || match store.open_archive(&file) {
+        Ok(stored) => archive_check::check_archive(stored, &file, &manifest, &cancel),
+        Err(error) => ArchiveCheck {
+            findings: vec![Finding::error(&file, "archive", "present and readable", error, "the archive object is missing or unreadable")],
+            ..ArchiveCheck::default()
+        },
+    })
+}
+
+async fn live_stage(uri: &str, manifest: &Manifest, parallel: usize, cancel: &CancellationToken) -> Result<LiveCheck> {
+    let source = crate::source::connect(uri).await?;
+    live_check::check_live(&source, manifest, parallel, cancel).await
+}
+
+/// One finding per live namespace that is unexplained (an error) or undetermined (a warning).
+fn live_findings(live: &LiveCheck) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for row in &live.namespaces {
+        let (expected, actual) = (format!("{} documents", row.backup_documents), row.live_documents.map_or("missing".into(), |d| format!("{d} documents")));
+        match row.status {
+            LiveStatus::Unexplained => findings.push(Finding::error(&row.namespace, "live data", expected, actual, &row.note)),
+            LiveStatus::Undetermined => findings.push(Finding::warning(&row.namespace, "live data", expected, actual, &row.note)),
+            LiveStatus::Identical | LiveStatus::Changed => {}
+        }
+    }
+    findings
+}
+
+/// Failed on any error; with warnings, failed only when `strict`.
+pub fn verdict(findings: &[Finding], strict: bool) -> VerifyStatus {
+    if findings.iter().any(|f| f.severity == Severity::Error) {
+        VerifyStatus::Failed
+    } else if findings.is_empty() {
+        VerifyStatus::Passed
+    } else if strict {
+        VerifyStatus::Failed
+    } else {
+        VerifyStatus::PassedWithWarnings
+    }
+}
+
+/// Records the report beside the backup; a failure to record is logged, not fatal.
+async fn record(store: Arc<dyn Store>, report: &VerifyReport) -> Option<String> {
+    let mut bytes = serde_json::to_vec_pretty(report).expect("a report always serializes");
+    bytes.push(b'\n');
+    let name = report.name.clone();
+    match tokio::task::spawn_blocking(move || store.put_verification(&name, &bytes)).await.expect("recording does not panic") {
+        Ok(location) => Some(location),
+        Err(error) => {
+            warn!(%error, "Cannot record the verification result in the store.");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_fail_only_strict_verifications() {
+        let warning = Finding::warning("a.b", "live data", 1, 2, "fix");
+        let error = Finding::error("a.b", "sha256", "x", "y", "fix");
+        assert_eq!(verdict(&[], false), VerifyStatus::Passed);
+        assert_eq!(verdict(&[warning.clone()], false), VerifyStatus::PassedWithWarnings);
+        assert_eq!(verdict(&[warning.clone()], true), VerifyStatus::Failed);
+        assert_eq!(verdict(&[warning, error], false), VerifyStatus::Failed);
+    }
+}
