@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::store::s3::S3Settings;
 use crate::store::StoreLocation;
+use crate::restore::plan::DatabaseRename;
+use crate::restore::RestoreOptions;
 use crate::verify::VerifyOptions;
 
 /// The source used when neither `--uri` nor `MONGO_URI` is given: the seed's
@@ -35,6 +37,8 @@ pub enum Command {
     List(ListArgs),
     /// Prove a stored backup intact (archive against manifest) and compare it with the live database.
     Verify(VerifyArgs),
+    /// Restore a stored backup into a server: collections with their options, documents, indexes, views, then the oplog.
+    Restore(RestoreArgs),
     /// Load the sample ingest data set into a server (for demos, tests and benchmarks).
     SampleData(SampleDataArgs),
 }
@@ -227,6 +231,86 @@ impl VerifyArgs {
             uri: (!self.archive_only).then(|| self.uri.uri.clone()),
             parallel: self.parallel,
             strict: self.strict,
+        })
+    }
+}
+
+/// Flags of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup to restore: a name such as 2018-04-04T11_37, or `latest` (the newest complete backup).
+    #[arg(default_value = "latest")]
+    pub backup: String,
+    /// The target server's connection string (required: a restore never defaults to the source).
+    #[arg(long, value_name = "TARGET")]
+    pub uri: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArg,
+    /// Drop each target collection before restoring it (otherwise existing documents are kept and duplicates reported).
+    #[arg(long)]
+    pub drop: bool,
+    /// Only namespaces of the backup matching this db.collection pattern ('*' is a wildcard); repeatable.
+    #[arg(long = "ns-include", value_name = "PATTERN")]
+    pub ns_include: Vec<String>,
+    /// Skip namespaces of the backup matching this db.collection pattern; repeatable.
+    #[arg(long = "ns-exclude", value_name = "PATTERN")]
+    pub ns_exclude: Vec<String>,
+    /// Restore database DB of the backup under the name given by --ns-to.
+    #[arg(long = "ns-from", value_name = "DB")]
+    pub ns_from: Option<String>,
+    /// The new name of the --ns-from database.
+    #[arg(long = "ns-to", value_name = "DB")]
+    pub ns_to: Option<String>,
+    /// Replay the backup's oplog.bson up to its consistency point (when it has one).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    pub oplog_replay: bool,
+    /// Insert batches in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// Documents per insert batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Restore an archive that has no sidecar manifest: a tarball made by the original mongodump + tar -czf pipeline. Nothing is checked against checksums.
+    #[arg(long)]
+    pub no_manifest: bool,
+    /// Print the restore report as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RestoreArgs {
+    /// Validates the flags into [`RestoreOptions`].
+    ///
+    /// # Errors
+    /// A usage error naming the bad flag and its fix.
+    pub fn options(&self) -> Result<RestoreOptions> {
+        if !(1..=64).contains(&self.parallel) {
+            return Err(Error::usage(format!("--parallel {} is out of range: use 1 to 64", self.parallel)));
+        }
+        if !(1..=100_000).contains(&self.batch_size) {
+            return Err(Error::usage(format!("--batch-size {} is out of range: use 1 to 100000", self.batch_size)));
+        }
+        if self.backup != "latest" && !crate::naming::is_backup_name(&self.backup) {
+            return Err(Error::usage(format!(
+                "{:?} is not a backup name: give a name such as 2018-04-04T11_37 (see `ingest-backup list`) or `latest`",
+                self.backup
+            )));
+        }
+        let (store, s3) = self.store.resolve()?;
+        Ok(RestoreOptions {
+            store,
+            s3,
+            backup: self.backup.clone(),
+            uri: self.uri.clone(),
+            drop: self.drop,
+            filter: NamespaceFilter::new(&self.ns_include, &self.ns_exclude)?,
+            rename: DatabaseRename::parse(self.ns_from.as_deref(), self.ns_to.as_deref())?,
+            oplog_replay: self.oplog_replay,
+            parallel: self.parallel,
+            batch_documents: self.batch_size,
+            no_manifest: self.no_manifest,
+            spool_dir: std::env::temp_dir().join("ingest-backup-spool"),
         })
     }
 }

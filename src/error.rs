@@ -17,7 +17,7 @@ pub enum Error {
         message: String,
     },
     /// The MongoDB server refused or failed an operation.
-    #[error("MongoDB: {context}: {source}")]
+    #[error("MongoDB: {context}: {}", source.kind)]
     Mongo {
         /// Which operation on which namespace.
         context: String,

@@ -8,7 +8,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use ingest_backup::backup::{run_backup, BackupReport};
-use ingest_backup::cli::{BackupArgs, Cli, Command, ListArgs, SampleDataArgs, VerifyArgs};
+use ingest_backup::cli::{BackupArgs, Cli, Command, ListArgs, RestoreArgs, SampleDataArgs, VerifyArgs};
+use ingest_backup::restore::{self, RestoreReport};
 use ingest_backup::manifest::Manifest;
 use ingest_backup::sample::{self, SampleSpec};
 use ingest_backup::verify;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => args.json,
         Command::List(args) => args.json,
         Command::Verify(args) => args.json,
+        Command::Restore(args) => args.json,
         Command::SampleData(_) => false,
     };
     let outcome = runtime.block_on(run(cli.command, cancel));
@@ -64,6 +66,7 @@ async fn run(command: Command, cancel: CancellationToken) -> Result<Outcome> {
         Command::Backup(args) => backup(&args, cancel).await.map(succeeded),
         Command::List(args) => list(&args).await.map(succeeded),
         Command::Verify(args) => verify(&args, cancel).await,
+        Command::Restore(args) => restore(&args, cancel).await,
         Command::SampleData(args) => sample_data(&args).await.map(succeeded),
     }
 }
@@ -147,6 +150,39 @@ async fn verify(args: &VerifyArgs, cancel: CancellationToken) -> Result<Outcome>
         println!("{}", serde_json::to_string(&report).expect("a report always serializes"));
     }
     Ok(if report.passed() { Outcome::Succeeded } else { Outcome::Failed })
+}
+
+async fn restore(args: &RestoreArgs, cancel: CancellationToken) -> Result<Outcome> {
+    let options = args.options()?;
+    let report = restore::run_restore(&options, cancel).await?;
+    print_restore_summary(&report);
+    if args.json {
+        println!("{}", serde_json::to_string(&report).expect("a report always serializes"));
+    }
+    Ok(if report.passed() { Outcome::Succeeded } else { Outcome::Failed })
+}
+
+fn print_restore_summary(report: &RestoreReport) {
+    for namespace in &report.namespaces {
+        eprintln!(
+            "restored {} -> {}: {} of {} documents, {} indexes, checksum {}",
+            namespace.source, namespace.target, namespace.inserted, namespace.documents, namespace.indexes, namespace.checksum
+        );
+    }
+    if let Some(oplog) = &report.oplog {
+        let reached = oplog.reached.map_or("-".to_string(), |t| format!("{}:{}", t.t, t.i));
+        eprintln!("oplog replayed: {} entries applied, {} skipped, reached {reached}", oplog.applied, oplog.skipped);
+    }
+    for problem in &report.problems {
+        eprintln!("PROBLEM: {problem}");
+    }
+    eprintln!(
+        "restore of {} {} in {:.1}s: {} documents",
+        report.name,
+        if report.passed() { "complete" } else { "FINISHED WITH PROBLEMS" },
+        report.duration_seconds,
+        report.documents
+    );
 }
 
 /// The list column for a backup's latest verification.

@@ -1,0 +1,340 @@
+//! `restore`: a stored backup into a target server, natively and streaming. The plan
+//! ([`plan`]) says what goes where; collections are created with their options
+//! ([`target`]); the archive is read once ([`stream`]) and its documents inserted in
+//! parallel batches, each namespace's SHA-256 checked as it passes; indexes are built;
+//! views are created; finally `oplog.bson` is replayed up to the backup's consistency
+//! point ([`oplog_replay`]).
+
+pub mod oplog_replay;
+pub mod plan;
+pub mod stream;
+pub mod target;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::archive::reader::{ArchiveFormat, ArchiveReader};
+use crate::dump::bson_reader::BsonReader;
+use crate::error::{Error, Result};
+use crate::filter::NamespaceFilter;
+use crate::manifest::Manifest;
+use crate::source::Timestamp;
+use crate::store::s3::S3Settings;
+use crate::store::{self, Latest, Store, StoreLocation, StoredBackup};
+use oplog_replay::{ReplayReport, Replayer};
+use plan::{DatabaseRename, LegacyScan, NamespaceMap, Plan};
+
+/// What to restore, where, and how.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The store holding the backup.
+    pub store: StoreLocation,
+    /// S3 settings, for an S3 store.
+    pub s3: Option<S3Settings>,
+    /// A backup name, or `latest` (the newest complete backup).
+    pub backup: String,
+    /// The target server.
+    pub uri: String,
+    /// Drop each target collection before restoring it.
+    pub drop: bool,
+    /// Which namespaces of the backup to restore.
+    pub filter: NamespaceFilter,
+    /// Restore one database under another name.
+    pub rename: Option<DatabaseRename>,
+    /// Replay `oplog.bson` to the recorded point, when the backup has one.
+    pub oplog_replay: bool,
+    /// Insert batches in flight.
+    pub parallel: usize,
+    /// Documents per insert batch.
+    pub batch_documents: usize,
+    /// Accept an archive without a sidecar manifest (a tarball of the original
+    /// `mongodump` + `tar -czf` pipeline); nothing can be checked against checksums.
+    pub no_manifest: bool,
+    /// Where `oplog.bson` is spooled for the replay.
+    pub spool_dir: PathBuf,
+}
+
+/// One restored namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoredNamespace {
+    /// `db.collection` in the backup.
+    pub source: String,
+    /// `db.collection` in the target.
+    pub target: String,
+    /// `collection` or `view`.
+    pub kind: String,
+    /// Documents read from the archive.
+    pub documents: u64,
+    /// Documents inserted.
+    pub inserted: u64,
+    /// Documents refused as duplicates.
+    pub duplicates: u64,
+    /// Documents refused for other reasons.
+    pub failed: u64,
+    /// Indexes built (besides `_id_`).
+    pub indexes: usize,
+    /// `ok`, `MISMATCH` or `unchecked` (no manifest).
+    pub checksum: String,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The backup restored.
+    pub name: String,
+    /// Hosts of the target.
+    pub target: Vec<String>,
+    /// Whether the backup had a manifest to check against.
+    pub checked: bool,
+    /// Wall time.
+    pub duration_seconds: f64,
+    /// Documents inserted.
+    pub documents: u64,
+    /// BSON bytes read from the archive.
+    pub bytes: u64,
+    /// Per namespace.
+    pub namespaces: Vec<RestoredNamespace>,
+    /// Namespaces of the backup not restored (filtered out, or users and roles).
+    pub skipped: Vec<String>,
+    /// The oplog replay, when one ran.
+    pub oplog: Option<ReplayReport>,
+    /// The point the replay was to reach (the backup's consistency end).
+    pub oplog_limit: Option<Timestamp>,
+    /// Everything that makes the restore not a faithful copy; empty on success.
+    pub problems: Vec<String>,
+}
+
+impl RestoreReport {
+    /// Whether the command should exit 0.
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Restores a stored backup into the target server.
+///
+/// # Errors
+/// Refusals before anything is written (an unknown or incomplete backup, a bad
+/// target), and failures that stop the restore (an unreadable or damaged archive, a
+/// target that goes away). Per-namespace differences are in the report's problems.
+pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) -> Result<RestoreReport> {
+    let clock = Instant::now();
+    let s3 = options.s3.clone();
+    let store: Arc<dyn Store> =
+        Arc::from(store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?);
+    let backup = {
+        let store = store.clone();
+        let (wanted, location) = (options.backup.clone(), options.store.clone());
+        let latest = if options.no_manifest { Latest::Newest } else { Latest::NewestComplete };
+        tokio::task::spawn_blocking(move || store::select(store.list()?, &wanted, &location, latest)).await.expect("listing does not panic")?
+    };
+    let format = ArchiveFormat::of_file(&backup.archive)
+        .ok_or_else(|| Error::usage(format!("{} is neither .tar.gz nor .tar.zst", backup.archive)))?;
+    let map = NamespaceMap::new(options.rename.clone());
+    let manifest = read_manifest(&backup, options.no_manifest)?;
+    let plan = match &manifest {
+        Some(manifest) => Plan::from_manifest(manifest, &options.filter, &map)?,
+        None => legacy_plan(store.clone(), &backup, format, &options.filter, &map).await?,
+    };
+    for skipped in &plan.skipped {
+        info!(namespace = %skipped, "Not restored (filtered out, or users and roles, which need mongorestore --restoreDbUsersAndRoles).");
+    }
+    let target = crate::source::connect(&options.uri).await?;
+    info!(backup = %backup.name, namespaces = plan.namespaces.len(), drop = options.drop, "Restoring.");
+    target::prepare(&target.client, &plan.namespaces, options.drop).await?;
+
+    let namespaces = Arc::new(plan.namespaces.clone());
+    let (batches, receiver) = mpsc::channel(options.parallel.max(1) * 2);
+    let inserter = tokio::spawn(target::insert_batches(target.client.clone(), namespaces.clone(), receiver, options.parallel));
+    let streamed = {
+        let (store, file, plan, cancel, spool_dir) =
+            (store.clone(), backup.archive.clone(), plan.clone(), cancel.clone(), options.spool_dir.clone());
+        let batch_documents = options.batch_documents;
+        tokio::task::spawn_blocking(move || {
+            let stored = store.open_archive(&file)?;
+            stream::stream_archive(stored, format, &plan, batches, batch_documents, &spool_dir, &cancel)
+        })
+    };
+    let streamed = streamed.await.expect("the archive reader does not panic");
+    let tallies = inserter.await.expect("the inserter does not panic");
+    let streamed = streamed?;
+    let tallies = tallies?;
+    if cancel.is_cancelled() {
+        return Err(Error::Cancelled);
+    }
+
+    let mut problems = Vec::new();
+    if let Some(expected) = manifest.as_ref().and_then(|m| m.archive.as_ref()) {
+        if expected.sha256 != streamed.archive.sha256 || expected.size != streamed.archive.size {
+            problems.push(format!(
+                "the archive's bytes differ from the sidecar (size {} vs {}, sha256 {} vs {}): it was altered after the backup",
+                streamed.archive.size, expected.size, streamed.archive.sha256, expected.sha256
+            ));
+        }
+    }
+    let mut restored = Vec::new();
+    for (index, planned) in plan.namespaces.iter().enumerate() {
+        let tally = &tallies[index];
+        let digest = streamed.digests[index].as_ref();
+        let checksum = match (&planned.expected, digest) {
+            (None, _) => "unchecked",
+            (Some(_), None) if planned.is_view() => "ok",
+            (Some(_), None) => {
+                problems.push(format!("{}: its .bson file is missing from the archive", planned.source()));
+                "MISMATCH"
+            }
+            (Some(expected), Some(found)) if expected.sha256 == found.sha256 && expected.documents == found.documents => "ok",
+            (Some(expected), Some(found)) => {
+                problems.push(format!(
+                    "{}: the .bson file's sha256 is {} but the manifest says {} ({} documents, manifest {}): the archive is damaged",
+                    planned.source(),
+                    found.sha256,
+                    expected.sha256,
+                    found.documents,
+                    expected.documents
+                ));
+                "MISMATCH"
+            }
+        };
+        if tally.duplicates > 0 {
+            problems.push(format!(
+                "{}: {} documents were not restored because documents with the same key already exist; use --drop to replace the collection",
+                planned.target(),
+                tally.duplicates
+            ));
+        }
+        if tally.failed > 0 {
+            problems.push(format!("{}: {} documents were refused: {}", planned.target(), tally.failed, tally.first_failure.as_deref().unwrap_or("")));
+        }
+        let indexes = target::build_indexes(&target.client, planned).await?;
+        restored.push(RestoredNamespace {
+            source: planned.source(),
+            target: planned.target(),
+            kind: planned.kind.clone(),
+            documents: digest.map_or(0, |d| d.documents),
+            inserted: tally.inserted,
+            duplicates: tally.duplicates,
+            failed: tally.failed,
+            indexes,
+            checksum: checksum.to_string(),
+        });
+    }
+    for planned in plan.namespaces.iter().filter(|n| n.is_view()) {
+        target::create_view(&target.client, planned).await?;
+    }
+
+    let oplog_limit = manifest.as_ref().and_then(|m| m.consistency.end);
+    let oplog = match streamed.oplog {
+        Some(spooled) if options.oplog_replay => Some(replay(&target.client, spooled, &options.filter, &map, oplog_limit, &cancel).await?),
+        Some(_) => {
+            warn!("--oplog-replay=false: the backup's oplog.bson was not replayed, so the target holds the dump as read, not a single point in time.");
+            None
+        }
+        None => None,
+    };
+    let report = RestoreReport {
+        name: backup.name.clone(),
+        target: target.hosts.clone(),
+        checked: manifest.is_some(),
+        duration_seconds: clock.elapsed().as_secs_f64(),
+        documents: restored.iter().map(|n| n.inserted).sum(),
+        bytes: streamed.digests.iter().flatten().map(|d| d.bytes).sum(),
+        namespaces: restored,
+        skipped: plan.skipped,
+        oplog,
+        oplog_limit,
+        problems,
+    };
+    info!(backup = %report.name, documents = report.documents, seconds = format!("{:.2}", report.duration_seconds), "Restore finished.");
+    Ok(report)
+}
+
+/// The manifest of the backup, `None` for an accepted legacy tarball.
+fn read_manifest(backup: &StoredBackup, no_manifest: bool) -> Result<Option<Manifest>> {
+    match (&backup.sidecar, no_manifest) {
+        (Some(sidecar), _) => serde_json::from_slice(sidecar).map(Some).map_err(|e| {
+            Error::Consistency(format!("the sidecar manifest of {} is unreadable ({e}); the backup cannot be trusted", backup.name))
+        }),
+        (None, true) => {
+            warn!(backup = %backup.name, "Restoring without a manifest: nothing can be checked against checksums.");
+            Ok(None)
+        }
+        (None, false) => Err(Error::Consistency(format!(
+            "backup {} has no sidecar manifest. If ingest-backup made it, its run did not finish: it is incomplete and is not restored. \
+             If it is a tarball made by the original mongodump + tar -czf pipeline, restore it with --no-manifest (no checksums to check).",
+            backup.name
+        ))),
+    }
+}
+
+/// First pass over a legacy tarball: its `.metadata.json` files make the plan.
+async fn legacy_plan(store: Arc<dyn Store>, backup: &StoredBackup, format: ArchiveFormat, filter: &NamespaceFilter, map: &NamespaceMap) -> Result<Plan> {
+    let file = backup.archive.clone();
+    let scan = tokio::task::spawn_blocking(move || -> Result<LegacyScan> {
+        let unreadable = |e: std::io::Error| Error::Archive { context: format!("reading {file}"), source: e };
+        let mut reader = ArchiveReader::new(store.open_archive(&file)?, format).map_err(unreadable)?;
+        let mut scan = LegacyScan::default();
+        for entry in reader.entries().map_err(unreadable)? {
+            let mut entry = entry.map_err(unreadable)?;
+            if entry.header().entry_type().is_dir() {
+                continue;
+            }
+            let path = entry.path().map_err(unreadable)?.to_string_lossy().into_owned();
+            if path.ends_with(".metadata.json") {
+                let mut bytes = Vec::new();
+                (&mut entry).take(64 << 20).read_to_end(&mut bytes).map_err(unreadable)?;
+                scan.member(&path, Some(&bytes))?;
+            } else {
+                scan.member(&path, None)?;
+            }
+        }
+        Ok(scan)
+    })
+    .await
+    .expect("the scan does not panic")?;
+    if scan.has_manifest {
+        return Err(Error::Consistency(format!(
+            "{} holds an ingest-backup manifest but its sidecar is missing: the backup did not finish and is not restored",
+            backup.archive
+        )));
+    }
+    Ok(scan.into_plan(filter, map))
+}
+
+/// Replays a spooled `oplog.bson`, read on a blocking thread, up to `limit`.
+async fn replay(
+    client: &mongodb::Client,
+    spooled: crate::dump::spool::SpooledBson,
+    filter: &NamespaceFilter,
+    map: &NamespaceMap,
+    limit: Option<Timestamp>,
+    cancel: &CancellationToken,
+) -> Result<ReplayReport> {
+    let (entries, mut receiver) = mpsc::channel::<bson::RawDocumentBuf>(256);
+    let reader = tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut reader = BsonReader::new(spooled.data);
+        while let Some(entry) = reader.next_document().map_err(|e| Error::Consistency(format!("the spooled oplog is unreadable: {e}")))? {
+            if entries.blocking_send(entry.to_raw_document_buf()).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    let mut replayer = Replayer::new(client, filter, map, limit);
+    while let Some(entry) = receiver.recv().await {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        replayer.apply(&entry).await?;
+    }
+    reader.await.expect("the oplog reader does not panic")?;
+    info!(applied = replayer.report.applied, skipped = replayer.report.skipped, "Replayed the oplog.");
+    Ok(replayer.report)
+}

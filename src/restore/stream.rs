@@ -1,0 +1,123 @@
+//! The reading side of a restore, on a blocking thread: the archive is streamed from
+//! the store once; each planned `.bson` member is cut into insert batches (sent down a
+//! bounded channel) while its digests are recomputed, and `oplog.bson` is spooled for
+//! the replay that follows the inserts.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use bson::RawDocumentBuf;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::plan::{normalize, Plan};
+use super::target::Batch;
+use crate::archive::reader::{ArchiveFormat, ArchiveReader};
+use crate::archive::ArchiveDigest;
+use crate::digest::{DigestSummary, NamespaceDigest};
+use crate::dump::bson_reader::{BsonReader, BsonStreamError};
+use crate::dump::spool::{BsonSpool, SpoolGauge, SpooledBson};
+use crate::error::{Error, Result};
+
+/// Most bytes in one insert batch (the server's message limit is 48 MB).
+const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// What reading the archive produced.
+pub struct Streamed {
+    /// Digests of each planned namespace's member, by plan index (`None`: not in the archive).
+    pub digests: Vec<Option<DigestSummary>>,
+    /// The spooled `oplog.bson`, when the plan has one.
+    pub oplog: Option<SpooledBson>,
+    /// Size and SHA-256 of the stored archive bytes.
+    pub archive: ArchiveDigest,
+}
+
+/// Streams `stored` and feeds `batches`. Blocks: run it on a blocking thread.
+///
+/// # Errors
+/// The archive is unreadable or a member is malformed (named), the spool failed, the
+/// inserts stopped, or the run was cancelled.
+pub fn stream_archive(
+    stored: impl Read,
+    format: ArchiveFormat,
+    plan: &Plan,
+    batches: mpsc::Sender<Batch>,
+    batch_documents: usize,
+    spool_dir: &Path,
+    cancel: &CancellationToken,
+) -> Result<Streamed> {
+    let by_member: HashMap<&str, usize> =
+        plan.namespaces.iter().enumerate().filter_map(|(i, n)| Some((n.bson_member.as_deref()?, i))).collect();
+    let mut digests = vec![None; plan.namespaces.len()];
+    let mut oplog = None;
+    let unreadable = |e: std::io::Error| Error::Archive { context: "reading the archive".into(), source: e };
+    let mut reader = ArchiveReader::new(stored, format).map_err(unreadable)?;
+    for entry in reader.entries().map_err(unreadable)? {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let mut entry = entry.map_err(unreadable)?;
+        let path = normalize(&entry.path().map_err(unreadable)?.to_string_lossy());
+        if let Some(&index) = by_member.get(path.as_str()) {
+            let summary = send_documents(&mut entry, &path, index, &batches, batch_documents, cancel)?;
+            info!(namespace = %plan.namespaces[index].target(), documents = summary.documents, "Read from the archive.");
+            digests[index] = Some(summary);
+        } else if plan.oplog_member.as_deref() == Some(path.as_str()) {
+            oplog = Some(spool_oplog(&mut entry, &path, spool_dir)?);
+        }
+    }
+    let archive = reader.finish().map_err(unreadable)?;
+    Ok(Streamed { digests, oplog, archive })
+}
+
+fn damaged(path: &str, error: BsonStreamError) -> Error {
+    match error {
+        BsonStreamError::Io { source, .. } => Error::Archive { context: format!("reading {path}"), source },
+        malformed => Error::Consistency(format!("{path} in the archive is damaged ({malformed}); the restore stopped, restore an older backup")),
+    }
+}
+
+fn send_documents(
+    member: &mut impl Read,
+    path: &str,
+    namespace: usize,
+    batches: &mpsc::Sender<Batch>,
+    batch_documents: usize,
+    cancel: &CancellationToken,
+) -> Result<DigestSummary> {
+    let mut reader = BsonReader::new(member);
+    let mut digest = NamespaceDigest::default();
+    let mut documents = Vec::with_capacity(batch_documents);
+    let mut bytes = 0;
+    let send = |documents: Vec<RawDocumentBuf>| {
+        batches.blocking_send(Batch { namespace, documents }).map_err(|_| Error::Consistency("the inserts stopped".into()))
+    };
+    while let Some(document) = reader.next_document().map_err(|e| damaged(path, e))? {
+        digest.add_document(document.as_bytes());
+        bytes += document.as_bytes().len();
+        documents.push(document.to_raw_document_buf());
+        if documents.len() >= batch_documents || bytes >= MAX_BATCH_BYTES {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            send(std::mem::replace(&mut documents, Vec::with_capacity(batch_documents)))?;
+            bytes = 0;
+        }
+    }
+    if !documents.is_empty() {
+        send(documents)?;
+    }
+    Ok(digest.finish())
+}
+
+fn spool_oplog(member: &mut impl Read, path: &str, spool_dir: &Path) -> Result<SpooledBson> {
+    let mut spool = BsonSpool::new(spool_dir, 4 << 20, &SpoolGauge::default());
+    let mut reader = BsonReader::new(member);
+    let spool_error = || Error::io("cannot spool oplog.bson for the replay; check free space", spool_dir);
+    while let Some(entry) = reader.next_document().map_err(|e| damaged(path, e))? {
+        spool.push(entry.as_bytes()).map_err(spool_error())?;
+    }
+    spool.finish().map_err(spool_error())
+}

@@ -1,0 +1,185 @@
+//! The target server side of a restore: dropping and creating collections with their
+//! options, inserting document batches with bounded parallelism, then building
+//! indexes and creating views.
+
+use std::sync::Arc;
+
+use bson::{doc, Bson, Document, RawDocumentBuf};
+use mongodb::error::ErrorKind;
+use mongodb::Client;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tracing::info;
+
+use super::oplog_replay::server_code;
+use super::plan::PlannedNamespace;
+use crate::error::{Error, Result};
+
+const NAMESPACE_NOT_FOUND: i32 = 26;
+const NAMESPACE_EXISTS: i32 = 48;
+/// MongoDB's code for a duplicate key.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// Documents bound for one namespace of the plan.
+pub struct Batch {
+    /// Index of the namespace in the plan.
+    pub namespace: usize,
+    /// Raw documents, in file order.
+    pub documents: Vec<RawDocumentBuf>,
+}
+
+/// What the inserts into one namespace did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct InsertTally {
+    /// Documents inserted.
+    pub inserted: u64,
+    /// Documents refused because one with the same `_id` (or unique key) exists.
+    pub duplicates: u64,
+    /// Other refused documents, with the server's first message.
+    pub failed: u64,
+    /// The first failure message.
+    pub first_failure: Option<String>,
+}
+
+/// Drops (with `drop`) and creates every collection of the plan, so options such as
+/// capped sizes, validators and collations are in place before the first insert.
+/// Views are dropped here and created at the end.
+///
+/// # Errors
+/// The target refused a drop or a create.
+pub async fn prepare(client: &Client, namespaces: &[PlannedNamespace], drop: bool) -> Result<()> {
+    for planned in namespaces {
+        let database = client.database(&planned.target_database);
+        if drop {
+            database
+                .collection::<Document>(&planned.collection)
+                .drop()
+                .await
+                .or_else(|e| if server_code(&e) == Some(NAMESPACE_NOT_FOUND) { Ok(()) } else { Err(e) })
+                .map_err(Error::mongo(format!("dropping {}", planned.target())))?;
+        }
+        if planned.is_view() {
+            continue;
+        }
+        create(client, planned).await?;
+    }
+    Ok(())
+}
+
+async fn create(client: &Client, planned: &PlannedNamespace) -> Result<()> {
+    let mut command = doc! { "create": &planned.collection };
+    command.extend(planned.options.clone());
+    match client.database(&planned.target_database).run_command(command).await {
+        Ok(_) => Ok(()),
+        Err(error) if server_code(&error) == Some(NAMESPACE_EXISTS) => {
+            info!(namespace = %planned.target(), "Restoring into an existing collection (no --drop): its options are kept.");
+            Ok(())
+        }
+        Err(error) => Err(Error::Mongo { context: format!("creating {} with its options", planned.target()), source: error }),
+    }
+}
+
+/// Inserts every batch received, `parallel` at a time, unordered within a batch (as
+/// mongorestore). Duplicate keys are counted, not fatal; any other refusal is counted
+/// with its first message. Returns the tally per namespace.
+///
+/// # Errors
+/// A failure that is not a per-document refusal (the server went away).
+pub async fn insert_batches(
+    client: Client,
+    namespaces: Arc<Vec<PlannedNamespace>>,
+    mut batches: mpsc::Receiver<Batch>,
+    parallel: usize,
+) -> Result<Vec<InsertTally>> {
+    let permits = Arc::new(Semaphore::new(parallel.max(1)));
+    let mut tallies = vec![InsertTally::default(); namespaces.len()];
+    let mut inserts = JoinSet::new();
+    let record = |tallies: &mut Vec<InsertTally>, done: Result<(usize, InsertTally)>| -> Result<()> {
+        let (index, tally) = done?;
+        let total = &mut tallies[index];
+        total.inserted += tally.inserted;
+        total.duplicates += tally.duplicates;
+        total.failed += tally.failed;
+        if total.first_failure.is_none() {
+            total.first_failure = tally.first_failure;
+        }
+        Ok(())
+    };
+    while let Some(batch) = batches.recv().await {
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let planned = &namespaces[batch.namespace];
+        let collection = client.database(&planned.target_database).collection::<RawDocumentBuf>(&planned.collection);
+        let target = planned.target();
+        inserts.spawn(async move {
+            let tally = insert(&collection, &target, batch.documents).await;
+            drop(permit);
+            tally.map(|tally| (batch.namespace, tally))
+        });
+        while let Some(done) = inserts.try_join_next() {
+            record(&mut tallies, done.expect("an insert does not panic"))?;
+        }
+    }
+    while let Some(done) = inserts.join_next().await {
+        record(&mut tallies, done.expect("an insert does not panic"))?;
+    }
+    Ok(tallies)
+}
+
+async fn insert(collection: &mongodb::Collection<RawDocumentBuf>, target: &str, documents: Vec<RawDocumentBuf>) -> Result<InsertTally> {
+    let count = documents.len() as u64;
+    match collection.insert_many(documents).ordered(false).await {
+        Ok(_) => Ok(InsertTally { inserted: count, ..InsertTally::default() }),
+        Err(error) => {
+            let ErrorKind::InsertMany(failure) = &*error.kind else {
+                return Err(Error::Mongo { context: format!("inserting into {target}"), source: error });
+            };
+            if failure.write_concern_error.is_some() {
+                return Err(Error::Mongo { context: format!("inserting into {target}"), source: error });
+            }
+            let errors = failure.write_errors.as_deref().unwrap_or_default();
+            let duplicates = errors.iter().filter(|e| e.code == DUPLICATE_KEY).count() as u64;
+            let others: Vec<_> = errors.iter().filter(|e| e.code != DUPLICATE_KEY).collect();
+            Ok(InsertTally {
+                inserted: count - errors.len() as u64,
+                duplicates,
+                failed: others.len() as u64,
+                first_failure: others.first().map(|e| format!("{target}: {} (code {})", e.message, e.code)),
+            })
+        }
+    }
+}
+
+/// Builds the indexes of a restored collection (all but `_id_`, which the server makes).
+///
+/// # Errors
+/// The target refused an index.
+pub async fn build_indexes(client: &Client, planned: &PlannedNamespace) -> Result<usize> {
+    let specs: Vec<Bson> = planned
+        .indexes
+        .iter()
+        .filter(|spec| spec.get_str("name").ok() != Some("_id_"))
+        .map(|spec| {
+            let mut spec = spec.clone();
+            spec.remove("ns");
+            Bson::Document(spec)
+        })
+        .collect();
+    if specs.is_empty() || planned.is_view() {
+        return Ok(0);
+    }
+    let count = specs.len();
+    client
+        .database(&planned.target_database)
+        .run_command(doc! { "createIndexes": &planned.collection, "indexes": specs })
+        .await
+        .map_err(Error::mongo(format!("building the indexes of {}", planned.target())))?;
+    Ok(count)
+}
+
+/// Creates a view (after every collection exists).
+///
+/// # Errors
+/// The target refused the view.
+pub async fn create_view(client: &Client, planned: &PlannedNamespace) -> Result<()> {
+    create(client, planned).await
+}
