@@ -66,24 +66,7 @@ async fn official_mongorestore_restores_the_archive_byte_identical() {
     }
 
     let target_client = target.client().await;
-    let mut compared = 0;
-    for entry in manifest["namespaces"].as_array().unwrap() {
-        let (db, coll) = (entry["database"].as_str().unwrap(), entry["collection"].as_str().unwrap());
-        let source_specs = common::collection_specs(&source_client, db).await;
-        let target_specs = common::collection_specs(&target_client, db).await;
-        assert_eq!(target_specs.get(coll), source_specs.get(coll), "type and options of {db}.{coll}");
-        if entry["type"] == "view" {
-            continue;
-        }
-        let expected = common::documents_by_id(&source_client, db, coll).await;
-        let restored = common::documents_by_id(&target_client, db, coll).await;
-        assert_eq!(restored.len(), expected.len(), "document count of {db}.{coll}");
-        for (id, bytes) in &expected {
-            assert!(restored.get(id) == Some(bytes), "document {id} of {db}.{coll} is not byte-identical after restore");
-        }
-        assert_eq!(common::index_specs(&target_client, db, coll).await, common::index_specs(&source_client, db, coll).await, "indexes of {db}.{coll}");
-        compared += 1;
-    }
+    let compared = common::assert_restored_identical(&source_client, &target_client, &manifest, str::to_string).await;
     assert!(compared >= 12, "compared {compared} collections");
     let restored_capped = common::documents_by_id(&target_client, dataset::KITCHEN, "capped_log").await;
     assert_eq!(restored_capped.len(), 100, "the capped collection keeps its max of 100 documents");

@@ -283,3 +283,47 @@ pub fn file_names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Asserts that every namespace of a backup's manifest was restored into `target`
+/// (database `database_map(source db)`) with byte-identical documents, the same type
+/// and options, and the same indexes as in `source`. Returns the collections compared.
+pub async fn assert_restored_identical(
+    source: &Client,
+    target: &Client,
+    manifest: &serde_json::Value,
+    database_map: impl Fn(&str) -> String,
+) -> usize {
+    let mut compared = 0;
+    for entry in manifest["namespaces"].as_array().unwrap() {
+        let (db, coll) = (entry["database"].as_str().unwrap(), entry["collection"].as_str().unwrap());
+        let target_db = database_map(db);
+        let source_specs = collection_specs(source, db).await;
+        let target_specs = collection_specs(target, &target_db).await;
+        assert_eq!(target_specs.get(coll), source_specs.get(coll), "type and options of {db}.{coll}");
+        if entry["type"] == "view" {
+            continue;
+        }
+        let expected = documents_by_id(source, db, coll).await;
+        let restored = documents_by_id(target, &target_db, coll).await;
+        assert_eq!(restored.len(), expected.len(), "document count of {db}.{coll}");
+        for (id, bytes) in &expected {
+            assert!(restored.get(id) == Some(bytes), "document {id} of {db}.{coll} is not byte-identical after restore");
+        }
+        assert_eq!(index_specs(target, &target_db, coll).await, index_specs(source, db, coll).await, "indexes of {db}.{coll}");
+        compared += 1;
+    }
+    compared
+}
+
+/// The sidecar manifest of a backup made into a local store, parsed.
+pub fn sidecar(store: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(store.join(format!("{name}.manifest.json"))).unwrap()).unwrap()
+}
+
+/// Runs a command of the binary that prints `--json`, returning its exit status and
+/// parsed JSON (Null when stdout held none) and the whole output for messages.
+pub fn run_json(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let output = run(args);
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    (output.status.code().unwrap_or(-1), json, all_output(&output))
+}
