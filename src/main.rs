@@ -7,9 +7,10 @@ use clap::Parser;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use ingest_backup::backup::{run_backup, BackupReport};
+use ingest_backup::backup::{run_backup_with_progress, BackupProgress, BackupReport};
 use ingest_backup::cli::{BackupArgs, Cli, Command, ListArgs, SampleDataArgs};
 use ingest_backup::manifest::Manifest;
+use ingest_backup::notify::Event;
 use ingest_backup::sample::{self, SampleSpec};
 use ingest_backup::{source, store, Error, Result};
 
@@ -72,11 +73,20 @@ async fn cancel_on_signal(cancel: CancellationToken) {
 }
 
 async fn backup(args: &BackupArgs, cancel: CancellationToken) -> Result<()> {
-    let options = args.options()?;
-    let report = run_backup(&options, cancel).await?;
+    let notifier = args.notify.notifier()?;
+    let clock = std::time::Instant::now();
+    let progress = BackupProgress::default();
+    let result = async { run_backup_with_progress(&args.options()?, cancel, &progress).await }.await;
+    let store = args.store.location().map_or_else(|_| "(not configured)".to_string(), |location| location.to_string());
+    let event = match &result {
+        Ok(report) => Event::backup_succeeded(report, &store),
+        Err(error) => Event::backup_failed(&store, error, &progress.snapshot(), clock.elapsed().as_secs_f64()),
+    };
+    notifier.send(&event).await;
+    let report = result?;
     print_backup_summary(&report);
     if args.json {
-        println!("{}", backup_json(&report, &options.store.to_string()));
+        println!("{}", backup_json(&report, &store));
     }
     Ok(())
 }
