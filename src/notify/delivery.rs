@@ -209,14 +209,14 @@ mod tests {
     #[tokio::test]
     async fn a_hanging_request_is_cut_off_by_the_deadline() {
         let policy = RetryPolicy { deadline: Duration::from_millis(50), ..quick(4) };
-        let (attempts, result) = retry(&policy, || futures::future::pending()).await;
+        let (attempts, result) = retry(&policy, futures::future::pending).await;
         assert_eq!((attempts, result), (1, Err(DeliveryFailure::Deadline)));
     }
 
     #[tokio::test]
     async fn a_hanging_request_times_out_and_is_retried() {
         let policy = RetryPolicy { request_timeout: Duration::from_millis(20), ..quick(2) };
-        let (attempts, result) = retry(&policy, || futures::future::pending()).await;
+        let (attempts, result) = retry(&policy, futures::future::pending).await;
         assert_eq!((attempts, result), (2, Err(DeliveryFailure::Timeout)));
     }
 }
