@@ -14,7 +14,7 @@
 //! Any error or the cancellation token drops the upload, which deletes what it wrote.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bson::{doc, RawDocumentBuf};
@@ -77,6 +77,45 @@ pub struct BackupReport {
     pub peak_spool_disk_bytes: u64,
 }
 
+/// What a run has done so far, shared with the caller so that a failed run can still
+/// say which backup it was and how far it got (for alerts). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct BackupProgress(Arc<Mutex<ProgressSnapshot>>);
+
+/// A copy of [`BackupProgress`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProgressSnapshot {
+    /// The backup's name, once chosen.
+    pub name: Option<String>,
+    /// Namespaces selected for the dump, once discovered.
+    pub namespaces_found: Option<u64>,
+    /// Namespaces completely read so far.
+    pub namespaces_dumped: u64,
+    /// Documents in those namespaces.
+    pub documents: u64,
+    /// BSON bytes in those namespaces.
+    pub bytes: u64,
+}
+
+impl BackupProgress {
+    /// The progress now.
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ProgressSnapshot)) {
+        change(&mut self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    }
+
+    fn dumped(&self, entry: &NamespaceEntry) {
+        self.update(|p| {
+            p.namespaces_dumped += 1;
+            p.documents += entry.documents;
+            p.bytes += entry.bytes;
+        });
+    }
+}
+
 /// A tar member on its way to the archive thread.
 enum Member {
     Dir(String),
@@ -91,6 +130,14 @@ enum Member {
 /// Any failure of the server, the spool, the archive or the store, or
 /// [`Error::Cancelled`]; in every case nothing is left in the store.
 pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> Result<BackupReport> {
+    run_backup_with_progress(options, cancel, &BackupProgress::default()).await
+}
+
+/// [`run_backup`], recording its name and counts in `progress` as it goes.
+///
+/// # Errors
+/// As [`run_backup`].
+pub async fn run_backup_with_progress(options: &BackupOptions, cancel: CancellationToken, progress: &BackupProgress) -> Result<BackupReport> {
     let clock = Instant::now();
     let started = Utc::now();
     let s3 = options.s3.clone();
@@ -106,6 +153,7 @@ pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> R
             .await
             .expect("choose_name does not panic")?
     };
+    progress.update(|p| p.name = Some(name.clone()));
     let file_name = format!("{name}.{}", options.compression.extension());
     info!(backup = %name, store = %options.store, "Starting backup.");
 
@@ -114,6 +162,7 @@ pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> R
         None => None,
     };
     let namespaces = discover(&source.client, &options.filter).await?;
+    progress.update(|p| p.namespaces_found = Some(namespaces.len() as u64));
     info!(namespaces = namespaces.len(), oplog = oplog.is_some(), "Discovered namespaces.");
 
     let upload = {
@@ -132,7 +181,7 @@ pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> R
     let root = dump::dump_root(&name);
     let gauge = SpoolGauge::default();
     let produced = tokio::select! {
-        result = produce(options, &source.client, &namespaces, oplog.as_ref(), &root, &gauge, members.clone(), &cancel) => result,
+        result = produce(options, &source.client, &namespaces, oplog.as_ref(), &root, &gauge, members.clone(), &cancel, progress) => result,
         _ = cancel.cancelled() => Err(Error::Cancelled),
     };
     let manifest = produced.map(|(entries, consistency)| Manifest {
@@ -211,6 +260,7 @@ fn rfc3339(time: DateTime<Utc>) -> String {
 }
 
 /// Reads every namespace and the oplog window into archive members.
+#[allow(clippy::too_many_arguments)] // one call site; each argument is a distinct seam of the run
 async fn produce(
     options: &BackupOptions,
     client: &Client,
@@ -220,6 +270,7 @@ async fn produce(
     gauge: &SpoolGauge,
     members: mpsc::Sender<Member>,
     cancel: &CancellationToken,
+    progress: &BackupProgress,
 ) -> Result<(Vec<NamespaceEntry>, Consistency)> {
     pause_at(Stage::BeforeCollections, cancel).await?;
     send(&members, Member::Dir(root.to_string())).await?;
@@ -249,11 +300,15 @@ async fn produce(
             entry
         });
         while let Some(done) = readers.try_join_next() {
-            entries.push(done.expect("a collection reader does not panic")?);
+            let entry = done.expect("a collection reader does not panic")?;
+            progress.dumped(&entry);
+            entries.push(entry);
         }
     }
     while let Some(done) = readers.join_next().await {
-        entries.push(done.expect("a collection reader does not panic")?);
+        let entry = done.expect("a collection reader does not panic")?;
+        progress.dumped(&entry);
+        entries.push(entry);
     }
     entries.sort_by(|a, b| (&a.database, &a.collection).cmp(&(&b.database, &b.collection)));
 

@@ -9,6 +9,7 @@ use crate::archive::Compression;
 use crate::backup::BackupOptions;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
+use crate::notify::Notifier;
 use crate::store::s3::S3Settings;
 use crate::store::StoreLocation;
 use crate::restore::plan::DatabaseRename;
@@ -99,6 +100,25 @@ impl StoreArg {
     }
 }
 
+/// `--notify-success`, shared by the commands that send alerts (`SLACK_WEBHOOK_URL`,
+/// `ALERT_WEBHOOK_URL`; failures are always reported to the configured channels).
+#[derive(Debug, Args)]
+pub struct NotifyArg {
+    /// Also alert when the run succeeds, not only when it fails [env: NOTIFY_SUCCESS=true]
+    #[arg(long)]
+    pub notify_success: bool,
+}
+
+impl NotifyArg {
+    /// The alert channels configured by the environment, with this flag.
+    ///
+    /// # Errors
+    /// A usage error naming a malformed variable (never showing a webhook URL).
+    pub fn notifier(&self) -> Result<Notifier> {
+        Notifier::from_env(self.notify_success)
+    }
+}
+
 /// Flags of `backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -108,6 +128,9 @@ pub struct BackupArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub store: StoreArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub notify: NotifyArg,
     /// Collections read at the same time.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
@@ -203,6 +226,9 @@ pub struct VerifyArgs {
     /// Fail when a live difference cannot be explained either way (no oplog reaches back).
     #[arg(long)]
     pub strict: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub notify: NotifyArg,
     /// Print the verification report as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
@@ -359,5 +385,13 @@ mod tests {
         assert_eq!(backup_args(&["--ns-include", "nodot"]).unwrap_err().exit_code(), 2);
         assert_eq!(backup_args(&["--compression", "zstd", "--level", "40"]).unwrap_err().exit_code(), 2);
         assert!(Cli::try_parse_from(["ingest-backup", "backup", "--compression", "lz4"]).is_err());
+    }
+
+    #[test]
+    fn notify_success_is_a_backup_flag() {
+        let Command::Backup(args) = Cli::try_parse_from(["ingest-backup", "backup", "--notify-success"]).unwrap().command else {
+            panic!("backup");
+        };
+        assert!(args.notify.notify_success);
     }
 }

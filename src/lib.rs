@@ -17,6 +17,7 @@ pub mod error;
 pub mod filter;
 pub mod manifest;
 pub mod naming;
+pub mod notify;
 pub mod redact;
 pub mod restore;
 pub mod sample;

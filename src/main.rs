@@ -7,10 +7,11 @@ use clap::Parser;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use ingest_backup::backup::{run_backup, BackupReport};
+use ingest_backup::backup::{run_backup_with_progress, BackupProgress, BackupReport};
 use ingest_backup::cli::{BackupArgs, Cli, Command, ListArgs, RestoreArgs, SampleDataArgs, VerifyArgs};
 use ingest_backup::restore::{self, RestoreReport};
 use ingest_backup::manifest::Manifest;
+use ingest_backup::notify::{Event, Operation};
 use ingest_backup::sample::{self, SampleSpec};
 use ingest_backup::verify;
 use ingest_backup::{source, store, Error, Result};
@@ -88,11 +89,20 @@ async fn cancel_on_signal(cancel: CancellationToken) {
 }
 
 async fn backup(args: &BackupArgs, cancel: CancellationToken) -> Result<()> {
-    let options = args.options()?;
-    let report = run_backup(&options, cancel).await?;
+    let notifier = args.notify.notifier()?;
+    let clock = std::time::Instant::now();
+    let progress = BackupProgress::default();
+    let result = async { run_backup_with_progress(&args.options()?, cancel, &progress).await }.await;
+    let store = args.store.location().map_or_else(|_| "(not configured)".to_string(), |location| location.to_string());
+    let event = match &result {
+        Ok(report) => Event::backup_succeeded(report, &store),
+        Err(error) => Event::backup_failed(&store, error, &progress.snapshot(), clock.elapsed().as_secs_f64()),
+    };
+    notifier.send(&event).await;
+    let report = result?;
     print_backup_summary(&report);
     if args.json {
-        println!("{}", backup_json(&report, &options.store.to_string()));
+        println!("{}", backup_json(&report, &store));
     }
     Ok(())
 }
@@ -143,8 +153,19 @@ fn backup_json(report: &BackupReport, store: &str) -> serde_json::Value {
 }
 
 async fn verify(args: &VerifyArgs, cancel: CancellationToken) -> Result<Outcome> {
-    let options = args.options()?;
-    let report = verify::run_verify(&options, cancel).await?;
+    let notifier = args.notify.notifier()?;
+    let result = async { verify::run_verify(&args.options()?, cancel).await }.await;
+    let event = match &result {
+        Ok(report) => Event::verify_finished(report),
+        Err(error) => {
+            let store = args.store.location().map_or_else(|_| "(not configured)".to_string(), |location| location.to_string());
+            let mut event = Event::failed(Operation::Verify, store, error);
+            event.backup = Some(args.backup.clone());
+            event
+        }
+    };
+    notifier.send(&event).await;
+    let report = result?;
     eprint!("{}", verify::report::render(&report));
     if args.json {
         println!("{}", serde_json::to_string(&report).expect("a report always serializes"));
