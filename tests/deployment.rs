@@ -227,6 +227,25 @@ fn every_rendered_object_validates_against_the_kubernetes_api() {
     assert!(!check.status.success(), "a misspelt field passed validation: {}", text(&check));
 }
 
+/// `M H * * *` plus 30 minutes, computed independently of the chart.
+fn daily_plus_30(schedule: &str) -> Option<String> {
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    let [minute, hour, "*", "*", "*"] = fields[..] else { return None };
+    let total = hour.parse::<u32>().ok()? * 60 + minute.parse::<u32>().ok()? + 30;
+    let (hour, minute) = ((total / 60) % 24, total % 60);
+    Some(format!("{minute} {hour} * * *"))
+}
+
+#[test]
+fn the_default_schedule_is_the_seeds_midnight() {
+    let Some(python) = python("the_default_schedule_is_the_seeds_midnight") else { return };
+    let defaults = stage_values(&python, &chart().join("values.yaml"));
+    assert_eq!(defaults["cronSchedule"], "0 0 * * *");
+    assert_eq!(defaults["verify"]["offsetMinutes"], 30);
+    assert_eq!(defaults["mongo"]["uri"], "mongodb://mongo-service:27017");
+    assert_eq!(daily_plus_30("45 23 * * *").as_deref(), Some("15 0 * * *"));
+}
+
 /// Stage values read from helm/config/<stage>.yaml.
 fn stage_values(python: &Path, file: &Path) -> Value {
     yaml_to_json(python, &std::fs::read_to_string(file).unwrap()).remove(0)
@@ -239,14 +258,17 @@ fn cronjobs_follow_the_stage_files_and_run_hardened() {
     for (stage, file) in stages() {
         let values = stage_values(&python, &file);
         let schedule = values["cronSchedule"].as_str().unwrap();
-        assert_eq!(schedule, "0 0 * * *", "{stage}: the seed's default, every day at 12am");
         assert_eq!(values["backupDir"], stage.as_str(), "{stage}: its own prefix in the bucket");
         let (_, docs) = render(&helm, &python, &["-f", &file.to_string_lossy()]);
 
         let backup = object(&docs, "CronJob", "ingest-backup");
         let verify = object(&docs, "CronJob", "ingest-backup-verify");
         assert_eq!(backup["spec"]["schedule"], schedule, "{stage}");
-        assert_eq!(verify["spec"]["schedule"], "30 0 * * *", "{stage}: verification 30 minutes after the backup");
+        let expected = match values["verify"]["cronSchedule"].as_str() {
+            Some(explicit) => explicit.to_string(),
+            None => daily_plus_30(schedule).unwrap_or_else(|| panic!("{stage}: {schedule:?} needs verify.cronSchedule")),
+        };
+        assert_eq!(verify["spec"]["schedule"], expected, "{stage}: verification 30 minutes after the backup");
         assert_eq!(container(backup)["args"], serde_json::json!(["backup"]));
         assert_eq!(container(verify)["args"], serde_json::json!(["verify", "latest"]));
 
@@ -541,6 +563,9 @@ fn assert_no_secret(output: &Output, what: &str) {
     }
 }
 
+/// label, DEPLOYMENT_STAGE, arguments, extra environment, expected message.
+type SetupCase<'a> = (&'a str, Option<&'a str>, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 const ACCESS_KEY_CSV: &str = "Access key ID,Secret access key\nAKIADUMMYKEYID000042,dUmMySeCrEtAcCeSsKeY/0123456789+abcdefgh\n";
 
 #[test]
@@ -559,7 +584,7 @@ fn setup_refuses_each_bad_input_with_exit_2_and_runs_nothing() {
     let missing = dir.path().join("missing.csv").to_string_lossy().into_owned();
     let no_tool = dir.path().join("no-such-tool").to_string_lossy().into_owned();
 
-    let cases: Vec<(&str, Option<&str>, Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<SetupCase> = vec![
         ("no arguments", Some("prod"), vec![], vec![], "expected 3 arguments"),
         ("two arguments", Some("prod"), vec![&good, ROLE_ARN], vec![], "expected 3 arguments"),
         ("no stage", None, vec![&good, ROLE_ARN, WEBHOOK], vec![], "DEPLOYMENT_STAGE is not set"),
