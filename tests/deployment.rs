@@ -11,9 +11,14 @@
 //!   record them), never showing a secret on a command line or in their output;
 //! - the Dockerfile passes hadolint; docker-compose.yml passes the compose-spec schema.
 //!
+//! One test also runs the binary with exactly the environment and arguments the
+//! chart gives the backup container, against SecantusDB and MinIO.
+//!
 //! Tools come from `scripts/test-peers.sh env` (`INGEST_TEST_HELM`, `INGEST_TEST_HADOLINT`,
 //! ...), else from its cache. A missing tool fails the test when `CI=true` and skips it
 //! (printing `SKIPPED: ...`) otherwise.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -899,4 +904,92 @@ fn compose_file_is_valid_and_runs_scheduled_backups() {
     assert_eq!(backup["depends_on"]["create-bucket"]["condition"], "service_completed_successfully");
     assert_eq!(backup["user"], "65532:65532");
     assert_eq!(backup["read_only"], true);
+}
+
+// ---------------------------------------------------------------------------------
+// The rendered container, run for real
+
+/// The backup container's arguments and environment as the chart renders them, with
+/// every secretKeyRef resolved from the rendered Secret (what the kubelet does).
+fn container_command(docs: &[Value], cronjob: &str) -> (Vec<String>, Vec<(String, String)>) {
+    use base64::Engine;
+    let secret = docs.iter().find(|d| d["kind"] == "Secret");
+    let c = container(object(docs, "CronJob", cronjob));
+    let args = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    let env = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().unwrap().to_string();
+            let value = match e["value"].as_str() {
+                Some(v) => v.to_string(),
+                None => {
+                    let reference = &e["valueFrom"]["secretKeyRef"];
+                    let secret = secret.expect("a secretKeyRef needs the Secret");
+                    assert_eq!(secret["metadata"]["name"], reference["name"]);
+                    let data = secret["data"][reference["key"].as_str().unwrap()].as_str().unwrap();
+                    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap()
+                }
+            };
+            (name, value)
+        })
+        .collect();
+    (args, env)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rendered_backup_container_backs_up_to_s3() {
+    let test = "the_rendered_backup_container_backs_up_to_s3";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let Some(minio_binary) = common::minio::binary_or_skip(test) else { return };
+    let server = common::Server::start();
+    let minio = common::minio::Minio::start(minio_binary).await;
+    ingest_backup::sample::load(
+        &server.client().await,
+        &ingest_backup::sample::SampleSpec { database: "ingest".into(), target_bytes: 1 << 20, seed: 11 },
+    )
+    .await
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let values = temp_file(
+        dir.path(),
+        "site.yaml",
+        format!(
+            "mongo:\n  uri: '{}'\ns3:\n  bucket: '{}'\n  endpoint: '{}'\n  region: us-east-1\nsecrets:\n  awsAccessKeyId: '{}'\n  awsSecretAccessKey: '{}'\n",
+            server.uri(),
+            common::minio::BUCKET,
+            minio.endpoint(),
+            common::minio::ACCESS_KEY,
+            common::minio::SECRET_KEY
+        )
+        .as_bytes(),
+    );
+    let prod = root().join("helm/config/prod.yaml");
+    let (_, docs) = render(&helm, &python, &["-f", &prod.to_string_lossy(), "-f", &values.to_string_lossy()]);
+    let (args, mut env) = container_command(&docs, "ingest-backup");
+    assert_eq!(args, ["backup"]);
+    // The emptyDir mounts, here temp directories; nothing else from the host.
+    let spool = tempfile::tempdir().unwrap();
+    for (name, value) in env.iter_mut() {
+        if name == "INGEST_BACKUP_SPOOL_DIR" {
+            *value = spool.path().to_string_lossy().into_owned();
+        }
+    }
+    let output = Command::new(common::binary())
+        .args(&args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("TMPDIR", spool.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let all = text(&output);
+    assert!(output.status.success(), "the rendered backup container failed:\n{all}");
+    assert!(!all.contains(common::minio::SECRET_KEY), "the secret key was printed");
+    let keys = minio.keys().await;
+    assert!(keys.iter().any(|k| k.starts_with("prod/") && k.ends_with(".tar.gz")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("prod/") && k.ends_with(".manifest.json")), "{keys:?}");
 }
