@@ -402,6 +402,9 @@ fn render_refuses_unsafe_or_incomplete_values() {
         (&["-f", &prod, "--set", "secrets.awsAccessKeyId=AKIA0000000000000000"], "give both or neither"),
         (&["-f", &prod, "--set", "verify.offsetMinutes=0"], "between 1 and 1439"),
         (&["-f", &prod, "--set-string", "cronSchedule=0 0 * *"], "exactly five fields"),
+        // values.schema.json: a misspelt key in a stage file is an error, not ignored.
+        (&["-f", &prod, "--set-string", "cronSchedul=0 1 * * *"], "additional properties 'cronSchedul' not allowed"),
+        (&["-f", &prod, "--set", "verify.offsetMinutes=30.5"], "offsetMinutes"),
     ];
     for (args, message) in cases {
         let output = template(&helm, args);
