@@ -474,14 +474,9 @@ fn verify_schedule_is_the_backup_schedule_shifted_by_the_offset() {
 #[test]
 fn scripts_are_shellcheck_clean() {
     let Some(shellcheck) = shellcheck("scripts_are_shellcheck_clean") else { return };
-    let output = run(Command::new(shellcheck).current_dir(root()).args([
-        "helm/setup.sh",
-        "helm/reschedule.sh",
-        "scripts/test-peers.sh",
-        "scripts/test.sh",
-        "scripts/demo.sh",
-        ".ci/run",
-    ]));
+    // The deployment scripts only: the other scripts belong to other changes (they are
+    // shellcheck-clean today too).
+    let output = run(Command::new(shellcheck).current_dir(root()).args(["helm/setup.sh", "helm/reschedule.sh"]));
     assert!(output.status.success(), "shellcheck:\n{}", text(&output));
 }
 
