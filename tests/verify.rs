@@ -33,21 +33,6 @@ fn status_of<'a>(report: &'a serde_json::Value, namespace: &str) -> &'a serde_js
     &rows.iter().find(|r| r["namespace"] == namespace).unwrap_or_else(|| panic!("{namespace} in {rows:?}"))["status"]
 }
 
-/// Rewrites a gzip archive, passing each member's bytes through `edit`.
-fn repack(archive: &Path, edit: impl Fn(&str, Vec<u8>) -> Vec<u8>) {
-    let members = common::archive_members(archive.to_str().unwrap());
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
-    for (path, bytes) in members {
-        let bytes = edit(&path, bytes);
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        builder.append_data(&mut header, &path, &bytes[..]).unwrap();
-    }
-    let bytes = builder.into_inner().unwrap().finish().unwrap();
-    std::fs::write(archive, bytes).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_intact_backup_passes_and_the_result_is_recorded_for_list() {
     let server = Server::start();
@@ -95,12 +80,11 @@ async fn damaged_archives_and_sidecars_fail_naming_what_is_wrong() {
     // One flipped byte inside ingest.notes' .bson member; the archive is repacked and
     // the sidecar's archive digest updated, so only the per-namespace check can see it.
     let (store, name, archive) = fresh_backup("flipped");
-    repack(&archive, |path, mut bytes| {
+    common::repack(&archive, |path, mut bytes| {
         if path.ends_with("/ingest/notes.bson") {
-            let at = bytes.windows(5).position(|w| w == b"hello").expect("the text is in the file");
-            bytes[at] = b'j';
+            common::flip_first(&mut bytes, b"hello");
         }
-        bytes
+        Some(bytes)
     });
     let stored = std::fs::read(&archive).unwrap();
     let mut sidecar = common::sidecar(&store, &name);

@@ -328,3 +328,25 @@ pub fn run_json(args: &[&str]) -> (i32, serde_json::Value, String) {
     let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     (output.status.code().unwrap_or(-1), json, all_output(&output))
 }
+
+/// Rewrites a gzip archive, passing each regular member's bytes through `edit`
+/// (return `None` to leave the member out).
+pub fn repack(archive: &Path, edit: impl Fn(&str, Vec<u8>) -> Option<Vec<u8>>) {
+    let members = archive_members(archive.to_str().unwrap());
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+    for (path, bytes) in members {
+        let Some(bytes) = edit(&path, bytes) else { continue };
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, &path, &bytes[..]).unwrap();
+    }
+    let bytes = builder.into_inner().unwrap().finish().unwrap();
+    std::fs::write(archive, bytes).unwrap();
+}
+
+/// Flips the first occurrence of `needle` in `bytes` by replacing its first byte.
+pub fn flip_first(bytes: &mut [u8], needle: &[u8]) {
+    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("the text is in the member");
+    bytes[at] ^= 0x02;
+}
