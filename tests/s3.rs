@@ -65,6 +65,25 @@ async fn backup_to_s3_restores_with_the_seeds_stock_tools() {
     let dump = work.path().join(format!("data/db/dump/{name}"));
     assert!(dump.join("ingest/project.bson").exists());
 
+    // The tool's own route: verify the S3 backup (streamed from MinIO) against the
+    // source, then restore it natively into a fresh server.
+    let verified = common::run_with_env(&["verify", "latest", "--uri", &source.uri(), "--json"], &env);
+    assert!(verified.status.success(), "verify: {}", common::all_output(&verified));
+    assert!(!common::all_output(&verified).contains(SECRET_KEY));
+    let report: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!((report["status"].as_str(), report["name"].as_str()), (Some("passed"), Some(name)));
+    assert!(minio.keys().await.contains(&format!("dev/{name}.verify.json")), "the result is recorded beside the backup");
+    let native = Server::start();
+    let restored = common::run_with_env(&["restore", "latest", "--uri", &native.uri(), "--json"], &env);
+    assert!(restored.status.success(), "restore: {}", common::all_output(&restored));
+    for collection in sample::COLLECTIONS {
+        assert_eq!(
+            common::documents_by_id(&native.client().await, "ingest", collection).await,
+            common::documents_by_id(&source.client().await, "ingest", collection).await,
+            "ingest.{collection} restored from S3"
+        );
+    }
+
     let Some(tools) = common::mongo_tools_or_skip("mongorestore of the S3 backup") else { return };
     let target = Server::start();
     let restore = Command::new(tools.join("mongorestore")).arg(format!("--uri={}", target.uri())).arg(&dump).output().unwrap();
@@ -80,6 +99,7 @@ async fn backup_to_s3_restores_with_the_seeds_stock_tools() {
     let listing: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
     assert_eq!(listing["backups"][0]["name"], name);
     assert_eq!(listing["backups"][0]["complete"], true);
+    assert_eq!(listing["backups"][0]["verification"]["status"], "passed");
 }
 
 #[tokio::test(flavor = "multi_thread")]
