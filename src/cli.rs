@@ -169,9 +169,7 @@ impl BackupArgs {
     /// # Errors
     /// A usage error naming the bad flag and its fix.
     pub fn options(&self) -> Result<BackupOptions> {
-        if !(1..=64).contains(&self.parallel) {
-            return Err(Error::usage(format!("--parallel {} is out of range: use 1 to 64", self.parallel)));
-        }
+        check_parallel(self.parallel)?;
         if self.spool_memory_mb > 1024 {
             return Err(Error::usage("--spool-memory-mb is over 1024: a collection that large belongs on disk"));
         }
@@ -240,15 +238,8 @@ impl VerifyArgs {
     /// # Errors
     /// A usage error naming the bad flag and its fix.
     pub fn options(&self) -> Result<VerifyOptions> {
-        if !(1..=64).contains(&self.parallel) {
-            return Err(Error::usage(format!("--parallel {} is out of range: use 1 to 64", self.parallel)));
-        }
-        if self.backup != "latest" && !crate::naming::is_backup_name(&self.backup) {
-            return Err(Error::usage(format!(
-                "{:?} is not a backup name: give a name such as 2018-04-04T11_37 (see `ingest-backup list`) or `latest`",
-                self.backup
-            )));
-        }
+        check_parallel(self.parallel)?;
+        check_backup_name(&self.backup)?;
         let (store, s3) = self.store.resolve()?;
         Ok(VerifyOptions {
             store,
@@ -311,18 +302,11 @@ impl RestoreArgs {
     /// # Errors
     /// A usage error naming the bad flag and its fix.
     pub fn options(&self) -> Result<RestoreOptions> {
-        if !(1..=64).contains(&self.parallel) {
-            return Err(Error::usage(format!("--parallel {} is out of range: use 1 to 64", self.parallel)));
-        }
+        check_parallel(self.parallel)?;
         if !(1..=100_000).contains(&self.batch_size) {
             return Err(Error::usage(format!("--batch-size {} is out of range: use 1 to 100000", self.batch_size)));
         }
-        if self.backup != "latest" && !crate::naming::is_backup_name(&self.backup) {
-            return Err(Error::usage(format!(
-                "{:?} is not a backup name: give a name such as 2018-04-04T11_37 (see `ingest-backup list`) or `latest`",
-                self.backup
-            )));
-        }
+        check_backup_name(&self.backup)?;
         let (store, s3) = self.store.resolve()?;
         Ok(RestoreOptions {
             store,
@@ -339,6 +323,24 @@ impl RestoreArgs {
             spool_dir: std::env::temp_dir().join("ingest-backup-spool"),
         })
     }
+}
+
+/// `--parallel` must be 1 to 64.
+fn check_parallel(parallel: usize) -> Result<()> {
+    if !(1..=64).contains(&parallel) {
+        return Err(Error::usage(format!("--parallel {parallel} is out of range: use 1 to 64")));
+    }
+    Ok(())
+}
+
+/// A backup argument is `latest` or a backup name.
+fn check_backup_name(backup: &str) -> Result<()> {
+    if backup != "latest" && !crate::naming::is_backup_name(backup) {
+        return Err(Error::usage(format!(
+            "{backup:?} is not a backup name: give a name such as 2018-04-04T11_37 (see `ingest-backup list`) or `latest`"
+        )));
+    }
+    Ok(())
 }
 
 /// Flags of `sample-data`.

@@ -126,15 +126,8 @@ impl RestoreReport {
 /// target that goes away). Per-namespace differences are in the report's problems.
 pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) -> Result<RestoreReport> {
     let clock = Instant::now();
-    let s3 = options.s3.clone();
-    let store: Arc<dyn Store> =
-        Arc::from(store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?);
-    let backup = {
-        let store = store.clone();
-        let (wanted, location) = (options.backup.clone(), options.store.clone());
-        let latest = if options.no_manifest { Latest::Newest } else { Latest::NewestComplete };
-        tokio::task::spawn_blocking(move || store::select(store.list()?, &wanted, &location, latest)).await.expect("listing does not panic")?
-    };
+    let latest = if options.no_manifest { Latest::Newest } else { Latest::NewestComplete };
+    let (store, backup) = store::open_backup(&options.store, options.s3.clone(), &options.backup, latest).await?;
     let format = ArchiveFormat::of_file(&backup.archive)
         .ok_or_else(|| Error::usage(format!("{} is neither .tar.gz nor .tar.zst", backup.archive)))?;
     let map = NamespaceMap::new(options.rename.clone());

@@ -216,6 +216,25 @@ pub async fn open(location: &StoreLocation, s3_settings: impl FnOnce() -> Result
     }
 }
 
+/// Opens the store at `location` and finds backup `wanted` in it (see [`select`]).
+///
+/// # Errors
+/// As [`open`] and [`select`].
+pub async fn open_backup(
+    location: &StoreLocation,
+    s3: Option<s3::S3Settings>,
+    wanted: &str,
+    latest: Latest,
+) -> Result<(std::sync::Arc<dyn Store>, StoredBackup)> {
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::from(open(location, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?);
+    let backup = {
+        let (store, wanted, location) = (store.clone(), wanted.to_string(), location.clone());
+        tokio::task::spawn_blocking(move || select(store.list()?, &wanted, &location, latest)).await.expect("listing does not panic")?
+    };
+    Ok((store, backup))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,16 +108,7 @@ impl VerifyReport {
 /// an unknown backup name). Everything found about the backup itself is in the report.
 pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> Result<VerifyReport> {
     let clock = Instant::now();
-    let s3 = options.s3.clone();
-    let store: Arc<dyn Store> =
-        Arc::from(store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?);
-    let backup = {
-        let store = store.clone();
-        let (wanted, location) = (options.backup.clone(), options.store.clone());
-        tokio::task::spawn_blocking(move || store::select(store.list()?, &wanted, &location, Latest::Newest))
-            .await
-            .expect("listing does not panic")?
-    };
+    let (store, backup) = store::open_backup(&options.store, options.s3.clone(), &options.backup, Latest::Newest).await?;
     info!(backup = %backup.name, store = %options.store, "Verifying.");
     let mut findings = Vec::new();
     let (archive, live) = match read_manifest(&backup) {

@@ -87,6 +87,24 @@ impl S3Store {
         Ok(found)
     }
 
+    /// Puts a small JSON object with the store's encryption and storage class;
+    /// `create_only` makes the write conditional (`If-None-Match: *`), never an overwrite.
+    fn put_json(&self, file_name: &str, bytes: &[u8], create_only: bool, doing: &str) -> Result<String> {
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(file_name))
+            .content_type("application/json")
+            .body(ByteStream::from(bytes.to_vec()));
+        if create_only {
+            request = request.if_none_match("*");
+        }
+        let request = self.settings.apply_to_put(request);
+        self.runtime.block_on(request.send()).map_err(|e| describe(&e, &self.url(file_name), doing))?;
+        Ok(self.url(file_name))
+    }
+
     fn get(&self, file_name: &str) -> Result<Vec<u8>> {
         self.runtime.block_on(async {
             let object = self
@@ -125,17 +143,7 @@ impl Store for S3Store {
         if self.list_objects(&file_name)?.iter().any(|(key, _)| key == &file_name) {
             return Err(Error::Consistency(format!("{} already exists; refusing to overwrite it", self.url(&file_name))));
         }
-        let request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.key(&file_name))
-            .content_type("application/json")
-            .if_none_match("*")
-            .body(ByteStream::from(manifest.to_vec()));
-        let request = self.settings.apply_to_put(request);
-        self.runtime.block_on(request.send()).map_err(|e| describe(&e, &self.url(&file_name), "writing the sidecar manifest"))?;
-        Ok(self.url(&file_name))
+        self.put_json(&file_name, manifest, true, "writing the sidecar manifest")
     }
 
     fn list(&self) -> Result<Vec<StoredBackup>> {
@@ -169,16 +177,6 @@ impl Store for S3Store {
     }
 
     fn put_verification(&self, name: &str, result: &[u8]) -> Result<String> {
-        let file_name = format!("{name}{VERIFICATION_SUFFIX}");
-        let request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.key(&file_name))
-            .content_type("application/json")
-            .body(ByteStream::from(result.to_vec()));
-        let request = self.settings.apply_to_put(request);
-        self.runtime.block_on(request.send()).map_err(|e| describe(&e, &self.url(&file_name), "writing the verification result"))?;
-        Ok(self.url(&file_name))
+        self.put_json(&format!("{name}{VERIFICATION_SUFFIX}"), result, false, "writing the verification result")
     }
 }
