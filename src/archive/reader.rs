@@ -47,7 +47,9 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// The decompressor in front of the hashed stored bytes.
+/// The decompressor in front of the hashed stored bytes (one per archive, so the
+/// size difference between the variants costs nothing worth boxing).
+#[allow(clippy::large_enum_variant)]
 pub enum Decoder<R: Read> {
     /// gzip; several concatenated members are read as one stream, as `gzip -d` does.
     Gzip(flate2::read::MultiGzDecoder<R>),

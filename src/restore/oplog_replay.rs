@@ -231,9 +231,9 @@ pub fn update_from_oplog(object: &Document) -> Update {
     if let Ok(diff) = object.get_document("diff") {
         let mut changes = Changes::default();
         if diff.contains_key("updatedFields") || diff.contains_key("removedFields") || diff.contains_key("truncatedArrays") {
-            changes.from_change_event(diff);
+            changes.add_change_event(diff);
         } else {
-            changes.from_delta(diff, "");
+            changes.add_delta(diff, "");
         }
         return Update::Steps(changes.into_steps());
     }
@@ -261,7 +261,7 @@ fn join(prefix: &str, field: &str) -> String {
 }
 
 impl Changes {
-    fn from_change_event(&mut self, diff: &Document) {
+    fn add_change_event(&mut self, diff: &Document) {
         if let Ok(updated) = diff.get_document("updatedFields") {
             for (field, value) in updated {
                 self.set.insert(field, value.clone());
@@ -281,7 +281,7 @@ impl Changes {
         }
     }
 
-    fn from_delta(&mut self, diff: &Document, prefix: &str) {
+    fn add_delta(&mut self, diff: &Document, prefix: &str) {
         let is_array = diff.get_bool("a").unwrap_or(false);
         for (key, value) in diff {
             match (key.as_str(), value) {
@@ -304,7 +304,7 @@ impl Changes {
                 (key, value) if is_array && key.starts_with('u') => {
                     self.set.insert(join(prefix, &key[1..]), value.clone());
                 }
-                (key, Bson::Document(sub)) if key.starts_with('s') => self.from_delta(sub, &join(prefix, &key[1..])),
+                (key, Bson::Document(sub)) if key.starts_with('s') => self.add_delta(sub, &join(prefix, &key[1..])),
                 _ => {}
             }
         }

@@ -323,7 +323,7 @@ mod tests {
         let log = &plan.namespaces[0];
         assert_eq!(log.source(), "ingest.log");
         assert_eq!(log.bson_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/ingest/log.bson"));
-        assert_eq!(log.options.get_bool("capped").unwrap(), true);
+        assert!(log.options.get_bool("capped").unwrap());
         assert_eq!(plan.oplog_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/oplog.bson"));
     }
 

@@ -113,7 +113,7 @@ pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> R
     let mut findings = Vec::new();
     let (archive, live) = match read_manifest(&backup) {
         Err(finding) => {
-            findings.push(finding);
+            findings.push(*finding);
             (ArchiveCheck::default(), None)
         }
         Ok(manifest) => {
@@ -164,24 +164,24 @@ pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> R
 }
 
 /// The manifest of a complete backup, or the finding that says why there is none.
-fn read_manifest(backup: &StoredBackup) -> std::result::Result<Manifest, Finding> {
+fn read_manifest(backup: &StoredBackup) -> std::result::Result<Manifest, Box<Finding>> {
     let Some(sidecar) = &backup.sidecar else {
-        return Err(Finding::error(
+        return Err(Box::new(Finding::error(
             format!("{}.manifest.json", backup.name),
             "sidecar",
             "present",
             "missing",
             "the backup is incomplete (its run failed or was interrupted before it finished); do not rely on it, run a new backup",
-        ));
+        )));
     };
     serde_json::from_slice::<Manifest>(sidecar).map_err(|error| {
-        Finding::error(
+        Box::new(Finding::error(
             format!("{}.manifest.json", backup.name),
             "sidecar",
             "a valid manifest",
             format!("unreadable: {error}"),
             "the sidecar is damaged; the backup cannot be verified or trusted",
-        )
+        ))
     })
 }
 
@@ -250,8 +250,8 @@ mod tests {
         let warning = Finding::warning("a.b", "live data", 1, 2, "fix");
         let error = Finding::error("a.b", "sha256", "x", "y", "fix");
         assert_eq!(verdict(&[], false), VerifyStatus::Passed);
-        assert_eq!(verdict(&[warning.clone()], false), VerifyStatus::PassedWithWarnings);
-        assert_eq!(verdict(&[warning.clone()], true), VerifyStatus::Failed);
+        assert_eq!(verdict(std::slice::from_ref(&warning), false), VerifyStatus::PassedWithWarnings);
+        assert_eq!(verdict(std::slice::from_ref(&warning), true), VerifyStatus::Failed);
         assert_eq!(verdict(&[warning, error], false), VerifyStatus::Failed);
     }
 }
