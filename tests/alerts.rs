@@ -297,3 +297,39 @@ fn a_malformed_webhook_url_is_a_usage_error_that_hides_the_value() {
         assert!(!store.exists(), "the backup did not start");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_verification_posts_its_stage_and_findings() {
+    let server = server_with_orders(30).await;
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let name = common::backup(&server.uri(), &store, &[])["name"].as_str().unwrap().to_string();
+    // Damage one namespace's .bson member; the archive digest no longer matches either.
+    common::repack(&store.join(format!("{name}.tar.gz")), |path, mut bytes| {
+        if path.ends_with("/shop/orders.bson") {
+            common::flip_first(&mut bytes, b"total");
+        }
+        Some(bytes)
+    });
+    let slack = HttpSink::start();
+    let webhook = HttpSink::start();
+    let env = [("SLACK_WEBHOOK_URL", slack.url(SECRET_PATH)), ("ALERT_WEBHOOK_URL", webhook.url("/hooks/s3cretTOKEN123"))];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let output = run(&["verify", &name, "--store", store.to_str().unwrap(), "--uri", &server.uri()], &env);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+
+    let message = assert_slack_post(&slack.requests()[0]);
+    let text = message["text"].as_str().unwrap();
+    assert!(text.contains(&format!("ingest-backup verify {name} FAILED at stage archive integrity")), "{text}");
+    let document = webhook.requests()[0].json();
+    assert_eq!((document["operation"].as_str(), document["outcome"].as_str()), (Some("verify"), Some("failed")));
+    let details = document["details"].as_array().expect("the findings are the details");
+    assert!(details.iter().any(|d| d.as_str().unwrap().contains("shop.orders: sha256")), "{details:?}");
+
+    // A passing verification posts nothing unless asked.
+    let passing = common::backup(&server.uri(), &store, &[])["name"].as_str().unwrap().to_string();
+    let quiet = HttpSink::start();
+    let output = run(&["verify", &passing, "--store", store.to_str().unwrap(), "--uri", &server.uri()], &[("SLACK_WEBHOOK_URL", &quiet.url(SECRET_PATH))]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(quiet.requests().is_empty());
+}

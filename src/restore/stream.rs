@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use bson::RawDocumentBuf;
 use tokio::sync::mpsc;
@@ -52,6 +53,7 @@ pub fn stream_archive(
         plan.namespaces.iter().enumerate().filter_map(|(i, n)| Some((n.bson_member.as_deref()?, i))).collect();
     let mut digests = vec![None; plan.namespaces.len()];
     let mut oplog = None;
+    let mut progress = Progress::default();
     let unreadable = |e: std::io::Error| Error::Archive { context: "reading the archive".into(), source: e };
     let mut reader = ArchiveReader::new(stored, format).map_err(unreadable)?;
     for entry in reader.entries().map_err(unreadable)? {
@@ -61,7 +63,7 @@ pub fn stream_archive(
         let mut entry = entry.map_err(unreadable)?;
         let path = normalize(&entry.path().map_err(unreadable)?.to_string_lossy());
         if let Some(&index) = by_member.get(path.as_str()) {
-            let summary = send_documents(&mut entry, &path, index, &batches, batch_documents, cancel)?;
+            let summary = send_documents(&mut entry, &path, index, &batches, batch_documents, cancel, &mut progress)?;
             info!(namespace = %plan.namespaces[index].target(), documents = summary.documents, "Read from the archive.");
             digests[index] = Some(summary);
         } else if plan.oplog_member.as_deref() == Some(path.as_str()) {
@@ -79,6 +81,39 @@ fn damaged(path: &str, error: BsonStreamError) -> Error {
     }
 }
 
+/// Running totals, logged every few seconds so a long restore shows it is moving.
+struct Progress {
+    documents: u64,
+    bytes: u64,
+    started: Instant,
+    last_report: Instant,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self { documents: 0, bytes: 0, started: Instant::now(), last_report: Instant::now() }
+    }
+}
+
+impl Progress {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn add(&mut self, documents: usize, bytes: usize) {
+        self.documents += documents as u64;
+        self.bytes += bytes as u64;
+        if self.last_report.elapsed() >= Self::EVERY {
+            self.last_report = Instant::now();
+            let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+            info!(
+                documents = self.documents,
+                mib = format!("{:.1}", self.bytes as f64 / (1 << 20) as f64),
+                mib_per_second = format!("{:.1}", self.bytes as f64 / (1 << 20) as f64 / seconds),
+                "Restoring."
+            );
+        }
+    }
+}
+
 fn send_documents(
     member: &mut impl Read,
     path: &str,
@@ -86,6 +121,7 @@ fn send_documents(
     batches: &mpsc::Sender<Batch>,
     batch_documents: usize,
     cancel: &CancellationToken,
+    progress: &mut Progress,
 ) -> Result<DigestSummary> {
     let mut reader = BsonReader::new(member);
     let mut digest = NamespaceDigest::default();
@@ -102,11 +138,13 @@ fn send_documents(
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
+            progress.add(documents.len(), bytes);
             send(std::mem::replace(&mut documents, Vec::with_capacity(batch_documents)))?;
             bytes = 0;
         }
     }
     if !documents.is_empty() {
+        progress.add(documents.len(), bytes);
         send(documents)?;
     }
     Ok(digest.finish())
