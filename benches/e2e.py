@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: ingest-backup beside the official mongodump pipelines, on the
+same data, the same SecantusDB server and the same MinIO, in one run.
+
+Run by hand (not by CI), through its wrapper, which installs the peers and builds:
+
+    benches/e2e.sh --size-mb 100 --repeat 3
+    benches/e2e.sh --size-mb 100,500,2000 --shape sample,one-large,many-small --repeat 3
+
+For every size and shape it loads the data once, then runs, --repeat times each:
+
+    read-floor        one bare driver scan of every collection, bytes discarded (pymongo, raw BSON)
+    ingest-backup     ingest-backup backup to s3://bucket/ours
+    seed-pipeline     mongodump --out, tar -czf, aws s3 cp (the seed's original pipeline)
+    archive-pipe      mongodump --archive --gzip | aws s3 cp - s3://... (best shell practice)
+    verify            ingest-backup verify latest (archive + live comparison)
+    restore           ingest-backup restore latest into a fresh server
+    mongorestore      mongorestore of the seed pipeline's dump directory into a fresh server
+
+and records, per run, wall seconds, client CPU seconds (user + system of the command
+and its children), peak RSS of the largest process, temp disk and archive size. The
+medians go to a Markdown table (stdout and --out-dir/results.md), every run to
+results.json, and, when matplotlib is importable, plots to --out-dir/*.png.
+
+Only the standard library is needed, plus pymongo (in the test-peer virtualenv) for the
+read floor and the data shapes.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ACCESS_KEY = "benchadmin"
+SECRET_KEY = "bench-secret-key-1234"
+BUCKET = "bench"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, process, what):
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"e2e: {what} exited during startup")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    sys.exit(f"e2e: {what} did not start on port {port}")
+
+
+class Secantus:
+    """A SecantusDB replica-set server in memory on a free port."""
+
+    def __init__(self, python, work):
+        self.port = free_port()
+        self.log = open(Path(work) / f"secantus-{self.port}.log", "w")
+        self.process = subprocess.Popen(
+            [python, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", ":memory:"],
+            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+        wait_for_port(self.port, self.process, "SecantusDB")
+        time.sleep(1)
+
+    @property
+    def uri(self):
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class Minio:
+    """A MinIO server on a free port with the benchmark bucket."""
+
+    def __init__(self, binary, work):
+        self.port = free_port()
+        self.data = Path(work) / "minio-data"
+        self.data.mkdir()
+        env = dict(os.environ, MINIO_ROOT_USER=ACCESS_KEY, MINIO_ROOT_PASSWORD=SECRET_KEY,
+                   MINIO_BROWSER="off", MINIO_UPDATE="off")
+        self.process = subprocess.Popen(
+            [binary, "server", "--quiet", "--address", f"127.0.0.1:{self.port}",
+             "--console-address", f"127.0.0.1:{free_port()}", str(self.data)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, self.process, "MinIO")
+        time.sleep(1)
+        subprocess.run(["aws", "--endpoint-url", self.endpoint, "s3", "mb", f"s3://{BUCKET}"],
+                       env=self.env(), check=True, stdout=subprocess.DEVNULL)
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self):
+        return dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+                    AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", S3_ENDPOINT=self.endpoint)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+
+def timed(command, env=None, cwd=None):
+    """Runs a shell command under GNU time; returns wall, cpu and peak RSS (MiB)."""
+    stats = tempfile.NamedTemporaryFile(delete=False)
+    stats.close()
+    start = time.monotonic()
+    result = subprocess.run(["/usr/bin/time", "-o", stats.name, "-f", "%U %S %M", "bash", "-o", "pipefail", "-c", command],
+                            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wall = time.monotonic() - start
+    if result.returncode != 0:
+        sys.exit(f"e2e: command failed ({result.returncode}): {command}\n{result.stderr.decode()[-2000:]}")
+    user, system, rss_kib = Path(stats.name).read_text().split()[-3:]
+    os.unlink(stats.name)
+    return {"wall": wall, "cpu": float(user) + float(system), "rss_mib": int(rss_kib) / 1024, "stdout": result.stdout}
+
+
+def du(path):
+    path = Path(path)
+    if not path.exists():
+        return 0
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def load(shape, size_mb, uri, binary, python):
+    """Loads a data set of about size_mb MiB in the given shape."""
+    if shape == "sample":
+        subprocess.run([binary, "sample-data", "--uri", uri, "--size-mb", str(size_mb)], check=True, stderr=subprocess.DEVNULL)
+        return
+    documents = max(1, size_mb * 1024)  # about 1 KiB each
+    collections = 1 if shape == "one-large" else 1000
+    script = f"""
+import os, pymongo
+client = pymongo.MongoClient({uri!r})
+db = client["bench"]
+per = max(1, {documents} // {collections})
+payload = "x" * 900
+for c in range({collections}):
+    coll = db[f"c{{c:04d}}"]
+    batch = []
+    for i in range(per):
+        batch.append({{"_id": i, "n": i, "payload": payload}})
+        if len(batch) == 1000:
+            coll.insert_many(batch, ordered=False); batch = []
+    if batch:
+        coll.insert_many(batch, ordered=False)
+"""
+    subprocess.run([python, "-c", script], check=True)
+
+
+READ_FLOOR = """
+import sys, pymongo
+from bson.raw_bson import RawBSONDocument
+client = pymongo.MongoClient(sys.argv[1], document_class=RawBSONDocument)
+total = 0
+for name in client.list_database_names():
+    if name in ("local", "config", "admin"):
+        continue
+    db = client[name]
+    for info in db.list_collections():
+        if info.get("type", "collection") != "collection":
+            continue
+        for doc in db[info["name"]].find():
+            total += len(doc.raw)
+print(total)
+"""
+
+
+def run_once(shape, size_mb, args, source, minio, work, run):
+    """One repetition of every pipeline; returns {pipeline: measurements}."""
+    results = {}
+    env = minio.env()
+    scratch = Path(work) / f"run-{shape}-{size_mb}-{run}"
+    scratch.mkdir()
+    read_floor = Path(work) / "read_floor.py"
+    read_floor.write_text(READ_FLOOR)
+    results["read-floor"] = timed(f"{args.python} {read_floor} '{source.uri}'")
+
+    spool = scratch / "spool"
+    ours = timed(f"{args.binary} backup --uri '{source.uri}' --store s3://{BUCKET}/ours-{run} --spool-dir {spool} --json", env=env)
+    report = json.loads(ours["stdout"])
+    ours["archive_bytes"] = report["archive_bytes"]
+    ours["temp_disk"] = report["peak_spool_disk_bytes"]
+    results["ingest-backup"] = ours
+
+    name = "2018-04-04T11_37"
+    dump = scratch / "data/db/dump" / name
+    seed = timed(
+        f"{args.tools}/mongodump --uri='{source.uri}' --oplog --out={dump} 2>/dev/null"
+        f" && tar -czf {name}.tar.gz data/db/dump/{name}"
+        f" && aws --endpoint-url {minio.endpoint} s3 cp --quiet {name}.tar.gz s3://{BUCKET}/seed-{run}/{name}.tar.gz",
+        env=env, cwd=scratch)
+    seed["archive_bytes"] = du(scratch / f"{name}.tar.gz")
+    seed["temp_disk"] = du(scratch / "data") + seed["archive_bytes"]
+    results["seed-pipeline"] = seed
+
+    pipe = timed(
+        f"{args.tools}/mongodump --uri='{source.uri}' --oplog --archive --gzip 2>/dev/null"
+        f" | aws --endpoint-url {minio.endpoint} s3 cp --quiet - s3://{BUCKET}/pipe-{run}/{name}.archive.gz",
+        env=env)
+    listing = subprocess.run(["aws", "--endpoint-url", minio.endpoint, "s3", "ls", f"s3://{BUCKET}/pipe-{run}/"],
+                             env=env, stdout=subprocess.PIPE, check=True).stdout.decode().split()
+    pipe["archive_bytes"] = int(listing[2]) if len(listing) > 2 else 0
+    pipe["temp_disk"] = 0
+    results["archive-pipe"] = pipe
+
+    results["verify"] = timed(f"{args.binary} verify latest --uri '{source.uri}' --store s3://{BUCKET}/ours-{run}", env=env)
+
+    target = Secantus(args.python, work)
+    try:
+        results["restore"] = timed(f"{args.binary} restore latest --uri '{target.uri}' --store s3://{BUCKET}/ours-{run}", env=env)
+    finally:
+        target.stop()
+    target = Secantus(args.python, work)
+    try:
+        results["mongorestore"] = timed(f"{args.tools}/mongorestore --uri='{target.uri}' {dump} 2>/dev/null")
+    finally:
+        target.stop()
+    shutil.rmtree(scratch)
+    for measured in results.values():
+        measured.pop("stdout", None)
+    return results
+
+
+ORDER = ["read-floor", "ingest-backup", "seed-pipeline", "archive-pipe", "verify", "restore", "mongorestore"]
+
+
+def medians(runs):
+    table = {}
+    for pipeline in ORDER:
+        rows = [r[pipeline] for r in runs]
+        table[pipeline] = {key: statistics.median(row.get(key, 0) for row in rows) for key in ("wall", "cpu", "rss_mib", "archive_bytes", "temp_disk")}
+    return table
+
+
+def markdown(shape, size_mb, table, repeat):
+    floor = table["read-floor"]["wall"]
+    seed = table["seed-pipeline"]["wall"]
+    lines = [f"### {shape}, {size_mb} MiB (median of {repeat})", "",
+             "| Pipeline | Wall s | x read floor | x seed pipeline | CPU s | Peak RSS MiB | Temp disk MB | Archive MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for pipeline in ORDER:
+        row = table[pipeline]
+        lines.append(f"| {pipeline} | {row['wall']:.1f} | {row['wall'] / floor:.2f} | {row['wall'] / seed:.2f} | {row['cpu']:.1f} | "
+                     f"{row['rss_mib']:.0f} | {row['temp_disk'] / 1e6:.1f} | {row['archive_bytes'] / 1e6:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(all_results, out_dir):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("e2e: matplotlib not importable; skipping plots", file=sys.stderr)
+        return
+    for metric, label in (("wall", "wall time (s)"), ("rss_mib", "peak RSS (MiB)")):
+        for shape in sorted({r["shape"] for r in all_results}):
+            rows = sorted((r for r in all_results if r["shape"] == shape), key=lambda r: r["size_mb"])
+            if len(rows) < 2:
+                continue
+            figure, axes = plt.subplots()
+            for pipeline in ORDER:
+                axes.plot([r["size_mb"] for r in rows], [r["medians"][pipeline][metric] for r in rows], marker="o", label=pipeline)
+            axes.set_xlabel("data set (MiB)")
+            axes.set_ylabel(label)
+            axes.set_title(f"{label}, {shape}")
+            axes.legend()
+            figure.savefig(Path(out_dir) / f"{shape}-{metric}.png", dpi=100)
+            plt.close(figure)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", default="100", help="comma-separated data set sizes in MiB")
+    parser.add_argument("--shape", default="sample", help="comma-separated: sample, one-large, many-small")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--binary", default="target/release/ingest-backup")
+    parser.add_argument("--python", default=os.environ.get("INGEST_TEST_PYTHON"))
+    parser.add_argument("--tools", default=os.environ.get("INGEST_TEST_MONGO_TOOLS"))
+    parser.add_argument("--minio", default=os.environ.get("INGEST_TEST_MINIO"))
+    parser.add_argument("--out-dir", default="target/e2e")
+    args = parser.parse_args()
+    for flag in ("python", "tools", "minio"):
+        if not getattr(args, flag):
+            sys.exit(f"e2e: --{flag} is not set (run through benches/e2e.sh, which installs the peers)")
+    args.binary = str(Path(args.binary).resolve())
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    all_results = []
+    report = [f"Machine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"]
+    with tempfile.TemporaryDirectory(prefix="ingest-e2e-") as work:
+        minio = Minio(args.minio, work)
+        try:
+            for shape in args.shape.split(","):
+                for size_mb in (int(s) for s in args.size_mb.split(",")):
+                    source = Secantus(args.python, work)
+                    try:
+                        print(f"e2e: loading {shape} {size_mb} MiB", file=sys.stderr)
+                        load(shape, size_mb, source.uri, args.binary, args.python)
+                        runs = []
+                        for run in range(args.repeat):
+                            print(f"e2e: {shape} {size_mb} MiB run {run + 1}/{args.repeat}", file=sys.stderr)
+                            runs.append(run_once(shape, size_mb, args, source, minio, work, f"{shape}-{size_mb}-{run}"))
+                    finally:
+                        source.stop()
+                    table = medians(runs)
+                    all_results.append({"shape": shape, "size_mb": size_mb, "runs": runs, "medians": table})
+                    section = markdown(shape, size_mb, table, args.repeat)
+                    print(section)
+                    report.append(section)
+        finally:
+            minio.stop()
+    (out_dir / "results.json").write_text(json.dumps(all_results, indent=2))
+    (out_dir / "results.md").write_text("\n".join(report))
+    plot(all_results, out_dir)
+    print(f"e2e: results in {out_dir}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
