@@ -88,7 +88,7 @@ impl Metrics {
         // absent-series alerts work before the first failure.
         for operation in [Operation::Backup, Operation::Verify] {
             for outcome in ["success", "failure"] {
-                metrics.runs.get_or_create(&RunLabels { operation: operation.name().into(), outcome: outcome.into() });
+                let _ = metrics.runs.get_or_create(&RunLabels { operation: operation.name().into(), outcome: outcome.into() });
             }
         }
         Metrics { registry, ..metrics }
