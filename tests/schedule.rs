@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bson::doc;
 use common::minio::{self, Minio, BUCKET, SECRET_KEY};
 use common::Server;
+use ingest_backup::sample;
 
 async fn source_with_orders() -> Server {
     let server = Server::start();
@@ -167,13 +168,17 @@ async fn overlapping_ticks_are_skipped_and_sigterm_aborts_the_run_after_the_grac
     let test = "overlapping_ticks_are_skipped_and_sigterm_aborts_the_run_after_the_grace_period";
     let Some(binary) = minio::binary_or_skip(test) else { return };
     let minio = Minio::start(binary).await;
+    // Enough data, uncompressed, in 5 MiB parts, that the paused backup has a multipart
+    // upload open (as in tests/s3.rs).
     let source = source_with_orders().await;
+    let spec = sample::SampleSpec { database: "ingest".into(), target_bytes: 12 << 20, seed: 5 };
+    sample::load(&source.client().await, &spec).await.unwrap();
     let work = tempfile::tempdir().unwrap();
     let hook = format!("before-oplog-end:{}", work.path().join("release").display());
     let (mut child, port) = start_schedule(
         &minio,
         &source,
-        &["--cron", "*/2 * * * * *", "--verify-delay", "1s", "--grace-period", "1s"],
+        &["--cron", "*/2 * * * * *", "--verify-delay", "1s", "--grace-period", "1s", "--level", "0", "--part-size-mb", "5"],
         &[("INGEST_BACKUP_TEST_PAUSE", &hook)],
     );
     common::wait_for_file(&work.path().join("release.waiting"), &mut child);
@@ -187,6 +192,8 @@ async fn overlapping_ticks_are_skipped_and_sigterm_aborts_the_run_after_the_grac
     assert!(skipped >= 1.0);
     let (_, body) = get(port, "/metrics").unwrap();
     assert_eq!(sample(&body, r#"ingest_backup_runs_total{operation="backup",outcome="success"}"#), Some(0.0), "{body}");
+
+    assert_eq!(minio.open_uploads().await, 1, "the paused backup is uploading");
 
     // SIGTERM while the run is paused: it outlives the 1 s grace period and is aborted.
     terminate(&child);
