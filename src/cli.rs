@@ -475,6 +475,37 @@ mod tests {
         assert!(Cli::try_parse_from(["ingest-backup", "backup", "--compression", "lz4"]).is_err());
     }
 
+    fn schedule_args(extra: &[&str]) -> ScheduleArgs {
+        let mut argv = vec!["ingest-backup", "schedule", "--store", "/tmp/x"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Schedule(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn schedule_defaults_follow_the_seed() {
+        let options = schedule_args(&[]).options().unwrap();
+        assert_eq!(options.cron.as_str(), "0 0 * * *");
+        assert_eq!(options.verify_delay, Duration::from_secs(30 * 60));
+        assert_eq!(options.grace_period, Duration::from_secs(25));
+        assert_eq!(options.listen, "0.0.0.0:9090".parse::<SocketAddr>().unwrap());
+        assert_eq!(options.verify.uri.as_deref(), Some(DEFAULT_URI), "verified against the backed-up server");
+        assert_eq!(options.backup.parallel, 4);
+        let archive_only = schedule_args(&["--verify-archive-only", "--verify-delay", "5s"]).options().unwrap();
+        assert_eq!((archive_only.verify.uri, archive_only.verify_delay), (None, Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn bad_schedule_values_are_usage_errors() {
+        assert_eq!(schedule_args(&["--listen", "localhost"]).options().unwrap_err().exit_code(), 2);
+        assert_eq!(schedule_args(&["--cron", "* * *"]).options().unwrap_err().exit_code(), 2);
+        assert_eq!(schedule_args(&["--verify-parallel", "0"]).options().unwrap_err().exit_code(), 2);
+        assert!(Cli::try_parse_from(["ingest-backup", "schedule", "--verify-delay", "soon"]).is_err());
+        assert!(Cli::try_parse_from(["ingest-backup", "schedule", "--json"]).is_err(), "schedule prints no JSON");
+    }
+
     #[test]
     fn notify_success_is_a_backup_flag() {
         let Command::Backup(args) = Cli::try_parse_from(["ingest-backup", "backup", "--notify-success"]).unwrap().command else {
