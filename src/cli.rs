@@ -1,7 +1,9 @@
 //! The command line: raw flags (clap) and their validation into the options the
 //! library takes. Nothing here talks to a server.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -14,6 +16,8 @@ use crate::store::s3::S3Settings;
 use crate::store::StoreLocation;
 use crate::restore::plan::DatabaseRename;
 use crate::restore::RestoreOptions;
+use crate::schedule::cron::CronSchedule;
+use crate::schedule::ScheduleOptions;
 use crate::verify::VerifyOptions;
 
 /// The source used when neither `--uri` nor `MONGO_URI` is given: the seed's
@@ -42,6 +46,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Load the sample ingest data set into a server (for demos, tests and benchmarks).
     SampleData(SampleDataArgs),
+    /// Run forever: a backup on every cron tick, verified after a delay; /healthz and /metrics over HTTP.
+    Schedule(ScheduleArgs),
 }
 
 /// `--uri`, shared by the commands that talk to a server.
@@ -124,6 +130,27 @@ impl NotifyArg {
 pub struct BackupArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub flags: BackupFlags,
+    /// Print one JSON document describing the result on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BackupArgs {
+    /// Validates the flags into [`BackupOptions`].
+    ///
+    /// # Errors
+    /// A usage error naming the bad flag and its fix.
+    pub fn options(&self) -> Result<BackupOptions> {
+        self.flags.options()
+    }
+}
+
+/// What a backup is made of and where it goes: the flags `backup` and `schedule` share.
+#[derive(Debug, Args)]
+pub struct BackupFlags {
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub uri: UriArg,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -149,9 +176,6 @@ pub struct BackupArgs {
     /// Skip namespaces matching this db.collection pattern; repeatable.
     #[arg(long = "ns-exclude", value_name = "PATTERN")]
     pub ns_exclude: Vec<String>,
-    /// Print one JSON document describing the result on stdout.
-    #[arg(long)]
-    pub json: bool,
     /// Directory for spool files of large collections [default: the system temp directory].
     #[arg(long, env = "INGEST_BACKUP_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
@@ -163,7 +187,7 @@ pub struct BackupArgs {
     pub batch_size: u32,
 }
 
-impl BackupArgs {
+impl BackupFlags {
     /// Validates the flags into [`BackupOptions`].
     ///
     /// # Errors
@@ -343,6 +367,70 @@ fn check_backup_name(backup: &str) -> Result<()> {
     Ok(())
 }
 
+/// Flags of `schedule`.
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// When to back up: 5 cron fields, or 6 with leading seconds, evaluated in UTC.
+    #[arg(long, env = "CRON_SCHEDULE", default_value = crate::schedule::cron::DEFAULT_CRON, value_name = "EXPR")]
+    pub cron: String,
+    /// How long after a backup its verification starts (e.g. 30m, 90s).
+    #[arg(long, env = "VERIFY_DELAY", default_value = "30m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub verify_delay: Duration,
+    /// On SIGTERM/SIGINT, how long the current run may take to finish before it is aborted.
+    #[arg(long, env = "GRACE_PERIOD", default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub grace_period: Duration,
+    /// Address of the HTTP listener serving /healthz and /metrics.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:9090", value_name = "ADDR")]
+    pub listen: String,
+    /// Verify the archive against its manifest only, without the live comparison.
+    #[arg(long)]
+    pub verify_archive_only: bool,
+    /// Live collections scanned at the same time by the verification.
+    #[arg(long, default_value_t = 1)]
+    pub verify_parallel: usize,
+    /// Fail a verification when a live difference cannot be explained either way.
+    #[arg(long)]
+    pub verify_strict: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub backup: BackupFlags,
+}
+
+impl ScheduleArgs {
+    /// Validates every flag into [`ScheduleOptions`], so that a mistake stops the
+    /// process before it listens or schedules anything.
+    ///
+    /// # Errors
+    /// A usage error naming the bad flag or variable and its fix.
+    pub fn options(&self) -> Result<ScheduleOptions> {
+        let cron = CronSchedule::parse(&self.cron)?;
+        let backup = self.backup.options()?;
+        if !(1..=64).contains(&self.verify_parallel) {
+            return Err(Error::usage(format!("--verify-parallel {} is out of range: use 1 to 64", self.verify_parallel)));
+        }
+        let listen: SocketAddr = self.listen.trim().parse().map_err(|_| {
+            Error::usage(format!("--listen / LISTEN_ADDR {:?} is not an address: give IP:PORT, e.g. 0.0.0.0:9090", self.listen))
+        })?;
+        let verify = VerifyOptions {
+            store: backup.store.clone(),
+            s3: backup.s3.clone(),
+            backup: "latest".into(),
+            uri: (!self.verify_archive_only).then(|| backup.uri.clone()),
+            parallel: self.verify_parallel,
+            strict: self.verify_strict,
+        };
+        Ok(ScheduleOptions {
+            cron,
+            backup,
+            verify,
+            verify_delay: self.verify_delay,
+            grace_period: self.grace_period,
+            listen,
+            notifier: self.backup.notify.notifier()?,
+        })
+    }
+}
+
 /// Flags of `sample-data`.
 #[derive(Debug, Args)]
 pub struct SampleDataArgs {
@@ -389,11 +477,42 @@ mod tests {
         assert!(Cli::try_parse_from(["ingest-backup", "backup", "--compression", "lz4"]).is_err());
     }
 
+    fn schedule_args(extra: &[&str]) -> ScheduleArgs {
+        let mut argv = vec!["ingest-backup", "schedule", "--store", "/tmp/x"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Schedule(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn schedule_defaults_follow_the_seed() {
+        let options = schedule_args(&[]).options().unwrap();
+        assert_eq!(options.cron.as_str(), "0 0 * * *");
+        assert_eq!(options.verify_delay, Duration::from_secs(30 * 60));
+        assert_eq!(options.grace_period, Duration::from_secs(25));
+        assert_eq!(options.listen, "0.0.0.0:9090".parse::<SocketAddr>().unwrap());
+        assert_eq!(options.verify.uri.as_deref(), Some(DEFAULT_URI), "verified against the backed-up server");
+        assert_eq!(options.backup.parallel, 4);
+        let archive_only = schedule_args(&["--verify-archive-only", "--verify-delay", "5s"]).options().unwrap();
+        assert_eq!((archive_only.verify.uri, archive_only.verify_delay), (None, Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn bad_schedule_values_are_usage_errors() {
+        assert_eq!(schedule_args(&["--listen", "localhost"]).options().unwrap_err().exit_code(), 2);
+        assert_eq!(schedule_args(&["--cron", "* * *"]).options().unwrap_err().exit_code(), 2);
+        assert_eq!(schedule_args(&["--verify-parallel", "0"]).options().unwrap_err().exit_code(), 2);
+        assert!(Cli::try_parse_from(["ingest-backup", "schedule", "--verify-delay", "soon"]).is_err());
+        assert!(Cli::try_parse_from(["ingest-backup", "schedule", "--json"]).is_err(), "schedule prints no JSON");
+    }
+
     #[test]
     fn notify_success_is_a_backup_flag() {
         let Command::Backup(args) = Cli::try_parse_from(["ingest-backup", "backup", "--notify-success"]).unwrap().command else {
             panic!("backup");
         };
-        assert!(args.notify.notify_success);
+        assert!(args.flags.notify.notify_success);
     }
 }

@@ -21,6 +21,7 @@ pub mod notify;
 pub mod redact;
 pub mod restore;
 pub mod sample;
+pub mod schedule;
 pub mod source;
 pub mod store;
 pub mod test_hooks;

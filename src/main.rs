@@ -8,11 +8,12 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use ingest_backup::backup::{run_backup_with_progress, BackupProgress, BackupReport};
-use ingest_backup::cli::{BackupArgs, Cli, Command, ListArgs, RestoreArgs, SampleDataArgs, VerifyArgs};
+use ingest_backup::cli::{BackupArgs, Cli, Command, ListArgs, RestoreArgs, SampleDataArgs, ScheduleArgs, StoreArg, VerifyArgs};
 use ingest_backup::restore::{self, RestoreReport};
 use ingest_backup::manifest::Manifest;
-use ingest_backup::notify::{Event, Operation};
+use ingest_backup::notify::Event;
 use ingest_backup::sample::{self, SampleSpec};
+use ingest_backup::schedule;
 use ingest_backup::verify;
 use ingest_backup::{source, store, Error, Result};
 
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
         Command::List(args) => args.json,
         Command::Verify(args) => args.json,
         Command::Restore(args) => args.json,
-        Command::SampleData(_) => false,
+        Command::SampleData(_) | Command::Schedule(_) => false,
     };
     let outcome = runtime.block_on(run(cli.command, cancel));
     match outcome {
@@ -69,10 +70,12 @@ async fn run(command: Command, cancel: CancellationToken) -> Result<Outcome> {
         Command::Verify(args) => verify(&args, cancel).await,
         Command::Restore(args) => restore(&args, cancel).await,
         Command::SampleData(args) => sample_data(&args).await.map(succeeded),
+        Command::Schedule(args) => schedule(&args, cancel).await,
     }
 }
 
-/// Cancels the run on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
+/// Cancels the run on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C); for
+/// `schedule`, the token stops the scheduling and the run gets its grace period.
 async fn cancel_on_signal(cancel: CancellationToken) {
     let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(signal) => signal,
@@ -82,23 +85,24 @@ async fn cancel_on_signal(cancel: CancellationToken) {
         }
     };
     tokio::select! {
-        _ = terminate.recv() => tracing::warn!("SIGTERM received: abandoning the run."),
-        _ = tokio::signal::ctrl_c() => tracing::warn!("SIGINT received: abandoning the run."),
+        _ = terminate.recv() => tracing::warn!("SIGTERM received: stopping."),
+        _ = tokio::signal::ctrl_c() => tracing::warn!("SIGINT received: stopping."),
     }
     cancel.cancel();
 }
 
+/// The store as alerts show it, even when it is misconfigured.
+fn store_display(store: &StoreArg) -> String {
+    store.location().map_or_else(|_| "(not configured)".to_string(), |location| location.to_string())
+}
+
 async fn backup(args: &BackupArgs, cancel: CancellationToken) -> Result<()> {
-    let notifier = args.notify.notifier()?;
+    let notifier = args.flags.notify.notifier()?;
     let clock = std::time::Instant::now();
     let progress = BackupProgress::default();
     let result = async { run_backup_with_progress(&args.options()?, cancel, &progress).await }.await;
-    let store = args.store.location().map_or_else(|_| "(not configured)".to_string(), |location| location.to_string());
-    let event = match &result {
-        Ok(report) => Event::backup_succeeded(report, &store),
-        Err(error) => Event::backup_failed(&store, error, &progress.snapshot(), clock.elapsed().as_secs_f64()),
-    };
-    notifier.send(&event).await;
+    let store = store_display(&args.flags.store);
+    notifier.send(&Event::backup_ended(&result, &store, &progress.snapshot(), clock.elapsed().as_secs_f64())).await;
     let report = result?;
     print_backup_summary(&report);
     if args.json {
@@ -155,16 +159,7 @@ fn backup_json(report: &BackupReport, store: &str) -> serde_json::Value {
 async fn verify(args: &VerifyArgs, cancel: CancellationToken) -> Result<Outcome> {
     let notifier = args.notify.notifier()?;
     let result = async { verify::run_verify(&args.options()?, cancel).await }.await;
-    let event = match &result {
-        Ok(report) => Event::verify_finished(report),
-        Err(error) => {
-            let store = args.store.location().map_or_else(|_| "(not configured)".to_string(), |location| location.to_string());
-            let mut event = Event::failed(Operation::Verify, store, error);
-            event.backup = Some(args.backup.clone());
-            event
-        }
-    };
-    notifier.send(&event).await;
+    notifier.send(&Event::verify_ended(&result, &store_display(&args.store), &args.backup)).await;
     let report = result?;
     eprint!("{}", verify::report::render(&report));
     if args.json {
@@ -258,6 +253,13 @@ async fn list(args: &ListArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+async fn schedule(args: &ScheduleArgs, stop: CancellationToken) -> Result<Outcome> {
+    Ok(match schedule::run_schedule(args.options()?, stop).await? {
+        schedule::Stopped::Clean => Outcome::Succeeded,
+        schedule::Stopped::AbortedRun => Outcome::Failed,
+    })
 }
 
 async fn sample_data(args: &SampleDataArgs) -> Result<()> {

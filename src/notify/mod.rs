@@ -195,6 +195,28 @@ impl Event {
         }
     }
 
+    /// The event for a `backup` run that ended either way: its report, or the error
+    /// with the progress it had made.
+    pub fn backup_ended(result: &Result<BackupReport>, store: &str, progress: &ProgressSnapshot, duration_seconds: f64) -> Event {
+        match result {
+            Ok(report) => Event::backup_succeeded(report, store),
+            Err(error) => Event::backup_failed(store, error, progress, duration_seconds),
+        }
+    }
+
+    /// The event for a `verify` run of `backup` that ended either way: its report, or
+    /// the error that stopped it before there was one.
+    pub fn verify_ended(result: &Result<VerifyReport>, store: &str, backup: &str) -> Event {
+        match result {
+            Ok(report) => Event::verify_finished(report),
+            Err(error) => {
+                let mut event = Event::failed(Operation::Verify, store, error);
+                event.backup = Some(backup.to_string());
+                event
+            }
+        }
+    }
+
     /// The one-line summary used as the Slack notification text and the webhook's `summary`.
     pub fn headline(&self) -> String {
         let subject = match &self.backup {

@@ -1,0 +1,252 @@
+//! `ingest-backup schedule`: the long-running mode for hosts without Kubernetes (the
+//! docker-compose stack). It does what the Helm chart's two CronJobs do, in one process:
+//! a backup on every cron tick, then, after a delay, `verify <name>` of that backup
+//! against the same server; alerts as the one-shot commands send them; `/healthz` and
+//! `/metrics` for whoever watches it.
+//!
+//! Two tokens shape a stop. `stop` (SIGTERM/SIGINT, from `main`) ends the scheduling:
+//! no new run starts and a pending verification delay is cut short. `abort` is handed to
+//! the run itself and is only cancelled when the run outlives the grace period, which
+//! makes a backup abort its multipart upload or remove its partial file, as the one-shot
+//! `backup` does on a signal. Runs never overlap (the Helm CronJob's
+//! `concurrencyPolicy: Forbid`): a tick that finds a run in progress is skipped.
+
+pub mod cron;
+pub mod http;
+pub mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::backup::{run_backup_with_progress, BackupOptions, BackupProgress};
+use crate::error::{Error, Result};
+use crate::notify::{Event, Notifier, Outcome};
+use crate::verify::{run_verify, VerifyOptions};
+
+use self::cron::CronSchedule;
+use self::metrics::Metrics;
+
+/// The longest the loop sleeps before it looks at the wall clock again, so a suspended
+/// host or a clock step is noticed within this time.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// How many missed ticks are walked one by one before the count becomes a lower bound.
+const MISSED_LIMIT: usize = 1000;
+
+/// Everything `schedule` needs, validated.
+#[derive(Debug)]
+pub struct ScheduleOptions {
+    /// When to back up.
+    pub cron: CronSchedule,
+    /// What each backup is (the `backup` command's options).
+    pub backup: BackupOptions,
+    /// How each verification runs; its `backup` is replaced by the name of the backup just made.
+    pub verify: VerifyOptions,
+    /// Time between a backup's end and its verification.
+    pub verify_delay: Duration,
+    /// How long a run may go on after a stop is requested before it is aborted.
+    pub grace_period: Duration,
+    /// Where `/healthz` and `/metrics` are served.
+    pub listen: SocketAddr,
+    /// Where alerts go.
+    pub notifier: Notifier,
+}
+
+/// How the scheduler stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// No run was in progress, or it finished within the grace period (exit 0).
+    Clean,
+    /// A run outlived the grace period and was aborted (exit 1).
+    AbortedRun,
+}
+
+/// What to do with a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickDecision {
+    /// Start a run.
+    Run,
+    /// Skip it: a run (a backup, or its pending or running verification) is in progress.
+    SkipBusy,
+}
+
+/// The overlap rule: a tick starts a run only when none is in progress.
+pub fn decide(run_in_progress: bool) -> TickDecision {
+    if run_in_progress {
+        TickDecision::SkipBusy
+    } else {
+        TickDecision::Run
+    }
+}
+
+/// Runs the scheduler until `stop` is cancelled, serving HTTP on `options.listen`.
+///
+/// # Errors
+/// A usage error when the listen address cannot be bound. Runs that fail are alerted,
+/// counted and logged; they never end the scheduler.
+pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> Result<Stopped> {
+    let listener = tokio::net::TcpListener::bind(options.listen).await.map_err(|error| {
+        Error::usage(format!("--listen / LISTEN_ADDR {}: cannot listen there ({error}); choose a free address, e.g. 0.0.0.0:9090", options.listen))
+    })?;
+    let metrics = Arc::new(Metrics::new());
+    let alive = Arc::new(AtomicBool::new(true));
+    let http_shutdown = CancellationToken::new();
+    let probe = http::Probe { alive: alive.clone(), metrics: metrics.clone() };
+    let server = tokio::spawn(http::serve(listener, probe, http_shutdown.clone()));
+    info!(
+        cron = options.cron.as_str(),
+        verify_delay = %humantime::format_duration(options.verify_delay),
+        listen = %options.listen,
+        store = %options.backup.store,
+        "Scheduler started (times in UTC)."
+    );
+
+    let ScheduleOptions { cron, backup, verify, verify_delay, grace_period, notifier, .. } = options;
+    let abort = CancellationToken::new();
+    let runner = Runner { store: backup.store.to_string(), backup, verify, verify_delay, notifier, metrics: metrics.clone() };
+    // The run in progress, polled beside the clock by this task (the verification's
+    // future is not `Send`, and one task is all a never-overlapping run needs).
+    let mut current: Option<Pin<Box<dyn Future<Output = ()> + '_>>> = None;
+    let mut last = Utc::now();
+    loop {
+        let Some(next) = cron.next_after(last) else {
+            warn!(cron = cron.as_str(), "The schedule has no further tick: nothing more will run.");
+            while let Some(run) = current.as_mut() {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = run => current = None,
+                }
+            }
+            stop.cancelled().await;
+            break;
+        };
+        metrics.next_tick(next);
+        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP);
+        let run_finished = tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(wait) => false,
+            _ = async { current.as_mut().expect("guarded").await }, if current.is_some() => true,
+        };
+        if run_finished {
+            current = None;
+            continue;
+        }
+        let due = cron.due(last, Utc::now(), MISSED_LIMIT);
+        let Some(tick) = due.fire else { continue };
+        last = tick;
+        if due.missed > 0 {
+            let first = due.first_missed.map(|t| t.to_rfc3339()).unwrap_or_default();
+            warn!(missed = due.missed, first = %first, tick = %tick.to_rfc3339(), "Ticks passed while the process was asleep or stalled; running once for the latest.");
+            metrics.missed_ticks(due.missed);
+        }
+        match decide(current.is_some()) {
+            TickDecision::SkipBusy => {
+                warn!(tick = %tick.to_rfc3339(), "Tick skipped: the previous run (backup or its verification) is still in progress.");
+                metrics.skipped_tick();
+            }
+            TickDecision::Run => current = Some(Box::pin(runner.run(tick, abort.clone(), stop.clone()))),
+        }
+    }
+
+    alive.store(false, Ordering::SeqCst);
+    let stopped = match current {
+        None => {
+            info!("Stopped: no run was in progress.");
+            Stopped::Clean
+        }
+        Some(mut run) => {
+            info!(grace_period = %humantime::format_duration(grace_period), "Stop requested: waiting for the current run to finish.");
+            match tokio::time::timeout(grace_period, &mut run).await {
+                Ok(()) => {
+                    info!("Stopped: the current run finished within the grace period.");
+                    Stopped::Clean
+                }
+                Err(_) => {
+                    warn!("The grace period is over: aborting the current run.");
+                    abort.cancel();
+                    run.await;
+                    Stopped::AbortedRun
+                }
+            }
+        }
+    };
+    http_shutdown.cancel();
+    let _ = server.await;
+    Ok(stopped)
+}
+
+/// One scheduled run: a backup, then its verification.
+#[derive(Debug)]
+struct Runner {
+    store: String,
+    backup: BackupOptions,
+    verify: VerifyOptions,
+    verify_delay: Duration,
+    notifier: Notifier,
+    metrics: Arc<Metrics>,
+}
+
+impl Runner {
+    async fn run(&self, tick: DateTime<Utc>, abort: CancellationToken, stop: CancellationToken) {
+        info!(tick = %tick.to_rfc3339(), "Tick: starting a backup.");
+        let clock = Instant::now();
+        let progress = BackupProgress::default();
+        let result = run_backup_with_progress(&self.backup, abort.clone(), &progress).await;
+        let event = Event::backup_ended(&result, &self.store, &progress.snapshot(), clock.elapsed().as_secs_f64());
+        self.finish(&event).await;
+        let Ok(report) = result else { return };
+        let name = report.manifest.name;
+
+        info!(backup = %name, delay = %humantime::format_duration(self.verify_delay), "Verification scheduled.");
+        tokio::select! {
+            _ = stop.cancelled() => {
+                warn!(backup = %name, "Stopping before the verification started: run `ingest-backup verify {name}` later.");
+                return;
+            }
+            _ = tokio::time::sleep(self.verify_delay) => {}
+        }
+        let options = VerifyOptions { backup: name.clone(), ..self.verify.clone() };
+        let result = run_verify(&options, abort).await;
+        self.finish(&Event::verify_ended(&result, &self.store, &name)).await;
+    }
+
+    /// Logs, counts and alerts one finished operation.
+    async fn finish(&self, event: &Event) {
+        match event.outcome {
+            Outcome::Succeeded => info!(
+                documents = event.counts.documents,
+                archive_bytes = event.counts.archive_bytes,
+                seconds = event.duration_seconds,
+                "{}",
+                event.headline()
+            ),
+            Outcome::Failed => {
+                error!(reason = event.reason.as_deref().unwrap_or(""), "{}", event.headline());
+                for detail in &event.details {
+                    warn!("  {detail}");
+                }
+            }
+        }
+        self.metrics.record(event, Utc::now());
+        self.notifier.send(event).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_runs_only_when_nothing_is_in_progress() {
+        assert_eq!(decide(false), TickDecision::Run);
+        assert_eq!(decide(true), TickDecision::SkipBusy);
+    }
+}
