@@ -10,5 +10,7 @@ INGEST_PEERS_SKIP_DEPLOY=1 scripts/test-peers.sh install
 eval "$(scripts/test-peers.sh env)"
 [[ -n "${INGEST_TEST_MONGO_TOOLS:-}" ]] || { echo "e2e: the official mongo-tools are unavailable (see scripts/test-peers.sh); set MONGO_TOOLS_BIN" >&2; exit 1; }
 command -v aws >/dev/null || { echo "e2e: the AWS CLI is needed for the shell pipelines" >&2; exit 1; }
+# matplotlib for the plots, into the test-peer virtualenv (pymongo is already there).
+"$INGEST_TEST_PYTHON" -c 'import matplotlib' 2>/dev/null || "$INGEST_TEST_PYTHON" -m pip install -q 'matplotlib>=3.8'
 cargo build --release --bins
-exec python3 benches/e2e.py "$@"
+exec "$INGEST_TEST_PYTHON" benches/e2e.py "$@"
