@@ -7,6 +7,7 @@
 use std::io::{self, Write};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ingest_backup::archive::parallel_gzip::ParallelGzEncoder;
 use ingest_backup::archive::{ArchiveWriter, Compression};
 use ingest_backup::digest::NamespaceDigest;
 use ingest_backup::sample::{SampleGenerator, SampleSpec, COLLECTIONS};
@@ -46,6 +47,31 @@ fn pipeline(files: &[(String, Vec<u8>)], compression: Compression) -> u64 {
     writer.finish().unwrap().1.size
 }
 
+/// The compressor alone on `bytes`, with the same level and threads as the pipeline.
+fn compress_alone(compression: Compression, bytes: &[u8]) -> usize {
+    match compression {
+        Compression::Gzip { level, threads: 0 } => {
+            let mut encoder = flate2::write::GzEncoder::new(io::sink(), flate2::Compression::new(level));
+            encoder.write_all(bytes).unwrap();
+            encoder.finish().unwrap();
+        }
+        Compression::Gzip { level, threads } => {
+            let mut encoder = ParallelGzEncoder::new(io::sink(), flate2::Compression::new(level), threads as usize);
+            encoder.write_all(bytes).unwrap();
+            encoder.finish().unwrap();
+        }
+        Compression::Zstd { level, threads } => {
+            let mut encoder = zstd::stream::write::Encoder::new(io::sink(), level).unwrap();
+            if threads > 0 {
+                encoder.multithread(threads).unwrap();
+            }
+            encoder.write_all(bytes).unwrap();
+            encoder.finish().unwrap();
+        }
+    }
+    bytes.len()
+}
+
 fn bench(c: &mut Criterion) {
     let files = sample_files(32);
     let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
@@ -68,26 +94,22 @@ fn bench(c: &mut Criterion) {
                 .sum::<u64>()
         })
     });
-    for compression in [Compression::Gzip { level: 6 }, Compression::Zstd { level: 3, threads: 0 }] {
-        group.bench_with_input(BenchmarkId::new("limit/compressor", compression.name()), &compression, |b, compression| {
-            b.iter(|| {
-                let mut total = 0usize;
-                for (_, bytes) in &files {
-                    total += match compression {
-                        Compression::Gzip { level } => {
-                            let mut encoder = flate2::write::GzEncoder::new(io::sink(), flate2::Compression::new(*level));
-                            encoder.write_all(bytes).unwrap();
-                            encoder.finish().map(|_| bytes.len()).unwrap()
-                        }
-                        Compression::Zstd { level, .. } => zstd::stream::copy_encode(&bytes[..], io::sink(), *level).map(|_| bytes.len()).unwrap(),
-                    };
-                }
-                total
-            })
+    // In-line and with two workers (this machine's cores); the limit for each is the
+    // same compressor with the same threads, alone on the same bytes.
+    let compressions = [
+        Compression::Gzip { level: 6, threads: 0 },
+        Compression::Gzip { level: 6, threads: 2 },
+        Compression::Zstd { level: 3, threads: 0 },
+        Compression::Zstd { level: 3, threads: 2 },
+    ];
+    for compression in compressions {
+        let label = match compression {
+            Compression::Gzip { threads, .. } | Compression::Zstd { threads, .. } => format!("{}/{threads}-threads", compression.name()),
+        };
+        group.bench_with_input(BenchmarkId::new("limit/compressor", &label), &compression, |b, compression| {
+            b.iter(|| files.iter().map(|(_, bytes)| compress_alone(*compression, bytes)).sum::<usize>())
         });
-        group.bench_with_input(BenchmarkId::new("whole", compression.name()), &compression, |b, compression| {
-            b.iter(|| pipeline(&files, *compression))
-        });
+        group.bench_with_input(BenchmarkId::new("whole", &label), &compression, |b, compression| b.iter(|| pipeline(&files, *compression)));
     }
     group.finish();
 }

@@ -167,9 +167,10 @@ pub struct BackupFlags {
     /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
     #[arg(long)]
     pub level: Option<i32>,
-    /// zstd worker threads (0: compress on the archive thread).
-    #[arg(long, default_value_t = 0)]
-    pub zstd_threads: u32,
+    /// Compression worker threads (0: compress on the archive thread) [default: the
+    /// CPUs available, at most 4]. gzip with workers writes a multi-member stream.
+    #[arg(long, alias = "zstd-threads", env = "COMPRESS_THREADS")]
+    pub compress_threads: Option<u32>,
     /// Only namespaces matching this db.collection pattern ('*' is a wildcard); repeatable.
     #[arg(long = "ns-include", value_name = "PATTERN")]
     pub ns_include: Vec<String>,
@@ -197,10 +198,11 @@ impl BackupFlags {
         if self.spool_memory_mb > 1024 {
             return Err(Error::usage("--spool-memory-mb is over 1024: a collection that large belongs on disk"));
         }
-        let mut compression = Compression::from_name(&self.compression, self.level)?;
-        if let Compression::Zstd { threads, .. } = &mut compression {
-            *threads = self.zstd_threads;
+        let threads = self.compress_threads.unwrap_or_else(Compression::default_threads);
+        if threads > 64 {
+            return Err(Error::usage(format!("--compress-threads {threads} is over 64: use at most one per CPU")));
         }
+        let compression = Compression::from_name(&self.compression, self.level)?.with_threads(threads);
         let (store, s3) = self.store.resolve()?;
         Ok(BackupOptions {
             uri: self.uri.uri.clone(),
@@ -465,7 +467,7 @@ mod tests {
     fn defaults_follow_the_brief() {
         let options = backup_args(&[]).unwrap();
         assert_eq!(options.parallel, 4);
-        assert_eq!(options.compression, Compression::Gzip { level: 6 });
+        assert_eq!(options.compression, Compression::Gzip { level: 6, threads: Compression::default_threads() });
         assert_eq!(options.store, StoreLocation::Local("/tmp/x".into()));
     }
 
@@ -475,6 +477,15 @@ mod tests {
         assert_eq!(backup_args(&["--ns-include", "nodot"]).unwrap_err().exit_code(), 2);
         assert_eq!(backup_args(&["--compression", "zstd", "--level", "40"]).unwrap_err().exit_code(), 2);
         assert!(Cli::try_parse_from(["ingest-backup", "backup", "--compression", "lz4"]).is_err());
+        assert_eq!(backup_args(&["--compress-threads", "65"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn compress_threads_apply_to_either_compressor_and_keep_the_old_spelling() {
+        let gzip = backup_args(&["--compress-threads", "0"]).unwrap();
+        assert_eq!(gzip.compression, Compression::Gzip { level: 6, threads: 0 });
+        let zstd = backup_args(&["--compression", "zstd", "--zstd-threads", "3"]).unwrap();
+        assert_eq!(zstd.compression, Compression::Zstd { level: 3, threads: 3 });
     }
 
     fn schedule_args(extra: &[&str]) -> ScheduleArgs {

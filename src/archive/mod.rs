@@ -3,6 +3,7 @@
 //! (see [`crate::backup`]); it knows nothing about MongoDB or stores. [`reader`] reads
 //! an archive back for `verify` and `restore`.
 
+pub mod parallel_gzip;
 pub mod reader;
 
 use std::io::{self, Read, Write};
@@ -14,10 +15,14 @@ use crate::error::{Error, Result};
 /// How the tar stream is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
-    /// gzip at a level from 0 (none) to 9 (smallest); the seed's `.tar.gz`.
+    /// gzip at a level from 0 (none) to 9 (smallest); the seed's `.tar.gz`. With
+    /// `threads` workers it is a multi-member stream ([`parallel_gzip`]); with 0, one
+    /// member compressed on the archive thread.
     Gzip {
         /// Compression level.
         level: u32,
+        /// Worker threads (0: in-line).
+        threads: u32,
     },
     /// zstd at a level from 1 to 19, using `threads` worker threads (0: in-line).
     Zstd {
@@ -45,7 +50,8 @@ impl Compression {
         }
     }
 
-    /// Builds a compression choice from the CLI's name and optional level.
+    /// Builds a compression choice from the CLI's name and optional level, compressing
+    /// in-line (see [`Self::with_threads`]).
     ///
     /// # Errors
     /// A usage error for an unknown name or a level out of range.
@@ -56,7 +62,7 @@ impl Compression {
                 if !(0..=9).contains(&level) {
                     return Err(Error::usage(format!("gzip level {level} is out of range: use 0 (fastest) to 9 (smallest)")));
                 }
-                Ok(Compression::Gzip { level: level as u32 })
+                Ok(Compression::Gzip { level: level as u32, threads: 0 })
             }
             "zstd" => {
                 let level = level.unwrap_or(3);
@@ -67,6 +73,20 @@ impl Compression {
             }
             other => Err(Error::usage(format!("unknown compression {other:?}: use gzip or zstd"))),
         }
+    }
+
+    /// The same compression with `threads` workers (0: in-line on the archive thread).
+    pub fn with_threads(self, threads: u32) -> Self {
+        match self {
+            Compression::Gzip { level, .. } => Compression::Gzip { level, threads },
+            Compression::Zstd { level, .. } => Compression::Zstd { level, threads },
+        }
+    }
+
+    /// The default worker count: the CPUs this process may use (which honours a
+    /// container's CPU quota), at most 4, since past that the server is the bound.
+    pub fn default_threads() -> u32 {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
     }
 }
 
@@ -101,13 +121,17 @@ impl<W: Write> Write for HashingWriter<W> {
 
 enum Encoder<W: Write> {
     Gzip(flate2::write::GzEncoder<W>),
+    ParallelGzip(parallel_gzip::ParallelGzEncoder<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
 impl<W: Write> Encoder<W> {
     fn new(compression: Compression, sink: W) -> io::Result<Self> {
         Ok(match compression {
-            Compression::Gzip { level } => Encoder::Gzip(flate2::write::GzEncoder::new(sink, flate2::Compression::new(level))),
+            Compression::Gzip { level, threads: 0 } => Encoder::Gzip(flate2::write::GzEncoder::new(sink, flate2::Compression::new(level))),
+            Compression::Gzip { level, threads } => {
+                Encoder::ParallelGzip(parallel_gzip::ParallelGzEncoder::new(sink, flate2::Compression::new(level), threads as usize))
+            }
             Compression::Zstd { level, threads } => {
                 let mut encoder = zstd::stream::write::Encoder::new(sink, level)?;
                 if threads > 0 {
@@ -121,6 +145,7 @@ impl<W: Write> Encoder<W> {
     fn finish(self) -> io::Result<W> {
         match self {
             Encoder::Gzip(e) => e.finish(),
+            Encoder::ParallelGzip(e) => e.finish(),
             Encoder::Zstd(e) => e.finish(),
         }
     }
@@ -130,6 +155,7 @@ impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Encoder::Gzip(e) => e.write(buf),
+            Encoder::ParallelGzip(e) => e.write(buf),
             Encoder::Zstd(e) => e.write(buf),
         }
     }
@@ -137,6 +163,7 @@ impl<W: Write> Write for Encoder<W> {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Encoder::Gzip(e) => e.flush(),
+            Encoder::ParallelGzip(e) => e.flush(),
             Encoder::Zstd(e) => e.flush(),
         }
     }
@@ -248,7 +275,7 @@ mod tests {
         assert_eq!(digest.sha256, hex::encode(Sha256::digest(&bytes)));
 
         let decoded: Box<dyn Read> = match compression {
-            Compression::Gzip { .. } => Box::new(flate2::read::GzDecoder::new(&bytes[..])),
+            Compression::Gzip { .. } => Box::new(flate2::read::MultiGzDecoder::new(&bytes[..])),
             Compression::Zstd { .. } => Box::new(zstd::stream::read::Decoder::new(&bytes[..]).unwrap()),
         };
         let mut archive = tar::Archive::new(decoded);
@@ -266,7 +293,17 @@ mod tests {
 
     #[test]
     fn gzip_archive_reads_back() {
-        roundtrip(Compression::Gzip { level: 6 });
+        roundtrip(Compression::Gzip { level: 6, threads: 0 });
+    }
+
+    #[test]
+    fn parallel_gzip_archive_reads_back() {
+        roundtrip(Compression::Gzip { level: 6, threads: 2 });
+    }
+
+    #[test]
+    fn parallel_zstd_archive_reads_back() {
+        roundtrip(Compression::Zstd { level: 3, threads: 2 });
     }
 
     #[test]
@@ -276,7 +313,7 @@ mod tests {
 
     #[test]
     fn a_short_source_is_an_error_not_a_member() {
-        let mut writer = ArchiveWriter::new(Vec::new(), Compression::Gzip { level: 1 }, 0).unwrap();
+        let mut writer = ArchiveWriter::new(Vec::new(), Compression::Gzip { level: 1, threads: 0 }, 0).unwrap();
         let error = writer.append_file("x.bson", 10, &b"short"[..]).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }

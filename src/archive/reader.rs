@@ -131,7 +131,7 @@ mod tests {
     #[test]
     fn reads_back_what_was_written_with_the_same_digest() {
         for (compression, format) in
-            [(Compression::Gzip { level: 6 }, ArchiveFormat::Gzip), (Compression::Zstd { level: 3, threads: 0 }, ArchiveFormat::Zstd)]
+            [(Compression::Gzip { level: 6, threads: 0 }, ArchiveFormat::Gzip), (Compression::Zstd { level: 3, threads: 0 }, ArchiveFormat::Zstd)]
         {
             let (bytes, written) = archive(compression);
             let mut reader = ArchiveReader::new(&bytes[..], format).unwrap();
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn trailing_bytes_change_the_digest_and_truncation_is_an_error() {
-        let (mut bytes, written) = archive(Compression::Gzip { level: 6 });
+        let (mut bytes, written) = archive(Compression::Gzip { level: 6, threads: 0 });
         let truncated = &bytes[..bytes.len() - 10];
         let mut reader = ArchiveReader::new(truncated, ArchiveFormat::Gzip).unwrap();
         let walked: io::Result<()> = (|| {
