@@ -191,7 +191,7 @@ pub fn archive_members(archive: &str) -> BTreeMap<String, Vec<u8>> {
     let reader: Box<dyn Read> = if archive.ends_with(".tar.zst") {
         Box::new(zstd::stream::read::Decoder::new(file).unwrap())
     } else {
-        Box::new(flate2::read::GzDecoder::new(file))
+        Box::new(flate2::read::MultiGzDecoder::new(file))
     };
     let mut members = BTreeMap::new();
     let mut tar = tar::Archive::new(reader);
