@@ -10,6 +10,9 @@ Run by hand (not by CI), through its wrapper, which installs the peers and build
 For every size and shape it loads the data once, then runs, --repeat times each:
 
     read-floor        one bare driver scan of every collection, bytes discarded (pymongo, raw BSON)
+    oplog-floor       the two oplog queries any consistent dump makes (newest entry; the
+                      window from it), by the same driver: what the server charges for
+                      point-in-time consistency, apart from the data
     ingest-backup     ingest-backup backup to s3://bucket/ours
     seed-pipeline     mongodump --out, tar -czf, aws s3 cp (the seed's original pipeline)
     archive-pipe      mongodump --archive --gzip | aws s3 cp - s3://... (best shell practice)
@@ -17,7 +20,7 @@ For every size and shape it loads the data once, then runs, --repeat times each:
     restore           ingest-backup restore latest into a fresh server
     mongorestore      mongorestore of the seed pipeline's dump directory into a fresh server
 
-and records, per run, wall seconds, client CPU seconds (user + system of the command
+(--pipelines picks a subset, for the largest sizes) and records, per run, wall seconds, client CPU seconds (user + system of the command
 and its children), peak RSS of the largest process, temp disk and archive size. The
 medians go to a Markdown table (stdout and --out-dir/results.md), every run to
 results.json, and, when matplotlib is importable, plots to --out-dir/*.png.
@@ -184,15 +187,30 @@ print(total)
 """
 
 
+OPLOG_FLOOR = """
+import sys, pymongo
+from bson.raw_bson import RawBSONDocument
+oplog = pymongo.MongoClient(sys.argv[1], document_class=RawBSONDocument).local["oplog.rs"]
+newest = oplog.find_one({}, sort=[("$natural", -1)])
+total = sum(len(entry.raw) for entry in oplog.find({"ts": {"$gte": newest["ts"]}}))
+print(total)
+"""
+
+
 def run_once(shape, size_mb, args, source, minio, work, run):
-    """One repetition of every pipeline; returns {pipeline: measurements}."""
+    """One repetition of the chosen pipelines; returns {pipeline: measurements}."""
     results = {}
+    wanted = set(args.pipelines)
     env = minio.env()
     scratch = Path(work) / f"run-{shape}-{size_mb}-{run}"
     scratch.mkdir()
     read_floor = Path(work) / "read_floor.py"
     read_floor.write_text(READ_FLOOR)
     results["read-floor"] = timed(f"{args.python} {read_floor} '{source.uri}'")
+    if "oplog-floor" in wanted:
+        oplog_floor = Path(work) / "oplog_floor.py"
+        oplog_floor.write_text(OPLOG_FLOOR)
+        results["oplog-floor"] = timed(f"{args.python} {oplog_floor} '{source.uri}'")
 
     spool = scratch / "spool"
     ours = timed(f"{args.binary} backup --uri '{source.uri}' --store s3://{BUCKET}/ours-{run} --spool-dir {spool} --json", env=env)
@@ -203,49 +221,60 @@ def run_once(shape, size_mb, args, source, minio, work, run):
 
     name = "2018-04-04T11_37"
     dump = scratch / "data/db/dump" / name
-    seed = timed(
-        f"{args.tools}/mongodump --uri='{source.uri}' --oplog --out={dump} 2>/dev/null"
-        f" && tar -czf {name}.tar.gz data/db/dump/{name}"
-        f" && aws --endpoint-url {minio.endpoint} s3 cp --quiet {name}.tar.gz s3://{BUCKET}/seed-{run}/{name}.tar.gz",
-        env=env, cwd=scratch)
-    seed["archive_bytes"] = du(scratch / f"{name}.tar.gz")
-    seed["temp_disk"] = du(scratch / "data") + seed["archive_bytes"]
-    results["seed-pipeline"] = seed
-
-    pipe = timed(
-        f"{args.tools}/mongodump --uri='{source.uri}' --oplog --archive --gzip 2>/dev/null"
-        f" | aws --endpoint-url {minio.endpoint} s3 cp --quiet - s3://{BUCKET}/pipe-{run}/{name}.archive.gz",
-        env=env)
-    listing = subprocess.run(["aws", "--endpoint-url", minio.endpoint, "s3", "ls", f"s3://{BUCKET}/pipe-{run}/"],
-                             env=env, stdout=subprocess.PIPE, check=True).stdout.decode().split()
-    pipe["archive_bytes"] = int(listing[2]) if len(listing) > 2 else 0
-    pipe["temp_disk"] = 0
-    results["archive-pipe"] = pipe
-
-    results["verify"] = timed(f"{args.binary} verify latest --uri '{source.uri}' --store s3://{BUCKET}/ours-{run}", env=env)
-
-    target = Secantus(args.python, work)
-    try:
-        results["restore"] = timed(f"{args.binary} restore latest --uri '{target.uri}' --store s3://{BUCKET}/ours-{run}", env=env)
-    finally:
-        target.stop()
-    target = Secantus(args.python, work)
-    try:
-        results["mongorestore"] = timed(f"{args.tools}/mongorestore --uri='{target.uri}' {dump} 2>/dev/null")
-    finally:
-        target.stop()
+    results.update(run_mongodump_pipelines(args, source, minio, scratch, run, name, dump, wanted))
+    if "verify" in wanted:
+        results["verify"] = timed(f"{args.binary} verify latest --uri '{source.uri}' --store s3://{BUCKET}/ours-{run}", env=env)
+    if "restore" in wanted:
+        target = Secantus(args.python, work)
+        try:
+            results["restore"] = timed(f"{args.binary} restore latest --uri '{target.uri}' --store s3://{BUCKET}/ours-{run}", env=env)
+        finally:
+            target.stop()
+    if "mongorestore" in wanted:
+        target = Secantus(args.python, work)
+        try:
+            results["mongorestore"] = timed(f"{args.tools}/mongorestore --uri='{target.uri}' {dump} 2>/dev/null")
+        finally:
+            target.stop()
     shutil.rmtree(scratch)
     for measured in results.values():
         measured.pop("stdout", None)
     return results
 
 
-ORDER = ["read-floor", "ingest-backup", "seed-pipeline", "archive-pipe", "verify", "restore", "mongorestore"]
+def run_mongodump_pipelines(args, source, minio, scratch, run, name, dump, wanted):
+    """The seed's pipeline (whose dump directory mongorestore reuses) and the archive
+    pipe, each when wanted."""
+    results = {}
+    env = minio.env()
+    if "seed-pipeline" in wanted:
+        seed = timed(
+            f"{args.tools}/mongodump --uri='{source.uri}' --oplog --out={dump} 2>/dev/null"
+            f" && tar -czf {name}.tar.gz data/db/dump/{name}"
+            f" && aws --endpoint-url {minio.endpoint} s3 cp --quiet {name}.tar.gz s3://{BUCKET}/seed-{run}/{name}.tar.gz",
+            env=env, cwd=scratch)
+        seed["archive_bytes"] = du(scratch / f"{name}.tar.gz")
+        seed["temp_disk"] = du(scratch / "data") + seed["archive_bytes"]
+        results["seed-pipeline"] = seed
+    if "archive-pipe" in wanted:
+        pipe = timed(
+            f"{args.tools}/mongodump --uri='{source.uri}' --oplog --archive --gzip 2>/dev/null"
+            f" | aws --endpoint-url {minio.endpoint} s3 cp --quiet - s3://{BUCKET}/pipe-{run}/{name}.archive.gz",
+            env=env)
+        listing = subprocess.run(["aws", "--endpoint-url", minio.endpoint, "s3", "ls", f"s3://{BUCKET}/pipe-{run}/"],
+                                 env=env, stdout=subprocess.PIPE, check=True).stdout.decode().split()
+        pipe["archive_bytes"] = int(listing[2]) if len(listing) > 2 else 0
+        pipe["temp_disk"] = 0
+        results["archive-pipe"] = pipe
+    return results
+
+
+ORDER = ["read-floor", "oplog-floor", "ingest-backup", "seed-pipeline", "archive-pipe", "verify", "restore", "mongorestore"]
 
 
 def medians(runs):
     table = {}
-    for pipeline in ORDER:
+    for pipeline in (p for p in ORDER if p in runs[0]):
         rows = [r[pipeline] for r in runs]
         table[pipeline] = {key: statistics.median(row.get(key, 0) for row in rows) for key in ("wall", "cpu", "rss_mib", "archive_bytes", "temp_disk")}
     return table
@@ -253,13 +282,19 @@ def medians(runs):
 
 def markdown(shape, size_mb, table, repeat):
     floor = table["read-floor"]["wall"]
-    seed = table["seed-pipeline"]["wall"]
+    consistent = floor + table["oplog-floor"]["wall"] if "oplog-floor" in table else None
+    seed = table["seed-pipeline"]["wall"] if "seed-pipeline" in table else None
+
+    def ratio(value, base):
+        return f"{value / base:.2f}" if base else "-"
+
     lines = [f"### {shape}, {size_mb} MiB (median of {repeat})", "",
-             "| Pipeline | Wall s | x read floor | x seed pipeline | CPU s | Peak RSS MiB | Temp disk MB | Archive MB |",
-             "|---|---|---|---|---|---|---|---|"]
-    for pipeline in ORDER:
+             "| Pipeline | Wall s | x read floor | x read + oplog floor | x seed pipeline | CPU s | Peak RSS MiB | Temp disk MB | Archive MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for pipeline in (p for p in ORDER if p in table):
         row = table[pipeline]
-        lines.append(f"| {pipeline} | {row['wall']:.1f} | {row['wall'] / floor:.2f} | {row['wall'] / seed:.2f} | {row['cpu']:.1f} | "
+        lines.append(f"| {pipeline} | {row['wall']:.1f} | {ratio(row['wall'], floor)} | {ratio(row['wall'], consistent)} | "
+                     f"{ratio(row['wall'], seed)} | {row['cpu']:.1f} | "
                      f"{row['rss_mib']:.0f} | {row['temp_disk'] / 1e6:.1f} | {row['archive_bytes'] / 1e6:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -278,7 +313,7 @@ def plot(all_results, out_dir):
             if len(rows) < 2:
                 continue
             figure, axes = plt.subplots()
-            for pipeline in ORDER:
+            for pipeline in (p for p in ORDER if all(p in r["medians"] for r in rows)):
                 axes.plot([r["size_mb"] for r in rows], [r["medians"][pipeline][metric] for r in rows], marker="o", label=pipeline)
             axes.set_xlabel("data set (MiB)")
             axes.set_ylabel(label)
@@ -293,12 +328,21 @@ def main():
     parser.add_argument("--size-mb", default="100", help="comma-separated data set sizes in MiB")
     parser.add_argument("--shape", default="sample", help="comma-separated: sample, one-large, many-small")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pipelines", default=",".join(ORDER),
+                        help="comma-separated subset of: " + ", ".join(ORDER) + " (read-floor and ingest-backup always run; "
+                             "mongorestore needs seed-pipeline's dump)")
     parser.add_argument("--binary", default="target/release/ingest-backup")
     parser.add_argument("--python", default=os.environ.get("INGEST_TEST_PYTHON"))
     parser.add_argument("--tools", default=os.environ.get("INGEST_TEST_MONGO_TOOLS"))
     parser.add_argument("--minio", default=os.environ.get("INGEST_TEST_MINIO"))
     parser.add_argument("--out-dir", default="target/e2e")
     args = parser.parse_args()
+    args.pipelines = args.pipelines.split(",")
+    unknown = set(args.pipelines) - set(ORDER)
+    if unknown:
+        sys.exit(f"e2e: unknown pipelines {sorted(unknown)}; choose from {ORDER}")
+    if "mongorestore" in args.pipelines and "seed-pipeline" not in args.pipelines:
+        sys.exit("e2e: mongorestore restores seed-pipeline's dump; add seed-pipeline to --pipelines")
     for flag in ("python", "tools", "minio"):
         if not getattr(args, flag):
             sys.exit(f"e2e: --{flag} is not set (run through benches/e2e.sh, which installs the peers)")
