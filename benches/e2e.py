@@ -67,11 +67,15 @@ def wait_for_port(port, process, what):
 class Secantus:
     """A SecantusDB replica-set server in memory on a free port."""
 
-    def __init__(self, python, work):
+    def __init__(self, python, work, size_mb):
         self.port = free_port()
         self.log = open(Path(work) / f"secantus-{self.port}.log", "w")
+        # In memory, WiredTiger's cache holds the whole data set (documents, indexes,
+        # oplog); SecantusDB's 1 GiB default fails a 1000 MiB load with WT_CACHE_FULL.
+        cache = f"{1 + size_mb * 3 // 1024}G"
         self.process = subprocess.Popen(
-            [python, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", ":memory:"],
+            [python, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", ":memory:",
+             "--cache-size", cache],
             stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
         wait_for_port(self.port, self.process, "SecantusDB")
         time.sleep(1)
@@ -146,7 +150,7 @@ def du(path):
 def load(shape, size_mb, uri, binary, python):
     """Loads a data set of about size_mb MiB in the given shape."""
     if shape == "sample":
-        subprocess.run([binary, "sample-data", "--uri", uri, "--size-mb", str(size_mb)], check=True, stderr=subprocess.DEVNULL)
+        subprocess.run([binary, "sample-data", "--uri", uri, "--size-mb", str(size_mb)], check=True)
         return
     documents = max(1, size_mb * 1024)  # about 1 KiB each
     collections = 1 if shape == "one-large" else 1000
@@ -225,13 +229,13 @@ def run_once(shape, size_mb, args, source, minio, work, run):
     if "verify" in wanted:
         results["verify"] = timed(f"{args.binary} verify latest --uri '{source.uri}' --store s3://{BUCKET}/ours-{run}", env=env)
     if "restore" in wanted:
-        target = Secantus(args.python, work)
+        target = Secantus(args.python, work, size_mb)
         try:
             results["restore"] = timed(f"{args.binary} restore latest --uri '{target.uri}' --store s3://{BUCKET}/ours-{run}", env=env)
         finally:
             target.stop()
     if "mongorestore" in wanted:
-        target = Secantus(args.python, work)
+        target = Secantus(args.python, work, size_mb)
         try:
             results["mongorestore"] = timed(f"{args.tools}/mongorestore --uri='{target.uri}' {dump} 2>/dev/null")
         finally:
@@ -356,7 +360,7 @@ def main():
         try:
             for shape in args.shape.split(","):
                 for size_mb in (int(s) for s in args.size_mb.split(",")):
-                    source = Secantus(args.python, work)
+                    source = Secantus(args.python, work, size_mb)
                     try:
                         print(f"e2e: loading {shape} {size_mb} MiB", file=sys.stderr)
                         load(shape, size_mb, source.uri, args.binary, args.python)
@@ -369,8 +373,11 @@ def main():
                     table = medians(runs)
                     all_results.append({"shape": shape, "size_mb": size_mb, "runs": runs, "medians": table})
                     section = markdown(shape, size_mb, table, args.repeat)
-                    print(section)
+                    print(section, flush=True)
                     report.append(section)
+                    # Written after every size, so a failure later keeps what was measured.
+                    (out_dir / "results.json").write_text(json.dumps(all_results, indent=2))
+                    (out_dir / "results.md").write_text("\n".join(report))
         finally:
             minio.stop()
     (out_dir / "results.json").write_text(json.dumps(all_results, indent=2))
