@@ -141,7 +141,7 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     }
     let target = crate::source::connect(&options.uri).await?;
     info!(backup = %backup.name, namespaces = plan.namespaces.len(), drop = options.drop, "Restoring.");
-    target::prepare(&target.client, &plan.namespaces, options.drop).await?;
+    target::prepare(&target.client, &plan.namespaces, options.drop, options.parallel).await?;
 
     let namespaces = Arc::new(plan.namespaces.clone());
     let (batches, receiver) = mpsc::channel(options.parallel.max(1) * 2);
@@ -172,6 +172,7 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
             ));
         }
     }
+    let indexes_built = target::build_all_indexes(&target.client, &plan.namespaces, options.parallel).await?;
     let mut restored = Vec::new();
     for (index, planned) in plan.namespaces.iter().enumerate() {
         let tally = &tallies[index];
@@ -206,7 +207,6 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
         if tally.failed > 0 {
             problems.push(format!("{}: {} documents were refused: {}", planned.target(), tally.failed, tally.first_failure.as_deref().unwrap_or("")));
         }
-        let indexes = target::build_indexes(&target.client, planned).await?;
         restored.push(RestoredNamespace {
             source: planned.source(),
             target: planned.target(),
@@ -215,7 +215,7 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
             inserted: tally.inserted,
             duplicates: tally.duplicates,
             failed: tally.failed,
-            indexes,
+            indexes: indexes_built[index],
             checksum: checksum.to_string(),
         });
     }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bson::{doc, Bson, Document, RawDocumentBuf};
+use futures::{StreamExt, TryStreamExt};
 use mongodb::error::ErrorKind;
 use mongodb::Client;
 use tokio::sync::{mpsc, Semaphore};
@@ -43,27 +44,33 @@ pub struct InsertTally {
 
 /// Drops (with `drop`) and creates every collection of the plan, so options such as
 /// capped sizes, validators and collations are in place before the first insert.
-/// Views are dropped here and created at the end.
+/// Views are dropped here and created at the end. `parallel` namespaces are prepared
+/// at once (as mongorestore's parallel collections), which matters for backups of
+/// many small collections.
 ///
 /// # Errors
-/// The target refused a drop or a create.
-pub async fn prepare(client: &Client, namespaces: &[PlannedNamespace], drop: bool) -> Result<()> {
-    for planned in namespaces {
-        let database = client.database(&planned.target_database);
-        if drop {
-            database
-                .collection::<Document>(&planned.collection)
-                .drop()
-                .await
-                .or_else(|e| if server_code(&e) == Some(NAMESPACE_NOT_FOUND) { Ok(()) } else { Err(e) })
-                .map_err(Error::mongo(format!("dropping {}", planned.target())))?;
-        }
-        if planned.is_view() {
-            continue;
-        }
-        create(client, planned).await?;
+/// The target refused a drop or a create (the first such refusal in plan order).
+pub async fn prepare(client: &Client, namespaces: &[PlannedNamespace], drop: bool, parallel: usize) -> Result<()> {
+    futures::stream::iter(namespaces.iter().map(|planned| prepare_one(client, planned, drop)))
+        .buffered(parallel.max(1))
+        .try_collect()
+        .await
+}
+
+async fn prepare_one(client: &Client, planned: &PlannedNamespace, drop: bool) -> Result<()> {
+    if drop {
+        client
+            .database(&planned.target_database)
+            .collection::<Document>(&planned.collection)
+            .drop()
+            .await
+            .or_else(|e| if server_code(&e) == Some(NAMESPACE_NOT_FOUND) { Ok(()) } else { Err(e) })
+            .map_err(Error::mongo(format!("dropping {}", planned.target())))?;
     }
-    Ok(())
+    if planned.is_view() {
+        return Ok(());
+    }
+    create(client, planned).await
 }
 
 async fn create(client: &Client, planned: &PlannedNamespace) -> Result<()> {
@@ -149,11 +156,23 @@ async fn insert(collection: &mongodb::Collection<RawDocumentBuf>, target: &str, 
     }
 }
 
+/// Builds the indexes of every restored collection, `parallel` collections at once;
+/// returns the number built per namespace, in plan order.
+///
+/// # Errors
+/// The target refused an index (the first such refusal in plan order).
+pub async fn build_all_indexes(client: &Client, namespaces: &[PlannedNamespace], parallel: usize) -> Result<Vec<usize>> {
+    futures::stream::iter(namespaces.iter().map(|planned| build_indexes(client, planned)))
+        .buffered(parallel.max(1))
+        .try_collect()
+        .await
+}
+
 /// Builds the indexes of a restored collection (all but `_id_`, which the server makes).
 ///
 /// # Errors
 /// The target refused an index.
-pub async fn build_indexes(client: &Client, planned: &PlannedNamespace) -> Result<usize> {
+async fn build_indexes(client: &Client, planned: &PlannedNamespace) -> Result<usize> {
     let specs: Vec<Bson> = planned
         .indexes
         .iter()
