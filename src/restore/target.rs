@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bson::{doc, Bson, Document, RawDocumentBuf};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use mongodb::error::ErrorKind;
 use mongodb::Client;
 use tokio::sync::{mpsc, Semaphore};
@@ -51,10 +51,27 @@ pub struct InsertTally {
 /// # Errors
 /// The target refused a drop or a create (the first such refusal in plan order).
 pub async fn prepare(client: &Client, namespaces: &[PlannedNamespace], drop: bool, parallel: usize) -> Result<()> {
-    futures::stream::iter(namespaces.iter().map(|planned| prepare_one(client, planned, drop)))
-        .buffered(parallel.max(1))
-        .try_collect()
-        .await
+    each_namespace(namespaces, parallel, |planned| prepare_one(client, planned, drop)).await?;
+    Ok(())
+}
+
+/// Runs `work` for every namespace, `parallel` at once (a slow one does not hold back
+/// the others), and returns the results in plan order, or the first error in plan order.
+async fn each_namespace<'a, T, F, Fut>(namespaces: &'a [PlannedNamespace], parallel: usize, work: F) -> Result<Vec<T>>
+where
+    F: Fn(&'a PlannedNamespace) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut done: Vec<(usize, Result<T>)> = futures::stream::iter(namespaces.iter().enumerate())
+        .map(|(index, planned)| {
+            let future = work(planned);
+            async move { (index, future.await) }
+        })
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    done.sort_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, result)| result).collect()
 }
 
 async fn prepare_one(client: &Client, planned: &PlannedNamespace, drop: bool) -> Result<()> {
@@ -162,10 +179,7 @@ async fn insert(collection: &mongodb::Collection<RawDocumentBuf>, target: &str, 
 /// # Errors
 /// The target refused an index (the first such refusal in plan order).
 pub async fn build_all_indexes(client: &Client, namespaces: &[PlannedNamespace], parallel: usize) -> Result<Vec<usize>> {
-    futures::stream::iter(namespaces.iter().map(|planned| build_indexes(client, planned)))
-        .buffered(parallel.max(1))
-        .try_collect()
-        .await
+    each_namespace(namespaces, parallel, |planned| build_indexes(client, planned)).await
 }
 
 /// Builds the indexes of a restored collection (all but `_id_`, which the server makes).

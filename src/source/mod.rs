@@ -38,7 +38,7 @@ pub async fn connect(uri: &str) -> Result<Source> {
             describe_without_uri(&e, uri)
         ))
     })?;
-    options.app_name.get_or_insert_with(|| "ingest-backup".to_string());
+    apply_defaults(&mut options);
     let hosts = options.hosts.iter().map(ToString::to_string).collect();
     let client = Client::with_options(options).map_err(Error::mongo("creating the client"))?;
     let hello = client
@@ -52,6 +52,18 @@ pub async fn connect(uri: &str) -> Result<Source> {
         Err(_) => None,
     };
     Ok(Source { client, hosts, replica_set, server_version })
+}
+
+/// The connect timeout when the URI gives none: the Go driver's (and so mongodump's)
+/// default. It also bounds each heartbeat, and a heartbeat that times out makes the
+/// driver interrupt every read in flight; the Rust driver's 10 s default let one slow
+/// answer from a busy server abort a 300 MiB backup.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Settings the URI leaves open: the application name and the connect timeout.
+fn apply_defaults(options: &mut ClientOptions) {
+    options.app_name.get_or_insert_with(|| "ingest-backup".to_string());
+    options.connect_timeout.get_or_insert(DEFAULT_CONNECT_TIMEOUT);
 }
 
 /// The driver's parse error text, with the URI removed should it quote it.
@@ -77,4 +89,26 @@ pub async fn live_digest(client: &Client, database: &str, collection: &str) -> R
         digest.add_document(cursor.current().as_bytes());
     }
     Ok(digest.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn defaults_for(uri: &str) -> ClientOptions {
+        let mut options = ClientOptions::parse(uri).await.unwrap();
+        apply_defaults(&mut options);
+        options
+    }
+
+    #[tokio::test]
+    async fn the_connect_timeout_defaults_to_mongodumps_and_the_uri_wins() {
+        let defaulted = defaults_for("mongodb://127.0.0.1:1/").await;
+        assert_eq!(defaulted.connect_timeout, Some(DEFAULT_CONNECT_TIMEOUT));
+        assert_eq!(defaulted.app_name.as_deref(), Some("ingest-backup"));
+        let given = defaults_for("mongodb://127.0.0.1:1/?connectTimeoutMS=2500&appName=ops").await;
+        assert_eq!(given.connect_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(given.app_name.as_deref(), Some("ops"));
+    }
 }
