@@ -130,7 +130,7 @@ impl<W: Write> Encoder<W> {
         Ok(match compression {
             Compression::Gzip { level, threads: 0 } => Encoder::Gzip(flate2::write::GzEncoder::new(sink, flate2::Compression::new(level))),
             Compression::Gzip { level, threads } => {
-                Encoder::ParallelGzip(parallel_gzip::ParallelGzEncoder::new(sink, flate2::Compression::new(level), threads as usize))
+                Encoder::ParallelGzip(parallel_gzip::ParallelGzEncoder::new(sink, flate2::Compression::new(level), threads as usize)?)
             }
             Compression::Zstd { level, threads } => {
                 let mut encoder = zstd::stream::write::Encoder::new(sink, level)?;

@@ -123,8 +123,13 @@ mod tests {
     use crate::archive::{ArchiveWriter, Compression};
 
     fn archive(compression: Compression) -> (Vec<u8>, ArchiveDigest) {
+        archive_of(compression, 100_000)
+    }
+
+    fn archive_of(compression: Compression, len: usize) -> (Vec<u8>, ArchiveDigest) {
         let mut writer = ArchiveWriter::new(Vec::new(), compression, 0).unwrap();
-        writer.append_bytes("data/db/dump/n/db/c.bson", &[7u8; 100_000]).unwrap();
+        let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        writer.append_bytes("data/db/dump/n/db/c.bson", &body).unwrap();
         writer.finish().unwrap()
     }
 
@@ -143,6 +148,24 @@ mod tests {
                 members.push((entry.path().unwrap().display().to_string(), body.len()));
             }
             assert_eq!(members, vec![("data/db/dump/n/db/c.bson".to_string(), 100_000)]);
+            assert_eq!(reader.finish().unwrap(), written);
+        }
+    }
+
+    #[test]
+    fn multi_threaded_archives_read_back_across_member_boundaries() {
+        let len = 3 * crate::archive::parallel_gzip::BLOCK_SIZE + 12_345;
+        for (compression, format) in
+            [(Compression::Gzip { level: 6, threads: 2 }, ArchiveFormat::Gzip), (Compression::Zstd { level: 3, threads: 2 }, ArchiveFormat::Zstd)]
+        {
+            let (bytes, written) = archive_of(compression, len);
+            let mut reader = ArchiveReader::new(&bytes[..], format).unwrap();
+            let mut body = Vec::new();
+            for entry in reader.entries().unwrap() {
+                entry.unwrap().read_to_end(&mut body).unwrap();
+            }
+            assert_eq!(body.len(), len, "{compression:?}");
+            assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8), "{compression:?}: bytes out of order");
             assert_eq!(reader.finish().unwrap(), written);
         }
     }
