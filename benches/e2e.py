@@ -340,7 +340,14 @@ def main():
     parser.add_argument("--tools", default=os.environ.get("INGEST_TEST_MONGO_TOOLS"))
     parser.add_argument("--minio", default=os.environ.get("INGEST_TEST_MINIO"))
     parser.add_argument("--out-dir", default="target/e2e")
+    parser.add_argument("--replot", nargs="+", metavar="RESULTS_JSON",
+                        help="plot earlier runs' results.json files together into --out-dir, running nothing")
     args = parser.parse_args()
+    if args.replot:
+        merged = [result for path in args.replot for result in json.loads(Path(path).read_text())]
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+        plot(merged, args.out_dir)
+        return
     args.pipelines = args.pipelines.split(",")
     unknown = set(args.pipelines) - set(ORDER)
     if unknown:
