@@ -1,17 +1,23 @@
-//! The backup pipeline without a server: sample documents (raw BSON) -> per-namespace
-//! digests -> mongodump-layout tar -> gzip or zstd -> archive SHA-256 -> a sink,
+//! The backup pipeline without a server: sample documents (raw BSON) -> spool with
+//! per-namespace digests -> mongodump-layout tar -> gzip or zstd -> archive SHA-256 ->
+//! a sink, spooling and archiving on two threads as in a backup,
 //! beside the limits measured on the same bytes (a memory copy, SHA-256 alone, the
 //! compressor alone). Run with `cargo bench --bench pipeline`.
 #![allow(missing_docs)]
 
 use std::io::{self, Write};
+use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ingest_backup::archive::parallel_gzip::ParallelGzEncoder;
 use ingest_backup::archive::{ArchiveWriter, Compression};
 use ingest_backup::digest::NamespaceDigest;
+use ingest_backup::dump::spool::{BsonSpool, SpoolGauge, SpooledBson};
 use ingest_backup::sample::{SampleGenerator, SampleSpec, COLLECTIONS};
 use sha2::{Digest, Sha256};
+
+/// The backup's default `--spool-memory-mb`.
+const SPOOL_MEMORY: usize = 4 << 20;
 
 /// The sample data set as one `.bson` byte stream per collection.
 fn sample_files(megabytes: u64) -> Vec<(String, Vec<u8>)> {
@@ -36,15 +42,27 @@ fn documents(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-fn pipeline(files: &[(String, Vec<u8>)], compression: Compression) -> u64 {
-    let mut writer = ArchiveWriter::new(io::sink(), compression, 0).unwrap();
-    for (path, bytes) in files {
-        let mut digest = NamespaceDigest::default();
-        documents(bytes).for_each(|d| digest.add_document(d));
-        let summary = digest.finish();
-        writer.append_file(path, summary.bytes, &bytes[..]).unwrap();
-    }
-    writer.finish().unwrap().1.size
+/// The backup's shape on these bytes: a reader thread spools each collection and
+/// computes its digests in the same pass (as a collection task does with its cursor;
+/// the backup's default 4 MiB in memory, the rest in a temporary file), while the
+/// archive writer tars, compresses and hashes the spools already finished.
+fn pipeline(files: &[(String, Vec<u8>)], compression: Compression, spool_dir: &Path) -> u64 {
+    let gauge = SpoolGauge::default();
+    std::thread::scope(|scope| {
+        let (finished, spools) = std::sync::mpsc::sync_channel::<(&str, SpooledBson)>(1);
+        scope.spawn(move || {
+            for (path, bytes) in files {
+                let mut spool = BsonSpool::new(spool_dir, SPOOL_MEMORY, &gauge);
+                documents(bytes).for_each(|d| spool.push(d).unwrap());
+                finished.send((path, spool.finish().unwrap())).unwrap();
+            }
+        });
+        let mut writer = ArchiveWriter::new(io::sink(), compression, 0).unwrap();
+        for (path, bson) in spools {
+            writer.append_file(path, bson.summary.bytes, bson.data).unwrap();
+        }
+        writer.finish().unwrap().1.size
+    })
 }
 
 /// The compressor alone on every file as one stream (as the pipeline compresses one
@@ -77,6 +95,7 @@ fn compress_alone(compression: Compression, files: &[(String, Vec<u8>)]) -> usiz
 
 fn bench(c: &mut Criterion) {
     let files = sample_files(32);
+    let spool_dir = tempfile::tempdir().unwrap();
     let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Bytes(total)).sample_size(10);
@@ -112,7 +131,7 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("limit/compressor", &label), &compression, |b, compression| {
             b.iter(|| compress_alone(*compression, &files))
         });
-        group.bench_with_input(BenchmarkId::new("whole", &label), &compression, |b, compression| b.iter(|| pipeline(&files, *compression)));
+        group.bench_with_input(BenchmarkId::new("whole", &label), &compression, |b, compression| b.iter(|| pipeline(&files, *compression, spool_dir.path())));
     }
     group.finish();
 }
