@@ -116,6 +116,19 @@ fn bench(c: &mut Criterion) {
                 .sum::<u64>()
         })
     });
+    group.bench_function("stage/spool", |b| {
+        b.iter(|| {
+            let gauge = SpoolGauge::default();
+            files
+                .iter()
+                .map(|(_, bytes)| {
+                    let mut spool = BsonSpool::new(spool_dir.path(), SPOOL_MEMORY, &gauge);
+                    documents(bytes).for_each(|d| spool.push(d).unwrap());
+                    spool.finish().unwrap().summary.documents
+                })
+                .sum::<u64>()
+        })
+    });
     // In-line and with two workers (this machine's cores); the limit for each is the
     // same compressor with the same threads, alone on the same bytes.
     let compressions = [
