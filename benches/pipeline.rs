@@ -1,23 +1,28 @@
 //! The backup pipeline without a server: sample documents (raw BSON) -> spool with
-//! per-namespace digests -> mongodump-layout tar -> gzip or zstd -> archive SHA-256 ->
-//! a sink, spooling and archiving on two threads as in a backup,
-//! beside the limits measured on the same bytes (a memory copy, SHA-256 alone, the
-//! compressor alone). Run with `cargo bench --bench pipeline`.
+//! per-namespace digests, compressed into gzip or zstd blocks as it fills ->
+//! mongodump-layout tar -> archive SHA-256 -> a sink, on as many reader threads as a
+//! backup's default `--parallel` and one archive thread, beside the limits measured on
+//! the same bytes (a memory copy, SHA-256 alone, the compressor alone). Run with
+//! `cargo bench --bench pipeline`.
 #![allow(missing_docs)]
 
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ingest_backup::archive::parallel_gzip::ParallelGzEncoder;
+use ingest_backup::archive::block_encoder::BlockEncoder;
 use ingest_backup::archive::{ArchiveWriter, Compression};
 use ingest_backup::digest::NamespaceDigest;
-use ingest_backup::dump::spool::{BsonSpool, SpoolGauge, SpooledBson};
+use ingest_backup::dump::spool::{BsonSpool, SpoolGauge, SpooledBson, Spooler};
 use ingest_backup::sample::{SampleGenerator, SampleSpec, COLLECTIONS};
 use sha2::{Digest, Sha256};
 
 /// The backup's default `--spool-memory-mb`.
 const SPOOL_MEMORY: usize = 4 << 20;
+
+/// The backup's default `--parallel`: collections read at once.
+const READERS: usize = 4;
 
 /// The sample data set as one `.bson` byte stream per collection.
 fn sample_files(megabytes: u64) -> Vec<(String, Vec<u8>)> {
@@ -42,54 +47,45 @@ fn documents(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The backup's shape on these bytes: a reader thread spools each collection and
-/// computes its digests in the same pass (as a collection task does with its cursor;
-/// the backup's default 4 MiB in memory, the rest in a temporary file), while the
-/// archive writer tars, compresses and hashes the spools already finished.
+/// The backup's shape on these bytes: [`READERS`] reader threads each take the next
+/// collection and spool it, computing its digests and compressing it in the same pass
+/// (as a collection task does with its cursor; the backup's default 4 MiB in memory,
+/// the rest in a temporary file), while the archive thread tars and hashes the spools
+/// already finished. Readers and archive share one pool of `threads` workers.
 fn pipeline(files: &[(String, Vec<u8>)], compression: Compression, spool_dir: &Path) -> u64 {
-    let gauge = SpoolGauge::default();
+    let pool = compression.pool().unwrap();
+    let spooler =
+        Spooler { dir: spool_dir.to_path_buf(), memory_limit: SPOOL_MEMORY, gauge: SpoolGauge::default(), codec: compression.codec(), pool: pool.clone() };
+    let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        let (finished, spools) = std::sync::mpsc::sync_channel::<(&str, SpooledBson)>(1);
-        scope.spawn(move || {
-            for (path, bytes) in files {
-                let mut spool = BsonSpool::new(spool_dir, SPOOL_MEMORY, &gauge);
-                documents(bytes).for_each(|d| spool.push(d).unwrap());
-                finished.send((path, spool.finish().unwrap())).unwrap();
-            }
-        });
-        let mut writer = ArchiveWriter::new(io::sink(), compression, 0).unwrap();
+        let (finished, spools) = std::sync::mpsc::sync_channel::<(&str, SpooledBson)>(READERS);
+        for _ in 0..READERS {
+            let (finished, spooler, next) = (finished.clone(), spooler.clone(), &next);
+            scope.spawn(move || {
+                while let Some((path, bytes)) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let mut spool = spooler.spool();
+                    documents(bytes).for_each(|d| spool.push(d).unwrap());
+                    finished.send((path, spool.finish().unwrap())).unwrap();
+                }
+            });
+        }
+        drop(finished);
+        let mut writer = ArchiveWriter::with_pool(io::sink(), compression.codec(), pool, 0);
         for (path, bson) in spools {
-            writer.append_file(path, bson.summary.bytes, bson.data).unwrap();
+            writer.append_compressed(path, bson.summary.bytes, bson.data).unwrap();
         }
         writer.finish().unwrap().1.size
     })
 }
 
-/// The compressor alone on every file as one stream (as the pipeline compresses one
-/// tar stream), with the same level and threads as the pipeline.
+/// The compressor alone on every file as one stream, with the same codec, level,
+/// blocks and worker threads as the pipeline.
 fn compress_alone(compression: Compression, files: &[(String, Vec<u8>)]) -> usize {
-    fn feed<E: Write>(mut encoder: E, files: &[(String, Vec<u8>)]) -> E {
-        for (_, bytes) in files {
-            encoder.write_all(bytes).unwrap();
-        }
-        encoder
+    let mut encoder = BlockEncoder::new(io::sink(), compression.codec(), compression.pool().unwrap());
+    for (_, bytes) in files {
+        encoder.write_all(bytes).unwrap();
     }
-    match compression {
-        Compression::Gzip { level, threads: 0 } => {
-            feed(flate2::write::GzEncoder::new(io::sink(), flate2::Compression::new(level)), files).finish().unwrap();
-        }
-        Compression::Gzip { level, threads } => {
-            let encoder = ParallelGzEncoder::new(io::sink(), flate2::Compression::new(level), threads as usize).unwrap();
-            feed(encoder, files).finish().unwrap();
-        }
-        Compression::Zstd { level, threads } => {
-            let mut encoder = zstd::stream::write::Encoder::new(io::sink(), level).unwrap();
-            if threads > 0 {
-                encoder.multithread(threads).unwrap();
-            }
-            feed(encoder, files).finish().unwrap();
-        }
-    }
+    encoder.finish().unwrap();
     files.iter().map(|(_, bytes)| bytes.len()).sum()
 }
 

@@ -27,8 +27,8 @@ use tracing::info;
 
 use crate::archive::{ArchiveDigest, ArchiveWriter, Compression};
 use crate::digest::NamespaceDigest;
-use crate::dump::spool::{SpoolGauge, SpooledBson};
-use crate::dump::{self, metadata::canonical_value, BsonSpool};
+use crate::dump::spool::{SpoolGauge, SpooledBson, Spooler};
+use crate::dump::{self, metadata::canonical_value};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
@@ -170,18 +170,24 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
         let file_name = file_name.clone();
         tokio::task::spawn_blocking(move || store.begin_archive(&file_name)).await.expect("begin_archive does not panic")?
     };
+    let pool = options.compression.pool().map_err(|source| Error::Archive { context: "starting the compression workers".into(), source })?;
+    let spooler = Spooler {
+        dir: options.spool_dir.clone(),
+        memory_limit: options.spool_memory_limit,
+        gauge: SpoolGauge::default(),
+        codec: options.compression.codec(),
+        pool: pool.clone(),
+    };
     let (members, receiver) = mpsc::channel::<Member>(options.parallel.max(1));
     let archive_task = {
-        let compression = options.compression;
+        let writer = ArchiveWriter::with_pool(upload, options.compression.codec(), pool, u64::try_from(started.timestamp()).unwrap_or(0));
         let cancel = cancel.clone();
-        let mtime = u64::try_from(started.timestamp()).unwrap_or(0);
-        tokio::task::spawn_blocking(move || write_archive(upload, receiver, compression, mtime, &cancel))
+        tokio::task::spawn_blocking(move || write_archive(writer, receiver, &cancel))
     };
 
     let root = dump::dump_root(&name);
-    let gauge = SpoolGauge::default();
     let produced = tokio::select! {
-        result = produce(options, &source.client, &namespaces, oplog.as_ref(), &root, &gauge, members.clone(), &cancel, progress) => result,
+        result = produce(options, &source.client, &namespaces, oplog.as_ref(), &root, &spooler, members.clone(), &cancel, progress) => result,
         _ = cancel.cancelled() => Err(Error::Cancelled),
     };
     let manifest = produced.map(|(entries, consistency)| Manifest {
@@ -241,7 +247,7 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
         sidecar,
         manifest,
         duration_seconds: clock.elapsed().as_secs_f64(),
-        peak_spool_disk_bytes: gauge.peak(),
+        peak_spool_disk_bytes: spooler.gauge.peak(),
     };
     info!(
         backup = %name,
@@ -267,7 +273,7 @@ async fn produce(
     namespaces: &[CollectionInfo],
     oplog: Option<&OplogWindow>,
     root: &str,
-    gauge: &SpoolGauge,
+    spooler: &Spooler,
     members: mpsc::Sender<Member>,
     cancel: &CancellationToken,
     progress: &BackupProgress,
@@ -287,11 +293,9 @@ async fn produce(
         let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
         let reader = CollectionReader {
             client: client.clone(),
-            spool_dir: options.spool_dir.clone(),
-            spool_memory_limit: options.spool_memory_limit,
+            spooler: spooler.clone(),
             batch_size: options.batch_size,
             root: root.to_string(),
-            gauge: gauge.clone(),
             members: members.clone(),
         };
         readers.spawn(async move {
@@ -314,7 +318,7 @@ async fn produce(
 
     pause_at(Stage::BeforeOplogEnd, cancel).await?;
     let consistency = match oplog {
-        Some(window) => capture_oplog(options, window, root, gauge, &members).await?,
+        Some(window) => capture_oplog(options, window, root, spooler, &members).await?,
         None => {
             tracing::warn!("The server is not a replica set: no oplog was captured, so the dump is not a single point in time.");
             Consistency {
@@ -344,10 +348,10 @@ async fn capture_oplog(
     options: &BackupOptions,
     window: &OplogWindow,
     root: &str,
-    gauge: &SpoolGauge,
+    spooler: &Spooler,
     members: &mpsc::Sender<Member>,
 ) -> Result<Consistency> {
-    let mut spool = BsonSpool::new(&options.spool_dir, options.spool_memory_limit, gauge);
+    let mut spool = spooler.spool();
     let mut first_entry = None;
     let end = window
         .copy_from_start(|entry, ts| {
@@ -381,11 +385,9 @@ async fn capture_oplog(
 /// Reads one collection into archive members.
 struct CollectionReader {
     client: Client,
-    spool_dir: PathBuf,
-    spool_memory_limit: usize,
+    spooler: Spooler,
     batch_size: u32,
     root: String,
-    gauge: SpoolGauge,
     members: mpsc::Sender<Member>,
 }
 
@@ -432,12 +434,12 @@ impl CollectionReader {
         }
         let reading = || format!("reading {namespace}");
         let mut cursor = find.await.map_err(Error::mongo(reading()))?;
-        let mut spool = BsonSpool::new(&self.spool_dir, self.spool_memory_limit, &self.gauge);
+        let mut spool = self.spooler.spool();
         let spool_error = || format!("cannot spool {namespace}; check free space in the spool directory");
         while cursor.advance().await.map_err(Error::mongo(reading()))? {
-            spool.push(cursor.current().as_bytes()).map_err(Error::io(spool_error(), &self.spool_dir))?;
+            spool.push(cursor.current().as_bytes()).map_err(Error::io(spool_error(), &self.spooler.dir))?;
         }
-        spool.finish().map_err(Error::io(spool_error(), &self.spool_dir))
+        spool.finish().map_err(Error::io(spool_error(), &self.spooler.dir))
     }
 }
 
@@ -462,17 +464,14 @@ impl<R: std::io::Read> std::io::Read for CancellableReader<'_, R> {
 /// went away without finishing (the run failed elsewhere); the upload is dropped,
 /// which deletes it.
 fn write_archive(
-    upload: Box<dyn ArchiveUpload>,
+    mut writer: ArchiveWriter<Box<dyn ArchiveUpload>>,
     mut members: mpsc::Receiver<Member>,
-    compression: Compression,
-    mtime: u64,
     cancel: &CancellationToken,
 ) -> Result<Option<(Box<dyn ArchiveUpload>, ArchiveDigest)>> {
     let archive_error = |context: &str| {
         let context = context.to_string();
         move |source| Error::Archive { context, source }
     };
-    let mut writer = ArchiveWriter::new(upload, compression, mtime).map_err(archive_error("starting the compressor"))?;
     while let Some(member) = members.blocking_recv() {
         if cancel.is_cancelled() {
             return Ok(None);
@@ -482,7 +481,12 @@ fn write_archive(
             Member::Bytes { path, bytes } => writer.append_bytes(&path, &bytes).map_err(archive_error(&path))?,
             Member::Spooled { path, bson } => {
                 let data = CancellableReader { inner: bson.data, cancel };
-                match writer.append_file(&path, bson.summary.bytes, data) {
+                let appended = match bson.codec {
+                    None => writer.append_file(&path, bson.summary.bytes, data),
+                    Some(codec) if codec == writer.codec() => writer.append_compressed(&path, bson.summary.bytes, data),
+                    Some(codec) => Err(std::io::Error::other(format!("spooled as {codec:?} but the archive is {:?}", writer.codec()))),
+                };
+                match appended {
                     Err(_) if cancel.is_cancelled() => return Ok(None),
                     result => result.map_err(archive_error(&path))?,
                 }

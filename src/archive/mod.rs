@@ -3,32 +3,34 @@
 //! (see [`crate::backup`]); it knows nothing about MongoDB or stores. [`reader`] reads
 //! an archive back for `verify` and `restore`.
 
-pub mod parallel_gzip;
+pub mod block_encoder;
 pub mod reader;
 
 use std::io::{self, Read, Write};
 
 use sha2::{Digest, Sha256};
 
+use self::block_encoder::{BlockEncoder, Codec, CompressorPool};
 use crate::error::{Error, Result};
 
-/// How the tar stream is compressed.
+/// How the tar stream is compressed. Either way the stream is a series of
+/// independently compressed 1 MiB blocks ([`block_encoder`]), compressed by `threads`
+/// workers shared by the whole backup, or on the calling thread with 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
-    /// gzip at a level from 0 (none) to 9 (smallest); the seed's `.tar.gz`. With
-    /// `threads` workers it is a multi-member stream ([`parallel_gzip`]); with 0, one
-    /// member compressed on the archive thread.
+    /// gzip at a level from 0 (none) to 9 (smallest); the seed's `.tar.gz`, one gzip
+    /// member per block.
     Gzip {
         /// Compression level.
         level: u32,
         /// Worker threads (0: in-line).
         threads: u32,
     },
-    /// zstd at a level from 1 to 19, using `threads` worker threads (0: in-line).
+    /// zstd at a level from 1 to 19, one zstd frame per block.
     Zstd {
         /// Compression level.
         level: i32,
-        /// Worker threads for zstd's multi-threaded mode.
+        /// Worker threads (0: in-line).
         threads: u32,
     },
 }
@@ -83,6 +85,30 @@ impl Compression {
         }
     }
 
+    /// The format and level of each block.
+    pub fn codec(&self) -> Codec {
+        match *self {
+            Compression::Gzip { level, .. } => Codec::Gzip(level),
+            Compression::Zstd { level, .. } => Codec::Zstd(level),
+        }
+    }
+
+    /// The worker threads (0: in-line).
+    pub fn threads(&self) -> u32 {
+        match *self {
+            Compression::Gzip { threads, .. } | Compression::Zstd { threads, .. } => threads,
+        }
+    }
+
+    /// Starts the workers this compression asks for, to be shared by the archive and
+    /// every spool of one backup.
+    ///
+    /// # Errors
+    /// The system refused a worker thread.
+    pub fn pool(&self) -> io::Result<CompressorPool> {
+        CompressorPool::new(self.threads() as usize)
+    }
+
     /// The default worker count: the CPUs this process may use (which honours a
     /// container's CPU quota), at most 4, since past that the server is the bound.
     pub fn default_threads() -> u32 {
@@ -119,56 +145,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-enum Encoder<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
-    ParallelGzip(parallel_gzip::ParallelGzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
-}
-
-impl<W: Write> Encoder<W> {
-    fn new(compression: Compression, sink: W) -> io::Result<Self> {
-        Ok(match compression {
-            Compression::Gzip { level, threads: 0 } => Encoder::Gzip(flate2::write::GzEncoder::new(sink, flate2::Compression::new(level))),
-            Compression::Gzip { level, threads } => {
-                Encoder::ParallelGzip(parallel_gzip::ParallelGzEncoder::new(sink, flate2::Compression::new(level), threads as usize)?)
-            }
-            Compression::Zstd { level, threads } => {
-                let mut encoder = zstd::stream::write::Encoder::new(sink, level)?;
-                if threads > 0 {
-                    encoder.multithread(threads)?;
-                }
-                Encoder::Zstd(encoder)
-            }
-        })
-    }
-
-    fn finish(self) -> io::Result<W> {
-        match self {
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::ParallelGzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
-        }
-    }
-}
-
-impl<W: Write> Write for Encoder<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::ParallelGzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Encoder::Gzip(e) => e.flush(),
-            Encoder::ParallelGzip(e) => e.flush(),
-            Encoder::Zstd(e) => e.flush(),
-        }
-    }
-}
-
 /// Counts the bytes read through it, so a short source cannot pass for a whole member.
 struct CountingReader<R> {
     inner: R,
@@ -185,7 +161,7 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// Writes tar members into a compressed, hashed stream.
 pub struct ArchiveWriter<W: Write> {
-    tar: tar::Builder<Encoder<HashingWriter<W>>>,
+    tar: tar::Builder<BlockEncoder<HashingWriter<W>>>,
     mtime: u64,
 }
 
@@ -195,10 +171,21 @@ impl<W: Write> ArchiveWriter<W> {
     /// # Errors
     /// The compressor could not be set up.
     pub fn new(sink: W, compression: Compression, mtime: u64) -> io::Result<Self> {
+        Ok(Self::with_pool(sink, compression.codec(), compression.pool()?, mtime))
+    }
+
+    /// Starts an archive on `sink` whose blocks are compressed by `pool`, the pool the
+    /// backup's spools share; every member gets `mtime`.
+    pub fn with_pool(sink: W, codec: Codec, pool: CompressorPool, mtime: u64) -> Self {
         let hashing = HashingWriter { inner: sink, sha256: Sha256::new(), size: 0 };
-        let mut tar = tar::Builder::new(Encoder::new(compression, hashing)?);
+        let mut tar = tar::Builder::new(BlockEncoder::new(hashing, codec, pool));
         tar.mode(tar::HeaderMode::Deterministic);
-        Ok(Self { tar, mtime })
+        Self { tar, mtime }
+    }
+
+    /// The codec the archive's blocks (and any spliced-in spool) use.
+    pub fn codec(&mut self) -> Codec {
+        self.tar.get_mut().codec()
     }
 
     fn header(&self, entry_type: tar::EntryType, size: u64, mode: u32) -> tar::Header {
@@ -236,6 +223,29 @@ impl<W: Write> ArchiveWriter<W> {
             ));
         }
         Ok(())
+    }
+
+    /// Adds a regular file of `size` bytes given already compressed: `compressed` is a
+    /// series of whole blocks in this archive's codec (a spool written by a
+    /// [`BlockEncoder`] with [`Self::codec`]). Its bytes go into the archive as they
+    /// are, between the header and the padding, which are compressed as blocks of
+    /// their own, so the archive stays one valid gzip or zstd stream.
+    ///
+    /// The caller vouches that `compressed` decodes to exactly `size` bytes; the
+    /// backup's spool counts them as they go in, and the manifest records their
+    /// SHA-256, which `verify` checks.
+    ///
+    /// # Errors
+    /// The sink failed, or `compressed` could not be read.
+    pub fn append_compressed(&mut self, path: &str, size: u64, mut compressed: impl Read) -> io::Result<()> {
+        let mut header = self.header(tar::EntryType::Regular, size, 0o644);
+        // A header whose size is `size` followed by no data: only the header blocks
+        // (with a GNU long-name block first for long paths) are written.
+        self.tar.append_data(&mut header, path, io::empty())?;
+        let sink = self.tar.get_mut().end_block()?;
+        io::copy(&mut compressed, sink)?;
+        let padding = (512 - size % 512) % 512;
+        self.tar.get_mut().write_all(&[0; 512][..padding as usize])
     }
 
     /// Adds a regular file holding `bytes`.
@@ -309,6 +319,41 @@ mod tests {
     #[test]
     fn zstd_archive_reads_back() {
         roundtrip(Compression::Zstd { level: 3, threads: 0 });
+    }
+
+    /// An archive with a compressed member of `size` bytes spliced between two plain
+    /// ones, all on one pool, as a backup writes it.
+    fn spliced_archive(compression: Compression, size: usize) -> (Vec<u8>, Vec<u8>) {
+        let pool = CompressorPool::new(compression.threads() as usize).unwrap();
+        let body: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+        let mut spool = BlockEncoder::with_block_size(Vec::new(), compression.codec(), pool.clone(), 4096);
+        spool.write_all(&body).unwrap();
+        let compressed = spool.finish().unwrap();
+
+        let mut writer = ArchiveWriter::with_pool(Vec::new(), compression.codec(), pool, 0);
+        writer.append_bytes("a.metadata.json", b"{}").unwrap();
+        let long = format!("{}.bson", "c".repeat(150));
+        writer.append_compressed(&long, size as u64, &compressed[..]).unwrap();
+        writer.append_bytes("z.metadata.json", b"{\"z\":1}").unwrap();
+        (writer.finish().unwrap().0, body)
+    }
+
+    #[test]
+    fn compressed_members_splice_into_a_stream_tar_and_the_decoders_read() {
+        for compression in [Compression::Gzip { level: 1, threads: 2 }, Compression::Zstd { level: 1, threads: 0 }] {
+            for size in [0, 511, 512, 10_000, 70_001] {
+                let (bytes, body) = spliced_archive(compression, size);
+                let dir = tempfile::tempdir().unwrap();
+                let file = dir.path().join(format!("a.{}", compression.extension()));
+                std::fs::write(&file, &bytes).unwrap();
+                let flag = if compression.name() == "zstd" { "--zstd" } else { "-z" };
+                let status = std::process::Command::new("tar").args(["-x", flag, "-f"]).arg(&file).arg("-C").arg(dir.path()).status().unwrap();
+                assert!(status.success(), "system tar rejects {compression:?} at {size} bytes");
+                let long = format!("{}.bson", "c".repeat(150));
+                assert_eq!(std::fs::read(dir.path().join(long)).unwrap(), body, "{compression:?} {size}");
+                assert_eq!(std::fs::read(dir.path().join("z.metadata.json")).unwrap(), b"{\"z\":1}", "{compression:?} {size}");
+            }
+        }
     }
 
     #[test]

@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn multi_threaded_archives_read_back_across_member_boundaries() {
-        let len = 3 * crate::archive::parallel_gzip::BLOCK_SIZE + 12_345;
+        let len = 3 * crate::archive::block_encoder::BLOCK_SIZE + 12_345;
         for (compression, format) in
             [(Compression::Gzip { level: 6, threads: 2 }, ArchiveFormat::Gzip), (Compression::Zstd { level: 3, threads: 2 }, ArchiveFormat::Zstd)]
         {

@@ -4,6 +4,12 @@
 //! once its cursor is exhausted, so each collection is spooled first: in memory up to
 //! a limit, then in an anonymous temporary file in the spool directory (deleted by the
 //! OS when dropped, even on a crash). The digests are computed in the same pass.
+//!
+//! A backup's spools are compressed as they are filled, in the archive's codec and on
+//! the archive's worker pool ([`BsonSpool::compressed`]): the collection is compressed
+//! while the server is still sending it, the archive only copies the finished blocks,
+//! and the temporary disk holds compressed bytes. Restore spools the oplog raw
+//! ([`BsonSpool::new`]), to replay it.
 
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -12,6 +18,7 @@ use std::sync::Arc;
 
 use tempfile::SpooledTempFile;
 
+use crate::archive::block_encoder::{BlockEncoder, Codec, CompressorPool};
 use crate::digest::{DigestSummary, NamespaceDigest};
 
 /// Bytes all spools of a run hold on disk right now, and the most they ever held:
@@ -47,59 +54,130 @@ impl Drop for DiskCharge {
     }
 }
 
-/// A collection's `.bson` bytes while its cursor is being read.
-pub struct BsonSpool {
+/// A spool's storage: memory, then a temporary file, charging the gauge for what it
+/// holds on disk.
+struct SpoolFile {
     data: SpooledTempFile,
-    digest: NamespaceDigest,
     written: u64,
     charge: DiskCharge,
 }
 
+impl Write for SpoolFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.data.write(buf)?;
+        self.written += n as u64;
+        if self.data.is_rolled() {
+            self.charge.gauge.add(self.written - self.charge.bytes);
+            self.charge.bytes = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.data.flush()
+    }
+}
+
+/// What a spool writes through: the raw bytes, or a compressor.
+enum SpoolWriter {
+    Raw(SpoolFile),
+    Compressed(BlockEncoder<SpoolFile>),
+}
+
+/// A collection's `.bson` bytes while its cursor is being read.
+pub struct BsonSpool {
+    writer: SpoolWriter,
+    digest: NamespaceDigest,
+}
+
 /// A finished spool, rewound and ready to be copied into the archive.
 pub struct SpooledBson {
-    /// The bytes, positioned at the start.
+    /// The stored bytes, positioned at the start: raw BSON, or blocks in `codec`.
     pub data: SpooledTempFile,
-    /// Count, size and hashes of the bytes.
+    /// The codec of `data`'s blocks; `None` when `data` is the raw BSON.
+    pub codec: Option<Codec>,
+    /// Count, size and hashes of the raw BSON.
     pub summary: DigestSummary,
     /// The disk the bytes occupy, released when this is dropped.
     pub charge: DiskCharge,
 }
 
+/// Opens the spools of one backup: all in one directory, with one memory limit, one
+/// disk gauge, and the archive's codec and worker pool.
+#[derive(Clone)]
+pub struct Spooler {
+    /// The directory of the temporary files.
+    pub dir: std::path::PathBuf,
+    /// Compressed bytes of one spool kept in memory before moving to a file.
+    pub memory_limit: usize,
+    /// The disk all spools hold.
+    pub gauge: SpoolGauge,
+    /// The archive's codec.
+    pub codec: Codec,
+    /// The archive's worker pool.
+    pub pool: CompressorPool,
+}
+
+impl Spooler {
+    /// A new compressed spool ([`BsonSpool::compressed`]).
+    pub fn spool(&self) -> BsonSpool {
+        BsonSpool::compressed(&self.dir, self.memory_limit, &self.gauge, self.codec, self.pool.clone())
+    }
+}
+
 impl BsonSpool {
-    /// A spool that keeps up to `memory_limit` bytes in memory before moving to a
-    /// temporary file in `dir`, accounting its disk use in `gauge`.
+    /// A spool of raw BSON that keeps up to `memory_limit` bytes in memory before
+    /// moving to a temporary file in `dir`, accounting its disk use in `gauge`.
     pub fn new(dir: &Path, memory_limit: usize, gauge: &SpoolGauge) -> Self {
-        Self {
+        Self { writer: SpoolWriter::Raw(Self::file(dir, memory_limit, gauge)), digest: NamespaceDigest::default() }
+    }
+
+    /// As [`Self::new`], but the BSON is compressed into `codec` blocks by `pool` on
+    /// its way in, and `memory_limit` counts compressed bytes. The digests still cover
+    /// the raw BSON.
+    pub fn compressed(dir: &Path, memory_limit: usize, gauge: &SpoolGauge, codec: Codec, pool: CompressorPool) -> Self {
+        let encoder = BlockEncoder::new(Self::file(dir, memory_limit, gauge), codec, pool);
+        Self { writer: SpoolWriter::Compressed(encoder), digest: NamespaceDigest::default() }
+    }
+
+    fn file(dir: &Path, memory_limit: usize, gauge: &SpoolGauge) -> SpoolFile {
+        SpoolFile {
             data: tempfile::spooled_tempfile_in(memory_limit, dir),
-            digest: NamespaceDigest::default(),
             written: 0,
             charge: DiskCharge { gauge: gauge.clone(), bytes: 0 },
         }
     }
 
-    /// Appends one raw BSON document.
+    /// Appends one raw BSON document. A compressed spool may wait here for the pool
+    /// when compression is slower than the reads.
     ///
     /// # Errors
-    /// The temporary file could not be written (for example, the disk is full).
+    /// The temporary file could not be written (for example, the disk is full), or a
+    /// compression worker failed.
     pub fn push(&mut self, raw_document: &[u8]) -> io::Result<()> {
-        self.data.write_all(raw_document)?;
-        self.digest.add_document(raw_document);
-        self.written += raw_document.len() as u64;
-        if self.data.is_rolled() {
-            self.charge.gauge.add(self.written - self.charge.bytes);
-            self.charge.bytes = self.written;
+        match &mut self.writer {
+            SpoolWriter::Raw(file) => file.write_all(raw_document)?,
+            SpoolWriter::Compressed(encoder) => encoder.write_all(raw_document)?,
         }
+        self.digest.add_document(raw_document);
         Ok(())
     }
 
-    /// Finishes the spool and rewinds it for reading.
+    /// Finishes the spool (compressing what is left) and rewinds it for reading.
     ///
     /// # Errors
-    /// The temporary file could not be flushed or rewound.
-    pub fn finish(mut self) -> io::Result<SpooledBson> {
-        self.data.flush()?;
-        self.data.seek(SeekFrom::Start(0))?;
-        Ok(SpooledBson { data: self.data, summary: self.digest.finish(), charge: self.charge })
+    /// The temporary file could not be written or rewound.
+    pub fn finish(self) -> io::Result<SpooledBson> {
+        let (mut file, codec) = match self.writer {
+            SpoolWriter::Raw(file) => (file, None),
+            SpoolWriter::Compressed(encoder) => {
+                let codec = encoder.codec();
+                (encoder.finish()?, Some(codec))
+            }
+        };
+        file.data.flush()?;
+        file.data.seek(SeekFrom::Start(0))?;
+        Ok(SpooledBson { data: file.data, codec, summary: self.digest.finish(), charge: file.charge })
     }
 }
 
@@ -128,5 +206,30 @@ mod tests {
         drop(small);
         assert_eq!(gauge.current.load(Ordering::Relaxed), 0);
         assert_eq!(gauge.peak(), 3000);
+    }
+
+    #[test]
+    fn compressed_spools_hold_blocks_that_decode_to_the_documents_and_digest_the_raw_bson() {
+        let dir = tempfile::tempdir().unwrap();
+        let gauge = SpoolGauge::default();
+        let documents: Vec<Vec<u8>> = (0..3000i32).map(|i| bson::rawdoc! { "i": i, "s": "x".repeat(100) }.into_bytes()).collect();
+        let mut raw = BsonSpool::new(dir.path(), 0, &SpoolGauge::default());
+        let pool = CompressorPool::new(2).unwrap();
+        let mut compressed = BsonSpool::compressed(dir.path(), 1024, &gauge, Codec::Zstd(3), pool);
+        for document in &documents {
+            raw.push(document).unwrap();
+            compressed.push(document).unwrap();
+        }
+        let (raw, mut compressed) = (raw.finish().unwrap(), compressed.finish().unwrap());
+        assert_eq!(compressed.codec, Some(Codec::Zstd(3)));
+        assert_eq!(raw.codec, None);
+        assert_eq!(compressed.summary, raw.summary, "the digests cover the raw BSON");
+        let mut stored = Vec::new();
+        compressed.data.read_to_end(&mut stored).unwrap();
+        assert_eq!(gauge.peak(), stored.len() as u64, "the disk charged is the compressed bytes");
+        assert!(stored.len() < documents.concat().len() / 5);
+        let mut decoded = Vec::new();
+        zstd::stream::read::Decoder::new(&stored[..]).unwrap().read_to_end(&mut decoded).unwrap();
+        assert_eq!(decoded, documents.concat());
     }
 }
