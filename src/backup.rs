@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! discovery ─▶ collection readers (JoinSet, `parallel` at once)
-//!                  │  each: listIndexes, cursor ─▶ BsonSpool (memory, then temp file)
+//!                  │  each: listIndexes, cursor ─▶ BsonSpool (memory, then temp file),
+//!                  │  compressed into 1 MiB blocks on the shared CompressorPool
 //!                  ▼
 //!          mpsc channel, capacity `parallel`   (bounds spooled data waiting)
 //!                  ▼
-//!          archive thread: tar ─▶ gzip/zstd ─▶ SHA-256 ─▶ store upload
+//!          archive thread: tar headers (compressed) + spooled blocks as they are
+//!                          ─▶ SHA-256 ─▶ store upload
 //! ```
 //!
 //! After the last collection the oplog window is copied into `oplog.bson`, the

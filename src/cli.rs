@@ -167,8 +167,9 @@ pub struct BackupFlags {
     /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
     #[arg(long)]
     pub level: Option<i32>,
-    /// Compression worker threads (0: compress on the archive thread) [default: the
-    /// CPUs available, at most 4]. gzip with workers writes a multi-member stream.
+    /// Compression worker threads, shared by all collections (0: compress on the
+    /// reader threads) [default: the CPUs available, at most 4].
+    /// Archives are multi-member gzip or multi-frame zstd, one per 1 MiB block.
     #[arg(long, alias = "zstd-threads", env = "COMPRESS_THREADS")]
     pub compress_threads: Option<u32>,
     /// Only namespaces matching this db.collection pattern ('*' is a wildcard); repeatable.

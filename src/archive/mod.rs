@@ -77,7 +77,7 @@ impl Compression {
         }
     }
 
-    /// The same compression with `threads` workers (0: in-line on the archive thread).
+    /// The same compression with `threads` workers (0: in-line, on each writer's own thread).
     pub fn with_threads(self, threads: u32) -> Self {
         match self {
             Compression::Gzip { level, .. } => Compression::Gzip { level, threads },
