@@ -72,7 +72,7 @@ fn pipeline(files: &[(String, Vec<u8>)], compression: Compression, spool_dir: &P
         drop(finished);
         let mut writer = ArchiveWriter::with_pool(io::sink(), compression.codec(), pool, 0);
         for (path, bson) in spools {
-            writer.append_compressed(path, bson.summary.bytes, bson.data).unwrap();
+            writer.append_compressed(path, bson.summary.bytes, bson.data, bson.stored_bytes).unwrap();
         }
         writer.finish().unwrap().1.size
     })

@@ -30,7 +30,7 @@ use tracing::info;
 use crate::archive::{ArchiveDigest, ArchiveWriter, Compression};
 use crate::digest::NamespaceDigest;
 use crate::dump::spool::{SpoolGauge, SpooledBson, Spooler};
-use crate::dump::{self, metadata::canonical_value};
+use crate::dump::{self, metadata::canonical_value, BsonSpool};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
@@ -58,7 +58,7 @@ pub struct BackupOptions {
     pub filter: NamespaceFilter,
     /// Directory for spool files of collections larger than the memory limit.
     pub spool_dir: PathBuf,
-    /// Bytes of one collection kept in memory before spooling to disk.
+    /// Compressed bytes of one collection kept in memory before spooling to disk.
     pub spool_memory_limit: usize,
     /// Cursor batch size (documents per `getMore`); 0 lets the server choose.
     pub batch_size: u32,
@@ -361,15 +361,14 @@ async fn capture_oplog(
             if !entry_kept_by(&options.filter, entry) {
                 return Ok(());
             }
-            spool
-                .push(entry.as_bytes())
+            push(&mut spool, entry.as_bytes())
                 .map_err(Error::io("cannot spool oplog.bson; check free space in the spool directory", &options.spool_dir))
         })
         .await?;
     if first_entry != Some(window.start) {
         window.ensure_start_still_present().await?;
     }
-    let bson = spool.finish().map_err(Error::io("cannot spool oplog.bson", &options.spool_dir))?;
+    let bson = off_the_runtime(|| spool.finish()).map_err(Error::io("cannot spool oplog.bson", &options.spool_dir))?;
     let consistency = Consistency {
         oplog: true,
         reason: None,
@@ -439,9 +438,30 @@ impl CollectionReader {
         let mut spool = self.spooler.spool();
         let spool_error = || format!("cannot spool {namespace}; check free space in the spool directory");
         while cursor.advance().await.map_err(Error::mongo(reading()))? {
-            spool.push(cursor.current().as_bytes()).map_err(Error::io(spool_error(), &self.spooler.dir))?;
+            push(&mut spool, cursor.current().as_bytes()).map_err(Error::io(spool_error(), &self.spooler.dir))?;
         }
-        spool.finish().map_err(Error::io(spool_error(), &self.spooler.dir))
+        off_the_runtime(|| spool.finish()).map_err(Error::io(spool_error(), &self.spooler.dir))
+    }
+}
+
+/// Appends a document to a spool from an async task: the pushes that may wait for the
+/// compressor (one per 1 MiB block) step out of the runtime's way first.
+fn push(spool: &mut BsonSpool, document: &[u8]) -> std::io::Result<()> {
+    if spool.push_may_wait(document.len()) {
+        off_the_runtime(|| spool.push(document))
+    } else {
+        spool.push(document)
+    }
+}
+
+/// Runs `step`, which may block on compression, without holding up the runtime's
+/// other tasks (the S3 part uploads, the driver's monitors): on a multi-threaded
+/// runtime the worker first hands its queue to another thread (`block_in_place`);
+/// elsewhere (a current-thread runtime, a plain thread) the step just runs.
+fn off_the_runtime<T>(step: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(step),
+        _ => step(),
     }
 }
 
@@ -485,7 +505,7 @@ fn write_archive(
                 let data = CancellableReader { inner: bson.data, cancel };
                 let appended = match bson.codec {
                     None => writer.append_file(&path, bson.summary.bytes, data),
-                    Some(codec) if codec == writer.codec() => writer.append_compressed(&path, bson.summary.bytes, data),
+                    Some(codec) if codec == writer.codec() => writer.append_compressed(&path, bson.summary.bytes, data, bson.stored_bytes),
                     Some(codec) => Err(std::io::Error::other(format!("spooled as {codec:?} but the archive is {:?}", writer.codec()))),
                 };
                 match appended {

@@ -181,7 +181,7 @@ pub struct BackupFlags {
     /// Directory for spool files of large collections [default: the system temp directory].
     #[arg(long, env = "INGEST_BACKUP_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
-    /// MiB of one collection kept in memory before it is spooled to disk.
+    /// MiB of one collection's compressed bytes kept in memory before it is spooled to disk.
     #[arg(long, default_value_t = 4)]
     pub spool_memory_mb: usize,
     /// Documents per cursor batch (0: the server's default).

@@ -225,25 +225,25 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
-    /// Adds a regular file of `size` bytes given already compressed: `compressed` is a
-    /// series of whole blocks in this archive's codec (a spool written by a
-    /// [`BlockEncoder`] with [`Self::codec`]). Its bytes go into the archive as they
-    /// are, between the header and the padding, which are compressed as blocks of
+    /// Adds a regular file of `size` bytes given already compressed: `compressed` is
+    /// `compressed_len` bytes of whole blocks in this archive's codec (a spool written
+    /// by a [`BlockEncoder`] with [`Self::codec`]). Its bytes go into the archive as
+    /// they are, between the header and the padding, which are compressed as blocks of
     /// their own, so the archive stays one valid gzip or zstd stream.
     ///
     /// The caller vouches that `compressed` decodes to exactly `size` bytes; the
     /// backup's spool counts them as they go in, and the manifest records their
-    /// SHA-256, which `verify` checks.
+    /// SHA-256, which `verify` checks. A copy that fails or holds other than
+    /// `compressed_len` bytes poisons the archive: `finish` then fails too.
     ///
     /// # Errors
-    /// The sink failed, or `compressed` could not be read.
-    pub fn append_compressed(&mut self, path: &str, size: u64, mut compressed: impl Read) -> io::Result<()> {
+    /// The sink failed, or `compressed` could not be read or had the wrong length.
+    pub fn append_compressed(&mut self, path: &str, size: u64, compressed: impl Read, compressed_len: u64) -> io::Result<()> {
         let mut header = self.header(tar::EntryType::Regular, size, 0o644);
         // A header whose size is `size` followed by no data: only the header blocks
         // (with a GNU long-name block first for long paths) are written.
         self.tar.append_data(&mut header, path, io::empty())?;
-        let sink = self.tar.get_mut().end_block()?;
-        io::copy(&mut compressed, sink)?;
+        self.tar.get_mut().splice(compressed, compressed_len)?;
         let padding = (512 - size % 512) % 512;
         self.tar.get_mut().write_all(&[0; 512][..padding as usize])
     }
@@ -307,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn parallel_gzip_archive_reads_back() {
+    fn gzip_archive_with_workers_reads_back() {
         roundtrip(Compression::Gzip { level: 6, threads: 2 });
     }
 
@@ -333,7 +333,7 @@ mod tests {
         let mut writer = ArchiveWriter::with_pool(Vec::new(), compression.codec(), pool, 0);
         writer.append_bytes("a.metadata.json", b"{}").unwrap();
         let long = format!("{}.bson", "c".repeat(150));
-        writer.append_compressed(&long, size as u64, &compressed[..]).unwrap();
+        writer.append_compressed(&long, size as u64, &compressed[..], compressed.len() as u64).unwrap();
         writer.append_bytes("z.metadata.json", b"{\"z\":1}").unwrap();
         (writer.finish().unwrap().0, body)
     }
@@ -353,6 +353,21 @@ mod tests {
                 assert_eq!(std::fs::read(dir.path().join(long)).unwrap(), body, "{compression:?} {size}");
                 assert_eq!(std::fs::read(dir.path().join("z.metadata.json")).unwrap(), b"{\"z\":1}", "{compression:?} {size}");
             }
+        }
+    }
+
+    #[test]
+    fn a_short_or_long_spliced_member_poisons_the_archive() {
+        let pool = CompressorPool::new(0).unwrap();
+        let mut spool = BlockEncoder::new(Vec::new(), Codec::Gzip(1), pool.clone());
+        spool.write_all(b"some documents").unwrap();
+        let compressed = spool.finish().unwrap();
+        for claimed in [compressed.len() as u64 + 1, compressed.len() as u64 - 1] {
+            let mut writer = ArchiveWriter::with_pool(Vec::new(), Codec::Gzip(1), pool.clone(), 0);
+            let error = writer.append_compressed("c.bson", 14, &compressed[..], claimed).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
+            assert!(writer.append_bytes("next", b"x").is_err(), "nothing more may be written");
+            assert!(writer.finish().is_err(), "an archive with a bad member must not finish");
         }
     }
 

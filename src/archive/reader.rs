@@ -171,6 +171,42 @@ mod tests {
     }
 
     #[test]
+    fn spliced_members_read_back_with_the_same_digest() {
+        use crate::archive::block_encoder::{BlockEncoder, CompressorPool};
+        use std::io::Write;
+        for (compression, format) in
+            [(Compression::Gzip { level: 1, threads: 2 }, ArchiveFormat::Gzip), (Compression::Zstd { level: 1, threads: 2 }, ArchiveFormat::Zstd)]
+        {
+            let pool = CompressorPool::new(2).unwrap();
+            let mut writer = ArchiveWriter::with_pool(Vec::new(), compression.codec(), pool.clone(), 0);
+            let sizes = [0usize, 511, 512, 513, 3 * crate::archive::block_encoder::BLOCK_SIZE + 7];
+            let mut expected = Vec::new();
+            for (n, size) in sizes.into_iter().enumerate() {
+                let body: Vec<u8> = (0..size).map(|i| (i * 31 % 255) as u8).collect();
+                let mut spool = BlockEncoder::new(Vec::new(), compression.codec(), pool.clone());
+                spool.write_all(&body).unwrap();
+                let compressed = spool.finish().unwrap();
+                let path = format!("data/db/dump/n/db/{}{n}.bson", "long".repeat(30));
+                writer.append_compressed(&path, size as u64, &compressed[..], compressed.len() as u64).unwrap();
+                writer.append_bytes(&format!("data/db/dump/n/db/c{n}.metadata.json"), b"{}").unwrap();
+                expected.push((path, body));
+                expected.push((format!("data/db/dump/n/db/c{n}.metadata.json"), b"{}".to_vec()));
+            }
+            let (bytes, written) = writer.finish().unwrap();
+            let mut reader = ArchiveReader::new(&bytes[..], format).unwrap();
+            let mut members = Vec::new();
+            for entry in reader.entries().unwrap() {
+                let mut entry = entry.unwrap();
+                let mut body = Vec::new();
+                entry.read_to_end(&mut body).unwrap();
+                members.push((entry.path().unwrap().display().to_string(), body));
+            }
+            assert!(members == expected, "{compression:?}: members differ after the splice");
+            assert_eq!(reader.finish().unwrap(), written);
+        }
+    }
+
+    #[test]
     fn trailing_bytes_change_the_digest_and_truncation_is_an_error() {
         let (mut bytes, written) = archive(Compression::Gzip { level: 6, threads: 0 });
         let truncated = &bytes[..bytes.len() - 10];

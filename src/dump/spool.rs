@@ -96,6 +96,8 @@ pub struct SpooledBson {
     pub data: SpooledTempFile,
     /// The codec of `data`'s blocks; `None` when `data` is the raw BSON.
     pub codec: Option<Codec>,
+    /// The bytes `data` holds (compressed, or equal to the BSON size when raw).
+    pub stored_bytes: u64,
     /// Count, size and hashes of the raw BSON.
     pub summary: DigestSummary,
     /// The disk the bytes occupy, released when this is dropped.
@@ -148,8 +150,18 @@ impl BsonSpool {
         }
     }
 
+    /// Whether [`Self::push`] of a document of `len` bytes may wait for the compressor
+    /// (or compress a block on this thread); see [`BlockEncoder::write_may_wait`]. A
+    /// raw spool only writes to its file and never says so.
+    pub fn push_may_wait(&self, len: usize) -> bool {
+        match &self.writer {
+            SpoolWriter::Raw(_) => false,
+            SpoolWriter::Compressed(encoder) => encoder.write_may_wait(len),
+        }
+    }
+
     /// Appends one raw BSON document. A compressed spool may wait here for the pool
-    /// when compression is slower than the reads.
+    /// when compression is slower than the reads ([`Self::push_may_wait`]).
     ///
     /// # Errors
     /// The temporary file could not be written (for example, the disk is full), or a
@@ -177,7 +189,7 @@ impl BsonSpool {
         };
         file.data.flush()?;
         file.data.seek(SeekFrom::Start(0))?;
-        Ok(SpooledBson { data: file.data, codec, summary: self.digest.finish(), charge: file.charge })
+        Ok(SpooledBson { data: file.data, codec, stored_bytes: file.written, summary: self.digest.finish(), charge: file.charge })
     }
 }
 
@@ -216,10 +228,20 @@ mod tests {
         let mut raw = BsonSpool::new(dir.path(), 0, &SpoolGauge::default());
         let pool = CompressorPool::new(2).unwrap();
         let mut compressed = BsonSpool::compressed(dir.path(), 1024, &gauge, Codec::Zstd(3), pool);
+        let mut in_line = BsonSpool::compressed(dir.path(), 1024, &SpoolGauge::default(), Codec::Gzip(6), CompressorPool::new(0).unwrap());
         for document in &documents {
             raw.push(document).unwrap();
             compressed.push(document).unwrap();
+            in_line.push(document).unwrap();
         }
+        let mut in_line = in_line.finish().unwrap();
+        assert_eq!(in_line.codec, Some(Codec::Gzip(6)));
+        let mut gzipped = Vec::new();
+        in_line.data.read_to_end(&mut gzipped).unwrap();
+        assert_eq!(in_line.stored_bytes, gzipped.len() as u64);
+        let mut decoded = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gzipped[..]).read_to_end(&mut decoded).unwrap();
+        assert_eq!(decoded, documents.concat(), "without workers the spool compresses on its own thread");
         let (raw, mut compressed) = (raw.finish().unwrap(), compressed.finish().unwrap());
         assert_eq!(compressed.codec, Some(Codec::Zstd(3)));
         assert_eq!(raw.codec, None);
@@ -227,6 +249,7 @@ mod tests {
         let mut stored = Vec::new();
         compressed.data.read_to_end(&mut stored).unwrap();
         assert_eq!(gauge.peak(), stored.len() as u64, "the disk charged is the compressed bytes");
+        assert_eq!(compressed.stored_bytes, stored.len() as u64);
         assert!(stored.len() < documents.concat().len() / 5);
         let mut decoded = Vec::new();
         zstd::stream::read::Decoder::new(&stored[..]).unwrap().read_to_end(&mut decoded).unwrap();
