@@ -17,15 +17,6 @@ use ingest_backup::schedule;
 use ingest_backup::verify;
 use ingest_backup::{source, store, Error, Result};
 
-/// mimalloc instead of glibc's malloc. A backup allocates megabyte buffers (cursor
-/// batches, compression blocks, upload parts) on whichever runtime, blocking or
-/// compression thread is running and frees them on another; glibc gives each busy
-/// thread an arena of its own (up to eight per core) that keeps its freed megabytes,
-/// which measured as 260 MiB peak resident memory for a 300 MiB backup against 146 MiB
-/// with two arenas (BENCHMARKS.md, section 6).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
