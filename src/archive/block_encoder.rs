@@ -279,15 +279,10 @@ impl<W: Write> BlockEncoder<W> {
     /// # Errors
     /// The sink failed, or a worker died.
     pub fn finish(mut self) -> io::Result<W> {
-        self.guarded(|encoder| {
-            if !encoder.block.is_empty() || (encoder.blocks_written == 0 && encoder.pending.is_empty()) {
-                encoder.submit_block()?;
-            }
-            while !encoder.pending.is_empty() {
-                encoder.write_oldest_block()?;
-            }
-            Ok(())
-        })?;
+        if self.blocks_written == 0 && self.pending.is_empty() && self.block.is_empty() {
+            self.guarded(Self::submit_block)?;
+        }
+        self.end_block()?;
         Ok(self.sink)
     }
 }

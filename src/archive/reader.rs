@@ -122,6 +122,18 @@ mod tests {
     use super::*;
     use crate::archive::{ArchiveWriter, Compression};
 
+    /// Every member of `reader`'s archive: path and body, in order.
+    fn read_members<R: Read>(reader: &mut ArchiveReader<R>) -> Vec<(String, Vec<u8>)> {
+        let mut members = Vec::new();
+        for entry in reader.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).unwrap();
+            members.push((entry.path().unwrap().display().to_string(), body));
+        }
+        members
+    }
+
     fn archive(compression: Compression) -> (Vec<u8>, ArchiveDigest) {
         archive_of(compression, 100_000)
     }
@@ -140,13 +152,7 @@ mod tests {
         {
             let (bytes, written) = archive(compression);
             let mut reader = ArchiveReader::new(&bytes[..], format).unwrap();
-            let mut members = Vec::new();
-            for entry in reader.entries().unwrap() {
-                let mut entry = entry.unwrap();
-                let mut body = Vec::new();
-                entry.read_to_end(&mut body).unwrap();
-                members.push((entry.path().unwrap().display().to_string(), body.len()));
-            }
+            let members: Vec<(String, usize)> = read_members(&mut reader).into_iter().map(|(path, body)| (path, body.len())).collect();
             assert_eq!(members, vec![("data/db/dump/n/db/c.bson".to_string(), 100_000)]);
             assert_eq!(reader.finish().unwrap(), written);
         }
@@ -194,14 +200,7 @@ mod tests {
             }
             let (bytes, written) = writer.finish().unwrap();
             let mut reader = ArchiveReader::new(&bytes[..], format).unwrap();
-            let mut members = Vec::new();
-            for entry in reader.entries().unwrap() {
-                let mut entry = entry.unwrap();
-                let mut body = Vec::new();
-                entry.read_to_end(&mut body).unwrap();
-                members.push((entry.path().unwrap().display().to_string(), body));
-            }
-            assert!(members == expected, "{compression:?}: members differ after the splice");
+            assert!(read_members(&mut reader) == expected, "{compression:?}: members differ after the splice");
             assert_eq!(reader.finish().unwrap(), written);
         }
     }
