@@ -54,8 +54,13 @@ fn documents(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// already finished. Readers and archive share one pool of `threads` workers.
 fn pipeline(files: &[(String, Vec<u8>)], compression: Compression, spool_dir: &Path) -> u64 {
     let pool = compression.pool().unwrap();
-    let spooler =
-        Spooler { dir: spool_dir.to_path_buf(), memory_limit: SPOOL_MEMORY, gauge: SpoolGauge::default(), codec: compression.codec(), pool: pool.clone() };
+    let spooler = Spooler {
+        dir: spool_dir.to_path_buf(),
+        memory_limit: SPOOL_MEMORY,
+        gauge: SpoolGauge::default(),
+        codec: compression.codec(),
+        pool: pool.clone(),
+    };
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let (finished, spools) = std::sync::mpsc::sync_channel::<(&str, SpooledBson)>(READERS);
@@ -96,9 +101,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Bytes(total)).sample_size(10);
 
-    group.bench_function("limit/memcpy", |b| {
-        b.iter(|| files.iter().map(|(_, bytes)| criterion::black_box(bytes.to_vec()).len()).sum::<usize>())
-    });
+    group.bench_function("limit/memcpy", |b| b.iter(|| files.iter().map(|(_, bytes)| criterion::black_box(bytes.to_vec()).len()).sum::<usize>()));
     group.bench_function("limit/sha256", |b| b.iter(|| files.iter().map(|(_, bytes)| Sha256::digest(bytes)[0]).fold(0u8, |a, x| a ^ x)));
     group.bench_function("stage/digests", |b| {
         b.iter(|| {
@@ -140,7 +143,9 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("limit/compressor", &label), &compression, |b, compression| {
             b.iter(|| compress_alone(*compression, &files))
         });
-        group.bench_with_input(BenchmarkId::new("whole", &label), &compression, |b, compression| b.iter(|| pipeline(&files, *compression, spool_dir.path())));
+        group.bench_with_input(BenchmarkId::new("whole", &label), &compression, |b, compression| {
+            b.iter(|| pipeline(&files, *compression, spool_dir.path()))
+        });
     }
     group.finish();
 }

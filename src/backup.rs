@@ -143,9 +143,8 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
     let clock = Instant::now();
     let started = Utc::now();
     let s3 = options.s3.clone();
-    let store: Arc<dyn store::Store> = Arc::from(
-        store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?,
-    );
+    let store: Arc<dyn store::Store> =
+        Arc::from(store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?);
     std::fs::create_dir_all(&options.spool_dir)
         .map_err(Error::io("cannot create the spool directory; set --spool-dir to a writable directory", &options.spool_dir))?;
     let source = source::connect(&options.uri).await?;
@@ -196,11 +195,7 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
         format_version: FORMAT_VERSION,
         tool: ToolInfo::current(),
         name: name.clone(),
-        source: SourceInfo {
-            hosts: source.hosts.clone(),
-            replica_set: source.replica_set.clone(),
-            server_version: source.server_version.clone(),
-        },
+        source: SourceInfo { hosts: source.hosts.clone(), replica_set: source.replica_set.clone(), server_version: source.server_version.clone() },
         started_at: rfc3339(started),
         finished_at: rfc3339(Utc::now()),
         compression: options.compression.name().to_string(),
@@ -244,13 +239,8 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
         let name = name.clone();
         tokio::task::spawn_blocking(move || store.put_sidecar(&name, &sidecar_bytes)).await.expect("put_sidecar does not panic")?
     };
-    let report = BackupReport {
-        archive,
-        sidecar,
-        manifest,
-        duration_seconds: clock.elapsed().as_secs_f64(),
-        peak_spool_disk_bytes: spooler.gauge.peak(),
-    };
+    let report =
+        BackupReport { archive, sidecar, manifest, duration_seconds: clock.elapsed().as_secs_f64(), peak_spool_disk_bytes: spooler.gauge.peak() };
     info!(
         backup = %name,
         documents = report.manifest.totals.documents,

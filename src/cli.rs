@@ -12,12 +12,12 @@ use crate::backup::BackupOptions;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::notify::Notifier;
-use crate::store::s3::S3Settings;
-use crate::store::StoreLocation;
 use crate::restore::plan::DatabaseRename;
 use crate::restore::RestoreOptions;
 use crate::schedule::cron::CronSchedule;
 use crate::schedule::ScheduleOptions;
+use crate::store::s3::S3Settings;
+use crate::store::StoreLocation;
 use crate::verify::VerifyOptions;
 
 /// The source used when neither `--uri` nor `MONGO_URI` is given: the seed's
@@ -411,9 +411,11 @@ impl ScheduleArgs {
         if !(1..=64).contains(&self.verify_parallel) {
             return Err(Error::usage(format!("--verify-parallel {} is out of range: use 1 to 64", self.verify_parallel)));
         }
-        let listen: SocketAddr = self.listen.trim().parse().map_err(|_| {
-            Error::usage(format!("--listen / LISTEN_ADDR {:?} is not an address: give IP:PORT, e.g. 0.0.0.0:9090", self.listen))
-        })?;
+        let listen: SocketAddr = self
+            .listen
+            .trim()
+            .parse()
+            .map_err(|_| Error::usage(format!("--listen / LISTEN_ADDR {:?} is not an address: give IP:PORT, e.g. 0.0.0.0:9090", self.listen)))?;
         let verify = VerifyOptions {
             store: backup.store.clone(),
             s3: backup.s3.clone(),

@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use ingest_backup::backup::{run_backup_with_progress, BackupProgress, BackupReport};
 use ingest_backup::cli::{BackupArgs, Cli, Command, ListArgs, RestoreArgs, SampleDataArgs, ScheduleArgs, StoreArg, VerifyArgs};
-use ingest_backup::restore::{self, RestoreReport};
 use ingest_backup::manifest::Manifest;
 use ingest_backup::notify::Event;
+use ingest_backup::restore::{self, RestoreReport};
 use ingest_backup::sample::{self, SampleSpec};
 use ingest_backup::schedule;
 use ingest_backup::verify;
@@ -152,10 +152,7 @@ fn print_backup_summary(report: &BackupReport) {
             "consistent at oplog timestamp {}:{} ({} oplog entries captured; restore with mongorestore --oplogReplay)",
             end.t, end.i, manifest.consistency.oplog_entries
         ),
-        _ => eprintln!(
-            "no oplog captured: {}",
-            manifest.consistency.reason.as_deref().unwrap_or("the server has no oplog")
-        ),
+        _ => eprintln!("no oplog captured: {}", manifest.consistency.reason.as_deref().unwrap_or("the server has no oplog")),
     }
 }
 
@@ -229,7 +226,9 @@ fn print_restore_summary(report: &RestoreReport) {
 /// The list column for a backup's latest verification.
 fn verification_summary(recorded: Option<&[u8]>) -> Option<serde_json::Value> {
     let report: serde_json::Value = serde_json::from_slice(recorded?).ok()?;
-    Some(json!({ "status": report["status"], "verified_at": report["verified_at"], "errors": report["findings"].as_array().map(|f| f.iter().filter(|f| f["severity"] == "error").count()) }))
+    Some(
+        json!({ "status": report["status"], "verified_at": report["verified_at"], "errors": report["findings"].as_array().map(|f| f.iter().filter(|f| f["severity"] == "error").count()) }),
+    )
 }
 
 async fn list(args: &ListArgs) -> Result<()> {
@@ -294,11 +293,6 @@ async fn sample_data(args: &SampleDataArgs) -> Result<()> {
     let source = source::connect(&args.uri.uri).await?;
     let spec = SampleSpec { database: args.database.clone(), target_bytes: args.size_mb << 20, seed: args.seed };
     let summary = sample::load(&source.client, &spec).await?;
-    eprintln!(
-        "loaded {} sample documents ({:.1} MiB) into database {}",
-        summary.documents,
-        summary.bytes as f64 / (1 << 20) as f64,
-        spec.database
-    );
+    eprintln!("loaded {} sample documents ({:.1} MiB) into database {}", summary.documents, summary.bytes as f64 / (1 << 20) as f64, spec.database);
     Ok(())
 }

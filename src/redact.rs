@@ -27,10 +27,7 @@ mod tests {
 
     #[test]
     fn password_is_replaced() {
-        assert_eq!(
-            redact_uri("mongodb://admin:s3cret@db1:27017,db2/?replicaSet=rs"),
-            "mongodb://admin:***@db1:27017,db2/?replicaSet=rs"
-        );
+        assert_eq!(redact_uri("mongodb://admin:s3cret@db1:27017,db2/?replicaSet=rs"), "mongodb://admin:***@db1:27017,db2/?replicaSet=rs");
     }
 
     #[test]

@@ -97,8 +97,22 @@ impl SampleGenerator {
 
     fn words(&mut self, count: usize) -> String {
         const WORDS: [&str; 16] = [
-            "cell", "tissue", "single", "atlas", "human", "donor", "liver", "sequencing", "library", "protocol", "immune",
-            "lung", "organoid", "spatial", "assay", "profiling",
+            "cell",
+            "tissue",
+            "single",
+            "atlas",
+            "human",
+            "donor",
+            "liver",
+            "sequencing",
+            "library",
+            "protocol",
+            "immune",
+            "lung",
+            "organoid",
+            "spatial",
+            "assay",
+            "profiling",
         ];
         (0..count).map(|_| WORDS[self.rng.random_range(0..WORDS.len())]).collect::<Vec<_>>().join(" ")
     }
@@ -134,7 +148,10 @@ impl SampleGenerator {
             "submissionEnvelope" => {
                 let state = ["Draft", "Valid", "Submitted", "Complete"][self.rng.random_range(0..4)];
                 document.insert("submissionState", state);
-                document.insert("stagingDetails", doc! { "stagingAreaUuid": { "uuid": self.uuid() }, "stagingAreaLocation": { "value": format!("s3://staging/{}", id.to_hex()) } });
+                document.insert(
+                    "stagingDetails",
+                    doc! { "stagingAreaUuid": { "uuid": self.uuid() }, "stagingAreaLocation": { "value": format!("s3://staging/{}", id.to_hex()) } },
+                );
                 doc! { "submitter": self.words(2), "notes": self.words(12) }
             }
             "project" => doc! {
@@ -168,7 +185,10 @@ impl SampleGenerator {
                 document.insert("fileName", format!("{}_R{}.fastq.gz", id.to_hex(), self.rng.random_range(1..3)));
                 document.insert("cloudUrl", format!("s3://ingest-data/{}", id.to_hex()));
                 document.insert("size", size);
-                document.insert("checksums", doc! { "sha256": hex::encode(self.rng.random::<[u8; 32]>()), "crc32c": format!("{:08x}", self.rng.random::<u32>()) });
+                document.insert(
+                    "checksums",
+                    doc! { "sha256": hex::encode(self.rng.random::<[u8; 32]>()), "crc32c": format!("{:08x}", self.rng.random::<u32>()) },
+                );
                 let read_index = ["read1", "read2", "index1"][self.rng.random_range(0..3)];
                 doc! {
                     "schema_type": "file",

@@ -246,10 +246,8 @@ async fn server_errors_are_retried_until_the_message_is_delivered() {
 fn a_client_error_is_not_retried_and_does_not_change_the_exit_status() {
     let slack = HttpSink::answering(&[404, 404, 404, 404]);
     let work = tempfile::tempdir().unwrap();
-    let output = run(
-        &["backup", "--uri", &closed_uri(), "--store", work.path().to_str().unwrap()],
-        &[("SLACK_WEBHOOK_URL", &slack.url(SECRET_PATH))],
-    );
+    let output =
+        run(&["backup", "--uri", &closed_uri(), "--store", work.path().to_str().unwrap()], &[("SLACK_WEBHOOK_URL", &slack.url(SECRET_PATH))]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(slack.requests().len(), 1, "a 404 will not go away by retrying");
     let log = stderr(&output);
@@ -329,7 +327,8 @@ async fn a_failed_verification_posts_its_stage_and_findings() {
     // A passing verification posts nothing unless asked.
     let passing = common::backup(&server.uri(), &store, &[])["name"].as_str().unwrap().to_string();
     let quiet = HttpSink::start();
-    let output = run(&["verify", &passing, "--store", store.to_str().unwrap(), "--uri", &server.uri()], &[("SLACK_WEBHOOK_URL", &quiet.url(SECRET_PATH))]);
+    let output =
+        run(&["verify", &passing, "--store", store.to_str().unwrap(), "--uri", &server.uri()], &[("SLACK_WEBHOOK_URL", &quiet.url(SECRET_PATH))]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(quiet.requests().is_empty());
 }

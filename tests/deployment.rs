@@ -148,9 +148,7 @@ fn render(helm: &Path, python: &Path, args: &[&str]) -> (String, Vec<Value>) {
 }
 
 fn object<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    docs.iter()
-        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+    docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name).unwrap_or_else(|| panic!("no {kind} {name} rendered"))
 }
 
 fn container(cronjob: &Value) -> &Value {
@@ -307,12 +305,8 @@ fn cronjobs_follow_the_stage_files_and_run_hardened() {
             assert_eq!(env["BACKUP_DIR"]["value"], stage.as_str());
             // The spool and /tmp are size-limited emptyDirs on a read-only root.
             let spool_dir = env["INGEST_BACKUP_SPOOL_DIR"]["value"].as_str().unwrap();
-            let mounts: BTreeMap<&str, &str> = c["volumeMounts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| (m["mountPath"].as_str().unwrap(), m["name"].as_str().unwrap()))
-                .collect();
+            let mounts: BTreeMap<&str, &str> =
+                c["volumeMounts"].as_array().unwrap().iter().map(|m| (m["mountPath"].as_str().unwrap(), m["name"].as_str().unwrap())).collect();
             for (path, volume) in [(spool_dir, "spool"), ("/tmp", "tmp")] {
                 assert_eq!(mounts.get(path), Some(&volume), "{stage}: {path} mounted");
                 let v = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == volume).unwrap();
@@ -893,7 +887,9 @@ fn compose_file_is_valid_and_runs_scheduled_backups() {
     assert_eq!(backup["command"], serde_json::json!(["schedule"]));
     assert_eq!(backup["build"]["context"], ".");
     let env = backup["environment"].as_object().unwrap();
-    for key in ["S3_BUCKET", "BACKUP_DIR", "MONGO_URI", "S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CRON_SCHEDULE", "SLACK_WEBHOOK_URL"] {
+    for key in
+        ["S3_BUCKET", "BACKUP_DIR", "MONGO_URI", "S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CRON_SCHEDULE", "SLACK_WEBHOOK_URL"]
+    {
         assert!(env.contains_key(key), "ingest-backup lacks {key}");
     }
     assert!(env["MONGO_URI"].as_str().unwrap().starts_with("mongodb://mongo:27017"));

@@ -81,7 +81,8 @@ async fn sigterm_while_paused_mid_dump_also_cleans_up() {
     let store = work.path().join("store");
     let release = work.path().join("release");
     let hook = format!("before-oplog-end:{}", release.display());
-    let mut child = common::spawn(&["backup", "--uri", &server.uri(), "--store", store.to_str().unwrap(), "--json"], &[("INGEST_BACKUP_TEST_PAUSE", &hook)]);
+    let mut child =
+        common::spawn(&["backup", "--uri", &server.uri(), "--store", store.to_str().unwrap(), "--json"], &[("INGEST_BACKUP_TEST_PAUSE", &hook)]);
     common::wait_for_file(&work.path().join("release.waiting"), &mut child);
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let output = child.wait_with_output().unwrap();

@@ -47,7 +47,8 @@ async fn official_mongorestore_restores_the_archive_byte_identical() {
     assert!(work.path().join(format!("data/db/dump/{name}.manifest.json")).exists(), "manifest beside the dump directory");
 
     // bsondump reads every .bson file, and finds as many documents as the manifest says.
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(work.path().join(format!("data/db/dump/{name}.manifest.json"))).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.path().join(format!("data/db/dump/{name}.manifest.json"))).unwrap()).unwrap();
     for entry in manifest["namespaces"].as_array().unwrap() {
         let Some(file) = entry["bson_file"].as_str() else { continue };
         let output = Command::new(tools.join("bsondump")).arg("--outFile=/dev/null").arg(dump.join(file)).output().unwrap();
@@ -84,7 +85,8 @@ async fn layout_and_metadata_match_the_official_mongodump() {
     let ours = work.path().join(format!("data/db/dump/{name}"));
 
     let theirs = work.path().join("mongodump-out");
-    let output = Command::new(tools.join("mongodump")).arg(format!("--uri={}", source.uri())).arg(format!("--out={}", theirs.display())).output().unwrap();
+    let output =
+        Command::new(tools.join("mongodump")).arg(format!("--uri={}", source.uri())).arg(format!("--out={}", theirs.display())).output().unwrap();
     assert!(output.status.success(), "mongodump failed: {}", String::from_utf8_lossy(&output.stderr));
 
     let mut our_files = files_under(&ours);

@@ -36,7 +36,8 @@ async fn writes_during_a_backup_are_captured_in_oplog_bson() {
     let release = work.path().join("release");
     let store = work.path().join("store");
     let hook = format!("before-oplog-end:{}", release.display());
-    let mut child = common::spawn(&["backup", "--uri", &server.uri(), "--store", store.to_str().unwrap(), "--json"], &[("INGEST_BACKUP_TEST_PAUSE", &hook)]);
+    let mut child =
+        common::spawn(&["backup", "--uri", &server.uri(), "--store", store.to_str().unwrap(), "--json"], &[("INGEST_BACKUP_TEST_PAUSE", &hook)]);
     common::wait_for_file(&work.path().join("release.waiting"), &mut child);
 
     // Every collection has been read; now write to the server before the end point.
@@ -64,7 +65,8 @@ async fn writes_during_a_backup_are_captured_in_oplog_bson() {
     assert_eq!(ts_of(entries.last().unwrap()), end, "the end point is the newest captured entry");
 
     // Exactly the server's oplog between the two points, byte for byte.
-    let window = doc! { "ts": { "$gte": bson::Timestamp { time: start.0, increment: start.1 }, "$lte": bson::Timestamp { time: end.0, increment: end.1 } } };
+    let window =
+        doc! { "ts": { "$gte": bson::Timestamp { time: start.0, increment: start.1 }, "$lte": bson::Timestamp { time: end.0, increment: end.1 } } };
     let mut cursor = client.database("local").collection::<RawDocumentBuf>("oplog.rs").find(window).await.unwrap();
     let mut server_entries = Vec::new();
     while cursor.advance().await.unwrap() {
@@ -74,7 +76,9 @@ async fn writes_during_a_backup_are_captured_in_oplog_bson() {
 
     // Each write is there: inserts, update, delete, the new collection and its insert.
     let decoded: Vec<Document> = entries.iter().map(|e| bson::from_slice(e.as_bytes()).unwrap()).collect();
-    let has = |op: &str, ns: &str, check: &dyn Fn(&Document) -> bool| decoded.iter().any(|e| e.get_str("op") == Ok(op) && e.get_str("ns") == Ok(ns) && check(e));
+    let has = |op: &str, ns: &str, check: &dyn Fn(&Document) -> bool| {
+        decoded.iter().any(|e| e.get_str("op") == Ok(op) && e.get_str("ns") == Ok(ns) && check(e))
+    };
     for id in 1000..1005 {
         assert!(has("i", "shop.orders", &|e| e.get_document("o").unwrap().get_i32("_id") == Ok(id)), "insert {id}");
     }
@@ -85,10 +89,8 @@ async fn writes_during_a_backup_are_captured_in_oplog_bson() {
     assert!(has("u", "shop.customers", &|e| e.get_document("o2").unwrap().get_i32("_id") == Ok(3)), "update of customer 3");
 
     // Dump plus oplog account for every live document of shop.orders.
-    let dumped: BTreeSet<i32> = common::split_bson(&members[&format!("data/db/dump/{name}/shop/orders.bson")])
-        .iter()
-        .map(|d| d.get_i32("_id").unwrap())
-        .collect();
+    let dumped: BTreeSet<i32> =
+        common::split_bson(&members[&format!("data/db/dump/{name}/shop/orders.bson")]).iter().map(|d| d.get_i32("_id").unwrap()).collect();
     let mut replayed = dumped.clone();
     for entry in decoded.iter().filter(|e| e.get_str("ns") == Ok("shop.orders")) {
         let id = |field: &str| entry.get_document(field).ok().and_then(|d| d.get_i32("_id").ok());
@@ -102,7 +104,11 @@ async fn writes_during_a_backup_are_captured_in_oplog_bson() {
             _ => {}
         }
     }
-    let live: BTreeSet<i32> = common::documents_by_id(&client, "shop", "orders").await.keys().map(|k| k.trim_matches(|c: char| !c.is_ascii_digit()).parse().unwrap()).collect();
+    let live: BTreeSet<i32> = common::documents_by_id(&client, "shop", "orders")
+        .await
+        .keys()
+        .map(|k| k.trim_matches(|c: char| !c.is_ascii_digit()).parse().unwrap())
+        .collect();
     assert_eq!(replayed, live, "dump plus oplog yields the live set of orders");
     assert!(!members.keys().any(|k| k.ends_with("shop/audit.bson")), "the collection created after listing is only in the oplog");
 

@@ -46,7 +46,8 @@ async fn round_trip_is_byte_identical_and_the_oplog_replay_reaches_the_recorded_
     let store = work.path().join("store");
     let release = work.path().join("release");
     let hook = format!("before-oplog-end:{}", release.display());
-    let mut child = common::spawn(&["backup", "--uri", &source.uri(), "--store", store.to_str().unwrap(), "--json"], &[("INGEST_BACKUP_TEST_PAUSE", &hook)]);
+    let mut child =
+        common::spawn(&["backup", "--uri", &source.uri(), "--store", store.to_str().unwrap(), "--json"], &[("INGEST_BACKUP_TEST_PAUSE", &hook)]);
     common::wait_for_file(&work.path().join("release.waiting"), &mut child);
     // Every collection is read; these writes reach the backup only through oplog.bson.
     let types = client.database(dataset::KITCHEN).collection::<Document>("types");
@@ -106,7 +107,12 @@ async fn tarballs_of_the_original_mongodump_pipeline_restore_with_no_manifest() 
     std::fs::create_dir_all(&dump).unwrap();
     match common::mongo_tools() {
         Some(tools) => {
-            let output = Command::new(tools.join("mongodump")).arg(format!("--uri={}", source.uri())).arg("--oplog").arg(format!("--out={}", dump.display())).output().unwrap();
+            let output = Command::new(tools.join("mongodump"))
+                .arg(format!("--uri={}", source.uri()))
+                .arg("--oplog")
+                .arg(format!("--out={}", dump.display()))
+                .output()
+                .unwrap();
             assert!(output.status.success(), "mongodump: {}", String::from_utf8_lossy(&output.stderr));
         }
         None => {
@@ -177,7 +183,14 @@ async fn drop_namespace_filters_and_rename_each_work() {
     let (code, _, log) = restore(store.path(), &name, &renamed, &["--ns-from", "ingest", "--ns-to", "ingest_copy"]);
     assert_eq!(code, 0, "{log}");
     assert_eq!(databases(&renamed).await, vec!["ingest_copy".to_string()]);
-    let compared = common::assert_restored_identical(&client, &renamed.client().await, &manifest, |db| if db == "ingest" { "ingest_copy".into() } else { db.into() }).await;
+    let compared =
+        common::assert_restored_identical(
+            &client,
+            &renamed.client().await,
+            &manifest,
+            |db| if db == "ingest" { "ingest_copy".into() } else { db.into() },
+        )
+        .await;
     assert!(compared >= 6);
 }
 

@@ -125,7 +125,10 @@ async fn a_large_archive_is_a_real_multipart_upload_matching_its_sidecar() {
 /// (so parts are already uploaded), and returns it with the earlier backup's keys.
 async fn paused_upload(minio: &Minio, source: &Server, work: &std::path::Path) -> (std::process::Child, Vec<String>) {
     let store = format!("s3://{BUCKET}/prod");
-    let earlier = backup_json(&common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store, "--json", "--ns-include", "ingest.project"], &minio.env()));
+    let earlier = backup_json(&common::run_with_env(
+        &["backup", "--uri", &source.uri(), "--store", &store, "--json", "--ns-include", "ingest.project"],
+        &minio.env(),
+    ));
     assert!(earlier["name"].is_string());
     let keys_before = minio.keys().await;
     let hook = format!("before-oplog-end:{}", work.join("release").display());

@@ -46,7 +46,10 @@ async fn an_intact_backup_passes_and_the_result_is_recorded_for_list() {
     assert_eq!(report["name"], name.as_str());
     assert_eq!(report["archive"]["intact"], true);
     let manifest = common::sidecar(store.path(), &name);
-    assert_eq!(report["archive"]["documents"].as_u64().unwrap(), manifest["totals"]["documents"].as_u64().unwrap() + manifest["consistency"]["oplog_entries"].as_u64().unwrap());
+    assert_eq!(
+        report["archive"]["documents"].as_u64().unwrap(),
+        manifest["totals"]["documents"].as_u64().unwrap() + manifest["consistency"]["oplog_entries"].as_u64().unwrap()
+    );
     assert!(report["live"]["namespaces"].as_array().unwrap().iter().all(|n| n["status"] == "identical"), "{report}");
     assert!(output.contains("ingest.notes") && output.contains("identical"), "the table names each namespace: {output}");
 
@@ -73,9 +76,7 @@ async fn damaged_archives_and_sidecars_fail_naming_what_is_wrong() {
         let archive = store.join(format!("{name}.tar.gz"));
         (store, name, archive)
     };
-    let archive_only = |store: &Path, name: &str| {
-        common::run_json(&["verify", name, "--store", store.to_str().unwrap(), "--archive-only", "--json"])
-    };
+    let archive_only = |store: &Path, name: &str| common::run_json(&["verify", name, "--store", store.to_str().unwrap(), "--archive-only", "--json"]);
 
     // One flipped byte inside ingest.notes' .bson member; the archive is repacked and
     // the sidecar's archive digest updated, so only the per-namespace check can see it.
@@ -125,7 +126,11 @@ async fn damaged_archives_and_sidecars_fail_naming_what_is_wrong() {
     let (code, report, output) = archive_only(&store, "latest");
     assert_eq!(code, 1, "{output}");
     assert_eq!(report["name"], name.as_str(), "latest is the newest backup, complete or not");
-    assert!(report["findings"].as_array().unwrap().iter().any(|f| f["subject"] == format!("{name}.manifest.json").as_str() && f["actual"] == "missing"));
+    assert!(report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["subject"] == format!("{name}.manifest.json").as_str() && f["actual"] == "missing"));
     assert!(output.contains("incomplete"), "{output}");
 }
 

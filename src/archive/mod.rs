@@ -217,10 +217,7 @@ impl<W: Write> ArchiveWriter<W> {
         let mut counted = CountingReader { inner: data.take(size), count: 0 };
         self.tar.append_data(&mut header, path, &mut counted)?;
         if counted.count != size {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{path}: expected {size} bytes but the source held {}", counted.count),
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{path}: expected {size} bytes but the source held {}", counted.count)));
         }
         Ok(())
     }

@@ -88,8 +88,7 @@ impl<R: Read> BsonReader<R> {
             return Err(BsonStreamError::Truncated { offset, needed: length, available: got + 4 });
         }
         self.offset += length as u64;
-        let document = RawDocument::from_bytes(&self.buffer)
-            .map_err(|e| BsonStreamError::Malformed { offset, reason: e.to_string() })?;
+        let document = RawDocument::from_bytes(&self.buffer).map_err(|e| BsonStreamError::Malformed { offset, reason: e.to_string() })?;
         walk(document).map_err(|reason| BsonStreamError::Malformed { offset, reason })?;
         Ok(Some(document))
     }

@@ -143,11 +143,7 @@ impl BsonSpool {
     }
 
     fn file(dir: &Path, memory_limit: usize, gauge: &SpoolGauge) -> SpoolFile {
-        SpoolFile {
-            data: tempfile::spooled_tempfile_in(memory_limit, dir),
-            written: 0,
-            charge: DiskCharge { gauge: gauge.clone(), bytes: 0 },
-        }
+        SpoolFile { data: tempfile::spooled_tempfile_in(memory_limit, dir), written: 0, charge: DiskCharge { gauge: gauge.clone(), bytes: 0 } }
     }
 
     /// Whether [`Self::push`] of a document of `len` bytes may wait for the compressor

@@ -149,12 +149,7 @@ mod tests {
     use super::*;
 
     fn quick(attempts: u32) -> RetryPolicy {
-        RetryPolicy {
-            attempts,
-            first_backoff: Duration::from_millis(1),
-            request_timeout: Duration::from_secs(5),
-            deadline: Duration::from_secs(20),
-        }
+        RetryPolicy { attempts, first_backoff: Duration::from_millis(1), request_timeout: Duration::from_secs(5), deadline: Duration::from_secs(20) }
     }
 
     /// Runs `retry` against a scripted sequence of results; returns (attempts, result).
@@ -180,7 +175,13 @@ mod tests {
 
     #[test]
     fn which_failures_are_retried() {
-        for retried in [DeliveryFailure::Status(500), DeliveryFailure::Status(503), DeliveryFailure::Status(429), DeliveryFailure::Connect, DeliveryFailure::Timeout] {
+        for retried in [
+            DeliveryFailure::Status(500),
+            DeliveryFailure::Status(503),
+            DeliveryFailure::Status(429),
+            DeliveryFailure::Connect,
+            DeliveryFailure::Timeout,
+        ] {
             assert!(retried.is_retryable(), "{retried:?}");
         }
         for final_ in [DeliveryFailure::Status(400), DeliveryFailure::Status(403), DeliveryFailure::Status(404), DeliveryFailure::Deadline] {

@@ -225,11 +225,7 @@ impl Event {
         };
         match self.outcome {
             Outcome::Succeeded => format!("ingest-backup {subject} succeeded ({})", self.store),
-            Outcome::Failed => format!(
-                "ingest-backup {subject} FAILED at stage {} ({})",
-                self.stage.as_deref().unwrap_or("unknown"),
-                self.store
-            ),
+            Outcome::Failed => format!("ingest-backup {subject} FAILED at stage {} ({})", self.stage.as_deref().unwrap_or("unknown"), self.store),
         }
     }
 }
@@ -363,9 +359,7 @@ impl Notifier {
         let from_env = match lookup(NOTIFY_SUCCESS).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             None | Some("" | "false" | "0" | "no" | "off") => false,
             Some("true" | "1" | "yes" | "on") => true,
-            Some(other) => {
-                return Err(Error::usage(format!("{NOTIFY_SUCCESS}={other:?} is not a boolean: use true or false")))
-            }
+            Some(other) => return Err(Error::usage(format!("{NOTIFY_SUCCESS}={other:?} is not a boolean: use true or false"))),
         };
         Ok(Notifier { channels, notify_success: notify_success_flag || from_env, policy: RetryPolicy::default() })
     }
@@ -463,13 +457,8 @@ mod tests {
     fn failed_backup_reports_how_far_it_got() {
         let early = Event::backup_failed("/b", &Error::Cancelled, &ProgressSnapshot::default(), 1.5);
         assert_eq!((early.backup, early.counts, early.details.len()), (None, Counts::default(), 0));
-        let progress = ProgressSnapshot {
-            name: Some("2018-04-04T11_37".into()),
-            namespaces_found: Some(7),
-            namespaces_dumped: 3,
-            documents: 120,
-            bytes: 4096,
-        };
+        let progress =
+            ProgressSnapshot { name: Some("2018-04-04T11_37".into()), namespaces_found: Some(7), namespaces_dumped: 3, documents: 120, bytes: 4096 };
         let late = Event::backup_failed("/b", &Error::Cancelled, &progress, 9.0);
         assert_eq!(late.backup.as_deref(), Some("2018-04-04T11_37"));
         assert_eq!((late.counts.namespaces, late.counts.documents), (Some(3), Some(120)));

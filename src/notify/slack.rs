@@ -165,11 +165,7 @@ mod tests {
 
     #[test]
     fn details_are_capped_and_long_text_is_shortened() {
-        let event = Event {
-            reason: Some("x".repeat(10_000)),
-            details: (1..=25).map(|n| format!("finding {n}")).collect(),
-            ..failure()
-        };
+        let event = Event { reason: Some("x".repeat(10_000)), details: (1..=25).map(|n| format!("finding {n}")).collect(), ..failure() };
         let message = message(&event);
         let reason = message["blocks"][2]["text"]["text"].as_str().unwrap();
         assert!(reason.chars().count() <= 3000, "Slack's limit");

@@ -128,8 +128,8 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     let clock = Instant::now();
     let latest = if options.no_manifest { Latest::Newest } else { Latest::NewestComplete };
     let (store, backup) = store::open_backup(&options.store, options.s3.clone(), &options.backup, latest).await?;
-    let format = ArchiveFormat::of_file(&backup.archive)
-        .ok_or_else(|| Error::usage(format!("{} is neither .tar.gz nor .tar.zst", backup.archive)))?;
+    let format =
+        ArchiveFormat::of_file(&backup.archive).ok_or_else(|| Error::usage(format!("{} is neither .tar.gz nor .tar.zst", backup.archive)))?;
     let map = NamespaceMap::new(options.rename.clone());
     let manifest = read_manifest(&backup, options.no_manifest)?;
     let plan = match &manifest {
@@ -147,8 +147,7 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     let (batches, receiver) = mpsc::channel(options.parallel.max(1) * 2);
     let inserter = tokio::spawn(target::insert_batches(target.client.clone(), namespaces.clone(), receiver, options.parallel));
     let streamed = {
-        let (store, file, plan, cancel, spool_dir) =
-            (store.clone(), backup.archive.clone(), plan.clone(), cancel.clone(), options.spool_dir.clone());
+        let (store, file, plan, cancel, spool_dir) = (store.clone(), backup.archive.clone(), plan.clone(), cancel.clone(), options.spool_dir.clone());
         let batch_documents = options.batch_documents;
         tokio::task::spawn_blocking(move || {
             let stored = store.open_archive(&file)?;
@@ -227,7 +226,9 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     let oplog = match streamed.oplog {
         Some(spooled) if options.oplog_replay => Some(replay(&target.client, spooled, &options.filter, &map, oplog_limit, &cancel).await?),
         Some(_) => {
-            warn!("--oplog-replay=false: the backup's oplog.bson was not replayed, so the target holds the dump as read, not a single point in time.");
+            warn!(
+                "--oplog-replay=false: the backup's oplog.bson was not replayed, so the target holds the dump as read, not a single point in time."
+            );
             None
         }
         None => None,
@@ -252,9 +253,9 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
 /// The manifest of the backup, `None` for an accepted legacy tarball.
 fn read_manifest(backup: &StoredBackup, no_manifest: bool) -> Result<Option<Manifest>> {
     match (&backup.sidecar, no_manifest) {
-        (Some(sidecar), _) => serde_json::from_slice(sidecar).map(Some).map_err(|e| {
-            Error::Consistency(format!("the sidecar manifest of {} is unreadable ({e}); the backup cannot be trusted", backup.name))
-        }),
+        (Some(sidecar), _) => serde_json::from_slice(sidecar)
+            .map(Some)
+            .map_err(|e| Error::Consistency(format!("the sidecar manifest of {} is unreadable ({e}); the backup cannot be trusted", backup.name))),
         (None, true) => {
             warn!(backup = %backup.name, "Restoring without a manifest: nothing can be checked against checksums.");
             Ok(None)
@@ -268,7 +269,13 @@ fn read_manifest(backup: &StoredBackup, no_manifest: bool) -> Result<Option<Mani
 }
 
 /// First pass over a legacy tarball: its `.metadata.json` files make the plan.
-async fn legacy_plan(store: Arc<dyn Store>, backup: &StoredBackup, format: ArchiveFormat, filter: &NamespaceFilter, map: &NamespaceMap) -> Result<Plan> {
+async fn legacy_plan(
+    store: Arc<dyn Store>,
+    backup: &StoredBackup,
+    format: ArchiveFormat,
+    filter: &NamespaceFilter,
+    map: &NamespaceMap,
+) -> Result<Plan> {
     let file = backup.archive.clone();
     let scan = tokio::task::spawn_blocking(move || -> Result<LegacyScan> {
         let unreadable = |e: std::io::Error| Error::Archive { context: format!("reading {file}"), source: e };

@@ -311,11 +311,8 @@ impl Changes {
     }
 
     fn into_steps(self) -> Vec<Document> {
-        let mut steps: Vec<Document> = self
-            .truncate
-            .into_iter()
-            .map(|(field, length)| doc! { "$push": { field: { "$each": [], "$slice": length } } })
-            .collect();
+        let mut steps: Vec<Document> =
+            self.truncate.into_iter().map(|(field, length)| doc! { "$push": { field: { "$each": [], "$slice": length } } }).collect();
         let mut update = Document::new();
         if !self.set.is_empty() {
             update.insert("$set", self.set);

@@ -29,9 +29,7 @@ impl DatabaseRename {
         let database = |flag: &str, value: &str| -> Result<String> {
             let name = value.strip_suffix(".*").unwrap_or(value);
             if name.is_empty() || name.contains(['.', '/', '\\', ' ', '"', '$', '*']) {
-                return Err(Error::usage(format!(
-                    "{flag} {value:?} is not a database name: give a database such as ingest (or ingest.*)"
-                )));
+                return Err(Error::usage(format!("{flag} {value:?} is not a database name: give a database such as ingest (or ingest.*)")));
             }
             Ok(name.to_string())
         };
@@ -155,11 +153,8 @@ impl Plan {
                 plan.skipped.push(source);
                 continue;
             }
-            let indexes = entry
-                .indexes
-                .iter()
-                .map(|spec| document_from_extjson(spec, &format!("an index spec of {source}")))
-                .collect::<Result<Vec<_>>>()?;
+            let indexes =
+                entry.indexes.iter().map(|spec| document_from_extjson(spec, &format!("an index spec of {source}"))).collect::<Result<Vec<_>>>()?;
             plan.namespaces.push(PlannedNamespace {
                 database: entry.database.clone(),
                 collection: entry.collection.clone(),
@@ -213,8 +208,7 @@ impl LegacyScan {
             [file, database] => (*file, *database, String::new()),
             _ => return Ok(()),
         };
-        let json: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| Error::Consistency(format!("{path} is not valid JSON: {e}")))?;
+        let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Consistency(format!("{path} is not valid JSON: {e}")))?;
         let metadata = document_from_extjson(&json, &path)?;
         let collection = match metadata.get_str("collectionName") {
             Ok(name) => name.to_string(),
@@ -298,10 +292,7 @@ mod tests {
     #[test]
     fn renames_need_both_flags_and_plain_database_names() {
         assert_eq!(DatabaseRename::parse(None, None).unwrap(), None);
-        assert_eq!(
-            DatabaseRename::parse(Some("ingest.*"), Some("copy")).unwrap(),
-            Some(DatabaseRename { from: "ingest".into(), to: "copy".into() })
-        );
+        assert_eq!(DatabaseRename::parse(Some("ingest.*"), Some("copy")).unwrap(), Some(DatabaseRename { from: "ingest".into(), to: "copy".into() }));
         assert_eq!(DatabaseRename::parse(Some("ingest"), None).unwrap_err().exit_code(), 2);
         assert_eq!(DatabaseRename::parse(Some("a.b"), Some("c")).unwrap_err().exit_code(), 2);
         let map = NamespaceMap::new(DatabaseRename::parse(Some("ingest"), Some("copy")).unwrap());

@@ -49,8 +49,7 @@ pub fn stream_archive(
     spool_dir: &Path,
     cancel: &CancellationToken,
 ) -> Result<Streamed> {
-    let by_member: HashMap<&str, usize> =
-        plan.namespaces.iter().enumerate().filter_map(|(i, n)| Some((n.bson_member.as_deref()?, i))).collect();
+    let by_member: HashMap<&str, usize> = plan.namespaces.iter().enumerate().filter_map(|(i, n)| Some((n.bson_member.as_deref()?, i))).collect();
     let mut digests = vec![None; plan.namespaces.len()];
     let mut oplog = None;
     let mut progress = Progress::default();

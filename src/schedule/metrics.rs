@@ -77,7 +77,11 @@ impl Metrics {
             metrics.last_success.clone(),
         );
         registry.register("ingest_backup_last_duration_seconds", "Wall time of the last run of the operation", metrics.last_duration.clone());
-        registry.register("ingest_backup_last_backup_archive_bytes", "Size of the last successful backup's archive", metrics.last_backup_bytes.clone());
+        registry.register(
+            "ingest_backup_last_backup_archive_bytes",
+            "Size of the last successful backup's archive",
+            metrics.last_backup_bytes.clone(),
+        );
         registry.register("ingest_backup_last_backup_documents", "Documents in the last successful backup", metrics.last_backup_documents.clone());
         registry.register("ingest_backup_runs", "Runs by operation and outcome", metrics.runs.clone());
         registry.register("ingest_backup_failures", "Failed runs by operation and stage", metrics.failures.clone());

@@ -50,16 +50,10 @@ pub async fn discover(client: &Client, filter: &NamespaceFilter) -> Result<Vec<C
         if database == "local" || database == "config" {
             continue;
         }
-        let cursor = client
-            .database(&database)
-            .list_collections()
-            .await
-            .map_err(Error::mongo(format!("listing collections of database {database}")))?;
-        let specs: Vec<Document> = cursor
-            .with_type::<Document>()
-            .try_collect()
-            .await
-            .map_err(Error::mongo(format!("listing collections of database {database}")))?;
+        let cursor =
+            client.database(&database).list_collections().await.map_err(Error::mongo(format!("listing collections of database {database}")))?;
+        let specs: Vec<Document> =
+            cursor.with_type::<Document>().try_collect().await.map_err(Error::mongo(format!("listing collections of database {database}")))?;
         for spec in specs {
             let info = collection_info(&database, &spec)?;
             if !is_dumped_namespace(&info.database, &info.name) || !filter.keeps(&info.database, &info.name) {
@@ -80,9 +74,8 @@ pub async fn discover(client: &Client, filter: &NamespaceFilter) -> Result<Vec<C
 }
 
 fn collection_info(database: &str, spec: &Document) -> Result<CollectionInfo> {
-    let name = spec
-        .get_str("name")
-        .map_err(|_| Error::Consistency(format!("listCollections on {database} returned an entry without a name: {spec}")))?;
+    let name =
+        spec.get_str("name").map_err(|_| Error::Consistency(format!("listCollections on {database} returned an entry without a name: {spec}")))?;
     let uuid = match spec.get_document("info").ok().and_then(|info| info.get("uuid")) {
         Some(Bson::Binary(binary)) => Some(hex::encode(&binary.bytes)),
         _ => None,

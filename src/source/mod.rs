@@ -78,12 +78,8 @@ fn describe_without_uri(error: &mongodb::error::Error, uri: &str) -> String {
 /// A MongoDB error naming the namespace.
 pub async fn live_digest(client: &Client, database: &str, collection: &str) -> Result<crate::digest::DigestSummary> {
     let context = || format!("reading {database}.{collection}");
-    let mut cursor = client
-        .database(database)
-        .collection::<bson::RawDocumentBuf>(collection)
-        .find(bson::doc! {})
-        .await
-        .map_err(Error::mongo(context()))?;
+    let mut cursor =
+        client.database(database).collection::<bson::RawDocumentBuf>(collection).find(bson::doc! {}).await.map_err(Error::mongo(context()))?;
     let mut digest = crate::digest::NamespaceDigest::default();
     while cursor.advance().await.map_err(Error::mongo(context()))? {
         digest.add_document(cursor.current().as_bytes());

@@ -47,9 +47,9 @@ impl OplogWindow {
     /// A MongoDB error, or a consistency error when the oplog is empty.
     pub async fn open(client: &Client) -> Result<Self> {
         let collection = client.database("local").collection::<RawDocumentBuf>("oplog.rs");
-        let start = newest_entry(&collection).await?.ok_or_else(|| {
-            Error::Consistency("the oplog local.oplog.rs is empty, so no consistency point can be recorded".into())
-        })?;
+        let start = newest_entry(&collection)
+            .await?
+            .ok_or_else(|| Error::Consistency("the oplog local.oplog.rs is empty, so no consistency point can be recorded".into()))?;
         Ok(Self { client: client.clone(), collection, start })
     }
 
@@ -158,18 +158,11 @@ async fn newest_entry(collection: &Collection<RawDocumentBuf>) -> Result<Option<
 /// The timestamp of the oldest (`direction` 1) or newest (-1) entry in natural order.
 async fn entry_at_end(collection: &Collection<RawDocumentBuf>, direction: i32) -> Result<Option<Timestamp>> {
     let options = FindOptions::builder().sort(doc! { "$natural": direction }).limit(1).build();
-    let mut cursor = collection
-        .find(doc! {})
-        .with_options(options)
-        .await
-        .map_err(Error::mongo("reading local.oplog.rs"))?;
+    let mut cursor = collection.find(doc! {}).with_options(options).await.map_err(Error::mongo("reading local.oplog.rs"))?;
     if !cursor.advance().await.map_err(Error::mongo("reading local.oplog.rs"))? {
         return Ok(None);
     }
-    let ts = cursor
-        .current()
-        .get_timestamp("ts")
-        .map_err(|e| Error::Consistency(format!("an oplog entry has no valid ts field: {e}")))?;
+    let ts = cursor.current().get_timestamp("ts").map_err(|e| Error::Consistency(format!("an oplog entry has no valid ts field: {e}")))?;
     Ok(Some(ts.into()))
 }
 

@@ -73,9 +73,8 @@ impl StoreLocation {
     /// A usage error when `S3_BUCKET` is not a valid bucket name.
     pub fn from_env(s3_bucket: Option<&str>, backup_dir: Option<&str>) -> Result<Self> {
         match s3_bucket.filter(|b| !b.is_empty()) {
-            Some(bucket) => Self::parse(&format!("s3://{bucket}/{}", backup_dir.unwrap_or(""))).map_err(|e| {
-                Error::usage(format!("the S3_BUCKET environment variable is invalid: {e}"))
-            }),
+            Some(bucket) => Self::parse(&format!("s3://{bucket}/{}", backup_dir.unwrap_or("")))
+                .map_err(|e| Error::usage(format!("the S3_BUCKET environment variable is invalid: {e}"))),
             None => Ok(StoreLocation::Local(PathBuf::from("backups"))),
         }
     }

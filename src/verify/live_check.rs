@@ -107,8 +107,7 @@ pub async fn check_live(source: &Source, manifest: &Manifest, parallel: usize, c
     let reference = reference_point(manifest);
     let activity = oplog_activity::since(&source.client, source.replica_set.is_some(), reference).await?;
     let filter = NamespaceFilter::new(&manifest.selection.include, &manifest.selection.exclude)?;
-    let live: BTreeMap<String, CollectionInfo> =
-        discover(&source.client, &filter).await?.into_iter().map(|info| (info.namespace(), info)).collect();
+    let live: BTreeMap<String, CollectionInfo> = discover(&source.client, &filter).await?.into_iter().map(|info| (info.namespace(), info)).collect();
 
     let compare = futures::stream::iter(manifest.namespaces.iter())
         .map(|entry| compare_namespace(source, entry, live.get(&format!("{}.{}", entry.database, entry.collection)), &activity))

@@ -204,7 +204,8 @@ async fn live_stage(uri: &str, manifest: &Manifest, parallel: usize, cancel: &Ca
 fn live_findings(live: &LiveCheck) -> Vec<Finding> {
     let mut findings = Vec::new();
     for row in &live.namespaces {
-        let (expected, actual) = (format!("{} documents", row.backup_documents), row.live_documents.map_or("missing".into(), |d| format!("{d} documents")));
+        let (expected, actual) =
+            (format!("{} documents", row.backup_documents), row.live_documents.map_or("missing".into(), |d| format!("{d} documents")));
         match row.status {
             LiveStatus::Unexplained => findings.push(Finding::error(&row.namespace, "live data", expected, actual, &row.note)),
             LiveStatus::Undetermined => findings.push(Finding::warning(&row.namespace, "live data", expected, actual, &row.note)),

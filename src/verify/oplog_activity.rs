@@ -151,10 +151,7 @@ mod tests {
         assert_eq!(touched(doc! { "op": "c", "ns": "ingest.$cmd", "o": { "create": "audit" } }), vec![ns("ingest.audit")]);
         assert_eq!(touched(doc! { "op": "c", "ns": "ingest.$cmd", "o": { "drop": "audit" } }), vec![ns("ingest.audit")]);
         assert_eq!(touched(doc! { "op": "c", "ns": "ingest.$cmd", "o": { "dropDatabase": 1 } }), vec![Touch::Database("ingest".into())]);
-        assert_eq!(
-            touched(doc! { "op": "c", "ns": "admin.$cmd", "o": { "renameCollection": "a.x", "to": "a.y" } }),
-            vec![ns("a.x"), ns("a.y")]
-        );
+        assert_eq!(touched(doc! { "op": "c", "ns": "admin.$cmd", "o": { "renameCollection": "a.x", "to": "a.y" } }), vec![ns("a.x"), ns("a.y")]);
         assert_eq!(
             touched(doc! { "op": "c", "ns": "admin.$cmd", "o": { "applyOps": [{ "op": "u", "ns": "a.b", "o": {}, "o2": { "_id": 1 } }] } }),
             vec![ns("a.b")]

@@ -67,17 +67,12 @@ pub async fn load(client: &Client, sample_megabytes: u64) {
     let kitchen = client.database(KITCHEN);
     let types = kitchen.collection::<Document>("types");
     types.insert_one(every_type_document()).await.unwrap();
-    types
-        .insert_many((0..50).map(|i| doc! { "_id": i, "n": i, "nested": { "level": { "i": i } }, "tags": ["a", "b"] }))
-        .await
-        .unwrap();
+    types.insert_many((0..50).map(|i| doc! { "_id": i, "n": i, "nested": { "level": { "i": i } }, "tags": ["a", "b"] })).await.unwrap();
 
     // Documents near the 16 MiB limit (the server's maxBsonObjectSize is 16 MiB).
     let big = kitchen.collection::<Document>("big");
     for (i, size) in [(1, 16 * 1024 * 1024 - 1024), (2, 15 * 1024 * 1024)] {
-        big.insert_one(doc! { "_id": i, "payload": Binary { subtype: BinarySubtype::Generic, bytes: vec![i as u8; size] } })
-            .await
-            .unwrap();
+        big.insert_one(doc! { "_id": i, "payload": Binary { subtype: BinarySubtype::Generic, bytes: vec![i as u8; size] } }).await.unwrap();
     }
 
     command(client, KITCHEN, doc! { "create": "capped_log", "capped": true, "size": 1_048_576_i64, "max": 100_i64 }).await;
@@ -115,12 +110,23 @@ pub async fn load(client: &Client, sample_megabytes: u64) {
     let indexes = [
         IndexModel::builder().keys(doc! { "email": 1 }).options(IndexOptions::builder().unique(true).build()).build(),
         IndexModel::builder().keys(doc! { "a": 1, "b": -1 }).build(),
-        IndexModel::builder().keys(doc! { "created": 1 }).options(IndexOptions::builder().expire_after(std::time::Duration::from_secs(86_400 * 365 * 100)).build()).build(),
-        IndexModel::builder().keys(doc! { "score": 1 }).options(IndexOptions::builder().partial_filter_expression(doc! { "score": { "$gt": 5 } }).build()).build(),
+        IndexModel::builder()
+            .keys(doc! { "created": 1 })
+            .options(IndexOptions::builder().expire_after(std::time::Duration::from_secs(86_400 * 365 * 100)).build())
+            .build(),
+        IndexModel::builder()
+            .keys(doc! { "score": 1 })
+            .options(IndexOptions::builder().partial_filter_expression(doc! { "score": { "$gt": 5 } }).build())
+            .build(),
         IndexModel::builder().keys(doc! { "nickname": 1 }).options(IndexOptions::builder().sparse(true).build()).build(),
         IndexModel::builder()
             .keys(doc! { "name": 1 })
-            .options(IndexOptions::builder().name("name_en_ci".to_string()).collation(mongodb::options::Collation::builder().locale("en").strength(mongodb::options::CollationStrength::Primary).build()).build())
+            .options(
+                IndexOptions::builder()
+                    .name("name_en_ci".to_string())
+                    .collation(mongodb::options::Collation::builder().locale("en").strength(mongodb::options::CollationStrength::Primary).build())
+                    .build(),
+            )
             .build(),
         IndexModel::builder().keys(doc! { "location": "2dsphere" }).build(),
     ];
@@ -129,7 +135,11 @@ pub async fn load(client: &Client, sample_megabytes: u64) {
     kitchen.collection::<Document>("with space/and slash").insert_one(doc! { "_id": 1 }).await.unwrap();
     kitchen.collection::<Document>(&long_escaped_name()).insert_one(doc! { "_id": 1, "why": "escaped name over 238 bytes" }).await.unwrap();
     kitchen.collection::<Document>("empty_but_indexed").create_index(IndexModel::builder().keys(doc! { "k": 1 }).build()).await.unwrap();
-    kitchen.collection::<Document>("system.js").insert_one(doc! { "_id": "helper", "value": Bson::JavaScriptCode("function () {}".into()) }).await.unwrap();
+    kitchen
+        .collection::<Document>("system.js")
+        .insert_one(doc! { "_id": "helper", "value": Bson::JavaScriptCode("function () {}".into()) })
+        .await
+        .unwrap();
 
     let other = client.database("archive_2018");
     other.collection::<Document>("submissions").insert_many((0..10).map(|i| doc! { "_id": i, "state": "Complete" })).await.unwrap();

@@ -146,7 +146,8 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         }
     };
     let text = if status == 200 { "ok" } else { "error" };
-    let response = format!("HTTP/1.1 {status} {text}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
+    let response =
+        format!("HTTP/1.1 {status} {text}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
     let mut stream = reader.into_inner();
     let _ = stream.write_all(response.as_bytes());
     let _ = stream.flush();

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
-use aws_credential_types::provider::{self, error::CredentialsError, future, ProvideCredentials};
-use aws_credential_types::Credentials;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::{self, error::CredentialsError, future, ProvideCredentials};
+use aws_credential_types::Credentials;
 use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use aws_sdk_s3::Client;
 
@@ -109,7 +109,10 @@ impl S3Settings {
     }
 
     /// Adds encryption and storage class to a PutObject request.
-    pub fn apply_to_put(&self, request: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+    pub fn apply_to_put(
+        &self,
+        request: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
         request
             .set_server_side_encryption(self.sse.clone())
             .set_ssekms_key_id(self.sse_kms_key_id.clone())
@@ -130,9 +133,7 @@ fn validate_role_arn(arn: &str) -> Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(Error::usage(format!(
-            "AWS_ROLE_ARN={arn:?} is not a role ARN: expected arn:aws:iam::<12-digit account id>:role/<name>"
-        )))
+        Err(Error::usage(format!("AWS_ROLE_ARN={arn:?} is not a role ARN: expected arn:aws:iam::<12-digit account id>:role/<name>")))
     }
 }
 

@@ -148,10 +148,8 @@ impl Store for S3Store {
 
     fn list(&self) -> Result<Vec<StoredBackup>> {
         let objects = self.list_objects("")?;
-        let sidecars: std::collections::BTreeSet<&str> =
-            objects.iter().filter_map(|(key, _)| key.strip_suffix(SIDECAR_SUFFIX)).collect();
-        let verifications: std::collections::BTreeSet<&str> =
-            objects.iter().filter_map(|(key, _)| key.strip_suffix(VERIFICATION_SUFFIX)).collect();
+        let sidecars: std::collections::BTreeSet<&str> = objects.iter().filter_map(|(key, _)| key.strip_suffix(SIDECAR_SUFFIX)).collect();
+        let verifications: std::collections::BTreeSet<&str> = objects.iter().filter_map(|(key, _)| key.strip_suffix(VERIFICATION_SUFFIX)).collect();
         let mut found = Vec::new();
         for (key, size) in &objects {
             let Some(name) = key.strip_suffix(".tar.gz").or_else(|| key.strip_suffix(".tar.zst")) else { continue };
@@ -159,8 +157,7 @@ impl Store for S3Store {
                 continue;
             }
             let sidecar = if sidecars.contains(name) { Some(self.get(&format!("{name}{SIDECAR_SUFFIX}"))?) } else { None };
-            let verification =
-                if verifications.contains(name) { Some(self.get(&format!("{name}{VERIFICATION_SUFFIX}"))?) } else { None };
+            let verification = if verifications.contains(name) { Some(self.get(&format!("{name}{VERIFICATION_SUFFIX}"))?) } else { None };
             found.push(StoredBackup { name: name.to_string(), archive: key.clone(), size: *size, sidecar, verification });
         }
         found.sort_by(|a, b| b.name.cmp(&a.name));

@@ -57,7 +57,8 @@ impl S3Upload {
             .set_storage_class(settings.storage_class.clone());
         let url = format!("s3://{bucket}/{key}");
         let created = runtime.block_on(request.send()).map_err(|e| describe(&e, &url, "starting the upload of"))?;
-        let upload_id = created.upload_id().ok_or_else(|| Error::Store { message: format!("{url}: the server returned no upload id"), retryable: true })?;
+        let upload_id =
+            created.upload_id().ok_or_else(|| Error::Store { message: format!("{url}: the server returned no upload id"), retryable: true })?;
         Ok(Self {
             client,
             runtime,
