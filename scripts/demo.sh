@@ -15,7 +15,7 @@ PY="$CACHE/venv/bin/python"
 BIN="target/release/ingest-backup"
 
 say "installing SecantusDB (test peer) if needed"
-INGEST_PEERS_SKIP_TOOLS=1 scripts/test-peers.sh install >&2
+scripts/test-peers.sh install secantus >&2
 [[ -x "$PY" ]] || die "SecantusDB virtualenv python not found at $PY"
 
 say "building release binary"

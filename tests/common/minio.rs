@@ -26,7 +26,7 @@ pub fn binary() -> Option<PathBuf> {
 pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
     let found = binary();
     if found.is_none() {
-        eprintln!("SKIPPED {test}: MinIO is not available (scripts/test-peers.sh reports why)");
+        super::skip_or_fail(test, "MinIO is not installed (scripts/test-peers.sh install minio reports why)");
     }
     found
 }

@@ -37,21 +37,39 @@ fn dirs_cache() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/ingest-backup"))
 }
 
-/// The directory holding the official mongodump, mongorestore and bsondump, if built.
+/// Whether the tests run under CI (`CI=true`), where no peer may be missing.
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// Reports that `test` cannot run its part that needs a missing peer. Under `CI=true`
+/// this fails the test with `reason`; elsewhere it prints `SKIPPED` and records the skip
+/// in `$INGEST_TEST_SKIP_LOG`, which `scripts/test.sh` summarises in one line at the end.
+pub fn skip_or_fail(test: &str, reason: &str) {
+    if in_ci() {
+        panic!("{test}: {reason} (CI=true: a missing test peer fails the test; run scripts/test-peers.sh install)");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Ok(log) = std::env::var("INGEST_TEST_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(file, "{test} ({reason})");
+        }
+    }
+}
+
+/// The directory holding the official mongodump, mongorestore and bsondump, if installed.
 pub fn mongo_tools() -> Option<PathBuf> {
     let dir = std::env::var("INGEST_TEST_MONGO_TOOLS").map(PathBuf::from).ok()?;
     ["mongodump", "mongorestore", "bsondump"].iter().all(|t| dir.join(t).exists()).then_some(dir)
 }
 
-/// Returns the tools directory, or prints why the calling test cannot judge with the
-/// official tools here.
+/// Returns the tools directory; when they are missing, fails the test under CI and
+/// otherwise reports the skip ([`skip_or_fail`]).
 pub fn mongo_tools_or_skip(test: &str) -> Option<PathBuf> {
     let tools = mongo_tools();
     if tools.is_none() {
-        eprintln!(
-            "SKIPPED {test}: the official mongo-tools are not available (scripts/test-peers.sh reports why); \
-             the checks that need no official tool still ran"
-        );
+        skip_or_fail(test, "the official mongo-tools are not installed (scripts/test-peers.sh install mongo-tools reports why)");
     }
     tools
 }
