@@ -17,7 +17,7 @@ pub enum Error {
         message: String,
     },
     /// The MongoDB server refused or failed an operation.
-    #[error("MongoDB: {context}: {}", source.kind)]
+    #[error("MongoDB: {context}: {}{}", source.kind, connection_hint(source))]
     Mongo {
         /// Which operation on which namespace.
         context: String,
@@ -59,6 +59,32 @@ pub enum Error {
     /// SIGTERM or SIGINT arrived; the run was abandoned and cleaned up.
     #[error("interrupted by a signal: the backup was abandoned and its partial archive removed")]
     Cancelled,
+}
+
+/// What to do about a driver error that says the connection settings are wrong:
+/// credentials refused or missing, or a TLS certificate the client does not trust.
+/// Empty for every other error. Never repeats the URI.
+pub fn connection_hint(error: &mongodb::error::Error) -> &'static str {
+    use mongodb::error::ErrorKind;
+    let text = error.kind.to_string();
+    let code = match error.kind.as_ref() {
+        ErrorKind::Command(command) => Some(command.code),
+        _ => None,
+    };
+    if matches!(error.kind.as_ref(), ErrorKind::Authentication { .. }) || code == Some(18) || text.contains("AuthenticationFailed") {
+        "; authentication failed: check the user name and password in the URI (percent-encode special characters) \
+         and authSource, the database that holds the user (usually authSource=admin)"
+    } else if code == Some(13) && text.contains("requires authentication") {
+        "; the server requires authentication: give the credentials in the URI as \
+         mongodb://user:password@host/?authSource=admin"
+    } else if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") || text.contains("certificate verify failed") {
+        "; TLS: the server's certificate is not signed by a trusted CA: give the CA that signed it as tlsCAFile=/path/ca.pem \
+         in the URI (tlsAllowInvalidCertificates=true only for tests)"
+    } else if matches!(error.kind.as_ref(), ErrorKind::InvalidTlsConfig { .. }) {
+        "; TLS: the TLS settings in the URI are unusable: check that tlsCAFile and tlsCertificateKeyFile name readable PEM files"
+    } else {
+        ""
+    }
 }
 
 impl Error {

@@ -93,12 +93,23 @@ impl Server {
         Self::spawn(&["--standalone"])
     }
 
+    /// A server with extra command-line flags (`--auth`, `--tls-cert-file ...`), its data
+    /// in `storage` (a directory that outlives a restart) or in memory when `None`.
+    pub fn start_with(storage: Option<&Path>, extra: &[&str]) -> Self {
+        let storage = storage.map_or_else(|| ":memory:".to_string(), |path| path.display().to_string());
+        Self::spawn_on(&storage, extra)
+    }
+
     fn spawn(extra: &[&str]) -> Self {
+        Self::spawn_on(":memory:", extra)
+    }
+
+    fn spawn_on(storage: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("secantus-{port}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(python())
-            .args(["-m", "secantus", "--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path", ":memory:"])
+            .args(["-m", "secantus", "--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path", storage])
             .args(extra)
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
@@ -129,6 +140,20 @@ impl Server {
     /// A driver client for test setup and checks.
     pub async fn client(&self) -> Client {
         Client::with_uri_str(self.uri()).await.unwrap()
+    }
+
+    /// Stops the server as an operator would (SIGTERM, then waits), so that data in a
+    /// storage directory is flushed for the next start.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
