@@ -93,6 +93,11 @@ impl Server {
         Self::spawn(&["--standalone"])
     }
 
+    /// A replica-set server started with extra flags, e.g. `--enable-test-commands`.
+    pub fn start_with(extra: &[&str]) -> Self {
+        Self::spawn(extra)
+    }
+
     fn spawn(extra: &[&str]) -> Self {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("secantus-{port}.log"));
