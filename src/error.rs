@@ -68,7 +68,7 @@ pub enum Error {
     },
     /// A restore stopped part way: what it had written is in the message and in
     /// `written`, and running it again with `--drop` replaces it.
-    #[error("{source}; the restore stopped after writing {}; run it again with --drop to replace what was written", describe_written(written))]
+    #[error("{source}; the restore stopped after writing {}; run it again with --drop to replace what was written", describe_written(.written))]
     RestoreInterrupted {
         /// Documents inserted so far, per target namespace (`db.collection`).
         written: Vec<(String, u64)>,

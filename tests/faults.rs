@@ -73,7 +73,7 @@ fn content(result: &serde_json::Value, store: &Path) -> (serde_json::Value, BTre
         .into_iter()
         .filter_map(|(path, bytes)| {
             let relative = path.strip_prefix(&root)?.to_string();
-            (relative.ends_with(".bson") && relative != "oplog.bson" || relative.ends_with(".metadata.json")).then_some((relative, bytes))
+            ((relative.ends_with(".bson") && relative != "oplog.bson") || relative.ends_with(".metadata.json")).then_some((relative, bytes))
         })
         .collect::<BTreeMap<_, _>>();
     (manifest["namespaces"].clone(), members)
