@@ -56,6 +56,26 @@ pub enum Error {
     /// The data read from the server cannot be backed up consistently.
     #[error("{0}")]
     Consistency(String),
+    /// A transient fault (a dropped connection, an unreachable server) persisted
+    /// through every retry; the error names the operation and the namespace.
+    #[error("{source}; gave up after {retries} retries (raise --retries, or check the server and the network)")]
+    GaveUp {
+        /// The retries made after the first attempt.
+        retries: u32,
+        /// The last attempt's error.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A restore stopped part way: what it had written is in the message and in
+    /// `written`, and running it again with `--drop` replaces it.
+    #[error("{source}; the restore stopped after writing {}; run it again with --drop to replace what was written", describe_written(.written))]
+    RestoreInterrupted {
+        /// Documents inserted so far, per target namespace (`db.collection`).
+        written: Vec<(String, u64)>,
+        /// What stopped it.
+        #[source]
+        source: Box<Error>,
+    },
     /// SIGTERM or SIGINT arrived; the run was abandoned and cleaned up.
     #[error("interrupted by a signal: the backup was abandoned and its partial archive removed")]
     Cancelled,
@@ -84,6 +104,16 @@ pub fn connection_hint(error: &mongodb::error::Error) -> &'static str {
         "; TLS: the TLS settings in the URI are unusable: check that tlsCAFile and tlsCertificateKeyFile name readable PEM files"
     } else {
         ""
+    }
+}
+
+fn describe_written(written: &[(String, u64)]) -> String {
+    let documents: u64 = written.iter().map(|(_, n)| n).sum();
+    let namespaces: Vec<String> = written.iter().filter(|(_, n)| *n > 0).map(|(ns, n)| format!("{ns} {n}")).collect();
+    if namespaces.is_empty() {
+        "no documents".to_string()
+    } else {
+        format!("{documents} documents ({})", namespaces.join(", "))
     }
 }
 

@@ -72,7 +72,12 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error}");
             if json {
-                println!("{}", json!({ "status": "error", "error": error.to_string(), "exit_code": error.exit_code() }));
+                let mut document = json!({ "status": "error", "error": error.to_string(), "exit_code": error.exit_code() });
+                if let Error::RestoreInterrupted { written, .. } = &error {
+                    let written: serde_json::Map<String, serde_json::Value> = written.iter().map(|(ns, n)| (ns.clone(), json!(n))).collect();
+                    document["written"] = serde_json::Value::Object(written);
+                }
+                println!("{document}");
             }
             ExitCode::from(error.exit_code() as u8)
         }
