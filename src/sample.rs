@@ -269,7 +269,7 @@ impl Iterator for SampleGenerator {
         self.sequence += 1;
         // Counted at the DBRef size ("$ref" and "$id" are one byte longer each than
         // "ref" and "id"), so every compat variant stops and grows at the same points.
-        let renamed_bytes = if self.compat == Compat::MongoDb { 0 } else { 2 * std::mem::take(&mut self.references) };
+        let renamed_bytes = if self.compat == Compat::MongoDb { 0 } else { 2 * self.references };
         self.references = 0;
         self.produced_bytes += bson::to_vec(&document).map(|b| b.len() as u64).unwrap_or(0) + renamed_bytes;
         Some((COLLECTIONS[collection], document))
