@@ -487,6 +487,10 @@ pub struct SampleDataArgs {
     /// Seed of the generator (same seed, same documents).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// The server the documents must suit: `ferretdb` writes references as `{ref, id}`
+    /// instead of DBRefs, since FerretDB v1 refuses `$`-prefixed field names.
+    #[arg(long, value_enum, default_value_t = crate::sample::Compat::MongoDb)]
+    pub compat: crate::sample::Compat,
 }
 
 #[cfg(test)]

@@ -297,7 +297,7 @@ async fn sample_data(args: &SampleDataArgs) -> Result<()> {
     }
     let source = source::connect(&args.uri.uri).await?;
     let spec = SampleSpec { database: args.database.clone(), target_bytes: args.size_mb << 20, seed: args.seed };
-    let summary = sample::load(&source.client, &spec).await?;
+    let summary = sample::load_for(&source.client, &spec, args.compat).await?;
     eprintln!("loaded {} sample documents ({:.1} MiB) into database {}", summary.documents, summary.bytes as f64 / (1 << 20) as f64, spec.database);
     Ok(())
 }
