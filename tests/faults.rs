@@ -298,7 +298,9 @@ async fn a_restore_stopped_by_a_fault_reports_what_it_wrote_and_a_rerun_with_dro
     let error = report["error"].as_str().unwrap();
     assert!(error.contains("the restore stopped after writing") && error.contains("--drop"), "{error}");
     let written: BTreeMap<String, u64> = report["written"].as_object().unwrap().iter().map(|(ns, n)| (ns.clone(), n.as_u64().unwrap())).collect();
-    assert!(written.values().sum::<u64>() >= 100, "three batches were written: {written:?}");
+    // Three insert commands succeeded (each at most 100 documents; the small
+    // collections' batches are smaller), so the target holds some documents.
+    assert!(written.values().sum::<u64>() > 0, "three inserts were written: {written:?}");
     for (namespace, count) in &written {
         let (db, coll) = namespace.split_once('.').unwrap();
         let actual = target_client.database(db).collection::<Document>(coll).count_documents(doc! {}).await.unwrap();

@@ -219,12 +219,38 @@ async fn build_indexes(client: &Client, planned: &PlannedNamespace) -> Result<us
         return Ok(0);
     }
     let count = specs.len();
-    client
-        .database(&planned.target_database)
-        .run_command(doc! { "createIndexes": &planned.collection, "indexes": specs })
-        .await
-        .map_err(Error::mongo(format!("building the indexes of {}", planned.target())))?;
+    let database = client.database(&planned.target_database);
+    let context = || format!("building the indexes of {}", planned.target());
+    match database.run_command(doc! { "createIndexes": &planned.collection, "indexes": &specs }).await {
+        Ok(_) => {}
+        Err(error) if refuses_index_version(&error) => {
+            // FerretDB v1 refuses the `v` option that every MongoDB lists and accepts; the
+            // server then builds its own default version, which is what it lists back.
+            tracing::warn!(namespace = %planned.target(), "The target refuses the index option \"v\"; building the indexes without it.");
+            let specs: Vec<Bson> = specs
+                .into_iter()
+                .map(|spec| match spec {
+                    Bson::Document(mut spec) => {
+                        spec.remove("v");
+                        Bson::Document(spec)
+                    }
+                    other => other,
+                })
+                .collect();
+            database.run_command(doc! { "createIndexes": &planned.collection, "indexes": specs }).await.map_err(Error::mongo(context()))?;
+        }
+        Err(error) => return Err(Error::mongo(context())(error)),
+    }
     Ok(count)
+}
+
+/// Whether a `createIndexes` failed only because the server does not know the index
+/// option `v` (FerretDB v1: `BadValue`, `Index option "v" is unknown`).
+fn refuses_index_version(error: &mongodb::error::Error) -> bool {
+    match error.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(command) => command.code == 2 && command.message.contains("\"v\" is unknown"),
+        _ => false,
+    }
 }
 
 /// Creates a view (after every collection exists).
