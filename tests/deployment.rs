@@ -40,7 +40,6 @@ fn cache() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/ingest-backup"))
 }
 
-
 /// A checker named by `var`, else found at `fallback` (in the peer cache or on PATH).
 /// `None` (after printing SKIPPED) outside CI; a failure in CI.
 fn tool(var: &str, fallback: Option<PathBuf>, test: &str) -> Option<PathBuf> {

@@ -118,6 +118,8 @@ pub struct Plan {
     pub namespaces: Vec<PlannedNamespace>,
     /// Path of `oplog.bson` in the archive, when the backup has one.
     pub oplog_member: Option<String>,
+    /// Path of the archive's own copy of the manifest (none for a legacy tarball).
+    pub manifest_member: Option<String>,
     /// Namespaces left out by the filters, or because they are never restored.
     pub skipped: Vec<String>,
 }
@@ -169,6 +171,7 @@ impl Plan {
         if manifest.consistency.oplog {
             plan.oplog_member = Some(format!("{}{OPLOG_FILE}", manifest.dump_root));
         }
+        plan.manifest_member = Some(manifest_path(&manifest.name));
         Ok(plan)
     }
 }
