@@ -140,6 +140,29 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
         info!(namespace = %skipped, "Not restored (filtered out, or users and roles, which need mongorestore --restoreDbUsersAndRoles).");
     }
     let target = crate::source::connect(&options.uri).await?;
+    let client = target.client.clone();
+    let restored = restore_into(options, cancel, clock, store, backup, format, map, manifest, plan, target).await;
+    // Closing the pool before the runtime goes: dropped with writes just ended (a
+    // damaged member stopping the restore), the driver's pool worker panicked while
+    // the process exited.
+    client.shutdown().await;
+    restored
+}
+
+/// The part of [`run_restore`] that writes to the connected target.
+#[allow(clippy::too_many_arguments)]
+async fn restore_into(
+    options: &RestoreOptions,
+    cancel: CancellationToken,
+    clock: Instant,
+    store: Arc<dyn Store>,
+    backup: StoredBackup,
+    format: ArchiveFormat,
+    map: NamespaceMap,
+    manifest: Option<Manifest>,
+    plan: Plan,
+    target: crate::source::Source,
+) -> Result<RestoreReport> {
     info!(backup = %backup.name, namespaces = plan.namespaces.len(), drop = options.drop, "Restoring.");
     target::prepare(&target.client, &plan.namespaces, options.drop, options.parallel).await?;
 
@@ -186,15 +209,27 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
                 problems.push(format!("{}: its .bson file is missing from the archive", planned.source()));
                 "MISMATCH"
             }
-            (Some(expected), Some(found)) if expected.sha256 == found.sha256 && expected.documents == found.documents => "ok",
+            (Some(expected), Some(found))
+                if expected.sha256 == found.sha256
+                    && expected.documents == found.documents
+                    && expected.bytes == found.bytes
+                    && expected.content_hash == found.content_hash =>
+            {
+                "ok"
+            }
             (Some(expected), Some(found)) => {
                 problems.push(format!(
-                    "{}: the .bson file's sha256 is {} but the manifest says {} ({} documents, manifest {}): the archive is damaged",
+                    "{}: the .bson file's sha256 is {} but the manifest says {} ({} documents, manifest {}; {} bytes, manifest {}; content hash {}, manifest {}): \
+                     the archive or its manifest is damaged",
                     planned.source(),
                     found.sha256,
                     expected.sha256,
                     found.documents,
-                    expected.documents
+                    expected.documents,
+                    found.bytes,
+                    expected.bytes,
+                    found.content_hash,
+                    expected.content_hash
                 ));
                 "MISMATCH"
             }

@@ -71,6 +71,8 @@ pub struct Expected {
     pub bytes: u64,
     /// SHA-256 of the file.
     pub sha256: String,
+    /// The order-independent content hash of its documents.
+    pub content_hash: String,
 }
 
 /// One namespace to restore.
@@ -165,7 +167,12 @@ impl Plan {
                 options: document_from_extjson(&entry.options, &format!("the options of {source}"))?,
                 indexes,
                 bson_member: entry.bson_file.as_ref().map(|file| format!("{}{file}", manifest.dump_root)),
-                expected: Some(Expected { documents: entry.documents, bytes: entry.bytes, sha256: entry.sha256.clone() }),
+                expected: Some(Expected {
+                    documents: entry.documents,
+                    bytes: entry.bytes,
+                    sha256: entry.sha256.clone(),
+                    content_hash: entry.content_hash.clone(),
+                }),
             });
         }
         if manifest.consistency.oplog {
