@@ -696,3 +696,22 @@ async fn fuzzed_archives_never_pass_and_never_panic() {
     assert!(restored >= RESTORE_CASES / 2, "too few restore cases ran: {restored}");
     assert!(per_family.len() >= FAMILIES.len() - 1, "every family produced damage: {per_family:?}");
 }
+
+/// Regression (found by the fuzzer): a `.bson` member cut short stopped the restore
+/// with a clear error, then the driver's pool worker panicked as the process exited
+/// (`connection_requester.rs: SendError`), because the client was dropped with the
+/// runtime. The restore now closes the client first.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_stopped_by_a_damaged_member_does_not_panic_the_driver() {
+    let server = Server::start();
+    load(&server, 3, 0..40).await;
+    let store = tempfile::tempdir().unwrap();
+    let backup = make_backup(&server, store.path(), "gzip");
+    let mut members = backup.members.clone();
+    let cut = members.iter_mut().find(|m| m.path.ends_with("/ingest/file.bson")).expect("ingest.file is dumped");
+    cut.body.truncate(cut.body.len() - 41);
+    let archive = encode(&members, false);
+    let case = Case { label: "file.bson cut".into(), sidecar: sign(&backup.sidecar, &archive), archive };
+    write_store(store.path(), &backup, &case);
+    restore_case(store.path(), &backup, &server, "regression", "a cut ingest/file.bson").await;
+}
