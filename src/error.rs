@@ -17,7 +17,7 @@ pub enum Error {
         message: String,
     },
     /// The MongoDB server refused or failed an operation.
-    #[error("MongoDB: {context}: {}{}", source.kind, connection_hint(source))]
+    #[error("MongoDB: {context}: {}{}", summarize_driver_error(&source.kind), connection_hint(source))]
     Mongo {
         /// Which operation on which namespace.
         context: String,
@@ -87,6 +87,9 @@ pub enum Error {
 pub fn connection_hint(error: &mongodb::error::Error) -> &'static str {
     use mongodb::error::ErrorKind;
     let text = error.kind.to_string();
+    if text.contains(INCOMPLETE_SCRAM) {
+        return ""; // explained by `incomplete_scram_hint`: the password is not necessarily wrong
+    }
     let code = match error.kind.as_ref() {
         ErrorKind::Command(command) => Some(command.code),
         _ => None,
@@ -171,6 +174,82 @@ pub fn incomplete_scram_hint(driver_message: &str) -> Option<&'static str> {
          and connect with authMechanism=PLAIN&authSource=$external (FerretDB's default authentication: the PostgreSQL \
          backend checks the password, the SQLite backend none), or back up a server that completes SCRAM (MongoDB)",
     )
+/// Longest server message quoted from one write error.
+pub const MAX_QUOTED_MESSAGE: usize = 300;
+
+/// Longest description of any other driver error.
+const MAX_DRIVER_MESSAGE: usize = 1000;
+
+/// A driver error in a few lines. The driver's own `Display` of a failed
+/// `insert_many` or bulk write lists every write error of the batch (up to 1000, each
+/// with the offending document's details: over 100,000 characters when a whole batch
+/// is refused); this gives the number of write errors, the first one (by position in
+/// the batch) with its code and its message cut to [`MAX_QUOTED_MESSAGE`] characters,
+/// and any write concern error. The namespace is the caller's context.
+pub fn summarize_driver_error(kind: &mongodb::error::ErrorKind) -> String {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match kind {
+        ErrorKind::InsertMany(failure) => {
+            let errors = failure.write_errors.as_deref().unwrap_or_default();
+            let first = errors.iter().min_by_key(|e| e.index).map(|e| (e.index, e.code, e.code_name.as_deref(), e.message.as_str()));
+            let concern = failure.write_concern_error.iter().map(|e| (e.code, Some(e.code_name.as_str()), e.message.as_str()));
+            summarize_writes(errors.len(), first, concern)
+        }
+        ErrorKind::BulkWrite(failure) => {
+            let first = failure.write_errors.iter().min_by_key(|(index, _)| **index);
+            let first = first.map(|(index, e)| (*index, e.code, e.code_name.as_deref(), e.message.as_str()));
+            let concern = failure.write_concern_errors.iter().map(|e| (e.code, Some(e.code_name.as_str()), e.message.as_str()));
+            summarize_writes(failure.write_errors.len(), first, concern)
+        }
+        ErrorKind::Write(WriteFailure::WriteError(e)) => format!("write error {}", quote_server_error(e.code, e.code_name.as_deref(), &e.message)),
+        ErrorKind::Write(WriteFailure::WriteConcernError(e)) => {
+            format!("write concern error {}", quote_server_error(e.code, Some(&e.code_name), &e.message))
+        }
+        other => truncate_message(&other.to_string(), MAX_DRIVER_MESSAGE),
+    }
+}
+
+/// `count` write errors, the first of them, and the write concern errors.
+fn summarize_writes<'a>(
+    count: usize,
+    first: Option<(usize, i32, Option<&str>, &str)>,
+    concern: impl Iterator<Item = (i32, Option<&'a str>, &'a str)>,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some((index, code, code_name, message)) = first {
+        let more = match count.saturating_sub(1) {
+            0 => String::new(),
+            1 => " (and 1 more write error)".to_string(),
+            n => format!(" (and {n} more write errors)"),
+        };
+        let noun = if count == 1 { "write error" } else { "write errors" };
+        parts.push(format!("{count} {noun}; the first, document {index} of the batch: {}{more}", quote_server_error(code, code_name, message)));
+    }
+    let concern: Vec<String> = concern.map(|(code, name, message)| quote_server_error(code, name, message)).collect();
+    if let Some(first) = concern.first() {
+        let more = if concern.len() > 1 { format!(" (and {} more)", concern.len() - 1) } else { String::new() };
+        parts.push(format!("write concern error {first}{more}"));
+    }
+    if parts.is_empty() {
+        "the write failed without a write error or write concern error".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// `code N (Name): message`, the message cut to [`MAX_QUOTED_MESSAGE`] characters.
+fn quote_server_error(code: i32, code_name: Option<&str>, message: &str) -> String {
+    let name = code_name.filter(|n| !n.is_empty()).map_or(String::new(), |n| format!(" ({n})"));
+    format!("code {code}{name}: {}", truncate_message(message, MAX_QUOTED_MESSAGE))
+}
+
+/// `message` cut to at most `max` characters (on a character boundary), saying how
+/// much was left out.
+pub fn truncate_message(message: &str, max: usize) -> String {
+    match message.char_indices().nth(max) {
+        None => message.to_string(),
+        Some((cut, _)) => format!("{}... ({} more characters)", &message[..cut], message[cut..].chars().count()),
+    }
 }
 
 #[cfg(test)]
@@ -183,5 +262,54 @@ mod tests {
         assert!(hint.contains("done: false") && hint.contains("FerretDB") && hint.contains("authMechanism=PLAIN"), "{hint}");
         assert_eq!(incomplete_scram_hint("SCRAM failure: Authentication failed."), None);
         assert_eq!(incomplete_scram_hint("Command failed: Unauthorized"), None);
+    use bson::doc;
+    use mongodb::error::{ErrorKind, InsertManyError};
+
+    /// A failed `insert_many` as the driver reports it: `n` write errors, each quoting
+    /// a long message (FerretDB's quote the whole refused document).
+    fn insert_many_failure(n: i32, message: &str) -> mongodb::error::Error {
+        let write_errors: Vec<bson::Bson> = (0..n)
+            .rev()
+            .map(|i| doc! { "index": i, "code": 11000 + i, "codeName": "DuplicateKey", "errmsg": format!("{message} {i}") }.into())
+            .collect();
+        let failure: InsertManyError = bson::from_document(doc! { "writeErrors": write_errors }).expect("the driver's own field names");
+        mongodb::error::Error::from(ErrorKind::InsertMany(failure))
+    }
+
+    #[test]
+    fn a_failed_bulk_write_prints_its_first_error_and_a_count_not_the_whole_list() {
+        let long = "E11000 duplicate key error ".to_string() + &"x".repeat(5_000);
+        let error = Error::Mongo { context: "inserting into ingest.file".into(), source: insert_many_failure(1000, &long) };
+        let text = error.to_string();
+        assert!(text.len() < 2_000, "{} characters: {text}", text.len());
+        assert!(
+            text.starts_with(
+                "MongoDB: inserting into ingest.file: 1000 write errors; the first, document 0 of the batch: code 11000 (DuplicateKey): E11000"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("(and 999 more write errors)"), "{text}");
+        assert!(text.contains("more characters)"), "the message is cut and says so: {text}");
+        assert!(!text.contains(" 1\""), "no second error is quoted: {text}");
+    }
+
+    #[test]
+    fn one_write_error_is_quoted_whole_and_other_errors_are_cut() {
+        let error = Error::Mongo { context: "inserting into a.b".into(), source: insert_many_failure(1, "short") };
+        assert_eq!(
+            error.to_string(),
+            "MongoDB: inserting into a.b: 1 write error; the first, document 0 of the batch: code 11000 (DuplicateKey): short 0"
+        );
+        let refused: mongodb::error::CommandError =
+            bson::from_document(doc! { "code": 2, "codeName": "BadValue", "errmsg": "y".repeat(10_000) }).expect("the server's field names");
+        let text = Error::Mongo { context: "reading a.b".into(), source: ErrorKind::Command(refused).into() }.to_string();
+        assert!(text.starts_with("MongoDB: reading a.b: Command failed: Error code 2 (BadValue): yyy"), "{text}");
+        assert!(text.len() < 2_000, "{text}");
+    }
+
+    #[test]
+    fn truncation_respects_character_boundaries() {
+        assert_eq!(truncate_message("abc", 3), "abc");
+        assert_eq!(truncate_message("ééééé", 2), "éé... (3 more characters)");
     }
 }

@@ -1,6 +1,7 @@
 //! The `ingest-backup` binary: parse flags, run one command, report, exit with
 //! 0 (success), 1 (the operation failed) or 2 (bad usage or configuration).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -48,6 +49,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_target(false)
+        // Colour codes only for a person at a terminal: a pipe, a file or a container
+        // log collector gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

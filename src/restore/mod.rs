@@ -142,8 +142,31 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     for skipped in &plan.skipped {
         info!(namespace = %skipped, "Not restored (filtered out, or users and roles, which need mongorestore --restoreDbUsersAndRoles).");
     }
+    let target = crate::source::connect_retrying(&options.uri, &options.retry).await?;
+    let client = target.client.clone();
+    let restored = restore_into(options, cancel, clock, store, backup, format, map, manifest, plan, target).await;
+    // Closing the pool before the runtime goes: dropped with writes just ended (a
+    // damaged member stopping the restore), the driver's pool worker panicked while
+    // the process exited.
+    client.shutdown().await;
+    restored
+}
+
+/// The part of [`run_restore`] that writes to the connected target.
+#[allow(clippy::too_many_arguments)]
+async fn restore_into(
+    options: &RestoreOptions,
+    cancel: CancellationToken,
+    clock: Instant,
+    store: Arc<dyn Store>,
+    backup: StoredBackup,
+    format: ArchiveFormat,
+    map: NamespaceMap,
+    manifest: Option<Manifest>,
+    plan: Plan,
+    target: crate::source::Source,
+) -> Result<RestoreReport> {
     let retry = &options.retry;
-    let target = crate::source::connect_retrying(&options.uri, retry).await?;
     info!(backup = %backup.name, namespaces = plan.namespaces.len(), drop = options.drop, "Restoring.");
     let client = &target.client;
     retry.run("preparing the target collections", |_| target::prepare(client, &plan.namespaces, options.drop, options.parallel)).await?;
@@ -188,6 +211,9 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
             ));
         }
     }
+    if let Some((manifest, sidecar)) = manifest.as_ref().zip(backup.sidecar.as_deref()) {
+        problems.extend(embedded_manifest_problem(manifest, sidecar, streamed.embedded_manifest.as_deref()));
+    }
     let indexes_built =
         retry.run("building the indexes", |_| target::build_all_indexes(client, &plan.namespaces, options.parallel)).await.map_err(interrupted)?;
     let mut restored = Vec::new();
@@ -201,15 +227,27 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
                 problems.push(format!("{}: its .bson file is missing from the archive", planned.source()));
                 "MISMATCH"
             }
-            (Some(expected), Some(found)) if expected.sha256 == found.sha256 && expected.documents == found.documents => "ok",
+            (Some(expected), Some(found))
+                if expected.sha256 == found.sha256
+                    && expected.documents == found.documents
+                    && expected.bytes == found.bytes
+                    && expected.content_hash == found.content_hash =>
+            {
+                "ok"
+            }
             (Some(expected), Some(found)) => {
                 problems.push(format!(
-                    "{}: the .bson file's sha256 is {} but the manifest says {} ({} documents, manifest {}): the archive is damaged",
+                    "{}: the .bson file's sha256 is {} but the manifest says {} ({} documents, manifest {}; {} bytes, manifest {}; content hash {}, manifest {}): \
+                     the archive or its manifest is damaged",
                     planned.source(),
                     found.sha256,
                     expected.sha256,
                     found.documents,
-                    expected.documents
+                    expected.documents,
+                    found.bytes,
+                    expected.bytes,
+                    found.content_hash,
+                    expected.content_hash
                 ));
                 "MISMATCH"
             }
@@ -241,8 +279,10 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     }
 
     let oplog_limit = manifest.as_ref().and_then(|m| m.consistency.end);
+    let oplog_problem = manifest.as_ref().and_then(|m| oplog_problem(m, streamed.oplog.as_ref().map(|(_, digest)| digest)));
     let oplog = match streamed.oplog {
-        Some(spooled) if options.oplog_replay => {
+        Some(_) if oplog_problem.is_some() => None,
+        Some((spooled, _)) if options.oplog_replay => {
             Some(replay(&target.client, spooled, &options.filter, &map, oplog_limit, &cancel).await.map_err(interrupted)?)
         }
         Some(_) => {
@@ -253,6 +293,7 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
         }
         None => None,
     };
+    problems.extend(oplog_problem);
     let report = RestoreReport {
         name: backup.name.clone(),
         target: target.hosts.clone(),
@@ -268,6 +309,50 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     };
     info!(backup = %report.name, documents = report.documents, seconds = format!("{:.2}", report.duration_seconds), "Restore finished.");
     Ok(report)
+}
+
+/// Why the archive's own manifest is not the sidecar (its `archive` field aside), if
+/// it is not: one of the two was altered, and the sidecar is what the restore followed.
+fn embedded_manifest_problem(manifest: &Manifest, sidecar: &[u8], embedded: Option<&[u8]>) -> Option<String> {
+    let member = crate::dump::manifest_path(&manifest.name);
+    let Some(embedded) = embedded else {
+        return Some(format!("the archive lacks its own manifest ({member}): it is damaged or is not this backup's"));
+    };
+    let mut expected: serde_json::Value = serde_json::from_slice(sidecar).ok()?;
+    expected.as_object_mut()?.remove("archive");
+    match serde_json::from_slice::<serde_json::Value>(embedded) {
+        Ok(found) if found == expected => None,
+        _ => Some(format!(
+            "the sidecar {}.manifest.json differs from the archive's own manifest ({member}): one was altered after the backup; \
+             the restore followed the sidecar, so check the target or restore an older backup",
+            manifest.name
+        )),
+    }
+}
+
+/// Why `oplog.bson` must not be replayed, if it must not: it is missing though the
+/// manifest records one, or its entries or SHA-256 differ from the manifest's.
+fn oplog_problem(manifest: &Manifest, found: Option<&crate::digest::DigestSummary>) -> Option<String> {
+    let consistency = &manifest.consistency;
+    if !consistency.oplog {
+        return None;
+    }
+    let Some(found) = found else {
+        return Some(format!("oplog.bson is missing from the archive of {}: nothing was replayed", manifest.name));
+    };
+    let sha_differs = consistency.oplog_sha256.as_deref().is_some_and(|expected| expected != found.sha256);
+    if sha_differs || consistency.oplog_entries != found.documents {
+        return Some(format!(
+            "oplog.bson in the archive of {} is damaged ({} entries, sha256 {}; the manifest says {} entries, sha256 {}): \
+             it was not replayed, so the target holds the collections as dumped, not one point in time; restore an older backup",
+            manifest.name,
+            found.documents,
+            found.sha256,
+            consistency.oplog_entries,
+            consistency.oplog_sha256.as_deref().unwrap_or("none")
+        ));
+    }
+    None
 }
 
 /// The manifest of the backup, `None` for an accepted legacy tarball.

@@ -71,6 +71,8 @@ pub struct Expected {
     pub bytes: u64,
     /// SHA-256 of the file.
     pub sha256: String,
+    /// The order-independent content hash of its documents.
+    pub content_hash: String,
 }
 
 /// One namespace to restore.
@@ -118,6 +120,8 @@ pub struct Plan {
     pub namespaces: Vec<PlannedNamespace>,
     /// Path of `oplog.bson` in the archive, when the backup has one.
     pub oplog_member: Option<String>,
+    /// Path of the archive's own copy of the manifest (none for a legacy tarball).
+    pub manifest_member: Option<String>,
     /// Namespaces left out by the filters, or because they are never restored.
     pub skipped: Vec<String>,
 }
@@ -163,12 +167,18 @@ impl Plan {
                 options: document_from_extjson(&entry.options, &format!("the options of {source}"))?,
                 indexes,
                 bson_member: entry.bson_file.as_ref().map(|file| format!("{}{file}", manifest.dump_root)),
-                expected: Some(Expected { documents: entry.documents, bytes: entry.bytes, sha256: entry.sha256.clone() }),
+                expected: Some(Expected {
+                    documents: entry.documents,
+                    bytes: entry.bytes,
+                    sha256: entry.sha256.clone(),
+                    content_hash: entry.content_hash.clone(),
+                }),
             });
         }
         if manifest.consistency.oplog {
             plan.oplog_member = Some(format!("{}{OPLOG_FILE}", manifest.dump_root));
         }
+        plan.manifest_member = Some(manifest_path(&manifest.name));
         Ok(plan)
     }
 }

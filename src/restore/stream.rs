@@ -25,12 +25,17 @@ use crate::error::{Error, Result};
 /// Most bytes in one insert batch (the server's message limit is 48 MB).
 const MAX_BATCH_BYTES: usize = 16 << 20;
 
+/// Largest embedded manifest read into memory.
+const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
 /// What reading the archive produced.
 pub struct Streamed {
     /// Digests of each planned namespace's member, by plan index (`None`: not in the archive).
     pub digests: Vec<Option<DigestSummary>>,
-    /// The spooled `oplog.bson`, when the plan has one.
-    pub oplog: Option<SpooledBson>,
+    /// The spooled `oplog.bson` and its digests, when the plan has one.
+    pub oplog: Option<(SpooledBson, DigestSummary)>,
+    /// The archive's own copy of the manifest, when the plan names one and it was there.
+    pub embedded_manifest: Option<Vec<u8>>,
     /// Size and SHA-256 of the stored archive bytes.
     pub archive: ArchiveDigest,
 }
@@ -52,6 +57,7 @@ pub fn stream_archive(
     let by_member: HashMap<&str, usize> = plan.namespaces.iter().enumerate().filter_map(|(i, n)| Some((n.bson_member.as_deref()?, i))).collect();
     let mut digests = vec![None; plan.namespaces.len()];
     let mut oplog = None;
+    let mut embedded_manifest = None;
     let mut progress = Progress::default();
     let unreadable = |e: std::io::Error| Error::Archive { context: "reading the archive".into(), source: e };
     let mut reader = ArchiveReader::new(stored, format).map_err(unreadable)?;
@@ -67,10 +73,14 @@ pub fn stream_archive(
             digests[index] = Some(summary);
         } else if plan.oplog_member.as_deref() == Some(path.as_str()) {
             oplog = Some(spool_oplog(&mut entry, &path, spool_dir)?);
+        } else if plan.manifest_member.as_deref() == Some(path.as_str()) {
+            let mut bytes = Vec::new();
+            (&mut entry).take(MAX_MANIFEST_BYTES).read_to_end(&mut bytes).map_err(unreadable)?;
+            embedded_manifest = Some(bytes);
         }
     }
     let archive = reader.finish().map_err(unreadable)?;
-    Ok(Streamed { digests, oplog, archive })
+    Ok(Streamed { digests, oplog, embedded_manifest, archive })
 }
 
 fn damaged(path: &str, error: BsonStreamError) -> Error {
@@ -149,12 +159,16 @@ fn send_documents(
     Ok(digest.finish())
 }
 
-fn spool_oplog(member: &mut impl Read, path: &str, spool_dir: &Path) -> Result<SpooledBson> {
+/// Spools `oplog.bson` for the replay, digesting it on the way so it can be checked
+/// against the manifest before a single entry is applied.
+fn spool_oplog(member: &mut impl Read, path: &str, spool_dir: &Path) -> Result<(SpooledBson, DigestSummary)> {
     let mut spool = BsonSpool::new(spool_dir, 4 << 20, &SpoolGauge::default());
     let mut reader = BsonReader::new(member);
+    let mut digest = NamespaceDigest::default();
     let spool_error = || Error::io("cannot spool oplog.bson for the replay; check free space", spool_dir);
     while let Some(entry) = reader.next_document().map_err(|e| damaged(path, e))? {
+        digest.add_document(entry.as_bytes());
         spool.push(entry.as_bytes()).map_err(spool_error())?;
     }
-    spool.finish().map_err(spool_error())
+    Ok((spool.finish().map_err(spool_error())?, digest.finish()))
 }

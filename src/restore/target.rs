@@ -185,7 +185,9 @@ async fn insert(collection: &mongodb::Collection<RawDocumentBuf>, target: &str, 
                 inserted: count - errors.len() as u64,
                 duplicates,
                 failed: others.len() as u64,
-                first_failure: others.first().map(|e| format!("{target}: {} (code {})", e.message, e.code)),
+                first_failure: others
+                    .first()
+                    .map(|e| format!("{target}: {} (code {})", crate::error::truncate_message(&e.message, crate::error::MAX_QUOTED_MESSAGE), e.code)),
             })
         }
     }

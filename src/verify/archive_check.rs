@@ -40,15 +40,24 @@ pub struct ArchiveCheck {
 }
 
 /// Checks the archive read from `stored` against `manifest` (the sidecar, whose
-/// `archive` field holds the expected size and SHA-256). Blocks: run it on a blocking
-/// thread.
-pub fn check_archive(stored: impl Read, file_name: &str, manifest: &Manifest, cancel: &CancellationToken) -> ArchiveCheck {
+/// `archive` field holds the expected size and SHA-256). `sidecar` is the same
+/// sidecar as plain JSON: the archive's own copy of the manifest must equal it (its
+/// `archive` field aside) as JSON, not merely read back as the same [`Manifest`],
+/// since the schema's defaults would hide a key removed from either. Blocks: run it on
+/// a blocking thread.
+pub fn check_archive(
+    stored: impl Read,
+    file_name: &str,
+    manifest: &Manifest,
+    sidecar: &serde_json::Value,
+    cancel: &CancellationToken,
+) -> ArchiveCheck {
     let mut check = ArchiveCheck::default();
     let Some(format) = ArchiveFormat::of_file(file_name) else {
         check.findings.push(Finding::error(file_name, "file name", ".tar.gz or .tar.zst", file_name, "rename it to its format's suffix"));
         return check;
     };
-    let mut walker = Walker::new(manifest);
+    let mut walker = Walker::new(manifest, sidecar);
     let walked = (|| -> std::io::Result<crate::archive::ArchiveDigest> {
         let mut reader = ArchiveReader::new(stored, format)?;
         for entry in reader.entries()? {
@@ -75,6 +84,15 @@ pub fn check_archive(stored: impl Read, file_name: &str, manifest: &Manifest, ca
     }
     walker.report_missing(manifest, &mut check.findings);
     if let Some(expected) = &manifest.archive {
+        if expected.file != file_name {
+            check.findings.push(Finding::error(
+                "sidecar",
+                "archive file",
+                &expected.file,
+                file_name,
+                "the sidecar describes another archive: it was altered or copied from another backup; do not trust this backup",
+            ));
+        }
         if check.archive_sha256.is_empty() {
             // The stream broke; its size and hash were never complete.
         } else {
@@ -106,11 +124,18 @@ struct Walker<'a> {
     by_metadata: BTreeMap<&'a str, &'a NamespaceEntry>,
     seen: BTreeSet<String>,
     manifest: &'a Manifest,
+    /// The sidecar as JSON, without its `archive` field: what the embedded manifest must be.
+    sidecar: serde_json::Value,
 }
 
 impl<'a> Walker<'a> {
-    fn new(manifest: &'a Manifest) -> Self {
+    fn new(manifest: &'a Manifest, sidecar: &serde_json::Value) -> Self {
+        let mut sidecar = sidecar.clone();
+        if let Some(object) = sidecar.as_object_mut() {
+            object.remove("archive");
+        }
         Self {
+            sidecar,
             root: &manifest.dump_root,
             manifest_member: manifest_path(&manifest.name),
             by_bson: manifest.namespaces.iter().filter_map(|n| Some((n.bson_file.as_deref()?, n))).collect(),
@@ -157,10 +182,8 @@ impl<'a> Walker<'a> {
     }
 
     fn compare_embedded_manifest(&self, bytes: &[u8], findings: &mut Vec<Finding>) {
-        let mut sidecar = self.manifest.clone();
-        sidecar.archive = None;
-        match serde_json::from_slice::<Manifest>(bytes) {
-            Ok(embedded) if embedded == sidecar => {}
+        match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(embedded) if embedded == self.sidecar => {}
             Ok(_) => findings.push(Finding::error(
                 &self.manifest_member,
                 "manifest",

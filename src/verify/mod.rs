@@ -118,8 +118,8 @@ pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> R
             findings.push(*finding);
             (ArchiveCheck::default(), None)
         }
-        Ok(manifest) => {
-            let archive_task = spawn_archive_check(store.clone(), backup.archive.clone(), manifest.clone(), cancel.clone());
+        Ok((manifest, sidecar)) => {
+            let archive_task = spawn_archive_check(store.clone(), backup.archive.clone(), manifest.clone(), sidecar, cancel.clone());
             let live = match &options.uri {
                 Some(uri) => Some(live_stage(uri, &manifest, options, &cancel).await),
                 None => None,
@@ -165,8 +165,9 @@ pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> R
     Ok(report)
 }
 
-/// The manifest of a complete backup, or the finding that says why there is none.
-fn read_manifest(backup: &StoredBackup) -> std::result::Result<Manifest, Box<Finding>> {
+/// The manifest of a complete backup, also as plain JSON, or the finding that says why
+/// there is none.
+fn read_manifest(backup: &StoredBackup) -> std::result::Result<(Manifest, serde_json::Value), Box<Finding>> {
     let Some(sidecar) = &backup.sidecar else {
         return Err(Box::new(Finding::error(
             format!("{}.manifest.json", backup.name),
@@ -176,7 +177,7 @@ fn read_manifest(backup: &StoredBackup) -> std::result::Result<Manifest, Box<Fin
             "the backup is incomplete (its run failed or was interrupted before it finished); do not rely on it, run a new backup",
         )));
     };
-    serde_json::from_slice::<Manifest>(sidecar).map_err(|error| {
+    let unreadable = |error: serde_json::Error| {
         Box::new(Finding::error(
             format!("{}.manifest.json", backup.name),
             "sidecar",
@@ -184,12 +185,21 @@ fn read_manifest(backup: &StoredBackup) -> std::result::Result<Manifest, Box<Fin
             format!("unreadable: {error}"),
             "the sidecar is damaged; the backup cannot be verified or trusted",
         ))
-    })
+    };
+    let manifest = serde_json::from_slice::<Manifest>(sidecar).map_err(unreadable)?;
+    let json = serde_json::from_slice::<serde_json::Value>(sidecar).map_err(unreadable)?;
+    Ok((manifest, json))
 }
 
-fn spawn_archive_check(store: Arc<dyn Store>, file: String, manifest: Manifest, cancel: CancellationToken) -> tokio::task::JoinHandle<ArchiveCheck> {
+fn spawn_archive_check(
+    store: Arc<dyn Store>,
+    file: String,
+    manifest: Manifest,
+    sidecar: serde_json::Value,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<ArchiveCheck> {
     tokio::task::spawn_blocking(move || match store.open_archive(&file) {
-        Ok(stored) => archive_check::check_archive(stored, &file, &manifest, &cancel),
+        Ok(stored) => archive_check::check_archive(stored, &file, &manifest, &sidecar, &cancel),
         Err(error) => ArchiveCheck {
             findings: vec![Finding::error(&file, "archive", "present and readable", error, "the archive object is missing or unreadable")],
             ..ArchiveCheck::default()
