@@ -25,7 +25,9 @@ const SECRET_PATH: &str = "/services/T000/B000/s3cretTOKEN123";
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(common::binary());
     command.args(args);
-    for variable in ["MONGO_URI", "S3_BUCKET", "BACKUP_DIR", "SLACK_WEBHOOK_URL", "ALERT_WEBHOOK_URL", "NOTIFY_SUCCESS", "HEARTBEAT_URL", "HEARTBEAT_METHOD"] {
+    for variable in
+        ["MONGO_URI", "S3_BUCKET", "BACKUP_DIR", "SLACK_WEBHOOK_URL", "ALERT_WEBHOOK_URL", "NOTIFY_SUCCESS", "HEARTBEAT_URL", "HEARTBEAT_METHOD"]
+    {
         command.env_remove(variable);
     }
     for (key, value) in env {
@@ -363,7 +365,8 @@ async fn the_heartbeat_is_called_after_successes_only_and_never_changes_the_exit
     // Failures do not ping: an unreachable server, a failed verification (no sidecar).
     let failed = run(&["backup", "--uri", &closed_uri(), "--store", store_arg], &env);
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
-    let incomplete = backup_json(&run(&["backup", "--uri", &server.uri(), "--store", store_arg, "--json"], &[]))["name"].as_str().unwrap().to_string();
+    let incomplete =
+        backup_json(&run(&["backup", "--uri", &server.uri(), "--store", store_arg, "--json"], &[]))["name"].as_str().unwrap().to_string();
     std::fs::remove_file(store.join(format!("{incomplete}.manifest.json"))).unwrap();
     let output = run(&["verify", &incomplete, "--store", store_arg, "--archive-only"], &env);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));

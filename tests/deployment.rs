@@ -40,7 +40,6 @@ fn cache() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/ingest-backup"))
 }
 
-
 /// A checker named by `var`, else found at `fallback` (in the peer cache or on PATH).
 /// `None` (after printing SKIPPED) outside CI; a failure in CI.
 fn tool(var: &str, fallback: Option<PathBuf>, test: &str) -> Option<PathBuf> {
@@ -182,7 +181,13 @@ fn base64(text: &str) -> String {
 fn helm_lint_passes_for_every_stage() {
     let Some(helm) = helm("helm_lint_passes_for_every_stage") else { return };
     for (stage, file) in stages() {
-        let output = run(Command::new(&helm).arg("lint").arg("--strict").arg(chart()).arg("-f").arg(&file).args(["--set", &format!("image.repository={IMAGE}")]));
+        let output = run(Command::new(&helm)
+            .arg("lint")
+            .arg("--strict")
+            .arg(chart())
+            .arg("-f")
+            .arg(&file)
+            .args(["--set", &format!("image.repository={IMAGE}")]));
         assert!(output.status.success(), "helm lint --strict for {stage}: {}", text(&output));
         // Without an image repository the stage file does not install.
         let output = run(Command::new(&helm).arg("lint").arg("--strict").arg(chart()).arg("-f").arg(&file));
@@ -453,17 +458,24 @@ fn render_refuses_unsafe_or_incomplete_values() {
         (&["-f", &prod, "--set-string", "cronSchedul=0 1 * * *"], "additional properties 'cronSchedul' not allowed"),
         (&["-f", &prod, "--set", "verify.offsetMinutes=30.5"], "offsetMinutes"),
         (&["-f", &prod, "--set", "image.repository="], "image.repository is required"),
-        (&["-f", &prod, "--set", "image.digest=latest"], "image.digest"),
+        (&["-f", &prod, "--set", "image.digest=latest"], "/image/digest"),
         (
-            &["-f", &prod, "--set", &format!("aws.roleArn={ROLE_ARN}"), "--set-string", &format!("serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={ROLE_ARN}")],
+            &[
+                "-f",
+                &prod,
+                "--set",
+                &format!("aws.roleArn={ROLE_ARN}"),
+                "--set-string",
+                &format!("serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={ROLE_ARN}"),
+            ],
             "aws.roleArn and the IRSA annotation",
         ),
         (&["-f", &prod, "--set", "secrets.existingSecret=x,heartbeat.url=https://hc-ping.com/x"], "use one or the other"),
-        (&["-f", &prod, "--set", "heartbeat.method=PUT"], "heartbeat.method"),
-        (&["-f", &prod, "--set", "spool.sizeLimit=4G"], "spool.sizeLimit"),
+        (&["-f", &prod, "--set", "heartbeat.method=PUT"], "/heartbeat/method"),
+        (&["-f", &prod, "--set", "spool.sizeLimit=4G"], "/spool/sizeLimit"),
         (&["-f", &prod, "--set", "restore.enabled=true"], "restore.backup is required"),
         (&["-f", &prod, "--set", "restore.enabled=true,restore.backup=yesterday"], "not a backup name"),
-        (&["-f", &prod, "--set", "restore.backoffLimit=2"], "restore.backoffLimit"),
+        (&["-f", &prod, "--set", "restore.backoffLimit=2"], "/restore/backoffLimit"),
     ];
     for (args, message) in cases {
         let output = template(&helm, args);
@@ -673,8 +685,20 @@ fn setup_refuses_each_bad_input_with_exit_2_and_runs_nothing() {
         ("IRSA with an http webhook", Some("prod"), vec!["--irsa", ROLE_ARN, "http://hooks.slack.com/x"], vec![], "Slack webhook URL"),
         ("existing Secret without a name", Some("prod"), vec!["--existing-secret"], vec![], "--existing-secret takes"),
         ("existing Secret with a bad name", Some("prod"), vec!["--existing-secret", "Backup_Keys"], vec![], "not a Kubernetes object name"),
-        ("existing Secret with a heartbeat", Some("prod"), vec!["--existing-secret", "keys"], vec![("HEARTBEAT_URL", "https://hc-ping.com/x")], "put the URL into that Secret"),
-        ("malformed heartbeat", Some("prod"), vec![&good, ROLE_ARN, WEBHOOK], vec![("HEARTBEAT_URL", "hc-ping.com/dummyWebhookSecret42")], "HEARTBEAT_URL is not"),
+        (
+            "existing Secret with a heartbeat",
+            Some("prod"),
+            vec!["--existing-secret", "keys"],
+            vec![("HEARTBEAT_URL", "https://hc-ping.com/x")],
+            "put the URL into that Secret",
+        ),
+        (
+            "malformed heartbeat",
+            Some("prod"),
+            vec![&good, ROLE_ARN, WEBHOOK],
+            vec![("HEARTBEAT_URL", "hc-ping.com/dummyWebhookSecret42")],
+            "HEARTBEAT_URL is not",
+        ),
         ("unknown option", Some("prod"), vec!["--keys", ROLE_ARN], vec![], "unknown option"),
         ("webhook first", Some("prod"), vec![WEBHOOK, ROLE_ARN, &good], vec![], "withheld"),
         ("webhook as ARN", Some("prod"), vec![&good, WEBHOOK, WEBHOOK], vec![], "not an IAM role ARN"),
@@ -783,7 +807,11 @@ fn setup_installs_with_irsa_or_an_existing_secret_without_a_csv() {
             serde_json::json!({"serviceAccount": {"annotations": annotation}, "secrets": {"slackWebhookUrl": WEBHOOK}, "heartbeat": {"url": HEARTBEAT}}),
         ),
         (vec!["--existing-secret", "backup-keys"], vec![], serde_json::json!({"secrets": {"existingSecret": "backup-keys"}})),
-        (vec!["--existing-secret", "backup-keys", ROLE_ARN], vec![], serde_json::json!({"aws": {"roleArn": ROLE_ARN}, "secrets": {"existingSecret": "backup-keys"}})),
+        (
+            vec!["--existing-secret", "backup-keys", ROLE_ARN],
+            vec![],
+            serde_json::json!({"aws": {"roleArn": ROLE_ARN}, "secrets": {"existingSecret": "backup-keys"}}),
+        ),
     ];
     for (args, env, expected) in cases {
         stubs.reset();
@@ -901,7 +929,11 @@ fn the_chart_checks_cron_expressions_by_the_rules_reschedule_applies() {
     for (expression, refusal) in CRON_RULES {
         // A values file holds any string exactly (JSON is YAML); an explicit verify
         // schedule keeps the shift rule out of it.
-        let values = temp_file(dir.path(), "cron.yaml", serde_json::json!({"cronSchedule": expression, "verify": {"cronSchedule": "7 3 * * *"}}).to_string().as_bytes());
+        let values = temp_file(
+            dir.path(),
+            "cron.yaml",
+            serde_json::json!({"cronSchedule": expression, "verify": {"cronSchedule": "7 3 * * *"}}).to_string().as_bytes(),
+        );
         let output = template(&helm, &["-f", &prod, "-f", &values.to_string_lossy()]);
         match refusal {
             None => {
@@ -1231,7 +1263,8 @@ fn restore_script_runs_exactly_helm_template_and_kubectl_create() {
     let stubs = Stubs::new();
     let config = |stage: &str| root().join(format!("helm/config/{stage}.yaml")).to_string_lossy().into_owned();
     let helm_call = |stage: &str, sets: &[&str], namespace: Option<&str>| {
-        let mut call: Vec<String> = ["helm", "template", "ingest-backup", &chart().to_string_lossy(), "-f", &config(stage)].map(String::from).to_vec();
+        let mut call: Vec<String> =
+            ["helm", "template", "ingest-backup", &chart().to_string_lossy(), "-f", &config(stage)].map(String::from).to_vec();
         call.extend(sets.iter().map(|s| s.to_string()));
         call.extend(["--show-only".to_string(), "templates/restore-job.yaml".to_string()]);
         if let Some(namespace) = namespace {
@@ -1321,8 +1354,11 @@ fn the_restore_job_is_its_own_never_retried_job_reading_the_target_from_a_secret
     let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
     let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
     let only = ["--show-only", "templates/restore-job.yaml"];
-    let (_, docs) =
-        render(&helm, &python, &[&["-f", &prod, "--set", "restore.enabled=true", "--set-string", "restore.backup=2018-04-04T11_37"][..], &only[..]].concat());
+    let (_, docs) = render(
+        &helm,
+        &python,
+        &[&["-f", &prod, "--set", "restore.enabled=true", "--set-string", "restore.backup=2018-04-04T11_37"][..], &only[..]].concat(),
+    );
     assert_eq!(docs.len(), 1);
     let job = &docs[0];
     assert_eq!(job["kind"], "Job");
@@ -1346,10 +1382,23 @@ fn the_restore_job_is_its_own_never_retried_job_reading_the_target_from_a_secret
     let (_, docs) = render(
         &helm,
         &python,
-        &[&["-f", &prod, "--set", "restore.enabled=true,restore.drop=true", "--set-string", "restore.backup=latest,restore.toTime=2018-04-04T11:50:00Z"][..], &only[..]]
-            .concat(),
+        &[
+            &[
+                "-f",
+                &prod,
+                "--set",
+                "restore.enabled=true,restore.drop=true",
+                "--set-string",
+                "restore.backup=latest,restore.toTime=2018-04-04T11:50:00Z",
+            ][..],
+            &only[..],
+        ]
+        .concat(),
     );
-    assert_eq!(docs[0]["spec"]["template"]["spec"]["containers"][0]["args"], serde_json::json!(["restore", "latest", "--drop", "--to-time", "2018-04-04T11:50:00Z"]));
+    assert_eq!(
+        docs[0]["spec"]["template"]["spec"]["containers"][0]["args"],
+        serde_json::json!(["restore", "latest", "--drop", "--to-time", "2018-04-04T11:50:00Z"])
+    );
 
     // The install never renders it.
     let (_, docs) = render(&helm, &python, &["-f", &prod]);
@@ -1366,7 +1415,14 @@ fn the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs() {
     let (_, docs) = render(
         &helm,
         &python,
-        &["-f", &prod, "--namespace", "backups", "--set", "monitoring.prometheusRule.enabled=true,monitoring.prometheusRule.labels.release=kube-prometheus"],
+        &[
+            "-f",
+            &prod,
+            "--namespace",
+            "backups",
+            "--set",
+            "monitoring.prometheusRule.enabled=true,monitoring.prometheusRule.labels.release=kube-prometheus",
+        ],
     );
     let rule = object(&docs, "PrometheusRule", "ingest-backup");
     assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
@@ -1376,10 +1432,19 @@ fn the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs() {
     let names: Vec<&str> = by_name.keys().copied().collect();
     assert_eq!(
         names,
-        ["IngestBackupBackupNeverSucceeded", "IngestBackupBackupStale", "IngestBackupJobFailed", "IngestBackupVerifyNeverSucceeded", "IngestBackupVerifyStale"]
+        [
+            "IngestBackupBackupNeverSucceeded",
+            "IngestBackupBackupStale",
+            "IngestBackupJobFailed",
+            "IngestBackupVerifyNeverSucceeded",
+            "IngestBackupVerifyStale"
+        ]
     );
     let stale = by_name["IngestBackupBackupStale"]["expr"].as_str().unwrap();
-    assert!(stale.contains(r#"kube_cronjob_status_last_successful_time{namespace="backups", cronjob="ingest-backup"}"#) && stale.contains("> 93600"), "{stale}");
+    assert!(
+        stale.contains(r#"kube_cronjob_status_last_successful_time{namespace="backups", cronjob="ingest-backup"}"#) && stale.contains("> 93600"),
+        "{stale}"
+    );
     let never = by_name["IngestBackupVerifyNeverSucceeded"]["expr"].as_str().unwrap();
     assert!(never.contains("absent(") && never.contains(r#"cronjob="ingest-backup-verify""#), "{never}");
     let failed = by_name["IngestBackupJobFailed"]["expr"].as_str().unwrap();

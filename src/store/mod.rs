@@ -151,9 +151,9 @@ pub fn select(backups: Vec<StoredBackup>, wanted: &str, store: &StoreLocation, l
                  so no backup finished since the last verification; check the backup runs (kubectl get jobs, or the backup's alerts), \
                  or name a backup to verify it again"
             )),
-            None => Error::Consistency(format!(
-                "{store} holds no complete backup to verify; check that backups run and finish (`ingest-backup list`)"
-            )),
+            None => {
+                Error::Consistency(format!("{store} holds no complete backup to verify; check that backups run and finish (`ingest-backup list`)"))
+            }
         });
     }
     if wanted == "latest" {

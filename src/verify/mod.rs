@@ -124,7 +124,9 @@ pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> R
     wait_for_running_backups(&store, options, &cancel).await?;
     let backup = {
         let (store, wanted, location) = (store.clone(), options.backup.clone(), options.store.clone());
-        tokio::task::spawn_blocking(move || store::select(store.list()?, &wanted, &location, Latest::Newest)).await.expect("listing does not panic")?
+        tokio::task::spawn_blocking(move || store::select(store.list()?, &wanted, &location, Latest::Newest))
+            .await
+            .expect("listing does not panic")?
     };
     info!(backup = %backup.name, store = %options.store, "Verifying.");
     let mut findings = Vec::new();
