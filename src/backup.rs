@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
 use crate::naming::choose_name;
+use crate::retry::RetryPolicy;
 use crate::source::oplog::entry_kept_by;
 use crate::source::{self, discover, list_index_specs, CollectionInfo, OplogWindow};
 use crate::store::s3::S3Settings;
@@ -62,6 +63,9 @@ pub struct BackupOptions {
     pub spool_memory_limit: usize,
     /// Cursor batch size (documents per `getMore`); 0 lets the server choose.
     pub batch_size: u32,
+    /// How often an interrupted read (a collection, the oplog window, discovery) is
+    /// started again after a transient fault.
+    pub retry: RetryPolicy,
 }
 
 /// What a finished backup produced.
@@ -147,7 +151,7 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
         Arc::from(store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?);
     std::fs::create_dir_all(&options.spool_dir)
         .map_err(Error::io("cannot create the spool directory; set --spool-dir to a writable directory", &options.spool_dir))?;
-    let source = source::connect(&options.uri).await?;
+    let source = source::connect_retrying(&options.uri, &options.retry).await?;
     let name = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || choose_name(started, |candidate| store.name_taken(candidate)))
@@ -158,11 +162,13 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
     let file_name = format!("{name}.{}", options.compression.extension());
     info!(backup = %name, store = %options.store, "Starting backup.");
 
+    let retry = &options.retry;
+    let client = &source.client;
     let oplog = match source.replica_set {
-        Some(_) => Some(OplogWindow::open(&source.client).await?),
+        Some(_) => Some(retry.run("opening the oplog", |_| OplogWindow::open(client)).await?),
         None => None,
     };
-    let namespaces = discover(&source.client, &options.filter).await?;
+    let namespaces = retry.run("discovering namespaces", |_| discover(client, &options.filter)).await?;
     progress.update(|p| p.namespaces_found = Some(namespaces.len() as u64));
     info!(namespaces = namespaces.len(), oplog = oplog.is_some(), "Discovered namespaces.");
 
@@ -287,6 +293,7 @@ async fn produce(
             client: client.clone(),
             spooler: spooler.clone(),
             batch_size: options.batch_size,
+            retry: options.retry,
             root: root.to_string(),
             members: members.clone(),
         };
@@ -335,7 +342,8 @@ fn archive_stopped() -> Error {
     Error::Archive { context: "the archive writer stopped".into(), source: std::io::Error::other("archive writer stopped") }
 }
 
-/// Copies the oplog between the start point and now into `oplog.bson`.
+/// Copies the oplog between the start point and now into `oplog.bson`; after a
+/// transient fault the copy starts again from the start point into a new spool.
 async fn capture_oplog(
     options: &BackupOptions,
     window: &OplogWindow,
@@ -343,6 +351,23 @@ async fn capture_oplog(
     spooler: &Spooler,
     members: &mpsc::Sender<Member>,
 ) -> Result<Consistency> {
+    let (bson, end) = options.retry.run("copying the oplog window from local.oplog.rs", |_| copy_oplog(options, window, spooler)).await?;
+    let consistency = Consistency {
+        oplog: true,
+        reason: None,
+        start: Some(window.start),
+        end: Some(end),
+        oplog_entries: bson.summary.documents,
+        oplog_bytes: bson.summary.bytes,
+        oplog_sha256: Some(bson.summary.sha256.clone()),
+    };
+    info!(entries = consistency.oplog_entries, end_t = end.t, end_i = end.i, "Captured the oplog window.");
+    send(members, Member::Spooled { path: format!("{root}{}", dump::OPLOG_FILE), bson }).await?;
+    Ok(consistency)
+}
+
+/// One attempt at the oplog window: a new spool, filled from the start point.
+async fn copy_oplog(options: &BackupOptions, window: &OplogWindow, spooler: &Spooler) -> Result<(SpooledBson, source::Timestamp)> {
     let mut spool = spooler.spool();
     let mut first_entry = None;
     let end = window
@@ -359,18 +384,7 @@ async fn capture_oplog(
         window.ensure_start_still_present().await?;
     }
     let bson = off_the_runtime(|| spool.finish()).map_err(Error::io("cannot spool oplog.bson", &options.spool_dir))?;
-    let consistency = Consistency {
-        oplog: true,
-        reason: None,
-        start: Some(window.start),
-        end: Some(end),
-        oplog_entries: bson.summary.documents,
-        oplog_bytes: bson.summary.bytes,
-        oplog_sha256: Some(bson.summary.sha256.clone()),
-    };
-    info!(entries = consistency.oplog_entries, end_t = end.t, end_i = end.i, "Captured the oplog window.");
-    send(members, Member::Spooled { path: format!("{root}{}", dump::OPLOG_FILE), bson }).await?;
-    Ok(consistency)
+    Ok((bson, end))
 }
 
 /// Reads one collection into archive members.
@@ -378,6 +392,7 @@ struct CollectionReader {
     client: Client,
     spooler: Spooler,
     batch_size: u32,
+    retry: RetryPolicy,
     root: String,
     members: mpsc::Sender<Member>,
 }
@@ -385,10 +400,16 @@ struct CollectionReader {
 impl CollectionReader {
     async fn dump(self, info: CollectionInfo) -> Result<NamespaceEntry> {
         let namespace = info.namespace();
-        let indexes = list_index_specs(&self.client, &info).await?;
+        let reader = &self;
+        let info_ref = &info;
+        let indexes = self.retry.run(&format!("listing the indexes of {namespace}"), |_| list_index_specs(&reader.client, info_ref)).await?;
         let metadata = dump::metadata_json(&info.name, &info.kind, &info.options, info.uuid.as_deref(), &indexes);
         let metadata_file = dump::metadata_path(&info.database, &info.name);
-        let bson = if info.is_view() { None } else { Some(self.read_documents(&info).await?) };
+        // An interrupted read starts the collection again: the attempt's spool (memory,
+        // temporary file and its disk charge) is dropped with it, so the member holds
+        // exactly one clean pass over the collection.
+        let bson =
+            if info.is_view() { None } else { Some(self.retry.run(&format!("reading {namespace}"), |_| reader.read_documents(info_ref)).await?) };
         send(&self.members, Member::Bytes { path: format!("{}{metadata_file}", self.root), bytes: metadata.into_bytes() }).await?;
         let (summary, bson_file) = match bson {
             None => (NamespaceDigest::default().finish(), None),

@@ -14,6 +14,7 @@ use crate::filter::NamespaceFilter;
 use crate::notify::Notifier;
 use crate::restore::plan::DatabaseRename;
 use crate::restore::RestoreOptions;
+use crate::retry::RetryPolicy;
 use crate::schedule::cron::CronSchedule;
 use crate::schedule::ScheduleOptions;
 use crate::store::s3::S3Settings;
@@ -158,6 +159,28 @@ impl NotifyArg {
     }
 }
 
+/// `--retries`, shared by the commands that read from or write to a server.
+#[derive(Debug, Args)]
+pub struct RetriesArg {
+    /// Times an interrupted read (a collection, the oplog window, discovery, a live scan) is started again after a
+    /// transient fault (a dropped connection, a failover), waiting 0.5 s, 1 s, 2 s, ... in between; 0 fails at once.
+    #[arg(long, env = "BACKUP_RETRIES", default_value_t = crate::retry::DEFAULT_RETRIES, value_name = "N")]
+    pub retries: u32,
+}
+
+impl RetriesArg {
+    /// The retry policy of this flag.
+    ///
+    /// # Errors
+    /// A usage error when `--retries` is over 20.
+    pub fn policy(&self) -> Result<RetryPolicy> {
+        if self.retries > 20 {
+            return Err(Error::usage(format!("--retries {} is over 20: a fault that outlasts 20 retries is not transient", self.retries)));
+        }
+        Ok(RetryPolicy::new(self.retries))
+    }
+}
+
 /// Flags of `backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -220,6 +243,9 @@ pub struct BackupFlags {
     /// Documents per cursor batch (0: the server's default).
     #[arg(long, default_value_t = 0)]
     pub batch_size: u32,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub retries: RetriesArg,
 }
 
 impl BackupFlags {
@@ -248,6 +274,7 @@ impl BackupFlags {
             spool_dir: self.spool_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("ingest-backup-spool")),
             spool_memory_limit: self.spool_memory_mb << 20,
             batch_size: self.batch_size,
+            retry: self.retries.policy()?,
         })
     }
 }
@@ -292,6 +319,9 @@ pub struct VerifyArgs {
     pub strict: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub retries: RetriesArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub notify: NotifyArg,
     /// Print the verification report as one JSON document on stdout.
     #[arg(long)]
@@ -321,6 +351,7 @@ impl VerifyArgs {
             strict: self.strict,
             wait_for_running: self.wait_for_running,
             poll_interval: self.poll_interval,
+            retry: self.retries.policy()?,
         })
     }
 }
@@ -361,6 +392,9 @@ pub struct RestoreArgs {
     /// Documents per insert batch.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub retries: RetriesArg,
     /// Restore an archive that has no sidecar manifest: a tarball made by the original mongodump + tar -czf pipeline. Nothing is checked against checksums.
     #[arg(long)]
     pub no_manifest: bool,
@@ -393,6 +427,7 @@ impl RestoreArgs {
             parallel: self.parallel,
             batch_documents: self.batch_size,
             no_manifest: self.no_manifest,
+            retry: self.retries.policy()?,
             spool_dir: std::env::temp_dir().join("ingest-backup-spool"),
         })
     }
@@ -474,6 +509,7 @@ impl ScheduleArgs {
             strict: self.verify_strict,
             wait_for_running: Duration::ZERO,
             poll_interval: Duration::from_secs(15),
+            retry: backup.retry,
         };
         Ok(ScheduleOptions {
             cron,
@@ -506,6 +542,10 @@ pub struct SampleDataArgs {
     /// Load nothing when the server already holds a database other than admin, config and local.
     #[arg(long)]
     pub if_empty: bool,
+    /// The server the documents must suit: `ferretdb` writes references as `{ref, id}`
+    /// instead of DBRefs, since FerretDB v1 refuses `$`-prefixed field names.
+    #[arg(long, value_enum, default_value_t = crate::sample::Compat::MongoDb)]
+    pub compat: crate::sample::Compat,
 }
 
 #[cfg(test)]

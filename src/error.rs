@@ -56,6 +56,26 @@ pub enum Error {
     /// The data read from the server cannot be backed up consistently.
     #[error("{0}")]
     Consistency(String),
+    /// A transient fault (a dropped connection, an unreachable server) persisted
+    /// through every retry; the error names the operation and the namespace.
+    #[error("{source}; gave up after {retries} retries (raise --retries, or check the server and the network)")]
+    GaveUp {
+        /// The retries made after the first attempt.
+        retries: u32,
+        /// The last attempt's error.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A restore stopped part way: what it had written is in the message and in
+    /// `written`, and running it again with `--drop` replaces it.
+    #[error("{source}; the restore stopped after writing {}; run it again with --drop to replace what was written", describe_written(.written))]
+    RestoreInterrupted {
+        /// Documents inserted so far, per target namespace (`db.collection`).
+        written: Vec<(String, u64)>,
+        /// What stopped it.
+        #[source]
+        source: Box<Error>,
+    },
     /// SIGTERM or SIGINT arrived; the run was abandoned and cleaned up.
     #[error("interrupted by a signal: the backup was abandoned and its partial archive removed")]
     Cancelled,
@@ -87,16 +107,33 @@ pub fn connection_hint(error: &mongodb::error::Error) -> &'static str {
     }
 }
 
+fn describe_written(written: &[(String, u64)]) -> String {
+    let documents: u64 = written.iter().map(|(_, n)| n).sum();
+    let namespaces: Vec<String> = written.iter().filter(|(_, n)| *n > 0).map(|(ns, n)| format!("{ns} {n}")).collect();
+    if namespaces.is_empty() {
+        "no documents".to_string()
+    } else {
+        format!("{documents} documents ({})", namespaces.join(", "))
+    }
+}
+
 impl Error {
     /// Builds a usage error (exit status 2).
     pub fn usage(message: impl Into<String>) -> Self {
         Error::Usage { message: message.into() }
     }
 
-    /// Wraps a driver error with the operation it interrupted.
+    /// Wraps a driver error with the operation it interrupted. A known server
+    /// incompatibility (see [`incomplete_scram_hint`]) adds its cause and fix.
     pub fn mongo(context: impl Into<String>) -> impl FnOnce(mongodb::error::Error) -> Self {
         let context = context.into();
-        move |source| Error::Mongo { context, source }
+        move |source| {
+            let context = match incomplete_scram_hint(&source.kind.to_string()) {
+                Some(hint) => format!("{context}: {hint}"),
+                None => context,
+            };
+            Error::Mongo { context, source }
+        }
     }
 
     /// Wraps an I/O error with what was being done and to which path.
@@ -112,5 +149,39 @@ impl Error {
             Error::Usage { .. } => 2,
             _ => 1,
         }
+    }
+}
+
+/// The Rust driver's message when a server answers the client's final SCRAM message
+/// with `done: false`.
+const INCOMPLETE_SCRAM: &str = "expected SCRAM authentication to have completed";
+
+/// The cause and fix of the driver's "expected SCRAM authentication to have completed",
+/// when `driver_message` is that error. FerretDB v1 with `--test-enable-new-auth`
+/// answers the client's final SCRAM message (it carries the server signature) with
+/// `done: false` and ignores `skipEmptyExchange`; the Rust driver asks for that and
+/// then requires `done: true`, so it gives up, while the Go driver (mongodump) sends one
+/// more empty `saslContinue` and succeeds. The password was not necessarily wrong.
+pub fn incomplete_scram_hint(driver_message: &str) -> Option<&'static str> {
+    driver_message.contains(INCOMPLETE_SCRAM).then_some(
+        "the server did not finish the SCRAM conversation the way the Rust driver requires: it answered the final \
+         message (the one with the server signature) with done: false and ignored skipEmptyExchange, as FerretDB v1 \
+         does with --test-enable-new-auth, so the credentials are not necessarily wrong (mongodump's Go driver sends one \
+         more empty step and gets through); such a FerretDB offers SCRAM only, so run it without --test-enable-new-auth \
+         and connect with authMechanism=PLAIN&authSource=$external (FerretDB's default authentication: the PostgreSQL \
+         backend checks the password, the SQLite backend none), or back up a server that completes SCRAM (MongoDB)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_incomplete_scram_error_is_explained_and_others_are_not() {
+        let hint = incomplete_scram_hint("SCRAM failure: expected SCRAM authentication to have completed").unwrap();
+        assert!(hint.contains("done: false") && hint.contains("FerretDB") && hint.contains("authMechanism=PLAIN"), "{hint}");
+        assert_eq!(incomplete_scram_hint("SCRAM failure: Authentication failed."), None);
+        assert_eq!(incomplete_scram_hint("Command failed: Unauthorized"), None);
     }
 }

@@ -20,6 +20,7 @@ pub mod naming;
 pub mod notify;
 pub mod redact;
 pub mod restore;
+pub mod retry;
 pub mod sample;
 pub mod schedule;
 pub mod source;

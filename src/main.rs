@@ -72,7 +72,12 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error}");
             if json {
-                println!("{}", json!({ "status": "error", "error": error.to_string(), "exit_code": error.exit_code() }));
+                let mut document = json!({ "status": "error", "error": error.to_string(), "exit_code": error.exit_code() });
+                if let Error::RestoreInterrupted { written, .. } = &error {
+                    let written: serde_json::Map<String, serde_json::Value> = written.iter().map(|(ns, n)| (ns.clone(), json!(n))).collect();
+                    document["written"] = serde_json::Value::Object(written);
+                }
+                println!("{document}");
             }
             ExitCode::from(error.exit_code() as u8)
         }
@@ -327,7 +332,7 @@ async fn sample_data(args: &SampleDataArgs) -> Result<()> {
         }
     }
     let spec = SampleSpec { database: args.database.clone(), target_bytes: args.size_mb << 20, seed: args.seed };
-    let summary = sample::load(&source.client, &spec).await?;
+    let summary = sample::load_for(&source.client, &spec, args.compat).await?;
     eprintln!("loaded {} sample documents ({:.1} MiB) into database {}", summary.documents, summary.bytes as f64 / (1 << 20) as f64, spec.database);
     Ok(())
 }

@@ -3,6 +3,11 @@
 //! submission envelopes), with nested metadata, UUIDs, DBRefs, dates and a few large
 //! documents. The demo, the tests and the benchmarks all use it; its size is a
 //! parameter.
+//!
+//! [`Compat::FerretDb`] generates the same data set in a form FerretDB v1 stores: it
+//! refuses field names starting with `$`, so references are `{ref, id}` documents
+//! instead of DBRefs (`{$ref, $id}`) and the index on them is `submissionEnvelope.id`.
+//! (The set holds no Decimal128, which FerretDB v1 also lacks.)
 
 use bson::{doc, oid::ObjectId, Binary, Bson, DateTime, Document};
 use mongodb::options::IndexOptions;
@@ -20,6 +25,28 @@ const WEIGHTS: [u32; 6] = [1, 1, 3, 30, 20, 45];
 
 /// One large document (about 1.5 MiB) is generated for every this many bytes.
 const LARGE_DOCUMENT_EVERY: u64 = 16 << 20;
+
+/// Which server the generated documents must be accepted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Compat {
+    /// MongoDB and SecantusDB: references are DBRefs (`{$ref, $id}`).
+    #[default]
+    #[value(name = "mongodb")]
+    MongoDb,
+    /// FerretDB v1, which refuses `$`-prefixed field names: references are `{ref, id}`.
+    #[value(name = "ferretdb")]
+    FerretDb,
+}
+
+impl Compat {
+    /// The field names of a reference to another document: collection, then id.
+    fn reference_fields(self) -> (&'static str, &'static str) {
+        match self {
+            Compat::MongoDb => ("$ref", "$id"),
+            Compat::FerretDb => ("ref", "id"),
+        }
+    }
+}
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -48,11 +75,20 @@ pub struct SampleGenerator {
     sequence: u64,
     base_time_ms: i64,
     recent: [Vec<ObjectId>; 6],
+    compat: Compat,
+    /// References generated since the last document was counted.
+    references: u64,
 }
 
 impl SampleGenerator {
-    /// A generator for `spec`.
+    /// A generator for `spec`, for MongoDB ([`Compat::MongoDb`]).
     pub fn new(spec: &SampleSpec) -> Self {
+        Self::for_server(spec, Compat::MongoDb)
+    }
+
+    /// A generator for `spec` whose documents `compat` accepts. The same seed gives
+    /// the same documents for every `compat` but for the names of reference fields.
+    pub fn for_server(spec: &SampleSpec, compat: Compat) -> Self {
         Self {
             rng: StdRng::seed_from_u64(spec.seed),
             target_bytes: spec.target_bytes,
@@ -61,6 +97,8 @@ impl SampleGenerator {
             sequence: 0,
             base_time_ms: 1_522_841_820_000,
             recent: Default::default(),
+            compat,
+            references: 0,
         }
     }
 
@@ -120,7 +158,9 @@ impl SampleGenerator {
     fn reference(&mut self, collection: usize) -> Bson {
         let pool = &self.recent[collection];
         let id = if pool.is_empty() { ObjectId::from_bytes([0; 12]) } else { pool[self.rng.random_range(0..pool.len())] };
-        Bson::Document(doc! { "$ref": COLLECTIONS[collection], "$id": id })
+        self.references += 1;
+        let (collection_field, id_field) = self.compat.reference_fields();
+        Bson::Document(doc! { collection_field: COLLECTIONS[collection], id_field: id })
     }
 
     fn common(&mut self, id: ObjectId, schema_type: &str) -> Document {
@@ -227,7 +267,11 @@ impl Iterator for SampleGenerator {
         let collection = if self.sequence < COLLECTIONS.len() as u64 { self.sequence as usize } else { self.pick_collection() };
         let document = self.document(collection);
         self.sequence += 1;
-        self.produced_bytes += bson::to_vec(&document).map(|b| b.len() as u64).unwrap_or(0);
+        // Counted at the DBRef size ("$ref" and "$id" are one byte longer each than
+        // "ref" and "id"), so every compat variant stops and grows at the same points.
+        let renamed_bytes = if self.compat == Compat::MongoDb { 0 } else { 2 * self.references };
+        self.references = 0;
+        self.produced_bytes += bson::to_vec(&document).map(|b| b.len() as u64).unwrap_or(0) + renamed_bytes;
         Some((COLLECTIONS[collection], document))
     }
 }
@@ -247,10 +291,19 @@ pub struct LoadSummary {
 /// # Errors
 /// A MongoDB error naming the collection.
 pub async fn load(client: &Client, spec: &SampleSpec) -> Result<LoadSummary> {
+    load_for(client, spec, Compat::MongoDb).await
+}
+
+/// [`load`] with documents and indexes `compat` accepts.
+///
+/// # Errors
+/// A MongoDB error naming the collection.
+pub async fn load_for(client: &Client, spec: &SampleSpec, compat: Compat) -> Result<LoadSummary> {
     let database = client.database(&spec.database);
     let mut batches: [Vec<Document>; 6] = Default::default();
     let mut summary = LoadSummary::default();
-    for (name, document) in SampleGenerator::new(spec) {
+    let (_, id_field) = compat.reference_fields();
+    for (name, document) in SampleGenerator::for_server(spec, compat) {
         summary.documents += 1;
         summary.bytes += bson::to_vec(&document).map(|b| b.len() as u64).unwrap_or(0);
         let index = COLLECTIONS.iter().position(|c| *c == name).expect("generated from COLLECTIONS");
@@ -269,7 +322,7 @@ pub async fn load(client: &Client, spec: &SampleSpec) -> Result<LoadSummary> {
         let collection = database.collection::<Document>(name);
         let indexes = [
             IndexModel::builder().keys(doc! { "uuid.uuid": 1 }).options(IndexOptions::builder().unique(true).build()).build(),
-            IndexModel::builder().keys(doc! { "submissionEnvelope.$id": 1 }).build(),
+            IndexModel::builder().keys(doc! { format!("submissionEnvelope.{id_field}"): 1 }).build(),
             IndexModel::builder().keys(doc! { "updateDate": -1 }).build(),
         ];
         collection.create_indexes(indexes).await.map_err(Error::mongo(format!("indexing {}.{name}", spec.database)))?;
@@ -318,5 +371,63 @@ mod tests {
         assert!(matches!(document.get_document("uuid").unwrap().get("uuid"), Some(Bson::Binary(b)) if b.subtype == bson::spec::BinarySubtype::Uuid));
         assert!(document.get_document("project").unwrap().contains_key("$ref"));
         assert!(matches!(document.get("submissionDate"), Some(Bson::DateTime(_))));
+    }
+
+    /// Every field name of a document, at any depth (inside arrays too).
+    fn field_names(value: &Bson, names: &mut Vec<String>) {
+        match value {
+            Bson::Document(document) => {
+                for (name, value) in document {
+                    names.push(name.clone());
+                    field_names(value, names);
+                }
+            }
+            Bson::Array(items) => items.iter().for_each(|item| field_names(item, names)),
+            _ => {}
+        }
+    }
+
+    fn has_decimal128(value: &Bson) -> bool {
+        match value {
+            Bson::Decimal128(_) => true,
+            Bson::Document(document) => document.values().any(has_decimal128),
+            Bson::Array(items) => items.iter().any(has_decimal128),
+            _ => false,
+        }
+    }
+
+    /// `value` with every `{ref, id}` document written as a DBRef, counting them.
+    fn as_dbrefs(value: &Bson, count: &mut usize) -> Bson {
+        match value {
+            Bson::Document(document) if document.keys().eq(["ref", "id"]) => {
+                *count += 1;
+                Bson::Document(doc! { "$ref": document.get("ref").unwrap().clone(), "$id": document.get("id").unwrap().clone() })
+            }
+            Bson::Document(document) => Bson::Document(document.iter().map(|(k, v)| (k.clone(), as_dbrefs(v, count))).collect()),
+            Bson::Array(items) => Bson::Array(items.iter().map(|item| as_dbrefs(item, count)).collect()),
+            other => other.clone(),
+        }
+    }
+
+    #[test]
+    fn the_ferretdb_variant_has_no_dollar_fields_and_no_decimal128_and_otherwise_the_same_documents() {
+        let spec = SampleSpec { database: "ingest".into(), target_bytes: 20 << 20, seed: 9 };
+        let mongo: Vec<_> = SampleGenerator::new(&spec).collect();
+        let ferret: Vec<_> = SampleGenerator::for_server(&spec, Compat::FerretDb).collect();
+        assert_eq!(mongo.len(), ferret.len(), "the same number of documents");
+        let mut references = 0;
+        for ((mongo_collection, mongo_document), (ferret_collection, ferret_document)) in mongo.iter().zip(&ferret) {
+            assert_eq!(mongo_collection, ferret_collection);
+            let mut names = Vec::new();
+            field_names(&Bson::Document(ferret_document.clone()), &mut names);
+            assert!(names.iter().all(|n| !n.starts_with('$')), "FerretDB refuses $-prefixed field names: {names:?}");
+            assert!(!has_decimal128(&Bson::Document(ferret_document.clone())));
+            // Rename the references back: the documents are otherwise the same.
+            let restored = as_dbrefs(&Bson::Document(ferret_document.clone()), &mut references);
+            assert_eq!(restored, Bson::Document(mongo_document.clone()));
+        }
+        assert!(references > 100, "references are kept, under other names: {references}");
+        let (_, project) = &ferret[10];
+        assert!(project.get_document("project").unwrap().contains_key("ref"));
     }
 }

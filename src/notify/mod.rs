@@ -245,6 +245,7 @@ pub fn failure_stage(error: &Error) -> &'static str {
         Error::Store { .. } => "store",
         Error::Consistency(_) => "consistency",
         Error::Cancelled => "cancelled",
+        Error::GaveUp { source, .. } | Error::RestoreInterrupted { source, .. } => failure_stage(source),
     }
 }
 

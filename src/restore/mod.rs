@@ -59,6 +59,9 @@ pub struct RestoreOptions {
     pub no_manifest: bool,
     /// Where `oplog.bson` is spooled for the replay.
     pub spool_dir: PathBuf,
+    /// How often connecting, preparing and building indexes are tried again after a
+    /// transient fault (inserts rely on the driver's retryable writes).
+    pub retry: crate::retry::RetryPolicy,
 }
 
 /// One restored namespace.
@@ -139,9 +142,11 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     for skipped in &plan.skipped {
         info!(namespace = %skipped, "Not restored (filtered out, or users and roles, which need mongorestore --restoreDbUsersAndRoles).");
     }
-    let target = crate::source::connect(&options.uri).await?;
+    let retry = &options.retry;
+    let target = crate::source::connect_retrying(&options.uri, retry).await?;
     info!(backup = %backup.name, namespaces = plan.namespaces.len(), drop = options.drop, "Restoring.");
-    target::prepare(&target.client, &plan.namespaces, options.drop, options.parallel).await?;
+    let client = &target.client;
+    retry.run("preparing the target collections", |_| target::prepare(client, &plan.namespaces, options.drop, options.parallel)).await?;
 
     let namespaces = Arc::new(plan.namespaces.clone());
     let (batches, receiver) = mpsc::channel(options.parallel.max(1) * 2);
@@ -155,9 +160,21 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
         })
     };
     let streamed = streamed.await.expect("the archive reader does not panic");
-    let tallies = inserter.await.expect("the inserter does not panic");
-    let streamed = streamed?;
-    let tallies = tallies?;
+    let inserted = inserter.await.expect("the inserter does not panic");
+    let tallies = inserted.tallies;
+    // From here on the target holds documents: a failure says how many, per namespace.
+    let interrupted = |error: Error| {
+        if matches!(error, Error::Cancelled) {
+            return error;
+        }
+        let written = plan.namespaces.iter().zip(&tallies).map(|(planned, tally)| (planned.target(), tally.inserted)).collect();
+        Error::RestoreInterrupted { written, source: Box::new(error) }
+    };
+    // The inserter's failure explains the reader's "the inserts stopped".
+    if let Some(error) = inserted.error {
+        return Err(interrupted(error));
+    }
+    let streamed = streamed.map_err(interrupted)?;
     if cancel.is_cancelled() {
         return Err(Error::Cancelled);
     }
@@ -171,7 +188,8 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
             ));
         }
     }
-    let indexes_built = target::build_all_indexes(&target.client, &plan.namespaces, options.parallel).await?;
+    let indexes_built =
+        retry.run("building the indexes", |_| target::build_all_indexes(client, &plan.namespaces, options.parallel)).await.map_err(interrupted)?;
     let mut restored = Vec::new();
     for (index, planned) in plan.namespaces.iter().enumerate() {
         let tally = &tallies[index];
@@ -219,12 +237,14 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
         });
     }
     for planned in plan.namespaces.iter().filter(|n| n.is_view()) {
-        target::create_view(&target.client, planned).await?;
+        retry.run(&format!("creating the view {}", planned.target()), |_| target::create_view(client, planned)).await.map_err(interrupted)?;
     }
 
     let oplog_limit = manifest.as_ref().and_then(|m| m.consistency.end);
     let oplog = match streamed.oplog {
-        Some(spooled) if options.oplog_replay => Some(replay(&target.client, spooled, &options.filter, &map, oplog_limit, &cancel).await?),
+        Some(spooled) if options.oplog_replay => {
+            Some(replay(&target.client, spooled, &options.filter, &map, oplog_limit, &cancel).await.map_err(interrupted)?)
+        }
         Some(_) => {
             warn!(
                 "--oplog-replay=false: the backup's oplog.bson was not replayed, so the target holds the dump as read, not a single point in time."

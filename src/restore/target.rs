@@ -103,33 +103,50 @@ async fn create(client: &Client, planned: &PlannedNamespace) -> Result<()> {
     }
 }
 
+/// What the inserts did: the tally per namespace and, when they stopped early, why.
+#[derive(Debug, Default)]
+pub struct InsertOutcome {
+    /// Per namespace of the plan, the acknowledged inserts (also when `error` is set:
+    /// what the target holds from this restore).
+    pub tallies: Vec<InsertTally>,
+    /// The failure that stopped the inserts (the server went away), if one did.
+    pub error: Option<Error>,
+}
+
 /// Inserts every batch received, `parallel` at a time, unordered within a batch (as
 /// mongorestore). Duplicate keys are counted, not fatal; any other refusal is counted
-/// with its first message. Returns the tally per namespace.
-///
-/// # Errors
-/// A failure that is not a per-document refusal (the server went away).
+/// with its first message. A failure that is not a per-document refusal (the server
+/// went away) stops taking batches; the inserts in flight are still awaited, so the
+/// tallies returned with the error count every acknowledged insert.
 pub async fn insert_batches(
     client: Client,
     namespaces: Arc<Vec<PlannedNamespace>>,
     mut batches: mpsc::Receiver<Batch>,
     parallel: usize,
-) -> Result<Vec<InsertTally>> {
+) -> InsertOutcome {
     let permits = Arc::new(Semaphore::new(parallel.max(1)));
-    let mut tallies = vec![InsertTally::default(); namespaces.len()];
+    let mut outcome = InsertOutcome { tallies: vec![InsertTally::default(); namespaces.len()], error: None };
     let mut inserts = JoinSet::new();
-    let record = |tallies: &mut Vec<InsertTally>, done: Result<(usize, InsertTally)>| -> Result<()> {
-        let (index, tally) = done?;
-        let total = &mut tallies[index];
+    let record = |outcome: &mut InsertOutcome, done: Result<(usize, InsertTally)>| {
+        let (index, tally) = match done {
+            Ok(done) => done,
+            Err(error) => {
+                outcome.error.get_or_insert(error);
+                return;
+            }
+        };
+        let total = &mut outcome.tallies[index];
         total.inserted += tally.inserted;
         total.duplicates += tally.duplicates;
         total.failed += tally.failed;
         if total.first_failure.is_none() {
             total.first_failure = tally.first_failure;
         }
-        Ok(())
     };
     while let Some(batch) = batches.recv().await {
+        if outcome.error.is_some() {
+            break;
+        }
         let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
         let planned = &namespaces[batch.namespace];
         let collection = client.database(&planned.target_database).collection::<RawDocumentBuf>(&planned.collection);
@@ -140,13 +157,14 @@ pub async fn insert_batches(
             tally.map(|tally| (batch.namespace, tally))
         });
         while let Some(done) = inserts.try_join_next() {
-            record(&mut tallies, done.expect("an insert does not panic"))?;
+            record(&mut outcome, done.expect("an insert does not panic"));
         }
     }
+    drop(batches);
     while let Some(done) = inserts.join_next().await {
-        record(&mut tallies, done.expect("an insert does not panic"))?;
+        record(&mut outcome, done.expect("an insert does not panic"));
     }
-    Ok(tallies)
+    outcome
 }
 
 async fn insert(collection: &mongodb::Collection<RawDocumentBuf>, target: &str, documents: Vec<RawDocumentBuf>) -> Result<InsertTally> {

@@ -9,6 +9,7 @@ use mongodb::Client;
 
 use crate::error::{Error, Result};
 use crate::redact::redact_uri;
+use crate::retry::RetryPolicy;
 
 pub use discovery::{discover, list_index_specs, CollectionInfo};
 pub use oplog::{OplogWindow, Timestamp};
@@ -31,6 +32,15 @@ pub struct Source {
 /// A usage error naming the URI (password redacted) when it is malformed; a MongoDB
 /// error when the server cannot be reached.
 pub async fn connect(uri: &str) -> Result<Source> {
+    connect_retrying(uri, &RetryPolicy::none()).await
+}
+
+/// [`connect`], trying the first exchange (`hello`) again per `retry` while the
+/// server is unreachable or failing over.
+///
+/// # Errors
+/// As [`connect`]; [`Error::GaveUp`] when the server stayed unreachable.
+pub async fn connect_retrying(uri: &str, retry: &RetryPolicy) -> Result<Source> {
     let mut options = ClientOptions::parse(uri).await.map_err(|e| {
         Error::usage(format!(
             "the MongoDB URI {} is not valid: {}; give --uri or MONGO_URI as mongodb://[user:password@]host[:port][/?options]",
@@ -41,11 +51,10 @@ pub async fn connect(uri: &str) -> Result<Source> {
     apply_defaults(&mut options);
     let hosts = options.hosts.iter().map(ToString::to_string).collect();
     let client = Client::with_options(options).map_err(Error::mongo("creating the client"))?;
-    let hello = client
-        .database("admin")
-        .run_command(bson::doc! { "hello": 1 })
-        .await
-        .map_err(Error::mongo(format!("cannot reach the server at {}; check the host, port and credentials", redact_uri(uri))))?;
+    let reach = format!("cannot reach the server at {}; check the host, port and credentials", redact_uri(uri));
+    let hello = retry
+        .run("connecting", |_| async { client.database("admin").run_command(bson::doc! { "hello": 1 }).await.map_err(Error::mongo(reach.clone())) })
+        .await?;
     let replica_set = hello.get_str("setName").ok().map(str::to_string);
     let server_version = match client.database("admin").run_command(bson::doc! { "buildInfo": 1 }).await {
         Ok(info) => info.get_str("version").ok().map(str::to_string),

@@ -16,6 +16,7 @@ use crate::dump::metadata::canonical_value;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::manifest::{Manifest, NamespaceEntry};
+use crate::retry::RetryPolicy;
 use crate::source::{discover, live_digest, CollectionInfo, Source, Timestamp};
 
 /// How a namespace compares with the live database.
@@ -99,18 +100,24 @@ pub fn reference_point(manifest: &Manifest) -> Timestamp {
 }
 
 /// Compares `manifest` with the live database behind `source`, scanning at most
-/// `parallel` collections at a time.
+/// `parallel` collections at a time. A read interrupted by a transient fault starts
+/// again from its beginning (a scan with a fresh digest), per `retry`; a read that
+/// still fails is an error, never a pass.
 ///
 /// # Errors
-/// A MongoDB error (the server is unreachable, a scan failed) or cancellation.
-pub async fn check_live(source: &Source, manifest: &Manifest, parallel: usize, cancel: &CancellationToken) -> Result<LiveCheck> {
+/// A MongoDB error (the server is unreachable, a scan failed even after its retries)
+/// or cancellation.
+pub async fn check_live(source: &Source, manifest: &Manifest, parallel: usize, retry: &RetryPolicy, cancel: &CancellationToken) -> Result<LiveCheck> {
     let reference = reference_point(manifest);
-    let activity = oplog_activity::since(&source.client, source.replica_set.is_some(), reference).await?;
+    let replica_set = source.replica_set.is_some();
+    let activity = retry.run("reading the oplog since the backup", |_| oplog_activity::since(&source.client, replica_set, reference)).await?;
     let filter = NamespaceFilter::new(&manifest.selection.include, &manifest.selection.exclude)?;
-    let live: BTreeMap<String, CollectionInfo> = discover(&source.client, &filter).await?.into_iter().map(|info| (info.namespace(), info)).collect();
+    let filter = &filter;
+    let live: BTreeMap<String, CollectionInfo> =
+        retry.run("discovering namespaces", |_| discover(&source.client, filter)).await?.into_iter().map(|info| (info.namespace(), info)).collect();
 
     let compare = futures::stream::iter(manifest.namespaces.iter())
-        .map(|entry| compare_namespace(source, entry, live.get(&format!("{}.{}", entry.database, entry.collection)), &activity))
+        .map(|entry| compare_namespace(source, entry, live.get(&format!("{}.{}", entry.database, entry.collection)), &activity, retry))
         .buffered(parallel.max(1))
         .try_collect::<Vec<_>>();
     let mut namespaces = tokio::select! {
@@ -120,7 +127,7 @@ pub async fn check_live(source: &Source, manifest: &Manifest, parallel: usize, c
     for (namespace, info) in &live {
         let backed_up = manifest.namespaces.iter().any(|e| e.database == info.database && e.collection == info.name);
         if !backed_up {
-            namespaces.push(created_since(source, namespace, info, &activity).await?);
+            namespaces.push(retry.run(&format!("counting {namespace}"), |_| created_since(source, namespace, info, &activity)).await?);
         }
     }
     Ok(LiveCheck {
@@ -138,6 +145,7 @@ async fn compare_namespace(
     entry: &NamespaceEntry,
     live: Option<&CollectionInfo>,
     activity: &OplogActivity,
+    retry: &RetryPolicy,
 ) -> Result<LiveNamespace> {
     let namespace = format!("{}.{}", entry.database, entry.collection);
     let writes = activity.writes_to(&entry.database, &entry.collection);
@@ -148,7 +156,7 @@ async fn compare_namespace(
             (Some(0), (!same).then(|| "the view's definition differs".to_string()))
         }
         Some(_) => {
-            let digest = live_digest(&source.client, &entry.database, &entry.collection).await?;
+            let digest = retry.run(&format!("reading {namespace}"), |_| live_digest(&source.client, &entry.database, &entry.collection)).await?;
             let difference = if digest.documents != entry.documents {
                 Some(format!("{} documents live, {} in the backup", digest.documents, entry.documents))
             } else if digest.content_hash != entry.content_hash {

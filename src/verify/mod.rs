@@ -52,6 +52,8 @@ pub struct VerifyOptions {
     pub wait_for_running: Duration,
     /// How often the store is looked at while waiting.
     pub poll_interval: Duration,
+    /// How often an interrupted live scan is started again after a transient fault.
+    pub retry: crate::retry::RetryPolicy,
 }
 
 /// The overall verdict.
@@ -138,7 +140,7 @@ pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> R
         Ok(manifest) => {
             let archive_task = spawn_archive_check(store.clone(), backup.archive.clone(), manifest.clone(), cancel.clone());
             let live = match &options.uri {
-                Some(uri) => Some(live_stage(uri, &manifest, options.parallel, &cancel).await),
+                Some(uri) => Some(live_stage(uri, &manifest, options, &cancel).await),
                 None => None,
             };
             let archive = archive_task.await.expect("the archive check does not panic");
@@ -265,9 +267,9 @@ fn spawn_archive_check(store: Arc<dyn Store>, file: String, manifest: Manifest, 
     })
 }
 
-async fn live_stage(uri: &str, manifest: &Manifest, parallel: usize, cancel: &CancellationToken) -> Result<LiveCheck> {
-    let source = crate::source::connect(uri).await?;
-    live_check::check_live(&source, manifest, parallel, cancel).await
+async fn live_stage(uri: &str, manifest: &Manifest, options: &VerifyOptions, cancel: &CancellationToken) -> Result<LiveCheck> {
+    let source = crate::source::connect_retrying(uri, &options.retry).await?;
+    live_check::check_live(&source, manifest, options.parallel, &options.retry, cancel).await
 }
 
 /// One finding per live namespace that is unexplained (an error) or undetermined (a warning).

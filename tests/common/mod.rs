@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod dataset;
+pub mod ferretdb;
 pub mod http_sink;
 pub mod minio;
 
