@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Changes the schedule of a deployed ingest-backup, as the seed's reschedule did:
+# Changes the schedule of a deployed ingest-backup, as the original scripts' reschedule did:
 #
-#   helm/reschedule.sh '*/5 * * * * '
+#   helm/reschedule.sh [-n NAMESPACE] '*/5 * * * * '
 #
 # patches `cronjob ingest-backup` with the new five-field cron schedule (surrounding
-# blanks are dropped), then moves `cronjob ingest-backup-verify` to run
+# blanks are dropped) or Kubernetes macro (@daily, ...), then moves `cronjob ingest-backup-verify` to run
 # VERIFY_OFFSET_MINUTES (default 30, as the chart's verify.offsetMinutes) after it, by the
 # chart's rule: the minute field must be one number; a carry into the hour needs an
 # hour field of numbers (or "*" for an offset under an hour), and a carry past midnight
@@ -15,7 +15,11 @@
 # The expression is checked before anything is patched: minute 0-59, hour 0-23,
 # day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 0-6 or SUN-SAT (Kubernetes'
 # parser has no 7), each a list of values, ranges and steps built from *, ",", "-" and
-# "/". KUBECTL names the kubectl command (default: kubectl).
+# "/"; or one of the macros @yearly, @annually, @monthly, @weekly, @daily, @midnight,
+# @hourly (shifted as the schedule they stand for). The chart checks cronSchedule by the
+# same rules (helm/ingest-backup/templates/_helpers.tpl). KUBECTL names the kubectl
+# command (default: kubectl). The namespace is -n NAMESPACE, else HELM_NAMESPACE (as
+# helm/setup.sh installs with), else the kube context's.
 #
 # A patch lasts until the next helm/setup.sh (helm upgrade), which applies cronSchedule
 # from helm/config/$DEPLOYMENT_STAGE.yaml: change it there too to keep the schedule.
@@ -29,10 +33,11 @@ VERIFY_CRONJOB=ingest-backup-verify
 
 usage() {
     cat >&2 <<'USAGE'
-usage: helm/reschedule.sh '<minute> <hour> <day-of-month> <month> <day-of-week>'
+usage: helm/reschedule.sh [-n NAMESPACE] '<minute> <hour> <day-of-month> <month> <day-of-week>'|@daily
   e.g. helm/reschedule.sh '0 0 * * *'      every day at midnight (UTC)
        helm/reschedule.sh '*/5 * * * *'    every five minutes
-env:   VERIFY_OFFSET_MINUTES (default 30), VERIFY_CRON_SCHEDULE, KUBECTL
+       helm/reschedule.sh -n backups @daily
+env:   VERIFY_OFFSET_MINUTES (default 30), VERIFY_CRON_SCHEDULE, KUBECTL, HELM_NAMESPACE
 USAGE
 }
 
@@ -117,6 +122,12 @@ check_field() {
     done
 }
 
+# Kubernetes' cron macros and the schedules they stand for.
+declare -A MACROS=(
+    [@yearly]="0 0 1 1 *" [@annually]="0 0 1 1 *" [@monthly]="0 0 1 * *" [@weekly]="0 0 * * 0"
+    [@daily]="0 0 * * *" [@midnight]="0 0 * * *" [@hourly]="0 * * * *"
+)
+
 # Checks a whole expression ($2, named $1 in messages) and normalises it into CRON.
 check_cron() {
     local what=$1 text=$2 fields
@@ -124,8 +135,15 @@ check_cron() {
         die "$what must be one line"
     fi
     read -r -a fields <<<"$text"
+    if ((${#fields[@]} >= 1)) && [[ ${fields[0]} == @* ]]; then
+        if ((${#fields[@]} == 1)) && [[ -n ${MACROS[${fields[0]}]:-} ]]; then
+            CRON=${fields[0]}
+            return 0
+        fi
+        die "$what '$text': '${fields[*]}' is not one of Kubernetes' macros @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly (@every is not accepted): use one of them or five fields"
+    fi
     if ((${#fields[@]} != 5)); then
-        die "$what '$text' has ${#fields[@]} fields; a cron schedule has exactly five: minute hour day-of-month month day-of-week (e.g. '0 0 * * *')"
+        die "$what '$text' has ${#fields[@]} fields; a cron schedule has exactly five: minute hour day-of-month month day-of-week (e.g. '0 0 * * *'), or a macro such as @daily"
     fi
     check_field minute "${fields[0]}" 0 59 || die "$what '$text': $FIELD_ERROR"
     check_field hour "${fields[1]}" 0 23 || die "$what '$text': $FIELD_ERROR"
@@ -142,8 +160,9 @@ check_cron() {
 # Shifts the valid, normalised schedule $1 by $2 minutes (the chart's rule, see
 # helm/ingest-backup/templates/_helpers.tpl). Sets SHIFTED or SHIFT_ERROR.
 shift_schedule() {
-    local fields offset=$2 minute total carry hour hours=() h wrapped=0 daily=0 rest
-    read -r -a fields <<<"$1"
+    local fields offset=$2 minute total carry hour hours=() h wrapped=0 daily=0 rest schedule=$1
+    [[ -n ${MACROS[$schedule]:-} ]] && schedule=${MACROS[$schedule]}
+    read -r -a fields <<<"$schedule"
     SHIFTED=""
     SHIFT_ERROR=""
     if [[ ! ${fields[0]} =~ ^[0-9]+$ ]]; then
@@ -183,15 +202,28 @@ shift_schedule() {
     fi
 }
 
+NAMESPACE_ARGS=()
+
 patch() {
     local cronjob=$1 schedule=$2
-    "$KUBECTL" patch cronjob "$cronjob" -p "{\"spec\":{\"schedule\":\"$schedule\"}}"
+    "$KUBECTL" "${NAMESPACE_ARGS[@]}" patch cronjob "$cronjob" -p "{\"spec\":{\"schedule\":\"$schedule\"}}"
 }
 
 main() {
     if [[ ${1:-} == -h || ${1:-} == --help ]]; then
         usage
         exit 0
+    fi
+    local namespace=${HELM_NAMESPACE:-}
+    if [[ ${1:-} == -n || ${1:-} == --namespace ]]; then
+        (($# >= 2)) || die "$1 needs a namespace"
+        namespace=$2
+        shift 2
+    fi
+    if [[ -n $namespace ]]; then
+        [[ $namespace =~ ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$ ]] \
+            || die "namespace '$namespace' is not a Kubernetes namespace name (lower-case letters, digits and '-', at most 63)"
+        NAMESPACE_ARGS=(--namespace "$namespace")
     fi
     if (($# != 1)); then
         usage

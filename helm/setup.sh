@@ -2,6 +2,15 @@
 # Installs or upgrades ingest-backup on the current Kubernetes context with Helm.
 #
 #   DEPLOYMENT_STAGE=prod helm/setup.sh /path/to/aws_access_credentials.csv role_ARN slack_webhook_url
+#   DEPLOYMENT_STAGE=prod helm/setup.sh --irsa role_ARN [slack_webhook_url]
+#   DEPLOYMENT_STAGE=prod helm/setup.sh --existing-secret SECRET_NAME [role_ARN]
+#
+# The first form is the original scripts': access keys from the CSV, which assume the
+# role. --irsa uses no keys: the role ARN becomes the ServiceAccount's
+# eks.amazonaws.com/role-arn annotation (IRSA; aws.roleArn stays empty, as IRSA needs).
+# --existing-secret reads keys and webhook URLs from a Secret you manage (keys named as
+# in values.yaml secrets.keys); the role ARN, when given, is assumed with them.
+# HEARTBEAT_URL in the environment (never on the command line) becomes heartbeat.url.
 #
 # - DEPLOYMENT_STAGE picks helm/config/$DEPLOYMENT_STAGE.yaml (schedule, bucket, prefix).
 # - The CSV is the one the AWS console downloads: either the access-key file
@@ -9,7 +18,8 @@
 #   Access key ID,Secret access key,Console login link`); any column order, a UTF-8 BOM
 #   and CRLF line ends are fine. It must hold one row of keys.
 # - role_ARN is the role the keys assume (arn:aws:iam::123456789012:role/NAME; aws-cn and
-#   aws-us-gov too); slack_webhook_url is https://hooks.slack.com/services/....
+#   aws-us-gov too); slack_webhook_url is any https:// webhook URL (Slack's
+#   https://hooks.slack.com/services/..., or a Slack-compatible receiver).
 #
 # The keys and the webhook URL go to Helm in a values file (mode 600, in a private
 # temporary directory removed on exit), never on a command line, and are never printed.
@@ -29,6 +39,9 @@ KUBECTL="${KUBECTL:-kubectl}"
 usage() {
     cat >&2 <<'USAGE'
 usage: DEPLOYMENT_STAGE=<stage> helm/setup.sh /path/to/aws_access_credentials.csv role_ARN slack_webhook_url
+       DEPLOYMENT_STAGE=<stage> helm/setup.sh --irsa role_ARN [slack_webhook_url]
+       DEPLOYMENT_STAGE=<stage> helm/setup.sh --existing-secret SECRET_NAME [role_ARN]
+env:   HEARTBEAT_URL (optional), HELM, KUBECTL, HELM_NAMESPACE
 USAGE
 }
 
@@ -140,16 +153,47 @@ yaml_quote() {
     QUOTED="'${1//$q/$q$q}'"
 }
 
+check_role_arn() {
+    [[ $1 =~ ^arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}$ ]] \
+        || die "role ARN $(shown "$1") is not an IAM role ARN: expected arn:aws:iam::<12-digit account>:role/<name>"
+}
+
+check_webhook() {
+    [[ $1 =~ ^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/[^[:space:]]*$ ]] \
+        || die "the Slack webhook URL ($2) is not an https:// URL with a host: copy it from the Slack app's Incoming Webhooks page (or your Slack-compatible receiver)"
+}
+
 main() {
     if [[ ${1:-} == -h || ${1:-} == --help ]]; then
         usage
         exit 0
     fi
-    if (($# != 3)); then
-        usage
-        die "expected 3 arguments (credentials CSV, role ARN, Slack webhook URL), got $#"
-    fi
-    local csv=$1 role_arn=$2 webhook=$3
+    local mode=keys csv="" role_arn="" webhook="" existing=""
+    case ${1:-} in
+        --irsa)
+            mode=irsa
+            (($# == 2 || $# == 3)) || { usage; die "--irsa takes the role ARN and, optionally, the Slack webhook URL"; }
+            role_arn=$2
+            webhook=${3:-}
+            ;;
+        --existing-secret)
+            mode=existing
+            (($# == 2 || $# == 3)) || { usage; die "--existing-secret takes the Secret's name and, optionally, the role ARN"; }
+            existing=$2
+            role_arn=${3:-}
+            ;;
+        -*)
+            usage
+            die "unknown option '$1'"
+            ;;
+        *)
+            if (($# != 3)); then
+                usage
+                die "expected 3 arguments (credentials CSV, role ARN, Slack webhook URL), got $#"
+            fi
+            csv=$1 role_arn=$2 webhook=$3
+            ;;
+    esac
 
     local stage=${DEPLOYMENT_STAGE:-}
     local known
@@ -159,12 +203,28 @@ main() {
         || die "DEPLOYMENT_STAGE '$stage' has no configuration $CONFIG_DIR/$stage.yaml: use one of: ${known% }"
     local config=$CONFIG_DIR/$stage.yaml
 
-    read_credentials_csv "$csv"
-
-    [[ $role_arn =~ ^arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}$ ]] \
-        || die "role ARN $(shown "$role_arn") is not an IAM role ARN: expected arn:aws:iam::<12-digit account>:role/<name>"
-    [[ $webhook =~ ^https://hooks\.slack\.com/services/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+$ ]] \
-        || die "the Slack webhook URL (argument 3) is not of the form https://hooks.slack.com/services/T.../B.../...: copy it from the Slack app's Incoming Webhooks page"
+    case $mode in
+        keys)
+            read_credentials_csv "$csv"
+            check_role_arn "$role_arn"
+            check_webhook "$webhook" "argument 3"
+            ;;
+        irsa)
+            check_role_arn "$role_arn"
+            [[ -z $webhook ]] || check_webhook "$webhook" "argument 3"
+            ;;
+        existing)
+            [[ $existing =~ ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ ]] \
+                || die "Secret name $(shown "$existing") is not a Kubernetes object name (lower-case letters, digits, '-' and '.')"
+            [[ -z $role_arn ]] || check_role_arn "$role_arn"
+            ;;
+    esac
+    local heartbeat=${HEARTBEAT_URL:-}
+    if [[ -n $heartbeat ]]; then
+        [[ $mode != existing ]] || die "HEARTBEAT_URL is set with --existing-secret: put the URL into that Secret (key HEARTBEAT_URL) instead"
+        [[ $heartbeat =~ ^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[^[:space:]]*)?$ ]] \
+            || die "HEARTBEAT_URL is not an http(s):// URL with a host (the value is not shown)"
+    fi
 
     command -v -- "$HELM" >/dev/null 2>&1 \
         || die "helm not found (HELM=$HELM): install Helm 3 (https://helm.sh/docs/intro/install/) or set HELM"
@@ -188,15 +248,39 @@ main() {
     chmod 600 "$values"
     {
         printf '# Written by helm/setup.sh for one helm run; deleted when it exits.\n'
-        yaml_quote "$role_arn"
-        printf 'aws:\n  roleArn: %s\n' "$QUOTED"
-        printf 'secrets:\n'
-        yaml_quote "$ACCESS_KEY_ID"
-        printf '  awsAccessKeyId: %s\n' "$QUOTED"
-        yaml_quote "$SECRET_ACCESS_KEY"
-        printf '  awsSecretAccessKey: %s\n' "$QUOTED"
-        yaml_quote "$webhook"
-        printf '  slackWebhookUrl: %s\n' "$QUOTED"
+        case $mode in
+            keys)
+                yaml_quote "$role_arn"
+                printf 'aws:\n  roleArn: %s\n' "$QUOTED"
+                printf 'secrets:\n'
+                yaml_quote "$ACCESS_KEY_ID"
+                printf '  awsAccessKeyId: %s\n' "$QUOTED"
+                yaml_quote "$SECRET_ACCESS_KEY"
+                printf '  awsSecretAccessKey: %s\n' "$QUOTED"
+                yaml_quote "$webhook"
+                printf '  slackWebhookUrl: %s\n' "$QUOTED"
+                ;;
+            irsa)
+                yaml_quote "$role_arn"
+                printf 'serviceAccount:\n  annotations:\n    eks.amazonaws.com/role-arn: %s\n' "$QUOTED"
+                if [[ -n $webhook ]]; then
+                    yaml_quote "$webhook"
+                    printf 'secrets:\n  slackWebhookUrl: %s\n' "$QUOTED"
+                fi
+                ;;
+            existing)
+                if [[ -n $role_arn ]]; then
+                    yaml_quote "$role_arn"
+                    printf 'aws:\n  roleArn: %s\n' "$QUOTED"
+                fi
+                yaml_quote "$existing"
+                printf 'secrets:\n  existingSecret: %s\n' "$QUOTED"
+                ;;
+        esac
+        if [[ -n $heartbeat ]]; then
+            yaml_quote "$heartbeat"
+            printf 'heartbeat:\n  url: %s\n' "$QUOTED"
+        fi
     } >"$values"
 
     printf 'setup.sh: installing %s for stage %s (%s) into kube context %s\n' \

@@ -49,6 +49,39 @@ pub enum Command {
     SampleData(SampleDataArgs),
     /// Run forever: a backup on every cron tick, verified after a delay; /healthz and /metrics over HTTP.
     Schedule(ScheduleArgs),
+    /// Ask a running `schedule` for its /healthz (exit 0 when healthy): the container healthcheck of an image without curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Flags of `healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The address `schedule` listens on; 0.0.0.0 and [::] are asked on the loopback address.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:9090", value_name = "ADDR")]
+    pub listen: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+impl HealthcheckArgs {
+    /// The URL of `/healthz` on the listener.
+    ///
+    /// # Errors
+    /// A usage error when `--listen` / `LISTEN_ADDR` is not IP:PORT.
+    pub fn url(&self) -> Result<String> {
+        let listen: SocketAddr = self
+            .listen
+            .trim()
+            .parse()
+            .map_err(|_| Error::usage(format!("--listen / LISTEN_ADDR {:?} is not an address: give IP:PORT, e.g. 0.0.0.0:9090", self.listen)))?;
+        let ip = match listen.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        Ok(format!("http://{}/healthz", SocketAddr::new(ip, listen.port())))
+    }
 }
 
 /// `--uri`, shared by the commands that talk to a server.
@@ -260,9 +293,15 @@ pub struct ListArgs {
 /// Flags of `verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The backup to verify: a name such as 2018-04-04T11_37, or `latest` (the newest, complete or not).
+    /// The backup to verify: a name such as 2018-04-04T11_37, `latest` (the newest, complete or not), or `unverified` (the newest complete backup not verified yet).
     #[arg(default_value = "latest")]
     pub backup: String,
+    /// While a backup of the store is still being written, wait up to this long for it before choosing the backup (e.g. 6h; 0: do not wait).
+    #[arg(long, env = "VERIFY_WAIT_FOR_RUNNING", default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub wait_for_running: Duration,
+    /// How often the store is checked while waiting for a running backup.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION", hide = true)]
+    pub poll_interval: Duration,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub uri: UriArg,
@@ -296,7 +335,12 @@ impl VerifyArgs {
     /// A usage error naming the bad flag and its fix.
     pub fn options(&self) -> Result<VerifyOptions> {
         check_parallel(self.parallel)?;
-        check_backup_name(&self.backup)?;
+        if self.backup != crate::store::UNVERIFIED {
+            check_backup_name(&self.backup)?;
+        }
+        if self.poll_interval.is_zero() {
+            return Err(Error::usage("--poll-interval must be more than 0s"));
+        }
         let (store, s3) = self.store.resolve()?;
         Ok(VerifyOptions {
             store,
@@ -305,6 +349,8 @@ impl VerifyArgs {
             uri: (!self.archive_only).then(|| self.uri.uri.clone()),
             parallel: self.parallel,
             strict: self.strict,
+            wait_for_running: self.wait_for_running,
+            poll_interval: self.poll_interval,
             retry: self.retries.policy()?,
         })
     }
@@ -316,8 +362,8 @@ pub struct RestoreArgs {
     /// The backup to restore: a name such as 2018-04-04T11_37, or `latest` (the newest complete backup).
     #[arg(default_value = "latest")]
     pub backup: String,
-    /// The target server's connection string (required: a restore never defaults to the source).
-    #[arg(long, value_name = "TARGET")]
+    /// The target server's connection string (required: a restore never defaults to the source) [env: RESTORE_URI]
+    #[arg(long, value_name = "TARGET", env = "RESTORE_URI", hide_env = true, hide_env_values = true)]
     pub uri: String,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -399,7 +445,7 @@ fn check_parallel(parallel: usize) -> Result<()> {
 fn check_backup_name(backup: &str) -> Result<()> {
     if backup != "latest" && !crate::naming::is_backup_name(backup) {
         return Err(Error::usage(format!(
-            "{backup:?} is not a backup name: give a name such as 2018-04-04T11_37 (see `ingest-backup list`) or `latest`"
+            "{backup:?} is not a backup name: give a name such as 2018-04-04T11_37 (see `ingest-backup list`) or `latest` (verify also takes `unverified`)"
         )));
     }
     Ok(())
@@ -429,6 +475,9 @@ pub struct ScheduleArgs {
     /// Fail a verification when a live difference cannot be explained either way.
     #[arg(long)]
     pub verify_strict: bool,
+    /// Start a backup as soon as the scheduler starts, then follow the schedule.
+    #[arg(long, env = "RUN_ON_START")]
+    pub run_now: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub backup: BackupFlags,
@@ -458,6 +507,8 @@ impl ScheduleArgs {
             uri: (!self.verify_archive_only).then(|| backup.uri.clone()),
             parallel: self.verify_parallel,
             strict: self.verify_strict,
+            wait_for_running: Duration::ZERO,
+            poll_interval: Duration::from_secs(15),
             retry: backup.retry,
         };
         Ok(ScheduleOptions {
@@ -468,6 +519,7 @@ impl ScheduleArgs {
             grace_period: self.grace_period,
             listen,
             notifier: self.backup.notify.notifier()?,
+            run_now: self.run_now,
         })
     }
 }
@@ -487,6 +539,9 @@ pub struct SampleDataArgs {
     /// Seed of the generator (same seed, same documents).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Load nothing when the server already holds a database other than admin, config and local.
+    #[arg(long)]
+    pub if_empty: bool,
     /// The server the documents must suit: `ferretdb` writes references as `{ref, id}`
     /// instead of DBRefs, since FerretDB v1 refuses `$`-prefixed field names.
     #[arg(long, value_enum, default_value_t = crate::sample::Compat::MongoDb)]

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use ingest_backup::backup::{run_backup_with_progress, BackupProgress, BackupReport};
-use ingest_backup::cli::{BackupArgs, Cli, Command, ListArgs, RestoreArgs, SampleDataArgs, ScheduleArgs, StoreArg, VerifyArgs};
+use ingest_backup::cli::{BackupArgs, Cli, Command, HealthcheckArgs, ListArgs, RestoreArgs, SampleDataArgs, ScheduleArgs, StoreArg, VerifyArgs};
 use ingest_backup::manifest::Manifest;
 use ingest_backup::notify::Event;
 use ingest_backup::restore::{self, RestoreReport};
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         Command::List(args) => args.json,
         Command::Verify(args) => args.json,
         Command::Restore(args) => args.json,
-        Command::SampleData(_) | Command::Schedule(_) => false,
+        Command::SampleData(_) | Command::Schedule(_) | Command::Healthcheck(_) => false,
     };
     let outcome = runtime.block_on(run(cli.command, cancel));
     match outcome {
@@ -105,6 +105,7 @@ async fn run(command: Command, cancel: CancellationToken) -> Result<Outcome> {
         Command::Restore(args) => restore(&args, cancel).await,
         Command::SampleData(args) => sample_data(&args).await.map(succeeded),
         Command::Schedule(args) => schedule(&args, cancel).await,
+        Command::Healthcheck(args) => healthcheck(&args).await,
     }
 }
 
@@ -295,11 +296,45 @@ async fn schedule(args: &ScheduleArgs, stop: CancellationToken) -> Result<Outcom
     })
 }
 
+/// GET /healthz of a running `schedule`: exit 0 on 200, 1 otherwise (the reason on stderr).
+async fn healthcheck(args: &HealthcheckArgs) -> Result<Outcome> {
+    let url = args.url()?;
+    let client = reqwest::Client::builder()
+        .timeout(args.timeout)
+        .build()
+        .map_err(|error| Error::Store { message: format!("cannot build an HTTP client: {error}"), retryable: false })?;
+    match client.get(&url).send().await {
+        Ok(response) if response.status() == reqwest::StatusCode::OK => {
+            eprintln!("{url}: healthy");
+            Ok(Outcome::Succeeded)
+        }
+        Ok(response) => {
+            eprintln!("{url}: unhealthy (HTTP {})", response.status().as_u16());
+            Ok(Outcome::Failed)
+        }
+        Err(error) => {
+            eprintln!("{url}: no answer ({error}); is `ingest-backup schedule` running and listening there (LISTEN_ADDR)?");
+            Ok(Outcome::Failed)
+        }
+    }
+}
+
 async fn sample_data(args: &SampleDataArgs) -> Result<()> {
     if args.database.is_empty() || args.database.contains(['.', '/', ' ', '$']) {
         return Err(Error::usage(format!("--database {:?} is not a valid database name", args.database)));
     }
+    if args.size_mb == 0 {
+        eprintln!("--size-mb 0: no sample data loaded");
+        return Ok(());
+    }
     let source = source::connect(&args.uri.uri).await?;
+    if args.if_empty {
+        let names = source.client.list_database_names().await.map_err(Error::mongo("listing the databases"))?;
+        if let Some(existing) = names.iter().find(|name| !matches!(name.as_str(), "admin" | "config" | "local")) {
+            eprintln!("the server already holds database {existing:?}: no sample data loaded (--if-empty)");
+            return Ok(());
+        }
+    }
     let spec = SampleSpec { database: args.database.clone(), target_bytes: args.size_mb << 20, seed: args.seed };
     let summary = sample::load_for(&source.client, &spec, args.compat).await?;
     eprintln!("loaded {} sample documents ({:.1} MiB) into database {}", summary.documents, summary.bytes as f64 / (1 << 20) as f64, spec.database);

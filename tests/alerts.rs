@@ -1,6 +1,8 @@
 //! Alerts: a failed backup posts its stage and reason to Slack and the JSON webhook, a
 //! successful one only when asked; delivery is retried, a failed delivery never changes
-//! the exit status, and the webhook URLs (secrets) never appear in any output.
+//! the exit status, and the webhook URLs (secrets) never appear in any output. The
+//! heartbeat is called after each successful backup and verification, never after a
+//! failure, and an unreachable heartbeat changes no exit status.
 //!
 //! Peers: SecantusDB for the backups that succeed; a loopback HTTP server
 //! (`common::http_sink`) standing in for Slack and the webhook receiver.
@@ -23,7 +25,9 @@ const SECRET_PATH: &str = "/services/T000/B000/s3cretTOKEN123";
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(common::binary());
     command.args(args);
-    for variable in ["MONGO_URI", "S3_BUCKET", "BACKUP_DIR", "SLACK_WEBHOOK_URL", "ALERT_WEBHOOK_URL", "NOTIFY_SUCCESS"] {
+    for variable in
+        ["MONGO_URI", "S3_BUCKET", "BACKUP_DIR", "SLACK_WEBHOOK_URL", "ALERT_WEBHOOK_URL", "NOTIFY_SUCCESS", "HEARTBEAT_URL", "HEARTBEAT_METHOD"]
+    {
         command.env_remove(variable);
     }
     for (key, value) in env {
@@ -331,4 +335,70 @@ async fn a_failed_verification_posts_its_stage_and_findings() {
         run(&["verify", &passing, "--store", store.to_str().unwrap(), "--uri", &server.uri()], &[("SLACK_WEBHOOK_URL", &quiet.url(SECRET_PATH))]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(quiet.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_heartbeat_is_called_after_successes_only_and_never_changes_the_exit_status() {
+    let server = server_with_orders(12).await;
+    let beat = HttpSink::start();
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    // One check per operation: {operation} becomes backup or verify.
+    let url = beat.url("/ping/s3cretTOKEN123/{operation}");
+    let env = [("HEARTBEAT_URL", url.as_str())];
+
+    // A successful backup pings once, with GET, without --notify-success.
+    let name = backup_json(&run(&["backup", "--uri", &server.uri(), "--store", store_arg, "--json"], &env))["name"].as_str().unwrap().to_string();
+    let requests = beat.requests();
+    assert_eq!(requests.len(), 1, "one ping per success");
+    assert_eq!((requests[0].method.as_str(), requests[0].path.as_str()), ("GET", "/ping/s3cretTOKEN123/backup"));
+
+    // A passing verification pings its own check.
+    let output = run(&["verify", &name, "--store", store_arg, "--uri", &server.uri()], &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let requests = beat.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].path, "/ping/s3cretTOKEN123/verify");
+    assert!(stderr(&output).contains("Heartbeat sent."), "{}", stderr(&output));
+
+    // Failures do not ping: an unreachable server, a failed verification (no sidecar).
+    let failed = run(&["backup", "--uri", &closed_uri(), "--store", store_arg], &env);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let incomplete =
+        backup_json(&run(&["backup", "--uri", &server.uri(), "--store", store_arg, "--json"], &[]))["name"].as_str().unwrap().to_string();
+    std::fs::remove_file(store.join(format!("{incomplete}.manifest.json"))).unwrap();
+    let output = run(&["verify", &incomplete, "--store", store_arg, "--archive-only"], &env);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(beat.requests().len(), 2, "no ping after a failure");
+
+    // POST sends the operation and the backup as JSON; a 500 is retried.
+    let posted = HttpSink::answering(&[500]);
+    let post_url = posted.url("/ping/s3cretTOKEN123");
+    let result = backup_json(&run(
+        &["backup", "--uri", &server.uri(), "--store", store_arg, "--json"],
+        &[("HEARTBEAT_URL", post_url.as_str()), ("HEARTBEAT_METHOD", "POST")],
+    ));
+    let requests = posted.requests();
+    assert_eq!(requests.len(), 2, "500, then 200");
+    assert_eq!(requests[1].method, "POST");
+    let document = requests[1].json();
+    assert_eq!((document["operation"].as_str(), document["outcome"].as_str()), (Some("backup"), Some("succeeded")));
+    assert_eq!(document["backup"], result["name"]);
+
+    // An unreachable heartbeat: the backup still succeeds, the log says so without the URL.
+    let dead_port = common::free_port();
+    let dead = format!("http://127.0.0.1:{dead_port}/ping/s3cretTOKEN123");
+    let output = run(&["backup", "--uri", &server.uri(), "--store", store_arg, "--json"], &[("HEARTBEAT_URL", dead.as_str())]);
+    assert_eq!(backup_json(&output)["status"], "ok");
+    let log = stderr(&output);
+    assert!(log.lines().any(|l| l.contains("Heartbeat not delivered") && l.contains("channel=heartbeat") && l.contains("cannot connect")), "{log}");
+    assert!(!log.contains(&format!(":{dead_port}")), "no part of the URL is logged: {log}");
+
+    // A malformed heartbeat URL is refused before the backup starts, naming the variable only.
+    let bad_store = work.path().join("never");
+    let output = run(&["backup", "--uri", &server.uri(), "--store", bad_store.to_str().unwrap()], &[("HEARTBEAT_URL", "hc-ping.com/s3cretTOKEN123")]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(error_line(&output).contains("HEARTBEAT_URL"));
+    assert!(!bad_store.exists());
 }

@@ -126,9 +126,14 @@ fn stages() -> Vec<(String, PathBuf)> {
     stages
 }
 
-/// `helm template ingest-backup <chart> <args>`.
+/// The image every render uses unless a test overrides it (the stage files leave
+/// `image.repository` for the operator to fill in).
+const IMAGE: &str = "registry.example.com/ingest-backup";
+
+/// `helm template ingest-backup <chart> --set image.repository=IMAGE <args>` (a later
+/// `--set image.repository=...` in `args` overrides it).
 fn template(helm: &Path, args: &[&str]) -> Output {
-    run(Command::new(helm).args(["template", "ingest-backup"]).arg(chart()).args(args))
+    run(Command::new(helm).args(["template", "ingest-backup"]).arg(chart()).args(["--set", &format!("image.repository={IMAGE}")]).args(args))
 }
 
 fn render(helm: &Path, python: &Path, args: &[&str]) -> (String, Vec<Value>) {
@@ -162,6 +167,7 @@ const KEY_ID: &str = "AKIADUMMYKEYID000042";
 const SECRET_KEY: &str = "dUmMySeCrEtAcCeSsKeY/0123456789+abcdefgh";
 const WEBHOOK: &str = "https://hooks.slack.com/services/TDUMMY000/BDUMMY000/dummyWebhookSecret42";
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ingest-backup";
+const HEARTBEAT: &str = "https://hc-ping.com/dummyHeartbeatSecret42/{operation}";
 
 fn base64(text: &str) -> String {
     use base64::Engine;
@@ -175,8 +181,17 @@ fn base64(text: &str) -> String {
 fn helm_lint_passes_for_every_stage() {
     let Some(helm) = helm("helm_lint_passes_for_every_stage") else { return };
     for (stage, file) in stages() {
-        let output = run(Command::new(&helm).arg("lint").arg("--strict").arg(chart()).arg("-f").arg(&file));
+        let output = run(Command::new(&helm)
+            .arg("lint")
+            .arg("--strict")
+            .arg(chart())
+            .arg("-f")
+            .arg(&file)
+            .args(["--set", &format!("image.repository={IMAGE}")]));
         assert!(output.status.success(), "helm lint --strict for {stage}: {}", text(&output));
+        // Without an image repository the stage file does not install.
+        let output = run(Command::new(&helm).arg("lint").arg("--strict").arg(chart()).arg("-f").arg(&file));
+        assert!(!output.status.success() && text(&output).contains("image.repository is required"), "{stage}: {}", text(&output));
     }
 }
 
@@ -196,7 +211,18 @@ fn every_rendered_object_validates_against_the_kubernetes_api() {
         ));
         variants.push((
             format!("{stage} with an existing Secret"),
-            vec!["-f".into(), file, "--set".into(), "secrets.existingSecret=backup-keys,mongo.uriSecret.name=mongo-uri".into()],
+            vec!["-f".into(), file.clone(), "--set".into(), "secrets.existingSecret=backup-keys,mongo.uriSecret.name=mongo-uri".into()],
+        ));
+        variants.push((
+            format!("{stage} with a heartbeat, a digest and a macro schedule"),
+            vec![
+                "-f".into(),
+                file.clone(),
+                "--set".into(),
+                format!("heartbeat.url=https://hc-ping.com/{}/{{operation}},image.digest=sha256:{}", "0f3c", "a".repeat(64)),
+                "--set-string".into(),
+                "cronSchedule=@daily".into(),
+            ],
         ));
     }
     for (label, args) in &variants {
@@ -211,6 +237,32 @@ fn every_rendered_object_validates_against_the_kubernetes_api() {
             for kind in ["cronjob/ingest-backup ", "cronjob/ingest-backup-verify ", "serviceaccount/ingest-backup "] {
                 assert!(report.contains(kind), "{label}: {kind}was not validated:\n{report}");
             }
+        }
+    }
+
+    // The restore Job, rendered alone as helm/restore.sh renders it.
+    for (stage, file) in stages() {
+        let output = template(
+            &helm,
+            &[
+                "-f",
+                &file.to_string_lossy(),
+                "--set",
+                "restore.enabled=true,restore.drop=true",
+                "--set-string",
+                "restore.backup=2018-04-04T11_37",
+                "--show-only",
+                "templates/restore-job.yaml",
+            ],
+        );
+        assert!(output.status.success(), "{stage} restore: {}", text(&output));
+        // kubernetes-validate needs a name; the API server derives one from generateName.
+        let yaml = String::from_utf8(output.stdout).unwrap().replace("generateName: ingest-backup-restore-", "name: ingest-backup-restore-x");
+        let file = temp_file(dir.path(), "restore.yaml", yaml.as_bytes());
+        for version in ["1.30.0", "1.37.0"] {
+            let check = run(Command::new(&validate).args(["--strict", "--kubernetes-version", version]).arg(&file));
+            assert!(check.status.success(), "{stage} restore: not valid for Kubernetes {version}:\n{}", text(&check));
+            assert!(text(&check).contains("job/ingest-backup-restore-x "), "{}", text(&check));
         }
     }
 
@@ -265,7 +317,12 @@ fn cronjobs_follow_the_stage_files_and_run_hardened() {
         };
         assert_eq!(verify["spec"]["schedule"], expected, "{stage}: verification 30 minutes after the backup");
         assert_eq!(container(backup)["args"], serde_json::json!(["backup"]));
-        assert_eq!(container(verify)["args"], serde_json::json!(["verify", "latest"]));
+        // The newest backup not verified yet, waiting for one still being written.
+        assert_eq!(container(verify)["args"], serde_json::json!(["verify", "unverified", "--wait-for-running", "6h"]));
+        assert!(
+            verify["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"].as_u64().unwrap() > 6 * 3600,
+            "{stage}: the verify Job outlives its wait for the backup"
+        );
 
         for cronjob in [backup, verify] {
             let spec = &cronjob["spec"];
@@ -288,8 +345,15 @@ fn cronjobs_follow_the_stage_files_and_run_hardened() {
             assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
             assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
             assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
-            assert_eq!(c["resources"]["requests"]["memory"], "128Mi");
-            assert_eq!(c["resources"]["limits"]["memory"], "256Mi");
+            assert_eq!(c["image"], format!("{IMAGE}:0.1.0"), "{stage}: the tag defaults to the appVersion");
+            // Measured peak RSS 122-167 MiB: the request above it, the limit with room.
+            assert_eq!(c["resources"]["requests"]["memory"], "192Mi");
+            assert_eq!(c["resources"]["limits"]["memory"], "384Mi");
+            // The spool (4Gi) and /tmp (64Mi) emptyDirs plus 64Mi of logs.
+            assert_eq!(c["resources"]["requests"]["ephemeral-storage"], "4224Mi");
+            assert_eq!(c["resources"]["limits"]["ephemeral-storage"], "4224Mi");
+            // Above the tool's worst case after SIGTERM: 60 s of abort retries + 30 s of alert delivery.
+            assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > 60 + 30 + 5, "{stage}: {}", pod["terminationGracePeriodSeconds"]);
 
             let env = env_of(cronjob);
             assert_eq!(env["MONGO_URI"]["value"], "mongodb://mongo-service:27017", "the seed's service");
@@ -317,11 +381,11 @@ fn secret_values_only_ever_land_in_the_secret() {
         dir.path(),
         "secrets.yaml",
         format!(
-            "aws:\n  roleArn: '{ROLE_ARN}'\nsecrets:\n  awsAccessKeyId: '{KEY_ID}'\n  awsSecretAccessKey: '{SECRET_KEY}'\n  slackWebhookUrl: '{WEBHOOK}'\n  alertWebhookUrl: '{WEBHOOK}/alert'\n"
+            "aws:\n  roleArn: '{ROLE_ARN}'\nsecrets:\n  awsAccessKeyId: '{KEY_ID}'\n  awsSecretAccessKey: '{SECRET_KEY}'\n  slackWebhookUrl: '{WEBHOOK}'\n  alertWebhookUrl: '{WEBHOOK}/alert'\nheartbeat:\n  url: '{HEARTBEAT}'\n  method: POST\n"
         )
         .as_bytes(),
     );
-    let secrets = [KEY_ID, SECRET_KEY, WEBHOOK];
+    let secrets = [KEY_ID, SECRET_KEY, WEBHOOK, HEARTBEAT];
     for (stage, file) in stages() {
         let (yaml, docs) = render(&helm, &python, &["-f", &file.to_string_lossy(), "-f", &values.to_string_lossy()]);
         for plain in secrets {
@@ -332,6 +396,7 @@ fn secret_values_only_ever_land_in_the_secret() {
         assert_eq!(secret["data"]["AWS_SECRET_ACCESS_KEY"], base64(SECRET_KEY));
         assert_eq!(secret["data"]["SLACK_WEBHOOK_URL"], base64(WEBHOOK));
         assert_eq!(secret["data"]["ALERT_WEBHOOK_URL"], base64(&format!("{WEBHOOK}/alert")));
+        assert_eq!(secret["data"]["HEARTBEAT_URL"], base64(HEARTBEAT));
         for doc in &docs {
             if doc["kind"] == "Secret" {
                 continue;
@@ -344,13 +409,14 @@ fn secret_values_only_ever_land_in_the_secret() {
         }
         for name in ["ingest-backup", "ingest-backup-verify"] {
             let env = env_of(object(&docs, "CronJob", name));
-            for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SLACK_WEBHOOK_URL", "ALERT_WEBHOOK_URL"] {
+            for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SLACK_WEBHOOK_URL", "ALERT_WEBHOOK_URL", "HEARTBEAT_URL"] {
                 let entry = &env[key];
                 assert!(entry.get("value").is_none(), "{stage}: {name} has {key} as a literal");
                 assert_eq!(entry["valueFrom"]["secretKeyRef"]["name"], "ingest-backup", "{stage}: {name} {key}");
                 assert_eq!(entry["valueFrom"]["secretKeyRef"]["key"], key);
             }
             assert_eq!(env["AWS_ROLE_ARN"]["value"], ROLE_ARN);
+            assert_eq!(env["HEARTBEAT_METHOD"]["value"], "POST");
         }
     }
 }
@@ -391,6 +457,25 @@ fn render_refuses_unsafe_or_incomplete_values() {
         // values.schema.json: a misspelt key in a stage file is an error, not ignored.
         (&["-f", &prod, "--set-string", "cronSchedul=0 1 * * *"], "additional properties 'cronSchedul' not allowed"),
         (&["-f", &prod, "--set", "verify.offsetMinutes=30.5"], "offsetMinutes"),
+        (&["-f", &prod, "--set", "image.repository="], "image.repository is required"),
+        (&["-f", &prod, "--set", "image.digest=latest"], "/image/digest"),
+        (
+            &[
+                "-f",
+                &prod,
+                "--set",
+                &format!("aws.roleArn={ROLE_ARN}"),
+                "--set-string",
+                &format!("serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={ROLE_ARN}"),
+            ],
+            "aws.roleArn and the IRSA annotation",
+        ),
+        (&["-f", &prod, "--set", "secrets.existingSecret=x,heartbeat.url=https://hc-ping.com/x"], "use one or the other"),
+        (&["-f", &prod, "--set", "heartbeat.method=PUT"], "/heartbeat/method"),
+        (&["-f", &prod, "--set", "spool.sizeLimit=4G"], "/spool/sizeLimit"),
+        (&["-f", &prod, "--set", "restore.enabled=true"], "restore.backup is required"),
+        (&["-f", &prod, "--set", "restore.enabled=true,restore.backup=yesterday"], "not a backup name"),
+        (&["-f", &prod, "--set", "restore.backoffLimit=2"], "/restore/backoffLimit"),
     ];
     for (args, message) in cases {
         let output = template(&helm, args);
@@ -462,7 +547,7 @@ fn scripts_are_shellcheck_clean() {
     let Some(shellcheck) = shellcheck("scripts_are_shellcheck_clean") else { return };
     // The deployment scripts only: the other scripts belong to other changes (they are
     // shellcheck-clean today too).
-    let output = run(Command::new(shellcheck).current_dir(root()).args(["helm/setup.sh", "helm/reschedule.sh"]));
+    let output = run(Command::new(shellcheck).current_dir(root()).args(["helm/setup.sh", "helm/reschedule.sh", "helm/restore.sh"]));
     assert!(output.status.success(), "shellcheck:\n{}", text(&output));
 }
 
@@ -537,7 +622,7 @@ done
 
 fn setup(stubs: &Stubs, stage: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(root().join("helm/setup.sh"));
-    command.args(args).env("HELM", stubs.helm()).env("KUBECTL", stubs.kubectl()).env_remove("DEPLOYMENT_STAGE");
+    command.args(args).env("HELM", stubs.helm()).env("KUBECTL", stubs.kubectl()).env_remove("DEPLOYMENT_STAGE").env_remove("HEARTBEAT_URL");
     if let Some(stage) = stage {
         command.env("DEPLOYMENT_STAGE", stage);
     }
@@ -593,8 +678,28 @@ fn setup_refuses_each_bad_input_with_exit_2_and_runs_nothing() {
         ("ARN of another partition", Some("prod"), vec![&good, "arn:azure:iam::123456789012:role/backup", WEBHOOK], vec![], "not an IAM role ARN"),
         ("not an ARN", Some("prod"), vec![&good, "role_ARN", WEBHOOK], vec![], "not an IAM role ARN"),
         ("http webhook", Some("prod"), vec![&good, ROLE_ARN, "http://hooks.slack.com/services/T0/B0/x"], vec![], "Slack webhook URL"),
-        ("other host", Some("prod"), vec![&good, ROLE_ARN, "https://evil.example.com/services/T0/B0/x"], vec![], "Slack webhook URL"),
-        ("truncated webhook", Some("prod"), vec![&good, ROLE_ARN, "https://hooks.slack.com/services/T0"], vec![], "Slack webhook URL"),
+        ("webhook without a host", Some("prod"), vec![&good, ROLE_ARN, "https:///services/T0/B0/x"], vec![], "Slack webhook URL"),
+        ("webhook with a space", Some("prod"), vec![&good, ROLE_ARN, "https://hooks.slack.com/services/T0 B0"], vec![], "Slack webhook URL"),
+        ("IRSA without a role", Some("prod"), vec!["--irsa"], vec![], "--irsa takes the role ARN"),
+        ("IRSA with a user ARN", Some("prod"), vec!["--irsa", "arn:aws:iam::123456789012:user/backup"], vec![], "not an IAM role ARN"),
+        ("IRSA with an http webhook", Some("prod"), vec!["--irsa", ROLE_ARN, "http://hooks.slack.com/x"], vec![], "Slack webhook URL"),
+        ("existing Secret without a name", Some("prod"), vec!["--existing-secret"], vec![], "--existing-secret takes"),
+        ("existing Secret with a bad name", Some("prod"), vec!["--existing-secret", "Backup_Keys"], vec![], "not a Kubernetes object name"),
+        (
+            "existing Secret with a heartbeat",
+            Some("prod"),
+            vec!["--existing-secret", "keys"],
+            vec![("HEARTBEAT_URL", "https://hc-ping.com/x")],
+            "put the URL into that Secret",
+        ),
+        (
+            "malformed heartbeat",
+            Some("prod"),
+            vec![&good, ROLE_ARN, WEBHOOK],
+            vec![("HEARTBEAT_URL", "hc-ping.com/dummyWebhookSecret42")],
+            "HEARTBEAT_URL is not",
+        ),
+        ("unknown option", Some("prod"), vec!["--keys", ROLE_ARN], vec![], "unknown option"),
         ("webhook first", Some("prod"), vec![WEBHOOK, ROLE_ARN, &good], vec![], "withheld"),
         ("webhook as ARN", Some("prod"), vec![&good, WEBHOOK, WEBHOOK], vec![], "not an IAM role ARN"),
         ("helm missing", Some("prod"), vec![&good, ROLE_ARN, WEBHOOK], vec![("HELM", &no_tool)], "helm not found"),
@@ -687,6 +792,59 @@ fn setup_installs_with_exactly_the_expected_commands_and_no_secret_on_a_command_
 }
 
 #[test]
+fn setup_installs_with_irsa_or_an_existing_secret_without_a_csv() {
+    let test = "setup_installs_with_irsa_or_an_existing_secret_without_a_csv";
+    let python = python(test);
+    let helm_binary = helm(test);
+    let stubs = Stubs::new();
+    let prod = root().join("helm/config/prod.yaml");
+    let annotation = serde_json::json!({"eks.amazonaws.com/role-arn": ROLE_ARN});
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, Value)> = vec![
+        (vec!["--irsa", ROLE_ARN], vec![], serde_json::json!({"serviceAccount": {"annotations": annotation}})),
+        (
+            vec!["--irsa", ROLE_ARN, WEBHOOK],
+            vec![("HEARTBEAT_URL", HEARTBEAT)],
+            serde_json::json!({"serviceAccount": {"annotations": annotation}, "secrets": {"slackWebhookUrl": WEBHOOK}, "heartbeat": {"url": HEARTBEAT}}),
+        ),
+        (vec!["--existing-secret", "backup-keys"], vec![], serde_json::json!({"secrets": {"existingSecret": "backup-keys"}})),
+        (
+            vec!["--existing-secret", "backup-keys", ROLE_ARN],
+            vec![],
+            serde_json::json!({"aws": {"roleArn": ROLE_ARN}, "secrets": {"existingSecret": "backup-keys"}}),
+        ),
+    ];
+    for (args, env, expected) in cases {
+        stubs.reset();
+        let output = setup(&stubs, Some("prod"), &args, &env);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", text(&output));
+        assert_no_secret(&output, &format!("{args:?}"));
+        assert!(!text(&output).contains("dummyHeartbeatSecret42"), "{}", text(&output));
+        let calls = stubs.calls();
+        let (mode, dir_mode, values_path, values) = stubs.file(1);
+        assert_eq!(
+            calls[1],
+            ["helm", "upgrade", "--install", "ingest-backup", &chart().to_string_lossy(), "-f", &prod.to_string_lossy(), "-f", &values_path],
+            "{args:?}"
+        );
+        assert_eq!((mode.as_str(), dir_mode.as_str()), ("600", "700"));
+        let Some(python) = &python else { continue };
+        assert_eq!(yaml_to_json(python, &values).remove(0), expected, "{args:?}");
+        // What helm would install: IRSA without keys or AWS_ROLE_ARN, or the existing Secret.
+        if let Some(helm) = &helm_binary {
+            let dir = tempfile::tempdir().unwrap();
+            let kept = temp_file(dir.path(), "kept.yaml", values.as_bytes());
+            let (_, docs) = render(helm, python, &["-f", &prod.to_string_lossy(), "-f", &kept.to_string_lossy()]);
+            let env = env_of(object(&docs, "CronJob", "ingest-backup"));
+            assert!(!env.contains_key("AWS_SECRET_ACCESS_KEY") || args[0] == "--existing-secret", "{args:?}");
+            if args[0] == "--irsa" {
+                assert!(!env.contains_key("AWS_ROLE_ARN"), "IRSA assumes no second role");
+                assert_eq!(object(&docs, "ServiceAccount", "ingest-backup")["metadata"]["annotations"], annotation);
+            }
+        }
+    }
+}
+
+#[test]
 fn setup_runs_from_the_helm_directory_as_in_the_seed() {
     let stubs = Stubs::new();
     let dir = tempfile::tempdir().unwrap();
@@ -706,6 +864,7 @@ fn reschedule(stubs: &Stubs, program: &str, args: &[&str], env: &[(&str, &str)])
         .current_dir(root().join("helm"))
         .args(args)
         .env("KUBECTL", stubs.kubectl())
+        .env_remove("HELM_NAMESPACE")
         .env_remove("VERIFY_OFFSET_MINUTES")
         .env_remove("VERIFY_CRON_SCHEDULE")
         .envs(env.iter().copied()))
@@ -715,36 +874,98 @@ fn patch_call(cronjob: &str, schedule: &str) -> Vec<String> {
     ["kubectl", "patch", "cronjob", cronjob, "-p", &format!(r#"{{"spec":{{"schedule":"{schedule}"}}}}"#)].map(String::from).to_vec()
 }
 
+/// One rule set for cron expressions, run through both the chart (`cronSchedule`) and
+/// `helm/reschedule.sh`: `None` is accepted (as Kubernetes accepts it), `Some(message)`
+/// is refused by both with that message.
+const CRON_RULES: &[(&str, Option<&str>)] = &[
+    ("0 0 * * *", None),
+    (" 0 0 * * * ", None),
+    ("*/5 * * * *", None),
+    ("0-30/10 1,13 1-15 jan-jun,DEC mon-fri", None),
+    ("59 23 31 12 6", None),
+    ("0 0 * * SUN", None),
+    ("@daily", None),
+    ("@hourly", None),
+    ("@weekly", None),
+    ("@monthly", None),
+    ("@yearly", None),
+    ("@annually", None),
+    ("@midnight", None),
+    ("", Some("has 0 fields")),
+    ("* * * *", Some("exactly five")),
+    ("0 0 * * * *", Some("exactly five")),
+    ("@every 5m", Some("not one of Kubernetes' macros")),
+    ("@fortnightly", Some("not one of Kubernetes' macros")),
+    ("@DAILY", Some("not one of Kubernetes' macros")),
+    ("60 0 * * *", Some("outside 0-59")),
+    ("0 24 * * *", Some("outside 0-23")),
+    ("0 0 0 * *", Some("outside 1-31")),
+    ("0 0 32 * *", Some("outside 1-31")),
+    ("0 0 * 13 *", Some("outside 1-12")),
+    ("0 0 * 0 *", Some("outside 1-12")),
+    ("0 0 * * 8", Some("outside 0-6")),
+    ("0 0 * * 7", Some("Sunday as 0")),
+    ("0 0 * * 5-7", Some("Sunday as 0")),
+    ("0 0 * FOO *", Some("not a value")),
+    ("0 0 * * MONDAY", Some("not a value")),
+    ("x 0 * * *", Some("not a value")),
+    ("*/0 * * * *", Some("step")),
+    ("*/60 * * * *", Some("step")),
+    ("5-1 * * * *", Some("backwards")),
+    ("1,,2 * * * *", Some("empty list item")),
+    ("1, * * * *", Some("empty list item")),
+    ("0 0 * * *;", Some("may only hold")),
+    ("0 0 * * $(id)", Some("may only hold")),
+    ("0 0 ? * *", Some("may only hold")),
+    ("0 0 * * *\n0 1 * * *", Some("one line")),
+];
+
+#[test]
+fn the_chart_checks_cron_expressions_by_the_rules_reschedule_applies() {
+    let test = "the_chart_checks_cron_expressions_by_the_rules_reschedule_applies";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+    for (expression, refusal) in CRON_RULES {
+        // A values file holds any string exactly (JSON is YAML); an explicit verify
+        // schedule keeps the shift rule out of it.
+        let values = temp_file(
+            dir.path(),
+            "cron.yaml",
+            serde_json::json!({"cronSchedule": expression, "verify": {"cronSchedule": "7 3 * * *"}}).to_string().as_bytes(),
+        );
+        let output = template(&helm, &["-f", &prod, "-f", &values.to_string_lossy()]);
+        match refusal {
+            None => {
+                assert!(output.status.success(), "{expression:?} refused: {}", text(&output));
+                let docs = yaml_to_json(&python, &String::from_utf8_lossy(&output.stdout));
+                let normalized = expression.split_whitespace().collect::<Vec<_>>().join(" ");
+                assert_eq!(object(&docs, "CronJob", "ingest-backup")["spec"]["schedule"], normalized.as_str());
+            }
+            Some(message) => {
+                assert!(!output.status.success(), "{expression:?} rendered");
+                assert!(text(&output).contains(message), "{expression:?}: expected {message:?} in {}", text(&output));
+            }
+        }
+        // verify.cronSchedule follows the same rules.
+        let values = temp_file(dir.path(), "cron.yaml", serde_json::json!({"verify": {"cronSchedule": expression}}).to_string().as_bytes());
+        let output = template(&helm, &["-f", &prod, "-f", &values.to_string_lossy()]);
+        if expression.trim().is_empty() {
+            assert!(output.status.success(), "an empty verify.cronSchedule means: derive it");
+        } else {
+            assert_eq!(output.status.success(), refusal.is_none(), "verify.cronSchedule {expression:?}: {}", text(&output));
+        }
+    }
+    // A macro is shifted as the schedule it stands for.
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set-string", "cronSchedule=@daily"]);
+    assert_eq!(object(&docs, "CronJob", "ingest-backup-verify")["spec"]["schedule"], "30 0 * * *");
+}
+
 #[test]
 fn reschedule_refuses_bad_expressions_before_patching_anything() {
     let stubs = Stubs::new();
-    let bad: &[(&str, &str)] = &[
-        ("", "has 0 fields"),
-        ("* * * *", "exactly five"),
-        ("0 0 * * * *", "exactly five"),
-        ("@daily", "exactly five"),
-        ("60 0 * * *", "outside 0-59"),
-        ("0 24 * * *", "outside 0-23"),
-        ("0 0 0 * *", "outside 1-31"),
-        ("0 0 32 * *", "outside 1-31"),
-        ("0 0 * 13 *", "outside 1-12"),
-        ("0 0 * 0 *", "outside 1-12"),
-        ("0 0 * * 8", "outside 0-6"),
-        ("0 0 * * 7", "Sunday as 0"),
-        ("0 0 * FOO *", "not a value"),
-        ("0 0 * * MONDAY", "not a value"),
-        ("x 0 * * *", "not a value"),
-        ("*/0 * * * *", "step"),
-        ("*/60 * * * *", "step"),
-        ("5-1 * * * *", "backwards"),
-        ("1,,2 * * * *", "empty list item"),
-        ("1, * * * *", "empty list item"),
-        ("0 0 * * *;", "may only hold"),
-        ("0 0 * * $(id)", "may only hold"),
-        ("0 0 ? * *", "may only hold"),
-        ("0 0 * * *\n0 1 * * *", "one line"),
-    ];
-    for (expression, message) in bad {
+    for (expression, refusal) in CRON_RULES {
+        let Some(message) = refusal else { continue };
         let output = reschedule(&stubs, "./reschedule.sh", &[expression], &[]);
         assert_eq!(output.status.code(), Some(2), "{expression:?}: {}", text(&output));
         assert!(text(&output).contains(message), "{expression:?}: expected {message:?} in {}", text(&output));
@@ -758,6 +979,9 @@ fn reschedule_refuses_bad_expressions_before_patching_anything() {
         (vec!["0 0 * * *"], vec![("VERIFY_OFFSET_MINUTES", "ten")], "VERIFY_OFFSET_MINUTES"),
         (vec!["0 0 * * *"], vec![("VERIFY_CRON_SCHEDULE", "61 * * * *")], "VERIFY_CRON_SCHEDULE"),
         (vec!["0 0 * * *"], vec![("KUBECTL", "/nonexistent/kubectl")], "kubectl not found"),
+        (vec!["-n"], vec![], "needs a namespace"),
+        (vec!["-n", "Bad_NS", "0 0 * * *"], vec![], "not a Kubernetes namespace name"),
+        (vec!["0 0 * * *"], vec![("HELM_NAMESPACE", "a b")], "not a Kubernetes namespace name"),
     ] {
         let output = reschedule(&stubs, "./reschedule.sh", &args, &env);
         assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {}", text(&output));
@@ -805,6 +1029,36 @@ fn reschedule_patches_both_cronjobs_as_the_chart_would_schedule_them() {
             Some(expected) => assert_eq!(calls[1..], [patch_call("ingest-backup-verify", expected)], "{schedule:?} + {offset}"),
             None => assert_eq!(calls.len(), 1, "{schedule:?} + {offset}: {calls:?}"),
         }
+    }
+
+    // Every expression the shared rules accept is patched as written (trimmed).
+    for (expression, refusal) in CRON_RULES {
+        if refusal.is_some() {
+            continue;
+        }
+        stubs.reset();
+        let output = reschedule(&stubs, "./reschedule.sh", &[expression], &[]);
+        assert_eq!(output.status.code(), Some(0), "{expression:?}: {}", text(&output));
+        let normalized = expression.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(stubs.calls()[0], patch_call("ingest-backup", &normalized));
+    }
+    // A macro is shifted as the schedule it stands for, as the chart does.
+    stubs.reset();
+    let output = reschedule(&stubs, "./reschedule.sh", &["@daily"], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(stubs.calls(), [patch_call("ingest-backup", "@daily"), patch_call("ingest-backup-verify", "30 0 * * *")]);
+
+    // The namespace: -n, else HELM_NAMESPACE (as helm/setup.sh installs with).
+    for (args, env) in [(vec!["-n", "backups", "0 2 * * *"], vec![]), (vec!["0 2 * * *"], vec![("HELM_NAMESPACE", "backups")])] {
+        stubs.reset();
+        let output = reschedule(&stubs, "./reschedule.sh", &args, &env);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+        let in_namespace = |cronjob: &str, schedule: &str| {
+            let mut call = patch_call(cronjob, schedule);
+            call.splice(1..1, ["--namespace".to_string(), "backups".to_string()]);
+            call
+        };
+        assert_eq!(stubs.calls(), [in_namespace("ingest-backup", "0 2 * * *"), in_namespace("ingest-backup-verify", "30 2 * * *")], "{args:?}");
     }
 
     // An explicit verify schedule for one the rule cannot shift.
@@ -890,6 +1144,18 @@ fn compose_file_is_valid_and_runs_scheduled_backups() {
     assert_eq!(backup["depends_on"]["create-bucket"]["condition"], "service_completed_successfully");
     assert_eq!(backup["user"], "65532:65532");
     assert_eq!(backup["read_only"], true);
+
+    // A first look: a backup at start, sample data only when asked and the database is
+    // empty, a healthcheck through the binary (the image has no curl), and time to stop.
+    assert_eq!(env["RUN_ON_START"], "${RUN_ON_START:-true}");
+    assert!(env.contains_key("HEARTBEAT_URL"));
+    assert_eq!(backup["healthcheck"]["test"], serde_json::json!(["CMD", "/usr/local/bin/ingest-backup", "healthcheck"]));
+    assert_eq!(backup["stop_grace_period"], "150s", "25 s grace period + 60 s abort + 30 s alert, with room");
+    assert_eq!(backup["depends_on"]["sample-data"]["condition"], "service_completed_successfully");
+    let sample = &services["sample-data"];
+    assert_eq!(sample["command"], serde_json::json!(["sample-data", "--if-empty", "--size-mb", "${SAMPLE_DATA_MB:-0}"]));
+    assert_eq!(sample["image"], backup["image"]);
+    assert_eq!(sample["depends_on"]["mongo"]["condition"], "service_healthy");
 }
 
 // ---------------------------------------------------------------------------------
@@ -978,4 +1244,218 @@ async fn the_rendered_backup_container_backs_up_to_s3() {
     let keys = minio.keys().await;
     assert!(keys.iter().any(|k| k.starts_with("prod/") && k.ends_with(".tar.gz")), "{keys:?}");
     assert!(keys.iter().any(|k| k.starts_with("prod/") && k.ends_with(".manifest.json")), "{keys:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// Restore, alerting rules
+
+fn restore_script(stubs: &Stubs, args: &[&str], env: &[(&str, &str)]) -> Output {
+    run(Command::new(root().join("helm/restore.sh"))
+        .args(args)
+        .env("HELM", stubs.helm())
+        .env("KUBECTL", stubs.kubectl())
+        .env_remove("HELM_NAMESPACE")
+        .envs(env.iter().copied()))
+}
+
+#[test]
+fn restore_script_runs_exactly_helm_template_and_kubectl_create() {
+    let stubs = Stubs::new();
+    let config = |stage: &str| root().join(format!("helm/config/{stage}.yaml")).to_string_lossy().into_owned();
+    let helm_call = |stage: &str, sets: &[&str], namespace: Option<&str>| {
+        let mut call: Vec<String> =
+            ["helm", "template", "ingest-backup", &chart().to_string_lossy(), "-f", &config(stage)].map(String::from).to_vec();
+        call.extend(sets.iter().map(|s| s.to_string()));
+        call.extend(["--show-only".to_string(), "templates/restore-job.yaml".to_string()]);
+        if let Some(namespace) = namespace {
+            call.extend(["--namespace".to_string(), namespace.to_string()]);
+        }
+        call
+    };
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, Vec<String>, Option<&str>)> = vec![
+        (
+            vec!["prod", "2018-04-04T11_37"],
+            vec![],
+            helm_call("prod", &["--set", "restore.enabled=true", "--set-string", "restore.backup=2018-04-04T11_37"], None),
+            None,
+        ),
+        (
+            vec!["-n", "backups", "staging", "latest", "--drop", "--to-time", "2018-04-04T11:50:00Z", "--target-secret", "scratch-mongo:MONGO_URI"],
+            vec![],
+            helm_call(
+                "staging",
+                &[
+                    "--set",
+                    "restore.enabled=true",
+                    "--set-string",
+                    "restore.backup=latest",
+                    "--set",
+                    "restore.drop=true",
+                    "--set-string",
+                    "restore.toTime=2018-04-04T11:50:00Z",
+                    "--set-string",
+                    "restore.targetSecret.name=scratch-mongo",
+                    "--set-string",
+                    "restore.targetSecret.key=MONGO_URI",
+                ],
+                Some("backups"),
+            ),
+            Some("backups"),
+        ),
+        (
+            vec!["dev", "2018-04-04T11_37_05"],
+            vec![("HELM_NAMESPACE", "ingest")],
+            helm_call("dev", &["--set", "restore.enabled=true", "--set-string", "restore.backup=2018-04-04T11_37_05"], Some("ingest")),
+            Some("ingest"),
+        ),
+    ];
+    for (args, env, expected_helm, namespace) in cases {
+        stubs.reset();
+        let output = restore_script(&stubs, &args, &env);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", text(&output));
+        let calls = stubs.calls();
+        assert_eq!(calls.len(), 2, "{args:?}: {calls:?}");
+        assert_eq!(calls[0], expected_helm, "{args:?}");
+        // The rendered Job (the stub's empty output) went to kubectl create through a private file.
+        let (_, _, job_file, _) = stubs.file(1);
+        let mut expected_kubectl: Vec<String> = vec!["kubectl".into()];
+        if let Some(namespace) = namespace {
+            expected_kubectl.extend(["--namespace".to_string(), namespace.to_string()]);
+        }
+        expected_kubectl.extend(["create", "-f", &job_file, "-o", "name"].map(String::from));
+        assert_eq!(calls[1], expected_kubectl, "{args:?}");
+        assert!(!Path::new(&job_file).exists(), "the rendered Job file outlived the run");
+    }
+
+    for (args, env, message) in [
+        (vec!["prod"], vec![], "expected STAGE and NAME"),
+        (vec!["production", "latest"], vec![], "has no configuration"),
+        (vec!["prod", "yesterday"], vec![], "not a backup name"),
+        (vec!["prod", "latest", "--to-time"], vec![], "--to-time needs a time"),
+        (vec!["prod", "latest", "--to-time", "$(id)"], vec![], "is not a time"),
+        (vec!["prod", "latest", "--target-secret", "Bad_Name"], vec![], "not a Secret name"),
+        (vec!["prod", "latest", "--force"], vec![], "unknown option"),
+        (vec!["-n", "Bad_NS", "prod", "latest"], vec![], "not a Kubernetes namespace name"),
+        (vec!["prod", "latest", "-f", "/nonexistent.yaml"], vec![], "not a readable file"),
+        (vec!["prod", "latest"], vec![("HELM", "/nonexistent/helm")], "helm not found"),
+        (vec!["prod", "latest"], vec![("KUBECTL", "/nonexistent/kubectl")], "kubectl not found"),
+    ] {
+        stubs.reset();
+        let output = restore_script(&stubs, &args, &env);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(text(&output).contains(message), "{args:?}: expected {message:?} in {}", text(&output));
+        assert!(stubs.calls().is_empty(), "{args:?} ran {:?}", stubs.calls());
+    }
+}
+
+#[test]
+fn the_restore_job_is_its_own_never_retried_job_reading_the_target_from_a_secret() {
+    let test = "the_restore_job_is_its_own_never_retried_job_reading_the_target_from_a_secret";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+    let only = ["--show-only", "templates/restore-job.yaml"];
+    let (_, docs) = render(
+        &helm,
+        &python,
+        &[&["-f", &prod, "--set", "restore.enabled=true", "--set-string", "restore.backup=2018-04-04T11_37"][..], &only[..]].concat(),
+    );
+    assert_eq!(docs.len(), 1);
+    let job = &docs[0];
+    assert_eq!(job["kind"], "Job");
+    assert_eq!(job["metadata"]["generateName"], "ingest-backup-restore-");
+    assert!(job["metadata"].get("ownerReferences").is_none(), "not owned by the CronJob");
+    assert_eq!(job["metadata"]["labels"]["app.kubernetes.io/component"], "restore");
+    assert_eq!(job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"], "restore");
+    assert_eq!(job["spec"]["backoffLimit"], 0, "a restore is never run twice");
+    assert!(job["spec"].get("podFailurePolicy").is_none(), "no rule may ignore a failure and run it again");
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["args"], serde_json::json!(["restore", "2018-04-04T11_37"]), "no --drop unless asked, no URI in the args");
+    let env: BTreeMap<String, Value> = c["env"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e.clone())).collect();
+    assert_eq!(env["RESTORE_URI"]["valueFrom"]["secretKeyRef"], serde_json::json!({"name": "ingest-backup-restore-target", "key": "RESTORE_URI"}));
+    assert!(!env.contains_key("MONGO_URI"), "the source is not the target");
+    assert_eq!(env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["optional"], true, "the install's Secret, when there is one");
+    for quiet in ["SLACK_WEBHOOK_URL", "HEARTBEAT_URL"] {
+        assert!(!env.contains_key(quiet), "a restore sends no {quiet}");
+    }
+    assert_eq!(env["BACKUP_DIR"]["value"], "prod");
+
+    let (_, docs) = render(
+        &helm,
+        &python,
+        &[
+            &[
+                "-f",
+                &prod,
+                "--set",
+                "restore.enabled=true,restore.drop=true",
+                "--set-string",
+                "restore.backup=latest,restore.toTime=2018-04-04T11:50:00Z",
+            ][..],
+            &only[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        docs[0]["spec"]["template"]["spec"]["containers"][0]["args"],
+        serde_json::json!(["restore", "latest", "--drop", "--to-time", "2018-04-04T11:50:00Z"])
+    );
+
+    // The install never renders it.
+    let (_, docs) = render(&helm, &python, &["-f", &prod]);
+    assert!(docs.iter().all(|d| d["kind"] != "Job"), "no Job in the release");
+}
+
+#[test]
+fn the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs() {
+    let test = "the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+    let (_, docs) = render(&helm, &python, &["-f", &prod]);
+    assert!(docs.iter().all(|d| d["kind"] != "PrometheusRule"), "off by default");
+    let (_, docs) = render(
+        &helm,
+        &python,
+        &[
+            "-f",
+            &prod,
+            "--namespace",
+            "backups",
+            "--set",
+            "monitoring.prometheusRule.enabled=true,monitoring.prometheusRule.labels.release=kube-prometheus",
+        ],
+    );
+    let rule = object(&docs, "PrometheusRule", "ingest-backup");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["metadata"]["labels"]["release"], "kube-prometheus");
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let by_name: BTreeMap<&str, &Value> = rules.iter().map(|r| (r["alert"].as_str().unwrap(), r)).collect();
+    let names: Vec<&str> = by_name.keys().copied().collect();
+    assert_eq!(
+        names,
+        [
+            "IngestBackupBackupNeverSucceeded",
+            "IngestBackupBackupStale",
+            "IngestBackupJobFailed",
+            "IngestBackupVerifyNeverSucceeded",
+            "IngestBackupVerifyStale"
+        ]
+    );
+    let stale = by_name["IngestBackupBackupStale"]["expr"].as_str().unwrap();
+    assert!(
+        stale.contains(r#"kube_cronjob_status_last_successful_time{namespace="backups", cronjob="ingest-backup"}"#) && stale.contains("> 93600"),
+        "{stale}"
+    );
+    let never = by_name["IngestBackupVerifyNeverSucceeded"]["expr"].as_str().unwrap();
+    assert!(never.contains("absent(") && never.contains(r#"cronjob="ingest-backup-verify""#), "{never}");
+    let failed = by_name["IngestBackupJobFailed"]["expr"].as_str().unwrap();
+    assert!(failed.contains("kube_job_status_failed") && failed.contains(r#"owner_name=~"ingest-backup|ingest-backup-verify""#), "{failed}");
+    // The other objects still validate with the rule beside them (the rule is a CRD the API schemas do not know).
+    let Some(validate) = kube_validate(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let output = template(&helm, &["-f", &prod, "--set", "monitoring.prometheusRule.enabled=true", "--skip-tests"]);
+    let yaml = String::from_utf8(output.stdout).unwrap();
+    let builtin: Vec<&str> = yaml.split("\n---").filter(|d| !d.contains("kind: PrometheusRule")).collect();
+    let file = temp_file(dir.path(), "rendered.yaml", builtin.join("\n---").as_bytes());
+    let check = run(Command::new(&validate).args(["--strict", "--kubernetes-version", "1.37.0"]).arg(&file));
+    assert!(check.status.success(), "{}", text(&check));
 }

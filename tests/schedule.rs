@@ -208,3 +208,35 @@ async fn overlapping_ticks_are_skipped_and_sigterm_aborts_the_run_after_the_grac
     let keys = minio.keys().await;
     assert!(!keys.iter().any(|k| k.ends_with(".tar.gz") || k.ends_with(".manifest.json")), "no new backup: {keys:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_on_start_backs_up_at_once_and_healthcheck_asks_healthz() {
+    let Some(binary) = minio::binary_or_skip("run_on_start_backs_up_at_once_and_healthcheck_asks_healthz") else { return };
+    let minio = Minio::start(binary).await;
+    let source = source_with_orders().await;
+    // A yearly schedule: only RUN_ON_START can make a backup during this test.
+    let (mut child, port) = start_schedule(&minio, &source, &["--cron", "0 0 1 1 *", "--verify-delay", "1s"], &[("RUN_ON_START", "true")]);
+    let listen = format!("127.0.0.1:{port}");
+    eventually("/healthz", Duration::from_secs(30), &mut child, async || get(port, "/healthz")).await;
+
+    // The container healthcheck: the binary asks /healthz and exits 0 while it answers ok.
+    let output = common::run(&["healthcheck", "--listen", &listen]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::all_output(&output));
+    let output = common::run_with_env(&["healthcheck"], &[("LISTEN_ADDR".into(), format!("0.0.0.0:{port}"))]);
+    assert_eq!(output.status.code(), Some(0), "0.0.0.0 is asked on the loopback address: {}", common::all_output(&output));
+
+    let name = eventually("the backup made at start, verified", Duration::from_secs(120), &mut child, async || {
+        let keys = minio.keys().await;
+        keys.iter().find_map(|k| k.strip_prefix("sched/")?.strip_suffix(".verify.json").map(str::to_string))
+    })
+    .await;
+    assert!(minio.keys().await.contains(&format!("sched/{name}.tar.gz")));
+
+    terminate(&child);
+    let (output, _) = wait_exit(child, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(0), "{}", common::all_output(&output));
+    // Nothing listens any more: unhealthy, exit 1.
+    let output = common::run(&["healthcheck", "--listen", &listen]);
+    assert_eq!(output.status.code(), Some(1), "{}", common::all_output(&output));
+    assert!(common::all_output(&output).contains("no answer"), "{}", common::all_output(&output));
+}

@@ -194,3 +194,96 @@ async fn a_difference_the_oplog_cannot_explain_fails() {
     assert_eq!(status_of(&report, "ingest.project"), "unexplained");
     assert!(output.contains("UNEXPLAINED"), "{output}");
 }
+
+/// Runs `verify` with its stderr going to a file the test can read while it runs.
+fn spawn_verify(args: &[&str], log: &Path) -> std::process::Child {
+    std::process::Command::new(common::binary())
+        .args(args)
+        .env_remove("MONGO_URI")
+        .env_remove("S3_BUCKET")
+        .env_remove("VERIFY_WAIT_FOR_RUNNING")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to a minute) until `log` contains `text`, failing if `child` exits first.
+fn wait_for_log(log: &Path, text: &str, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let seen = std::fs::read_to_string(log).unwrap_or_default();
+        if seen.contains(text) {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("verify exited ({status}) before logging {text:?}: {seen}");
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {text:?} in {seen}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unverified_waits_for_the_running_backup_and_verifies_it_not_the_one_before() {
+    let server = Server::start();
+    load_sample(&server, 5).await;
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let store_arg = store.to_str().unwrap().to_string();
+    let uri = server.uri();
+
+    // Yesterday's backup, verified; then the last complete one, not verified yet.
+    let older = common::backup(&uri, &store, &[])["name"].as_str().unwrap().to_string();
+    let (code, _, all) = verify(&store, &older, &uri, &[]);
+    assert_eq!(code, 0, "{all}");
+    let previous = common::backup(&uri, &store, &[])["name"].as_str().unwrap().to_string();
+
+    // Tonight's backup holds the store: paused after its archive was started.
+    let release = work.path().join("release");
+    let hook = format!("before-collections:{}", release.display());
+    let mut running = common::spawn(&["backup", "--uri", &uri, "--store", &store_arg, "--json"], &[("INGEST_BACKUP_TEST_PAUSE", &hook)]);
+    common::wait_for_file(&work.path().join("release.waiting"), &mut running);
+    assert!(common::file_names(&store).iter().any(|f| f.ends_with(".tar.gz.partial")), "the running backup is visible in the store");
+
+    // Without waiting, `unverified` could only pick the previous backup.
+    let (code, report, all) = common::run_json(&["verify", "unverified", "--store", &store_arg, "--archive-only", "--json"]);
+    assert_eq!((code, report["name"].as_str()), (0, Some(previous.as_str())), "{all}");
+
+    // The scheduled verification waits for the running backup, then verifies it.
+    let log = work.path().join("verify.log");
+    let mut verifying = spawn_verify(
+        &["verify", "unverified", "--store", &store_arg, "--uri", &uri, "--wait-for-running", "10m", "--poll-interval", "100ms", "--json"],
+        &log,
+    );
+    wait_for_log(&log, "still being written: waiting for it", &mut verifying);
+    std::fs::write(&release, b"").unwrap();
+    let backed_up = running.wait_with_output().unwrap();
+    assert!(backed_up.status.success(), "{}", String::from_utf8_lossy(&backed_up.stderr));
+    let tonight = serde_json::from_slice::<serde_json::Value>(&backed_up.stdout).unwrap()["name"].as_str().unwrap().to_string();
+    assert!(tonight > previous, "{tonight} is newer than {previous}");
+    let verified = verifying.wait_with_output().unwrap();
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(verified.status.code(), Some(0), "{seen}");
+    let report: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(report["name"], tonight.as_str(), "the backup that just finished was verified: {seen}");
+    assert_eq!(report["status"], "passed");
+    assert!(store.join(format!("{tonight}.verify.json")).exists());
+
+    // Nothing left to verify: no backup finished since the last verification, which is a failure.
+    let (code, _, all) = common::run_json(&["verify", "unverified", "--store", &store_arg, "--archive-only"]);
+    assert_eq!(code, 1, "{all}");
+    assert!(all.contains("no backup finished since the last verification"), "{all}");
+
+    // The wait is bounded: a backup still running after it fails the verification, naming it.
+    let release = work.path().join("release-2");
+    let hook = format!("before-collections:{}", release.display());
+    let mut stuck = common::spawn(&["backup", "--uri", &uri, "--store", &store_arg, "--json"], &[("INGEST_BACKUP_TEST_PAUSE", &hook)]);
+    common::wait_for_file(&work.path().join("release-2.waiting"), &mut stuck);
+    let (code, _, all) =
+        common::run_json(&["verify", "unverified", "--store", &store_arg, "--archive-only", "--wait-for-running", "1s", "--poll-interval", "100ms"]);
+    assert_eq!(code, 1, "{all}");
+    assert!(all.contains("is still being written after waiting 1s") && all.contains("nothing was verified"), "{all}");
+    std::fs::write(&release, b"").unwrap();
+    assert!(stuck.wait_with_output().unwrap().status.success());
+}

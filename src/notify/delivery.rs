@@ -112,6 +112,18 @@ pub(super) async fn post_json(
     .await
 }
 
+/// GETs `url` (a heartbeat); returns the attempts made and the accepting status or the last failure.
+pub(super) async fn get(client: &reqwest::Client, url: &str, policy: &RetryPolicy) -> (u32, Result<u16, DeliveryFailure>) {
+    retry(policy, || async move {
+        match client.get(url).send().await {
+            Ok(response) if response.status().is_success() => Ok(response.status().as_u16()),
+            Ok(response) => Err(DeliveryFailure::Status(response.status().as_u16())),
+            Err(error) => Err(DeliveryFailure::from_reqwest(&error)),
+        }
+    })
+    .await
+}
+
 /// Runs `attempt` until it succeeds, fails for good, runs out of attempts or passes the
 /// deadline; each attempt is cut off at the per-request timeout.
 pub(super) async fn retry<F, Fut>(policy: &RetryPolicy, mut attempt: F) -> (u32, Result<u16, DeliveryFailure>)

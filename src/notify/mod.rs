@@ -9,8 +9,12 @@
 //! kept in [`SecretUrl`], which cannot be displayed, and no HTTP client error is ever
 //! formatted (they embed the URL): only the channel name, the HTTP status or the kind of
 //! error reach a log line.
+//!
+//! Beside the alerts, a success calls the heartbeat (`HEARTBEAT_URL`, [`heartbeat`]): a
+//! dead-man's switch whose silence reveals the failures the tool never sees.
 
 mod delivery;
+pub mod heartbeat;
 mod slack;
 mod webhook;
 
@@ -24,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::verify::VerifyReport;
 
 pub use delivery::{DeliveryFailure, RetryPolicy};
+pub use heartbeat::{Heartbeat, HEARTBEAT_URL};
 
 /// The environment variable holding the Slack incoming-webhook URL.
 pub const SLACK_WEBHOOK_URL: &str = "SLACK_WEBHOOK_URL";
@@ -290,6 +295,8 @@ pub enum ChannelKind {
     Slack,
     /// A generic JSON webhook.
     Webhook,
+    /// The heartbeat (`HEARTBEAT_URL`), called on success only.
+    Heartbeat,
 }
 
 impl ChannelKind {
@@ -298,6 +305,7 @@ impl ChannelKind {
         match self {
             ChannelKind::Slack => "slack",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Heartbeat => "heartbeat",
         }
     }
 
@@ -305,6 +313,7 @@ impl ChannelKind {
         match self {
             ChannelKind::Slack => slack::message(event),
             ChannelKind::Webhook => webhook::document(event),
+            ChannelKind::Heartbeat => heartbeat::document(event.operation.name(), event.backup.as_deref()),
         }
     }
 }
@@ -332,16 +341,18 @@ pub struct Notifier {
     channels: Vec<(ChannelKind, SecretUrl)>,
     notify_success: bool,
     policy: RetryPolicy,
+    heartbeat: Option<Heartbeat>,
 }
 
 impl Notifier {
-    /// Reads `SLACK_WEBHOOK_URL`, `ALERT_WEBHOOK_URL` and `NOTIFY_SUCCESS`; successes are
+    /// Reads `SLACK_WEBHOOK_URL`, `ALERT_WEBHOOK_URL`, `NOTIFY_SUCCESS` and the heartbeat's
+    /// `HEARTBEAT_URL` and `HEARTBEAT_METHOD`; successes are
     /// reported when `notify_success_flag` (`--notify-success`) or `NOTIFY_SUCCESS` is true.
     /// An unset or empty URL variable leaves its channel off.
     ///
     /// # Errors
     /// A usage error (exit status 2) naming the variable, never showing a URL, for a
-    /// malformed URL or a `NOTIFY_SUCCESS` that is not a boolean.
+    /// malformed URL, a `NOTIFY_SUCCESS` that is not a boolean or a bad `HEARTBEAT_METHOD`.
     pub fn from_env(notify_success_flag: bool) -> Result<Notifier> {
         Self::from_lookup(notify_success_flag, |name| std::env::var(name).ok())
     }
@@ -362,7 +373,8 @@ impl Notifier {
             Some("true" | "1" | "yes" | "on") => true,
             Some(other) => return Err(Error::usage(format!("{NOTIFY_SUCCESS}={other:?} is not a boolean: use true or false"))),
         };
-        Ok(Notifier { channels, notify_success: notify_success_flag || from_env, policy: RetryPolicy::default() })
+        let heartbeat = Heartbeat::from_lookup(&lookup)?;
+        Ok(Notifier { channels, notify_success: notify_success_flag || from_env, policy: RetryPolicy::default(), heartbeat })
     }
 
     /// The configured channels.
@@ -375,16 +387,38 @@ impl Notifier {
         self.notify_success
     }
 
-    /// Replaces the retry and timeout policy.
+    /// Whether a heartbeat is configured.
+    pub fn has_heartbeat(&self) -> bool {
+        self.heartbeat.is_some()
+    }
+
+    /// Replaces the retry and timeout policy (of the alerts and the heartbeat).
     pub fn with_policy(mut self, policy: RetryPolicy) -> Notifier {
+        self.heartbeat = self.heartbeat.map(|h| h.with_policy(policy.clone()));
         self.policy = policy;
         self
     }
 
     /// Delivers `event` to every configured channel at once, retrying within the policy's
-    /// deadline; a success is skipped unless successes are reported. Never fails: each
-    /// channel's result is logged (a failure as a warning) and returned.
+    /// deadline; a success is skipped unless successes are reported. A success also calls
+    /// the heartbeat, at the same time. Never fails: each channel's result is logged (a
+    /// failure as a warning) and returned.
     pub async fn send(&self, event: &Event) -> Vec<Delivery> {
+        let heartbeat = async {
+            match (&self.heartbeat, event.outcome) {
+                (Some(heartbeat), Outcome::Succeeded) => {
+                    let (attempts, result) = heartbeat.ping(event.operation.name(), event.backup.as_deref()).await;
+                    Some(log(Delivery { channel: ChannelKind::Heartbeat, attempts, result }))
+                }
+                _ => None,
+            }
+        };
+        let (heartbeat, mut deliveries) = futures::join!(heartbeat, self.send_alerts(event));
+        deliveries.extend(heartbeat);
+        deliveries
+    }
+
+    async fn send_alerts(&self, event: &Event) -> Vec<Delivery> {
         if self.channels.is_empty() || (event.outcome == Outcome::Succeeded && !self.notify_success) {
             return Vec::new();
         }
@@ -411,6 +445,18 @@ impl Notifier {
 }
 
 fn log(delivery: Delivery) -> Delivery {
+    if delivery.channel == ChannelKind::Heartbeat {
+        match &delivery.result {
+            Ok(status) => info!(channel = %delivery.channel, status, attempts = delivery.attempts, "Heartbeat sent."),
+            Err(failure) => warn!(
+                channel = %delivery.channel,
+                attempts = delivery.attempts,
+                error = %failure,
+                "Heartbeat not delivered; the run's own result is unaffected (the monitor will report the silence)."
+            ),
+        }
+        return delivery;
+    }
     match &delivery.result {
         Ok(status) => info!(channel = %delivery.channel, status, attempts = delivery.attempts, "Alert delivered."),
         Err(failure) => warn!(

@@ -56,8 +56,10 @@ pub struct ScheduleOptions {
     pub grace_period: Duration,
     /// Where `/healthz` and `/metrics` are served.
     pub listen: SocketAddr,
-    /// Where alerts go.
+    /// Where alerts go (and the heartbeat, on success).
     pub notifier: Notifier,
+    /// Start a backup at once, before the first tick.
+    pub run_now: bool,
 }
 
 /// How the scheduler stopped.
@@ -109,13 +111,17 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
         "Scheduler started (times in UTC)."
     );
 
-    let ScheduleOptions { cron, backup, verify, verify_delay, grace_period, notifier, .. } = options;
+    let ScheduleOptions { cron, backup, verify, verify_delay, grace_period, notifier, run_now, .. } = options;
     let abort = CancellationToken::new();
     let runner = Runner { store: backup.store.to_string(), backup, verify, verify_delay, notifier, metrics: metrics.clone() };
     // The run in progress, polled beside the clock by this task (the verification's
     // future is not `Send`, and one task is all a never-overlapping run needs).
     let mut current: Option<Pin<Box<dyn Future<Output = ()> + '_>>> = None;
     let mut last = Utc::now();
+    if run_now {
+        info!("Running a backup now (--run-now / RUN_ON_START), then on the schedule.");
+        current = Some(Box::pin(runner.run(last, abort.clone(), stop.clone())));
+    }
     loop {
         let Some(next) = cron.next_after(last) else {
             warn!(cron = cron.as_str(), "The schedule has no further tick: nothing more will run.");
@@ -213,7 +219,7 @@ impl Runner {
             }
             _ = tokio::time::sleep(self.verify_delay) => {}
         }
-        let options = VerifyOptions { backup: name.clone(), ..self.verify.clone() };
+        let options = VerifyOptions { backup: name.clone(), wait_for_running: Duration::ZERO, ..self.verify.clone() };
         let result = run_verify(&options, abort).await;
         self.finish(&Event::verify_ended(&result, &self.store, &name)).await;
     }

@@ -134,6 +134,20 @@ impl Store for LocalStore {
         replace().map_err(Error::io("cannot write the verification result", &path))?;
         Ok(path.display().to_string())
     }
+
+    fn in_progress(&self) -> Result<Vec<String>> {
+        let entries = fs::read_dir(&self.dir).map_err(Error::io("cannot list the backup directory", &self.dir))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(Error::io("cannot list the backup directory", &self.dir))?;
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file_name.strip_suffix(PARTIAL_SUFFIX).and_then(super::archive_backup_name) {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
 }
 
 struct LocalUpload {
@@ -188,8 +202,10 @@ mod tests {
         let mut upload = store.begin_archive("2018-04-04T11_37.tar.gz").unwrap();
         upload.write_all(b"half").unwrap();
         assert!(dir.path().join("2018-04-04T11_37.tar.gz.partial").exists());
+        assert_eq!(store.in_progress().unwrap(), ["2018-04-04T11_37"], "a partial archive is a backup in progress");
         drop(upload);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(store.in_progress().unwrap().is_empty());
         assert!(!store.name_taken("2018-04-04T11_37").unwrap());
 
         let mut upload = store.begin_archive("2018-04-04T11_37.tar.gz").unwrap();

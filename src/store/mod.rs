@@ -132,11 +132,30 @@ pub enum Latest {
     NewestComplete,
 }
 
-/// Picks backup `wanted` (a name, or `latest`) from a store's listing (newest first).
+/// The selector for the newest complete backup that has no verification yet.
+pub const UNVERIFIED: &str = "unverified";
+
+/// Picks backup `wanted` (a name, `latest`, or [`UNVERIFIED`]: the newest complete
+/// backup without a verification result) from a store's listing (newest first).
 ///
 /// # Errors
-/// A usage error when no such backup exists, naming the ones that do.
+/// A usage error when no such backup exists, naming the ones that do; for
+/// [`UNVERIFIED`], an operation error (exit status 1) when every complete backup is
+/// verified already, which means no backup finished since the last verification.
 pub fn select(backups: Vec<StoredBackup>, wanted: &str, store: &StoreLocation, latest: Latest) -> Result<StoredBackup> {
+    if wanted == UNVERIFIED {
+        let newest_complete = backups.iter().find(|b| b.sidecar.is_some()).map(|b| b.name.clone());
+        return backups.into_iter().find(|b| b.sidecar.is_some() && b.verification.is_none()).ok_or_else(|| match newest_complete {
+            Some(name) => Error::Consistency(format!(
+                "{store} holds no complete backup without a verification: the newest complete one, {name}, is verified already, \
+                 so no backup finished since the last verification; check the backup runs (kubectl get jobs, or the backup's alerts), \
+                 or name a backup to verify it again"
+            )),
+            None => {
+                Error::Consistency(format!("{store} holds no complete backup to verify; check that backups run and finish (`ingest-backup list`)"))
+            }
+        });
+    }
     if wanted == "latest" {
         let newest = backups.first().map(|b| b.name.clone());
         let found = match latest {
@@ -199,6 +218,21 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// The store refused the write.
     fn put_verification(&self, name: &str, result: &[u8]) -> Result<String>;
+
+    /// The names of the backups whose archive is being written right now (a local
+    /// `<name>.tar.gz.partial`, an open S3 multipart upload of `<name>.tar.gz`), oldest
+    /// first. An upload abandoned by a killed process also shows here until it is removed.
+    ///
+    /// # Errors
+    /// The store could not be listed.
+    fn in_progress(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+}
+
+/// The backup name of an archive file name (`<name>.tar.gz` or `<name>.tar.zst`).
+pub fn archive_backup_name(file_name: &str) -> Option<&str> {
+    file_name.strip_suffix(".tar.gz").or_else(|| file_name.strip_suffix(".tar.zst")).filter(|name| crate::naming::is_backup_name(name))
 }
 
 /// Opens the store at `location`; `s3_settings` is consulted only for an S3 store.

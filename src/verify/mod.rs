@@ -3,6 +3,12 @@
 //! compares the manifest with the live database and explains differences with its
 //! oplog ([`live_check`]). Both run at once; every difference is reported as a
 //! [`Finding`], and the result is recorded beside the backup (`<name>.verify.json`).
+//!
+//! Which backup: a name, `latest`, or `unverified` (the newest complete backup with no
+//! verification yet: what a scheduled verification wants, so it checks the backup that
+//! just finished rather than the one before it). With `wait_for_running`, a backup still
+//! being written to the store (a partial file, an open multipart upload) is waited for,
+//! up to that bound, before the choice is made.
 
 pub mod archive_check;
 pub mod findings;
@@ -11,7 +17,7 @@ pub mod oplog_activity;
 pub mod report;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +47,11 @@ pub struct VerifyOptions {
     pub parallel: usize,
     /// Fail when a difference cannot be explained either way (undetermined).
     pub strict: bool,
+    /// How long to wait for backups still being written to the store before choosing
+    /// the backup; zero chooses at once.
+    pub wait_for_running: Duration,
+    /// How often the store is looked at while waiting.
+    pub poll_interval: Duration,
     /// How often an interrupted live scan is started again after a transient fault.
     pub retry: crate::retry::RetryPolicy,
 }
@@ -110,7 +121,15 @@ impl VerifyReport {
 /// an unknown backup name). Everything found about the backup itself is in the report.
 pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> Result<VerifyReport> {
     let clock = Instant::now();
-    let (store, backup) = store::open_backup(&options.store, options.s3.clone(), &options.backup, Latest::Newest).await?;
+    let store: Arc<dyn Store> =
+        Arc::from(store::open(&options.store, || options.s3.clone().ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?);
+    wait_for_running_backups(&store, options, &cancel).await?;
+    let backup = {
+        let (store, wanted, location) = (store.clone(), options.backup.clone(), options.store.clone());
+        tokio::task::spawn_blocking(move || store::select(store.list()?, &wanted, &location, Latest::Newest))
+            .await
+            .expect("listing does not panic")?
+    };
     info!(backup = %backup.name, store = %options.store, "Verifying.");
     let mut findings = Vec::new();
     let (archive, live) = match read_manifest(&backup) {
@@ -163,6 +182,57 @@ pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> R
     };
     report.recorded = record(store, &report).await;
     Ok(report)
+}
+
+/// Waits while the store shows a backup being written, up to `options.wait_for_running`.
+///
+/// # Errors
+/// A store error when a backup is still being written after the wait (nothing was
+/// verified: verifying an older backup instead is exactly what the wait avoids), or
+/// the store cannot be listed; [`Error::Cancelled`] on a signal.
+async fn wait_for_running_backups(store: &Arc<dyn Store>, options: &VerifyOptions, cancel: &CancellationToken) -> Result<()> {
+    if options.wait_for_running.is_zero() {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + options.wait_for_running;
+    let mut logged = Vec::new();
+    loop {
+        let running = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.in_progress()).await.expect("listing does not panic")?
+        };
+        if running.is_empty() {
+            if !logged.is_empty() {
+                info!(backups = %logged.join(", "), "The running backup finished; choosing the backup to verify.");
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Store {
+                message: format!(
+                    "{}: backup {} is still being written after waiting {}; nothing was verified. \
+                     If it is still running, verify it later (`ingest-backup verify unverified`) or raise --wait-for-running; \
+                     if its process was killed, abort its upload (or let the bucket's lifecycle rule do it) or delete its .partial file",
+                    options.store,
+                    running.join(", "),
+                    humantime::format_duration(options.wait_for_running)
+                ),
+                retryable: true,
+            });
+        }
+        if running != logged {
+            info!(
+                backups = %running.join(", "),
+                wait = %humantime::format_duration(options.wait_for_running),
+                "A backup of this store is still being written: waiting for it before choosing the backup to verify."
+            );
+            logged = running;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(Error::Cancelled),
+            _ = tokio::time::sleep(options.poll_interval) => {}
+        }
+    }
 }
 
 /// The manifest of a complete backup, also as plain JSON, or the finding that says why

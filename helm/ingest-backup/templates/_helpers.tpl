@@ -1,6 +1,6 @@
 {{/*
 Names. The CronJobs are called ingest-backup and ingest-backup-verify whatever the
-release is called: the seed's reschedule.sh (and ours) patch `cronjob ingest-backup`.
+release is called: the original scripts' reschedule (and ours) patch `cronjob ingest-backup`.
 */}}
 {{- define "ingest-backup.fullname" -}}
 {{- default "ingest-backup" .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
@@ -22,10 +22,25 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The secret values given in values, by field (JSON): secrets.* and heartbeat.url.
+*/}}
+{{- define "ingest-backup.secretValues" -}}
+{{- $s := .Values.secrets -}}
+{{- dict "awsAccessKeyId" $s.awsAccessKeyId "awsSecretAccessKey" $s.awsSecretAccessKey "slackWebhookUrl" $s.slackWebhookUrl "alertWebhookUrl" $s.alertWebhookUrl "heartbeatUrl" .Values.heartbeat.url | toJson -}}
+{{- end -}}
+
+{{/* The secret fields, in the order they are rendered. */}}
+{{- define "ingest-backup.secretFields" -}}
+awsAccessKeyId awsSecretAccessKey slackWebhookUrl alertWebhookUrl heartbeatUrl
+{{- end -}}
+
 {{/* True ("true") when the chart itself renders a Secret. */}}
 {{- define "ingest-backup.createSecret" -}}
-{{- $s := .Values.secrets -}}
-{{- if and (not $s.existingSecret) (or $s.awsAccessKeyId $s.awsSecretAccessKey $s.slackWebhookUrl $s.alertWebhookUrl) -}}
+{{- $values := include "ingest-backup.secretValues" . | fromJson -}}
+{{- $any := false -}}
+{{- range $field, $value := $values -}}{{- if $value -}}{{- $any = true -}}{{- end -}}{{- end -}}
+{{- if and (not .Values.secrets.existingSecret) $any -}}
 true
 {{- end -}}
 {{- end -}}
@@ -97,28 +112,135 @@ err:its hour field is neither * nor a list of numbers and the shift carries into
 {{- end -}}
 {{- end -}}
 
+{{/*
+Cron checks: the rules helm/reschedule.sh applies, message for message (the tests run
+one table of expressions through both). Accepted: five fields (minute 0-59, hour 0-23,
+day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 0-6 or SUN-SAT; lists, ranges and
+steps of those) or one of Kubernetes' macros (@yearly, @annually, @monthly, @weekly,
+@daily, @midnight, @hourly). Refused: anything else Kubernetes' parser refuses
+(day-of-week 7, six fields, @every, ...), and "?".
+*/}}
+{{- define "ingest-backup.cronMacros" -}}
+{{- dict "@yearly" "0 0 1 1 *" "@annually" "0 0 1 1 *" "@monthly" "0 0 1 * *" "@weekly" "0 0 * * 0" "@daily" "0 0 * * *" "@midnight" "0 0 * * *" "@hourly" "0 * * * *" | toJson -}}
+{{- end -}}
+
+{{/* The value of one token of a field, or "x": (dict "token" T "min" N "names" LIST). */}}
+{{- define "ingest-backup.cronToken" -}}
+{{- $token := .token -}}
+{{- $value := "x" -}}
+{{- if regexMatch "^[0-9]{1,2}$" $token -}}
+{{- $value = toString (atoi $token) -}}
+{{- else -}}
+{{- range $i, $name := .names -}}
+{{- if eq $name (upper $token) -}}{{- $value = toString (add $.min $i) -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $value -}}
+{{- end -}}
+
+{{/* "" or what is wrong with one field: (dict "label" L "text" T "min" N "max" M "names" LIST). */}}
+{{- define "ingest-backup.cronFieldError" -}}
+{{- $label := .label -}}
+{{- $text := .text -}}
+{{- $min := int .min -}}
+{{- $max := int .max -}}
+{{- $names := .names -}}
+{{- $err := "" -}}
+{{- if or (eq $text "") (hasPrefix "," $text) (hasSuffix "," $text) (contains ",," $text) -}}
+{{- $err = printf "%s field '%s' has an empty list item" $label $text -}}
+{{- else if not (regexMatch "^[0-9A-Za-z*,/-]+$" $text) -}}
+{{- $err = printf "%s field '%s' may only hold digits, names, '*', ',', '-' and '/'" $label $text -}}
+{{- else -}}
+{{- range $item := splitList "," $text -}}
+{{- if not $err -}}
+{{- $range := $item -}}
+{{- if contains "/" $item -}}
+{{- $range = regexReplaceAll "/.*$" $item "" -}}
+{{- $step := regexReplaceAll "^[^/]*/" $item "" -}}
+{{- if or (not (regexMatch "^[0-9]{1,2}$" $step)) (lt (atoi $step) 1) (gt (atoi $step) $max) -}}
+{{- $err = printf "%s field '%s': step '%s' must be a number from 1 to %d" $label $text $step $max -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not $err) (ne $range "*") -}}
+{{- $lo := $range -}}
+{{- $hi := $range -}}
+{{- if contains "-" $range -}}
+{{- $lo = regexReplaceAll "-.*$" $range "" -}}
+{{- $hi = regexReplaceAll "^[^-]*-" $range "" -}}
+{{- end -}}
+{{- $allowed := printf "%d-%d" $min $max -}}
+{{- if $names -}}{{- $allowed = printf "%s or %s-%s" $allowed (first $names) (last $names) -}}{{- end -}}
+{{- $lov := include "ingest-backup.cronToken" (dict "token" $lo "min" $min "names" $names) -}}
+{{- $hiv := include "ingest-backup.cronToken" (dict "token" $hi "min" $min "names" $names) -}}
+{{- if eq $lov "x" -}}
+{{- $err = printf "%s field '%s': '%s' is not a value of %s" $label $text $lo $allowed -}}
+{{- else if eq $hiv "x" -}}
+{{- $err = printf "%s field '%s': '%s' is not a value of %s" $label $text $hi $allowed -}}
+{{- else if or (lt (atoi $lov) $min) (gt (atoi $hiv) $max) -}}
+{{- $err = printf "%s field '%s': '%s' is outside %d-%d" $label $text $range $min $max -}}
+{{- else if gt (atoi $lov) (atoi $hiv) -}}
+{{- $err = printf "%s field '%s': range '%s' runs backwards" $label $text $range -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $err -}}
+{{- end -}}
+
+{{/* "ok:<normalised>" or "err:<reason>" for a cron expression: (dict "what" NAME "text" TEXT). */}}
+{{- define "ingest-backup.checkCron" -}}
+{{- $what := .what -}}
+{{- $raw := toString .text -}}
+{{- $text := regexReplaceAll "\\s+" (trim $raw) " " -}}
+{{- $macros := include "ingest-backup.cronMacros" . | fromJson -}}
+{{- $fields := splitList " " $text -}}
+{{- if or (contains "\n" (trim $raw)) (contains "\r" (trim $raw)) -}}
+err:{{ $what }} must be one line
+{{- else if hasPrefix "@" $text -}}
+{{- if hasKey $macros $text -}}
+ok:{{ $text }}
+{{- else -}}
+err:{{ $what }} '{{ $raw }}': '{{ $text }}' is not one of Kubernetes' macros @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly (@every is not accepted): use one of them or five fields
+{{- end -}}
+{{- else if or (eq $text "") (ne (len $fields) 5) -}}
+err:{{ $what }} '{{ $raw }}' has {{ if eq $text "" }}0{{ else }}{{ len $fields }}{{ end }} fields; a cron schedule has exactly five: minute hour day-of-month month day-of-week (e.g. '0 0 * * *'), or a macro such as @daily
+{{- else -}}
+{{- $months := list "JAN" "FEB" "MAR" "APR" "MAY" "JUN" "JUL" "AUG" "SEP" "OCT" "NOV" "DEC" -}}
+{{- $days := list "SUN" "MON" "TUE" "WED" "THU" "FRI" "SAT" -}}
+{{- $err := include "ingest-backup.cronFieldError" (dict "label" "minute" "text" (index $fields 0) "min" 0 "max" 59 "names" list) -}}
+{{- if not $err -}}{{- $err = include "ingest-backup.cronFieldError" (dict "label" "hour" "text" (index $fields 1) "min" 0 "max" 23 "names" list) -}}{{- end -}}
+{{- if not $err -}}{{- $err = include "ingest-backup.cronFieldError" (dict "label" "day-of-month" "text" (index $fields 2) "min" 1 "max" 31 "names" list) -}}{{- end -}}
+{{- if not $err -}}{{- $err = include "ingest-backup.cronFieldError" (dict "label" "month" "text" (index $fields 3) "min" 1 "max" 12 "names" $months) -}}{{- end -}}
+{{- if and (not $err) (regexMatch "(^|[,-])7($|[,/-])" (index $fields 4)) -}}
+{{- $err = "day-of-week 7 is not accepted by Kubernetes' cron parser: write Sunday as 0 or SUN" -}}
+{{- end -}}
+{{- if not $err -}}{{- $err = include "ingest-backup.cronFieldError" (dict "label" "day-of-week" "text" (index $fields 4) "min" 0 "max" 6 "names" $days) -}}{{- end -}}
+{{- if $err -}}
+err:{{ $what }} '{{ $raw }}': {{ $err }}
+{{- else -}}
+ok:{{ $text }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The backup schedule, checked. */}}
 {{- define "ingest-backup.backupSchedule" -}}
-{{- $s := regexReplaceAll "\\s+" (trim (toString .Values.cronSchedule)) " " -}}
-{{- if ne (len (splitList " " $s)) 5 -}}
-{{- fail (printf "cronSchedule %q must have exactly five fields (minute hour day-of-month month day-of-week)" .Values.cronSchedule) -}}
+{{- $r := include "ingest-backup.checkCron" (dict "what" "cronSchedule" "text" .Values.cronSchedule) -}}
+{{- if hasPrefix "err:" $r -}}
+{{- fail (trimPrefix "err:" $r) -}}
 {{- end -}}
-{{- range splitList " " $s -}}
-{{- if not (regexMatch "^[0-9A-Za-z*,/-]+$" .) -}}
-{{- fail (printf "cronSchedule %q: field %q may only hold digits, names, '*', ',', '-' and '/'" $.Values.cronSchedule .) -}}
-{{- end -}}
-{{- end -}}
-{{- $s -}}
+{{- trimPrefix "ok:" $r -}}
 {{- end -}}
 
 {{/* The verify schedule: verify.cronSchedule, else cronSchedule + verify.offsetMinutes. */}}
 {{- define "ingest-backup.verifySchedule" -}}
-{{- $explicit := regexReplaceAll "\\s+" (trim (toString .Values.verify.cronSchedule)) " " -}}
-{{- if $explicit -}}
-{{- if ne (len (splitList " " $explicit)) 5 -}}
-{{- fail (printf "verify.cronSchedule %q must have exactly five fields" .Values.verify.cronSchedule) -}}
+{{- if trim (toString .Values.verify.cronSchedule) -}}
+{{- $r := include "ingest-backup.checkCron" (dict "what" "verify.cronSchedule" "text" .Values.verify.cronSchedule) -}}
+{{- if hasPrefix "err:" $r -}}
+{{- fail (trimPrefix "err:" $r) -}}
 {{- end -}}
-{{- $explicit -}}
+{{- trimPrefix "ok:" $r -}}
 {{- else -}}
 {{- $off := .Values.verify.offsetMinutes -}}
 {{- if not (regexMatch "^[0-9]+$" (toString $off)) -}}
@@ -128,7 +250,9 @@ err:its hour field is neither * nor a list of numbers and the shift carries into
 {{- fail (printf "verify.offsetMinutes %v must be between 1 and 1439 (under a day)" $off) -}}
 {{- end -}}
 {{- $backup := include "ingest-backup.backupSchedule" . -}}
-{{- $r := include "ingest-backup.shiftSchedule" (dict "schedule" $backup "offset" $off) -}}
+{{- $macros := include "ingest-backup.cronMacros" . | fromJson -}}
+{{- $expanded := get $macros $backup | default $backup -}}
+{{- $r := include "ingest-backup.shiftSchedule" (dict "schedule" $expanded "offset" $off) -}}
 {{- if hasPrefix "ok:" $r -}}
 {{- trimPrefix "ok:" $r -}}
 {{- else -}}
@@ -139,6 +263,9 @@ err:its hour field is neither * nor a list of numbers and the shift carries into
 
 {{/* Render-time checks of the values. */}}
 {{- define "ingest-backup.validate" -}}
+{{- if not (trim (toString .Values.image.repository)) -}}
+{{- fail "image.repository is required: build the image (docker build -t REGISTRY/ingest-backup:TAG .), push it to a registry the cluster can pull from, and set image.repository (and image.tag or image.digest) in helm/config/<stage>.yaml" -}}
+{{- end -}}
 {{- if not .Values.s3.bucket -}}
 {{- fail "s3.bucket is required (S3_BUCKET): set it in helm/config/<stage>.yaml or with --set s3.bucket=NAME" -}}
 {{- end -}}
@@ -146,28 +273,85 @@ err:its hour field is neither * nor a list of numbers and the shift carries into
 {{- fail "mongo.uri carries a password: put the URI into a Secret and name it in mongo.uriSecret.name (the value is never rendered outside a Secret)" -}}
 {{- end -}}
 {{- $s := .Values.secrets -}}
-{{- if and $s.existingSecret (or $s.awsAccessKeyId $s.awsSecretAccessKey $s.slackWebhookUrl $s.alertWebhookUrl) -}}
-{{- fail "secrets.existingSecret is set together with secret values: use one or the other" -}}
+{{- if and $s.existingSecret (or $s.awsAccessKeyId $s.awsSecretAccessKey $s.slackWebhookUrl $s.alertWebhookUrl .Values.heartbeat.url) -}}
+{{- fail "secrets.existingSecret is set together with secret values (secrets.* or heartbeat.url): use one or the other" -}}
 {{- end -}}
 {{- if and (not $s.existingSecret) (ne (empty $s.awsAccessKeyId) (empty $s.awsSecretAccessKey)) -}}
 {{- fail "secrets.awsAccessKeyId and secrets.awsSecretAccessKey go together: give both or neither (neither with IRSA)" -}}
 {{- end -}}
+{{- if and .Values.aws.roleArn (hasKey .Values.serviceAccount.annotations "eks.amazonaws.com/role-arn") -}}
+{{- fail "aws.roleArn and the IRSA annotation serviceAccount.annotations.eks.amazonaws.com/role-arn are both set: with IRSA the web-identity credentials already are the role, and assuming aws.roleArn on top breaks them. Keep the annotation and set aws.roleArn to \"\" (or drop the annotation to use keys plus aws.roleArn)" -}}
+{{- end -}}
 {{- end -}}
 
-{{/* A secretKeyRef env entry: (dict "env" NAME "key" KEY "ctx" $). */}}
+{{/* The container image: repository:tag, or repository@digest when image.digest is set. */}}
+{{- define "ingest-backup.image" -}}
+{{- $i := .Values.image -}}
+{{- if $i.digest -}}
+{{- printf "%s@%s" $i.repository $i.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $i.repository ($i.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Mebibytes of a quantity written as <n>Mi or <n>Gi (values.schema.json allows no other). */}}
+{{- define "ingest-backup.mebibytes" -}}
+{{- $q := toString . -}}
+{{- if hasSuffix "Gi" $q -}}
+{{- mul (atoi (trimSuffix "Gi" $q)) 1024 -}}
+{{- else -}}
+{{- atoi (trimSuffix "Mi" $q) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The pod's ephemeral storage: the spool and /tmp emptyDirs at their size limits, plus
+64Mi for the container's logs. Requested (so the scheduler places the pod where the
+spool fits) and the limit (so the kubelet evicts this pod, not a neighbour).
+*/}}
+{{- define "ingest-backup.ephemeralStorage" -}}
+{{- add (include "ingest-backup.mebibytes" .Values.spool.sizeLimit) (include "ingest-backup.mebibytes" .Values.tmp.sizeLimit) 64 -}}Mi
+{{- end -}}
+
+{{/* The container's resources: resources, plus ephemeral-storage. */}}
+{{- define "ingest-backup.resources" -}}
+{{- $r := deepCopy .Values.resources -}}
+{{- $storage := include "ingest-backup.ephemeralStorage" . -}}
+{{- $requests := get $r "requests" | default dict -}}
+{{- $limits := get $r "limits" | default dict -}}
+{{- if not (hasKey $requests "ephemeral-storage") -}}{{- $_ := set $requests "ephemeral-storage" $storage -}}{{- end -}}
+{{- if not (hasKey $limits "ephemeral-storage") -}}{{- $_ := set $limits "ephemeral-storage" $storage -}}{{- end -}}
+{{- $_ := set $r "requests" $requests -}}
+{{- $_ := set $r "limits" $limits -}}
+{{- toYaml $r -}}
+{{- end -}}
+
+{{/* A secretKeyRef env entry: (dict "env" NAME "key" KEY "optional" BOOL "ctx" $). */}}
 {{- define "ingest-backup.secretEnv" -}}
 - name: {{ .env }}
   valueFrom:
     secretKeyRef:
-      name: {{ include "ingest-backup.secretName" .ctx }}
+      name: {{ .name }}
       key: {{ .key }}
-      optional: {{ if .ctx.Values.secrets.existingSecret }}true{{ else }}false{{ end }}
+      optional: {{ .optional }}
 {{- end -}}
 
-{{/* Environment of both containers. Secrets only through secretKeyRef. */}}
+{{/*
+Environment of the containers: (dict "ctx" $ "restore" BOOL). Secrets only through
+secretKeyRef. The restore Job is rendered on its own (helm/restore.sh), without the
+install's secret values, so it refers to every key of the install's Secret, optionally.
+*/}}
 {{- define "ingest-backup.env" -}}
-{{- $v := .Values -}}
-{{- if $v.mongo.uriSecret.name }}
+{{- $restore := .restore -}}
+{{- $ := .ctx -}}
+{{- $v := $.Values -}}
+{{- if $restore }}
+- name: RESTORE_URI
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.restore.targetSecret.name }}
+      key: {{ $v.restore.targetSecret.key }}
+{{- else if $v.mongo.uriSecret.name }}
 - name: MONGO_URI
   valueFrom:
     secretKeyRef:
@@ -209,39 +393,57 @@ err:its hour field is neither * nor a list of numbers and the shift carries into
 - name: AWS_ROLE_SESSION_NAME
   value: {{ . | quote }}
 {{- end }}
+{{- if not $restore }}
 - name: NOTIFY_SUCCESS
   value: {{ $v.notifySuccess | toString | quote }}
+- name: HEARTBEAT_METHOD
+  value: {{ $v.heartbeat.method | quote }}
+{{- end }}
 - name: INGEST_BACKUP_SPOOL_DIR
   value: {{ $v.spool.mountPath | quote }}
 {{- $s := $v.secrets }}
-{{- if $s.existingSecret }}
-{{- range $field := list "awsAccessKeyId" "awsSecretAccessKey" "slackWebhookUrl" "alertWebhookUrl" }}
-{{ include "ingest-backup.secretEnv" (dict "env" (get $s.keys $field) "key" (get $s.keys $field) "ctx" $) }}
-{{- end }}
-{{- else }}
-{{- range $field := list "awsAccessKeyId" "awsSecretAccessKey" "slackWebhookUrl" "alertWebhookUrl" }}
-{{- if get $s $field }}
-{{ include "ingest-backup.secretEnv" (dict "env" (get $s.keys $field) "key" (get $s.keys $field) "ctx" $) }}
-{{- end }}
+{{- $values := include "ingest-backup.secretValues" $ | fromJson }}
+{{- $name := $s.existingSecret | default (include "ingest-backup.fullname" $) }}
+{{- range $field := splitList " " (include "ingest-backup.secretFields" $) }}
+{{- $key := get $s.keys $field }}
+{{- if and $restore (has $field (list "slackWebhookUrl" "alertWebhookUrl" "heartbeatUrl")) }}
+{{- /* a restore sends no alerts and no heartbeat */}}
+{{- else if or $s.existingSecret $restore }}
+{{ include "ingest-backup.secretEnv" (dict "env" $key "key" $key "name" $name "optional" true) }}
+{{- else if get $values $field }}
+{{ include "ingest-backup.secretEnv" (dict "env" $key "key" $key "name" $name "optional" false) }}
 {{- end }}
 {{- end }}
 {{- end -}}
 
 {{/*
-The Job template shared by both CronJobs: (dict "ctx" $ "job" .Values.backup|verify
-"component" "backup"|"verify" "args" (list ...)).
+The Job spec shared by the CronJobs and the restore Job: (dict "ctx" $ "job" .Values.backup|verify|restore
+"component" "backup"|"verify"|"restore" "args" (list ...)).
 */}}
 {{- define "ingest-backup.jobTemplate" -}}
 {{- $ := .ctx -}}
 {{- $v := $.Values -}}
 {{- $job := .job -}}
+{{- $restore := eq .component "restore" -}}
 metadata:
+  {{- with .generateName }}
+  # A new name for every run; kubectl create fills in the suffix.
+  generateName: {{ . }}
+  {{- end }}
+  {{- with .annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   labels:
     {{- include "ingest-backup.labels" $ | nindent 4 }}
     app.kubernetes.io/component: {{ .component }}
 spec:
   backoffLimit: {{ $job.backoffLimit }}
   activeDeadlineSeconds: {{ $job.activeDeadlineSeconds }}
+  {{- if $restore }}
+  # Kept a while for its logs, then removed by the TTL controller.
+  ttlSecondsAfterFinished: {{ $job.ttlSecondsAfterFinished }}
+  {{- else }}
   # Exit status 2 is bad configuration: retrying cannot help, so the Job fails at
   # once. An evicted or preempted pod does not use up a retry.
   podFailurePolicy:
@@ -255,6 +457,7 @@ spec:
         onPodConditions:
           - type: DisruptionTarget
             status: "True"
+  {{- end }}
   template:
     metadata:
       labels:
@@ -270,6 +473,9 @@ spec:
     spec:
       # Never: a failed attempt keeps its pod and logs; retries are the Job's.
       restartPolicy: Never
+      # Above the tool's worst case after SIGTERM: aborting the multipart upload
+      # (retried for up to 60 s) plus delivering the failure alert (at most 30 s).
+      terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
       serviceAccountName: {{ include "ingest-backup.serviceAccountName" $ }}
       # The tool never talks to the Kubernetes API (IRSA mounts its own token).
       automountServiceAccountToken: false
@@ -281,14 +487,14 @@ spec:
         {{- toYaml $v.podSecurityContext | nindent 8 }}
       containers:
         - name: ingest-backup
-          image: "{{ $v.image.repository }}:{{ $v.image.tag | default $.Chart.AppVersion }}"
+          image: {{ include "ingest-backup.image" $ | quote }}
           imagePullPolicy: {{ $v.image.pullPolicy }}
           args:
             {{- toYaml (concat .args $job.extraArgs) | nindent 12 }}
           env:
-            {{- include "ingest-backup.env" $ | trim | nindent 12 }}
+            {{- include "ingest-backup.env" (dict "ctx" $ "restore" $restore) | trim | nindent 12 }}
           resources:
-            {{- toYaml $v.resources | nindent 12 }}
+            {{- include "ingest-backup.resources" $ | nindent 12 }}
           securityContext:
             {{- toYaml $v.containerSecurityContext | nindent 12 }}
           volumeMounts:

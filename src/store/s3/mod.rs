@@ -176,4 +176,37 @@ impl Store for S3Store {
     fn put_verification(&self, name: &str, result: &[u8]) -> Result<String> {
         self.put_json(&format!("{name}{VERIFICATION_SUFFIX}"), result, false, "writing the verification result")
     }
+
+    fn in_progress(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let (mut key_marker, mut upload_marker) = (None::<String>, None::<String>);
+        loop {
+            let request = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(self.key(""))
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(upload_marker.clone());
+            let page = self.runtime.block_on(request.send()).map_err(|e| describe(&e, &self.url(""), "listing multipart uploads"))?;
+            for upload in page.uploads() {
+                let Some(key) = upload.key() else { continue };
+                let relative = if self.prefix.is_empty() { key } else { key.strip_prefix(&format!("{}/", self.prefix)).unwrap_or(key) };
+                if let Some(name) = super::archive_backup_name(relative) {
+                    names.push(name.to_string());
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            upload_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
 }
