@@ -174,6 +174,8 @@ pub fn incomplete_scram_hint(driver_message: &str) -> Option<&'static str> {
          and connect with authMechanism=PLAIN&authSource=$external (FerretDB's default authentication: the PostgreSQL \
          backend checks the password, the SQLite backend none), or back up a server that completes SCRAM (MongoDB)",
     )
+}
+
 /// Longest server message quoted from one write error.
 pub const MAX_QUOTED_MESSAGE: usize = 300;
 
@@ -262,6 +264,8 @@ mod tests {
         assert!(hint.contains("done: false") && hint.contains("FerretDB") && hint.contains("authMechanism=PLAIN"), "{hint}");
         assert_eq!(incomplete_scram_hint("SCRAM failure: Authentication failed."), None);
         assert_eq!(incomplete_scram_hint("Command failed: Unauthorized"), None);
+    }
+
     use bson::doc;
     use mongodb::error::{ErrorKind, InsertManyError};
 

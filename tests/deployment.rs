@@ -799,6 +799,8 @@ fn setup_installs_with_irsa_or_an_existing_secret_without_a_csv() {
     let stubs = Stubs::new();
     let prod = root().join("helm/config/prod.yaml");
     let annotation = serde_json::json!({"eks.amazonaws.com/role-arn": ROLE_ARN});
+    // (script arguments, environment, expected values)
+    #[allow(clippy::type_complexity)]
     let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, Value)> = vec![
         (vec!["--irsa", ROLE_ARN], vec![], serde_json::json!({"serviceAccount": {"annotations": annotation}})),
         (
@@ -1272,6 +1274,8 @@ fn restore_script_runs_exactly_helm_template_and_kubectl_create() {
         }
         call
     };
+    // (script arguments, environment, expected calls, expected namespace)
+    #[allow(clippy::type_complexity)]
     let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, Vec<String>, Option<&str>)> = vec![
         (
             vec!["prod", "2018-04-04T11_37"],

@@ -11,6 +11,8 @@
 //! standard library cannot set `SO_LINGER` 0 for a true RST); the driver sees the
 //! same thing as a reset: a reply cut short ("unexpected end of file").
 
+#![allow(dead_code)] // each test binary uses a different part of the proxy
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
