@@ -170,6 +170,18 @@ async fn sigterm_mid_upload_aborts_it_and_leaves_no_backup() {
     let work = tempfile::tempdir().unwrap();
     let (child, keys_before) = paused_upload(&minio, &source, work.path()).await;
     assert_eq!(minio.open_uploads().await, 1, "the archive is being uploaded");
+    // The open multipart upload is a backup being written: `verify unverified` waits for
+    // it (bounded) instead of verifying the earlier backup.
+    let store = format!("s3://{BUCKET}/prod");
+    let unverified = |extra: &[&str]| {
+        let mut args = vec!["verify", "unverified", "--store", store.as_str(), "--archive-only"];
+        args.extend_from_slice(extra);
+        let output = common::run_with_env(&args, &minio.env());
+        (output.status.code(), common::all_output(&output))
+    };
+    let (code, text) = unverified(&["--wait-for-running", "1s", "--poll-interval", "100ms"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("is still being written after waiting 1s") && text.contains("nothing was verified"), "{text}");
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", common::all_output(&output));
@@ -178,6 +190,9 @@ async fn sigterm_mid_upload_aborts_it_and_leaves_no_backup() {
     let listing = common::run_with_env(&["list", "--store", &format!("s3://{BUCKET}/prod"), "--json"], &minio.env());
     let listing: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
     assert_eq!(listing["backups"].as_array().unwrap().len(), 1, "{listing}");
+    // With the upload aborted nothing is being written: the earlier backup is verified.
+    let (code, text) = unverified(&["--wait-for-running", "10s", "--poll-interval", "100ms"]);
+    assert_eq!(code, Some(0), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -181,17 +181,25 @@ impl Store for S3Store {
         let mut names = Vec::new();
         let (mut key_marker, mut upload_marker) = (None::<String>, None::<String>);
         loop {
+            // No `prefix`: MinIO lists uploads under a prefix only when it names the
+            // object exactly, so the whole bucket's (few) open uploads are filtered here.
             let request = self
                 .client
                 .list_multipart_uploads()
                 .bucket(&self.bucket)
-                .prefix(self.key(""))
                 .set_key_marker(key_marker.clone())
                 .set_upload_id_marker(upload_marker.clone());
             let page = self.runtime.block_on(request.send()).map_err(|e| describe(&e, &self.url(""), "listing multipart uploads"))?;
             for upload in page.uploads() {
                 let Some(key) = upload.key() else { continue };
-                let relative = if self.prefix.is_empty() { key } else { key.strip_prefix(&format!("{}/", self.prefix)).unwrap_or(key) };
+                let relative = if self.prefix.is_empty() {
+                    key
+                } else {
+                    match key.strip_prefix(&format!("{}/", self.prefix)) {
+                        Some(relative) => relative,
+                        None => continue, // another prefix's backup
+                    }
+                };
                 if let Some(name) = super::archive_backup_name(relative) {
                     names.push(name.to_string());
                 }
