@@ -61,4 +61,4 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
 echo "test.sh: cargo test --release $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)" >&2
 # Under `set -e` a failing cargo test ends the script with its status; the
 # EXIT trap keeps that status.
-cargo test --release "$@"
+cargo test --release --no-fail-fast "$@"
