@@ -68,10 +68,16 @@ pub fn stream_archive(
         let mut entry = entry.map_err(unreadable)?;
         let path = normalize(&entry.path().map_err(unreadable)?.to_string_lossy());
         if let Some(&index) = by_member.get(path.as_str()) {
+            if digests[index].is_some() {
+                return Err(duplicated(&path));
+            }
             let summary = send_documents(&mut entry, &path, index, &batches, batch_documents, cancel, &mut progress)?;
             info!(namespace = %plan.namespaces[index].target(), documents = summary.documents, "Read from the archive.");
             digests[index] = Some(summary);
         } else if plan.oplog_member.as_deref() == Some(path.as_str()) {
+            if oplog.is_some() {
+                return Err(duplicated(&path));
+            }
             oplog = Some(spool_oplog(&mut entry, &path, spool_dir)?);
         } else if plan.manifest_member.as_deref() == Some(path.as_str()) {
             let mut bytes = Vec::new();
@@ -81,6 +87,12 @@ pub fn stream_archive(
     }
     let archive = reader.finish().map_err(unreadable)?;
     Ok(Streamed { digests, oplog, embedded_manifest, archive })
+}
+
+/// A member that appears a second time: a mongodump layout holds each file once, so the
+/// archive was altered (its documents would otherwise be inserted twice).
+fn duplicated(path: &str) -> Error {
+    Error::Consistency(format!("{path} appears twice in the archive, which is damaged; the restore stopped, restore an older backup"))
 }
 
 fn damaged(path: &str, error: BsonStreamError) -> Error {
