@@ -61,6 +61,14 @@ fn backup_ok(uri: &str, store: &Path, extra: &[&str]) -> (serde_json::Value, Str
     (serde_json::from_slice(&output.stdout).unwrap(), stderr)
 }
 
+/// The content of a backup of `uri` made with no fault, into `work`/clean: what every
+/// faulted run must equal.
+fn clean_content(uri: &str, work: &Path) -> (serde_json::Value, BTreeMap<String, Vec<u8>>) {
+    let store = work.join("clean");
+    let (result, _) = backup_ok(uri, &store, &[]);
+    content(&result, &store)
+}
+
 /// What must be equal between two backups of the same data: the manifest's
 /// namespace entries (counts, bytes, SHA-256 and content hash of every `.bson`,
 /// options, indexes, UUIDs) and the bytes of every `.bson` and `.metadata.json`
@@ -102,8 +110,7 @@ fn assert_store_empty(store: &Path) {
 async fn a_connection_closed_on_getmore_is_retried_and_the_archive_equals_a_clean_runs() {
     let (server, client) = server_with_data(2).await;
     let work = tempfile::tempdir().unwrap();
-    let (clean_result, _) = backup_ok(&server.uri(), &work.path().join("clean"), &[]);
-    let clean = content(&clean_result, &work.path().join("clean"));
+    let clean = clean_content(&server.uri(), work.path());
 
     fail_command(&client, doc! { "times": 2 }, doc! { "failCommands": ["getMore"], "closeConnection": true }).await;
     let store = work.path().join("faulted");
@@ -118,8 +125,7 @@ async fn a_connection_closed_on_getmore_is_retried_and_the_archive_equals_a_clea
 async fn a_transient_error_code_on_find_is_retried_and_the_archive_equals_a_clean_runs() {
     let (server, client) = server_with_data(1).await;
     let work = tempfile::tempdir().unwrap();
-    let (clean_result, _) = backup_ok(&server.uri(), &work.path().join("clean"), &[]);
-    let clean = content(&clean_result, &work.path().join("clean"));
+    let clean = clean_content(&server.uri(), work.path());
 
     // 89 NetworkTimeout: the driver retries a read once by itself, so two failures
     // reach the tool's own retry once.
@@ -135,8 +141,7 @@ async fn a_transient_error_code_on_find_is_retried_and_the_archive_equals_a_clea
 async fn connections_cut_by_the_network_mid_reply_are_retried_and_the_archive_equals_a_clean_runs() {
     let (server, _client) = server_with_data(2).await;
     let work = tempfile::tempdir().unwrap();
-    let (clean_result, _) = backup_ok(&server.uri(), &work.path().join("clean"), &[]);
-    let clean = content(&clean_result, &work.path().join("clean"));
+    let clean = clean_content(&server.uri(), work.path());
 
     let proxy = FaultProxy::start(server.port, Fault::ResetAfter { bytes: 300 << 10, times: Some(2) });
     let store = work.path().join("faulted");
@@ -150,8 +155,7 @@ async fn connections_cut_by_the_network_mid_reply_are_retried_and_the_archive_eq
 async fn a_port_refusing_connections_for_a_while_is_waited_out() {
     let (server, _client) = server_with_data(1).await;
     let work = tempfile::tempdir().unwrap();
-    let (clean_result, _) = backup_ok(&server.uri(), &work.path().join("clean"), &[]);
-    let clean = content(&clean_result, &work.path().join("clean"));
+    let clean = clean_content(&server.uri(), work.path());
 
     let proxy = FaultProxy::start(server.port, Fault::RefuseUntil { until: Instant::now() + Duration::from_secs(4) });
     let store = work.path().join("faulted");
@@ -168,8 +172,7 @@ async fn a_port_refusing_connections_for_a_while_is_waited_out() {
 async fn a_stalled_connection_is_abandoned_and_retried_and_the_archive_equals_a_clean_runs() {
     let (server, _client) = server_with_data(2).await;
     let work = tempfile::tempdir().unwrap();
-    let (clean_result, _) = backup_ok(&server.uri(), &work.path().join("clean"), &[]);
-    let clean = content(&clean_result, &work.path().join("clean"));
+    let clean = clean_content(&server.uri(), work.path());
 
     let proxy = FaultProxy::start(server.port, Fault::StallAfter { bytes: 300 << 10 });
     let uri = format!("{}&connectTimeoutMS=2000&heartbeatFrequencyMS=500", proxy.uri());

@@ -13,18 +13,17 @@ use mongodb::Client;
 
 /// The FerretDB binary, if installed.
 pub fn binary() -> Option<PathBuf> {
-    let path = std::env::var("INGEST_TEST_FERRETDB").map(PathBuf::from).ok()?;
-    path.exists().then_some(path)
+    super::peer_binary("INGEST_TEST_FERRETDB")
 }
 
 /// Returns the FerretDB binary; when it is missing, fails the test under CI and
 /// otherwise reports the skip ([`super::skip_or_fail`]).
 pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
-    let found = binary();
-    if found.is_none() {
-        super::skip_or_fail(test, "FerretDB is not installed (scripts/test-peers.sh install ferretdb; then export INGEST_TEST_FERRETDB)");
-    }
-    found
+    super::peer_binary_or_skip(
+        "INGEST_TEST_FERRETDB",
+        test,
+        "FerretDB is not installed (scripts/test-peers.sh install ferretdb; then export INGEST_TEST_FERRETDB)",
+    )
 }
 
 /// The user FerretDB creates at start with [`FerretDb::start_with_scram_user`].

@@ -18,17 +18,12 @@ pub const BUCKET: &str = "ingest-backups";
 
 /// The MinIO binary, if the test-peer script could build it.
 pub fn binary() -> Option<PathBuf> {
-    let path = std::env::var("INGEST_TEST_MINIO").map(PathBuf::from).ok()?;
-    path.exists().then_some(path)
+    super::peer_binary("INGEST_TEST_MINIO")
 }
 
 /// Returns the binary, or prints why the calling test cannot run here.
 pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
-    let found = binary();
-    if found.is_none() {
-        super::skip_or_fail(test, "MinIO is not installed (scripts/test-peers.sh install minio reports why)");
-    }
-    found
+    super::peer_binary_or_skip("INGEST_TEST_MINIO", test, "MinIO is not installed (scripts/test-peers.sh install minio reports why)")
 }
 
 /// A MinIO server with one bucket.

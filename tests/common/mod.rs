@@ -59,6 +59,23 @@ pub fn skip_or_fail(test: &str, reason: &str) {
     }
 }
 
+/// The executable a test-peer variable names (`scripts/test-peers.sh env` exports it),
+/// if it exists.
+pub fn peer_binary(var: &str) -> Option<PathBuf> {
+    let path = std::env::var(var).map(PathBuf::from).ok()?;
+    path.exists().then_some(path)
+}
+
+/// [`peer_binary`]; when it is missing, fails the test under CI and otherwise reports
+/// the skip ([`skip_or_fail`]) with `reason`.
+pub fn peer_binary_or_skip(var: &str, test: &str, reason: &str) -> Option<PathBuf> {
+    let found = peer_binary(var);
+    if found.is_none() {
+        skip_or_fail(test, reason);
+    }
+    found
+}
+
 /// The directory holding the official mongodump, mongorestore and bsondump, if installed.
 pub fn mongo_tools() -> Option<PathBuf> {
     let dir = std::env::var("INGEST_TEST_MONGO_TOOLS").map(PathBuf::from).ok()?;
