@@ -10,7 +10,6 @@ pub mod live_check;
 pub mod oplog_activity;
 pub mod report;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -185,13 +184,17 @@ fn read_manifest(backup: &StoredBackup) -> std::result::Result<Manifest, Box<Fin
     })
 }
 
-fn spawn_archive_check(store: Arc<dyn Store>, file: String, manifest: Manifest, cancel: CancellationToken) -> tokio::task::JoinHandle<ArchiveCheck> {
-    tokio::task::spawn_blocking(move || match store.open_archive(&file) {
-        Ok(stored) => archive_check::check_archive(stored, &file, &manifest, &cancel),
-        Err(error) => ArchiveCheck {
-            findings: vec![Finding::error(&file, "archive", "present and readable", error, "the archive object is missing or unreadable")],
-            ..ArchiveCheck::default()
-        },
+fn spawn_archive_check(store: Store, file: String, manifest: Manifest, cancel: CancellationToken) -> tokio::task::JoinHandle<ArchiveCheck> {
+    tokio::spawn(async move {
+        match store.open_archive(&file).await {
+            Ok(stored) => tokio::task::spawn_blocking(move || archive_check::check_archive(stored, &file, &manifest, &cancel))
+                .await
+                .expect("the archive check does not panic"),
+            Err(error) => ArchiveCheck {
+                findings: vec![Finding::error(&file, "archive", "present and readable", error, "the archive object is missing or unreadable")],
+                ..ArchiveCheck::default()
+            },
+        }
     })
 }
 
@@ -229,11 +232,10 @@ pub fn verdict(findings: &[Finding], strict: bool) -> VerifyStatus {
 }
 
 /// Records the report beside the backup; a failure to record is logged, not fatal.
-async fn record(store: Arc<dyn Store>, report: &VerifyReport) -> Option<String> {
+async fn record(store: Store, report: &VerifyReport) -> Option<String> {
     let mut bytes = serde_json::to_vec_pretty(report).expect("a report always serializes");
     bytes.push(b'\n');
-    let name = report.name.clone();
-    match tokio::task::spawn_blocking(move || store.put_verification(&name, &bytes)).await.expect("recording does not panic") {
+    match store.put_verification(&report.name, &bytes).await {
         Ok(location) => Some(location),
         Err(error) => {
             warn!(%error, "Cannot record the verification result in the store.");
