@@ -8,12 +8,15 @@
 //!          mpsc channel, capacity `parallel`   (bounds spooled data waiting)
 //!                  ▼
 //!          archive thread: tar headers (compressed) + spooled blocks as they are
-//!                          ─▶ SHA-256 ─▶ store upload
+//!                          ─▶ SHA-256 ─▶ PartWriter
+//!                  ▼
+//!          channel of one part ─▶ upload task: MultipartUpload::put_part
 //! ```
 //!
 //! After the last collection the oplog window is copied into `oplog.bson`, the
-//! manifest is appended, the archive committed, and only then the sidecar written.
-//! Any error or the cancellation token drops the upload, which deletes what it wrote.
+//! manifest is appended, the archive upload completed, and only then the sidecar
+//! written. On any error or cancellation the upload is aborted, and the abort awaited,
+//! before the run returns: nothing is left in the store.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -34,12 +37,12 @@ use crate::dump::{self, metadata::canonical_value, BsonSpool};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
-use crate::naming::choose_name;
 use crate::retry::RetryPolicy;
 use crate::source::oplog::entry_kept_by;
 use crate::source::{self, discover, list_index_specs, CollectionInfo, OplogWindow};
+use crate::store::parts::{upload_parts, PartWriter};
 use crate::store::s3::S3Settings;
-use crate::store::{self, ArchiveUpload, StoreLocation};
+use crate::store::{self, MultipartUpload, StoreLocation};
 use crate::test_hooks::{pause_at, Stage};
 
 /// Everything a backup run needs, validated.
@@ -147,17 +150,11 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
     let clock = Instant::now();
     let started = Utc::now();
     let s3 = options.s3.clone();
-    let store: Arc<dyn store::Store> =
-        Arc::from(store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?);
+    let store = store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
     std::fs::create_dir_all(&options.spool_dir)
         .map_err(Error::io("cannot create the spool directory; set --spool-dir to a writable directory", &options.spool_dir))?;
     let source = source::connect_retrying(&options.uri, &options.retry).await?;
-    let name = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || choose_name(started, |candidate| store.name_taken(candidate)))
-            .await
-            .expect("choose_name does not panic")?
-    };
+    let name = store.choose_name(started).await?;
     progress.update(|p| p.name = Some(name.clone()));
     let file_name = format!("{name}.{}", options.compression.extension());
     info!(backup = %name, store = %options.store, "Starting backup.");
@@ -172,12 +169,9 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
     progress.update(|p| p.namespaces_found = Some(namespaces.len() as u64));
     info!(namespaces = namespaces.len(), oplog = oplog.is_some(), "Discovered namespaces.");
 
-    let upload = {
-        let store = store.clone();
-        let file_name = file_name.clone();
-        tokio::task::spawn_blocking(move || store.begin_archive(&file_name)).await.expect("begin_archive does not panic")?
-    };
     let pool = options.compression.pool().map_err(|source| Error::Archive { context: "starting the compression workers".into(), source })?;
+    // From here on every path ends in the upload's explicit complete or abort.
+    let (sink, uploading) = upload_parts(store.begin_archive(&file_name).await?);
     let spooler = Spooler {
         dir: options.spool_dir.clone(),
         memory_limit: options.spool_memory_limit,
@@ -187,7 +181,7 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
     };
     let (members, receiver) = mpsc::channel::<Member>(options.parallel.max(1));
     let archive_task = {
-        let writer = ArchiveWriter::with_pool(upload, options.compression.codec(), pool, u64::try_from(started.timestamp()).unwrap_or(0));
+        let writer = ArchiveWriter::with_pool(sink, options.compression.codec(), pool, u64::try_from(started.timestamp()).unwrap_or(0));
         let cancel = cancel.clone();
         tokio::task::spawn_blocking(move || write_archive(writer, receiver, &cancel))
     };
@@ -226,25 +220,25 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
     }
     drop(members);
     let written = archive_task.await.expect("the archive thread does not panic");
-    let (mut manifest, (upload, digest)) = match (manifest, written) {
-        (Ok(manifest), Ok(Some(written))) => (manifest, written),
-        (_, Err(archive_error)) => return Err(archive_error),
-        (Err(error), _) => return Err(error),
-        (Ok(_), Ok(None)) => return Err(Error::Cancelled),
+    let (mut upload, sent) = uploading.await.expect("the part upload task does not panic");
+    let finished = match (manifest, written, sent) {
+        // The store's own failure explains the archive thread's "upload stopped".
+        (_, _, Err(store_error)) => Err(store_error.into()),
+        (_, Err(archive_error), _) => Err(archive_error),
+        (Err(error), _, _) => Err(error),
+        (Ok(_), Ok(None), _) => Err(Error::Cancelled),
+        (Ok(_), Ok(Some(_)), Ok(())) if cancel.is_cancelled() => Err(Error::Cancelled),
+        (Ok(manifest), Ok(Some(digest)), Ok(())) => Ok((manifest, digest)),
     };
-    if cancel.is_cancelled() {
-        // Dropping an upload aborts it, which blocks: do it off the async threads.
-        let _ = tokio::task::spawn_blocking(move || drop(upload)).await;
-        return Err(Error::Cancelled);
-    }
-    let archive = tokio::task::spawn_blocking(move || upload.commit()).await.expect("commit does not panic")?;
+    let (mut manifest, digest, archive) = match finished {
+        Ok((manifest, digest)) => match upload.complete().await {
+            Ok(archive) => (manifest, digest, archive),
+            Err(error) => return Err(abort_upload(upload.as_mut(), error.into()).await),
+        },
+        Err(error) => return Err(abort_upload(upload.as_mut(), error).await),
+    };
     manifest.archive = Some(ArchiveInfo { file: file_name, size: digest.size, sha256: digest.sha256 });
-    let sidecar_bytes = manifest.to_json();
-    let sidecar = {
-        let store = store.clone();
-        let name = name.clone();
-        tokio::task::spawn_blocking(move || store.put_sidecar(&name, &sidecar_bytes)).await.expect("put_sidecar does not panic")?
-    };
+    let sidecar = store.put_sidecar(&name, &manifest.to_json()).await?;
     let report =
         BackupReport { archive, sidecar, manifest, duration_seconds: clock.elapsed().as_secs_f64(), peak_spool_disk_bytes: spooler.gauge.peak() };
     info!(
@@ -257,6 +251,18 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
         "Backup complete."
     );
     Ok(report)
+}
+
+/// Aborts the archive upload of a failed run (awaited, so nothing remains when the run
+/// returns) and gives back the run's error. A failed abort is logged with the fix.
+async fn abort_upload(upload: &mut dyn MultipartUpload, error: Error) -> Error {
+    if let Err(abort_error) = upload.abort().await {
+        tracing::error!(
+            error = %abort_error,
+            "Could not abort the archive upload; remove it with AbortMultipartUpload or a bucket lifecycle rule."
+        );
+    }
+    error
 }
 
 fn rfc3339(time: DateTime<Utc>) -> String {
@@ -492,15 +498,15 @@ impl<R: std::io::Read> std::io::Read for CancellableReader<'_, R> {
     }
 }
 
-/// The archive thread: writes members until [`Member::Finish`], then returns the
-/// upload (not yet committed) and the archive digest. `Ok(None)` means the producer
-/// went away without finishing (the run failed elsewhere); the upload is dropped,
-/// which deletes it.
+/// The archive thread: writes members until [`Member::Finish`], hands the last part to
+/// the upload and returns the archive digest. `Ok(None)` means the producer went away
+/// without finishing (the run failed elsewhere or was cancelled); the caller aborts the
+/// upload.
 fn write_archive(
-    mut writer: ArchiveWriter<Box<dyn ArchiveUpload>>,
+    mut writer: ArchiveWriter<PartWriter>,
     mut members: mpsc::Receiver<Member>,
     cancel: &CancellationToken,
-) -> Result<Option<(Box<dyn ArchiveUpload>, ArchiveDigest)>> {
+) -> Result<Option<ArchiveDigest>> {
     let archive_error = |context: &str| {
         let context = context.to_string();
         move |source| Error::Archive { context, source }
@@ -524,7 +530,11 @@ fn write_archive(
                     result => result.map_err(archive_error(&path))?,
                 }
             }
-            Member::Finish => return writer.finish().map(Some).map_err(archive_error("finishing the archive")),
+            Member::Finish => {
+                let (parts, digest) = writer.finish().map_err(archive_error("finishing the archive"))?;
+                parts.finish().map_err(archive_error("handing the last part to the store"))?;
+                return Ok(Some(digest));
+            }
         }
     }
     Ok(None)

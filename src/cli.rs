@@ -98,7 +98,7 @@ pub struct StoreArg {
     /// s3://bucket/prefix, file:///abs/path or a directory [default: s3://$S3_BUCKET/$BACKUP_DIR when S3_BUCKET is set, else ./backups]
     #[arg(long)]
     pub store: Option<String>,
-    /// S3 multipart part size in MiB (5-5120); memory is about part size x (parts in flight + 1).
+    /// S3 multipart part size in MiB (5-5120); memory is about part size x (parts in flight + 2).
     #[arg(long, default_value_t = 8)]
     pub part_size_mb: usize,
     /// S3 parts uploaded at once.

@@ -244,7 +244,7 @@ fn verification_summary(recorded: Option<&[u8]>) -> Option<serde_json::Value> {
 async fn list(args: &ListArgs) -> Result<()> {
     let location = args.store.location()?;
     let store = store::open(&location, || args.store.s3_settings()).await?;
-    let backups = tokio::task::spawn_blocking(move || store.list()).await.expect("list does not panic")?;
+    let backups = store.list().await?;
     let mut rows = Vec::new();
     for backup in backups {
         let manifest = backup.sidecar.as_deref().and_then(|bytes| serde_json::from_slice::<Manifest>(bytes).ok());

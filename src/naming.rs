@@ -18,22 +18,20 @@ pub fn minute_name(start: DateTime<Utc>) -> String {
 /// # Errors
 /// Returns the error `taken` returns.
 pub fn choose_name<E>(start: DateTime<Utc>, mut taken: impl FnMut(&str) -> Result<bool, E>) -> Result<String, E> {
-    let minute = minute_name(start);
-    if !taken(&minute)? {
-        return Ok(minute);
-    }
-    let second = start.format("%Y-%m-%dT%H_%M_%S").to_string();
-    if !taken(&second)? {
-        return Ok(second);
-    }
-    let mut n = 2u32;
-    loop {
-        let candidate = format!("{second}-{n}");
+    for candidate in candidate_names(start) {
         if !taken(&candidate)? {
             return Ok(candidate);
         }
-        n += 1;
     }
+    unreachable!("the candidates never run out")
+}
+
+/// The names [`choose_name`] tries, in order: the UTC minute, then with seconds, then
+/// with seconds and a counter from 2 (endless).
+pub fn candidate_names(start: DateTime<Utc>) -> impl Iterator<Item = String> {
+    let second = start.format("%Y-%m-%dT%H_%M_%S").to_string();
+    let counted = (2u32..).map(move |n| format!("{second}-{n}"));
+    [minute_name(start), start.format("%Y-%m-%dT%H_%M_%S").to_string()].into_iter().chain(counted)
 }
 
 /// Whether `name` looks like a backup name this tool writes (used by listings to skip

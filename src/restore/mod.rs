@@ -158,7 +158,7 @@ async fn restore_into(
     options: &RestoreOptions,
     cancel: CancellationToken,
     clock: Instant,
-    store: Arc<dyn Store>,
+    store: Store,
     backup: StoredBackup,
     format: ArchiveFormat,
     map: NamespaceMap,
@@ -174,15 +174,19 @@ async fn restore_into(
     let namespaces = Arc::new(plan.namespaces.clone());
     let (batches, receiver) = mpsc::channel(options.parallel.max(1) * 2);
     let inserter = tokio::spawn(target::insert_batches(target.client.clone(), namespaces.clone(), receiver, options.parallel));
-    let streamed = {
-        let (store, file, plan, cancel, spool_dir) = (store.clone(), backup.archive.clone(), plan.clone(), cancel.clone(), options.spool_dir.clone());
-        let batch_documents = options.batch_documents;
-        tokio::task::spawn_blocking(move || {
-            let stored = store.open_archive(&file)?;
-            stream::stream_archive(stored, format, &plan, batches, batch_documents, &spool_dir, &cancel)
-        })
+    let streamed = match store.open_archive(&backup.archive).await {
+        Ok(stored) => {
+            let (plan, cancel, spool_dir) = (plan.clone(), cancel.clone(), options.spool_dir.clone());
+            let batch_documents = options.batch_documents;
+            tokio::task::spawn_blocking(move || stream::stream_archive(stored, format, &plan, batches, batch_documents, &spool_dir, &cancel))
+                .await
+                .expect("the archive reader does not panic")
+        }
+        Err(error) => {
+            drop(batches); // ends the inserter, which is still awaited below
+            Err(error)
+        }
     };
-    let streamed = streamed.await.expect("the archive reader does not panic");
     let inserted = inserter.await.expect("the inserter does not panic");
     let tallies = inserted.tallies;
     // From here on the target holds documents: a failure says how many, per namespace.
@@ -374,17 +378,12 @@ fn read_manifest(backup: &StoredBackup, no_manifest: bool) -> Result<Option<Mani
 }
 
 /// First pass over a legacy tarball: its `.metadata.json` files make the plan.
-async fn legacy_plan(
-    store: Arc<dyn Store>,
-    backup: &StoredBackup,
-    format: ArchiveFormat,
-    filter: &NamespaceFilter,
-    map: &NamespaceMap,
-) -> Result<Plan> {
+async fn legacy_plan(store: Store, backup: &StoredBackup, format: ArchiveFormat, filter: &NamespaceFilter, map: &NamespaceMap) -> Result<Plan> {
     let file = backup.archive.clone();
+    let stored = store.open_archive(&file).await?;
     let scan = tokio::task::spawn_blocking(move || -> Result<LegacyScan> {
         let unreadable = |e: std::io::Error| Error::Archive { context: format!("reading {file}"), source: e };
-        let mut reader = ArchiveReader::new(store.open_archive(&file)?, format).map_err(unreadable)?;
+        let mut reader = ArchiveReader::new(stored, format).map_err(unreadable)?;
         let mut scan = LegacyScan::default();
         for entry in reader.entries().map_err(unreadable)? {
             let mut entry = entry.map_err(unreadable)?;

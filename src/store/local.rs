@@ -1,19 +1,28 @@
-//! The local directory store. An archive is written as `<file>.partial` (created
-//! exclusively, never over an existing file), synced and renamed into place on commit;
-//! the sidecar is written the same way. A dropped upload deletes its `.partial`.
+//! The local directory store. Keys are paths below the directory. A multipart upload
+//! writes `<key>.partial` (created exclusively), and `complete` syncs it and links it
+//! into place without ever replacing an existing file; `abort` deletes it. Small
+//! objects are staged in a hidden temporary file and linked (create) or renamed
+//! (overwrite) into place, so a reader never sees half an object.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{ArchiveUpload, Store, StoredBackup, SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
-use crate::error::{Error, Result};
-use crate::naming::is_backup_name;
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 
-/// Suffix of an archive still being written.
+use super::error::{StoreError, StoreErrorKind};
+use super::object::{ByteStream, MultipartUpload, ObjectMeta, ObjectStore, PendingUpload, PutMode};
+
+/// Suffix of an object still being written.
 pub const PARTIAL_SUFFIX: &str = ".partial";
 
-/// Backups in a local directory.
+/// Part size of local uploads: small, since a part is only a hand-over to the file.
+const LOCAL_PART_SIZE: usize = 2 << 20;
+
+/// Objects in a local directory.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     dir: PathBuf,
@@ -23,9 +32,9 @@ impl LocalStore {
     /// Opens (creating if needed) the directory `dir`.
     ///
     /// # Errors
-    /// The directory cannot be created or is not a directory.
-    pub fn open(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(Error::io("cannot create the backup directory; check the path and its permissions", dir))?;
+    /// The directory cannot be created.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(&dir.display().to_string(), "creating the backup directory", &e))?;
         Ok(Self { dir: dir.to_path_buf() })
     }
 
@@ -33,202 +42,255 @@ impl LocalStore {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
 
-fn write_new_file_atomically(final_path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let partial = partial_path(final_path);
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&partial)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        publish(&partial, final_path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&partial);
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        if key.is_empty() || key.starts_with('/') || key.split('/').any(|part| part == ".." || part == "." || part.is_empty()) {
+            return Err(StoreError::new(StoreErrorKind::Other, format!("{key:?} is not a valid object key (a relative path without . or ..)")));
+        }
+        Ok(self.dir.join(key))
     }
-    result
+
+    /// Every file below the directory whose key starts with `prefix`, reading only the
+    /// directories that can hold such keys. `partial` selects unfinished uploads instead
+    /// of objects.
+    fn walk(&self, prefix: &str, partial: bool) -> Result<Vec<(String, fs::Metadata)>, StoreError> {
+        fn visit(dir: &Path, relative: &str, prefix: &str, partial: bool, found: &mut Vec<(String, fs::Metadata)>) -> io::Result<()> {
+            let entries = match fs::read_dir(dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                other => other?,
+            };
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue; // staging files of puts in progress
+                }
+                let key = format!("{relative}{name}");
+                let metadata = entry.metadata()?;
+                if metadata.is_dir() {
+                    let below = format!("{key}/");
+                    if below.starts_with(prefix) || prefix.starts_with(&below) {
+                        visit(&entry.path(), &below, prefix, partial, found)?;
+                    }
+                } else if key.starts_with(prefix) && key.ends_with(PARTIAL_SUFFIX) == partial {
+                    found.push((key, metadata));
+                }
+            }
+            Ok(())
+        }
+        let mut found = Vec::new();
+        visit(&self.dir, "", prefix, partial, &mut found).map_err(|e| StoreError::io(&self.dir.display().to_string(), "listing", &e))?;
+        Ok(found)
+    }
 }
 
-fn partial_path(final_path: &Path) -> PathBuf {
-    let mut name = final_path.as_os_str().to_owned();
+fn modified(metadata: &fs::Metadata) -> Option<DateTime<Utc>> {
+    metadata.modified().ok().map(DateTime::<Utc>::from)
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
     name.push(PARTIAL_SUFFIX);
     PathBuf::from(name)
 }
 
-/// Renames `from` to `to` unless `to` exists (never overwrites a backup).
+/// Links `from` to `to` unless `to` exists (never overwrites), removes `from`, and
+/// syncs the directory.
 fn publish(from: &Path, to: &Path) -> io::Result<()> {
     fs::hard_link(from, to)?;
     fs::remove_file(from)?;
-    if let Some(parent) = to.parent() {
-        File::open(parent).and_then(|d| d.sync_all())?;
-    }
-    Ok(())
+    sync_parent(to)
 }
 
-impl Store for LocalStore {
-    fn name_taken(&self, name: &str) -> Result<bool> {
-        let prefix = format!("{name}.");
-        let entries = fs::read_dir(&self.dir).map_err(Error::io("cannot list the backup directory", &self.dir))?;
-        for entry in entries {
-            let entry = entry.map_err(Error::io("cannot list the backup directory", &self.dir))?;
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) => File::open(parent).and_then(|d| d.sync_all()),
+        None => Ok(()),
+    }
+}
+
+/// Runs blocking file work off the runtime's threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| Err(io::Error::other(format!("a file task failed: {e}"))))
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    fn location(&self, key: &str) -> String {
+        self.dir.join(key).display().to_string()
     }
 
-    fn begin_archive(&self, file_name: &str) -> Result<Box<dyn ArchiveUpload>> {
-        let final_path = self.dir.join(file_name);
-        let partial = partial_path(&final_path);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&partial)
-            .map_err(Error::io("cannot create the archive; check free space and permissions", &partial))?;
-        Ok(Box::new(LocalUpload { file: Some(io::BufWriter::with_capacity(1 << 20, file)), partial, final_path }))
-    }
-
-    fn put_sidecar(&self, name: &str, manifest: &[u8]) -> Result<String> {
-        let path = self.dir.join(format!("{name}{SIDECAR_SUFFIX}"));
-        write_new_file_atomically(&path, manifest).map_err(Error::io("cannot write the sidecar manifest", &path))?;
-        Ok(path.display().to_string())
-    }
-
-    fn list(&self) -> Result<Vec<StoredBackup>> {
-        let mut found = Vec::new();
-        let entries = fs::read_dir(&self.dir).map_err(Error::io("cannot list the backup directory", &self.dir))?;
-        for entry in entries {
-            let entry = entry.map_err(Error::io("cannot list the backup directory", &self.dir))?;
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            let Some(name) = file_name.strip_suffix(".tar.gz").or_else(|| file_name.strip_suffix(".tar.zst")) else {
-                continue;
-            };
-            if !is_backup_name(name) {
-                continue;
-            }
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            let sidecar = fs::read(self.dir.join(format!("{name}{SIDECAR_SUFFIX}"))).ok();
-            let verification = fs::read(self.dir.join(format!("{name}{VERIFICATION_SUFFIX}"))).ok();
-            found.push(StoredBackup { name: name.to_string(), archive: file_name.clone(), size, sidecar, verification });
-        }
-        found.sort_by(|a, b| b.name.cmp(&a.name));
-        Ok(found)
-    }
-
-    fn open_archive(&self, file_name: &str) -> Result<Box<dyn io::Read + Send>> {
-        let path = self.dir.join(file_name);
-        let file = File::open(&path).map_err(Error::io("cannot open the archive", &path))?;
-        Ok(Box::new(io::BufReader::with_capacity(1 << 20, file)))
-    }
-
-    fn put_verification(&self, name: &str, result: &[u8]) -> Result<String> {
-        let path = self.dir.join(format!("{name}{VERIFICATION_SUFFIX}"));
-        let replace = || -> io::Result<()> {
-            let mut staged = tempfile::NamedTempFile::new_in(&self.dir)?;
-            staged.write_all(result)?;
+    async fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let staged_in = path.parent().unwrap_or(&self.dir).to_path_buf();
+        let target = path.clone();
+        let written = blocking(move || {
+            fs::create_dir_all(&staged_in)?;
+            let mut staged = tempfile::Builder::new().prefix(".staged").tempfile_in(&staged_in)?;
+            staged.write_all(&bytes)?;
             staged.as_file().sync_all()?;
-            staged.persist(&path).map_err(|e| e.error)?;
-            Ok(())
-        };
-        replace().map_err(Error::io("cannot write the verification result", &path))?;
-        Ok(path.display().to_string())
-    }
-
-    fn in_progress(&self) -> Result<Vec<String>> {
-        let entries = fs::read_dir(&self.dir).map_err(Error::io("cannot list the backup directory", &self.dir))?;
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(Error::io("cannot list the backup directory", &self.dir))?;
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(name) = file_name.strip_suffix(PARTIAL_SUFFIX).and_then(super::archive_backup_name) {
-                names.push(name.to_string());
+            match mode {
+                PutMode::Overwrite => {
+                    staged.persist(&target).map_err(|e| e.error)?;
+                }
+                // The staged file is deleted when `staged` drops, whatever happens.
+                PutMode::Create => fs::hard_link(staged.path(), &target)?,
             }
+            sync_parent(&target)
+        })
+        .await;
+        written.map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => StoreError::already_exists(&self.location(key), "writing"),
+            _ => StoreError::io(&self.location(key), "writing", &e),
+        })
+    }
+
+    async fn put_multipart(&self, key: &str) -> Result<Box<dyn MultipartUpload>, StoreError> {
+        let path = self.path(key)?;
+        let partial = partial_path(&path);
+        let opened = {
+            let partial = partial.clone();
+            blocking(move || {
+                if let Some(parent) = partial.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                OpenOptions::new().write(true).create_new(true).open(&partial)
+            })
+            .await
+        };
+        let file = opened.map_err(|e| StoreError::io(&partial.display().to_string(), "creating", &e))?;
+        Ok(Box::new(LocalUpload { file: Some(file), partial, path, open: true }))
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
+        let path = self.path(key)?;
+        let location = self.location(key);
+        let file = tokio::fs::File::open(&path).await.map_err(|e| StoreError::io(&location, "reading", &e))?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).map_err(move |e| StoreError::io(&location, "reading", &e));
+        Ok(stream.boxed())
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(metadata) if metadata.is_file() => Ok(ObjectMeta { key: key.to_string(), size: metadata.len(), last_modified: modified(&metadata) }),
+            Ok(_) => Err(StoreError::not_found(&self.location(key), "looking up")),
+            Err(e) => Err(StoreError::io(&self.location(key), "looking up", &e)),
         }
-        names.sort();
-        Ok(names)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let (store, prefix) = (self.clone(), prefix.to_string());
+        let found = tokio::task::spawn_blocking(move || store.walk(&prefix, false))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::new(StoreErrorKind::Other, format!("a listing task failed: {e}"))))?;
+        Ok(found.into_iter().map(|(key, metadata)| ObjectMeta { key, size: metadata.len(), last_modified: modified(&metadata) }).collect())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io(&self.location(key), "deleting", &e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
+        let (store, prefix) = (self.clone(), prefix.to_string());
+        let found = tokio::task::spawn_blocking(move || store.walk(&prefix, true))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::new(StoreErrorKind::Other, format!("a listing task failed: {e}"))))?;
+        Ok(found
+            .into_iter()
+            .map(|(partial, metadata)| PendingUpload {
+                key: partial.strip_suffix(PARTIAL_SUFFIX).unwrap_or(&partial).to_string(),
+                initiated: modified(&metadata),
+                upload_id: partial,
+            })
+            .collect())
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        if upload_id != format!("{key}{PARTIAL_SUFFIX}") {
+            return Err(StoreError::not_found(&self.location(upload_id), "aborting the upload of"));
+        }
+        let path = self.path(upload_id)?;
+        tokio::fs::remove_file(&path).await.map_err(|e| StoreError::io(&self.location(upload_id), "aborting the upload of", &e))
     }
 }
 
+/// An archive being written to `<key>.partial`.
 struct LocalUpload {
-    file: Option<io::BufWriter<File>>,
+    /// The open file; lent to a blocking task during each write.
+    file: Option<File>,
     partial: PathBuf,
-    final_path: PathBuf,
+    path: PathBuf,
+    open: bool,
 }
 
-impl Write for LocalUpload {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("open until commit").write(buf)
+impl LocalUpload {
+    fn at(&self) -> String {
+        self.partial.display().to_string()
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("open until commit").flush()
+    async fn with_file(&mut self, doing: &str, work: impl FnOnce(&mut File) -> io::Result<()> + Send + 'static) -> Result<(), StoreError> {
+        let mut file =
+            self.file.take().ok_or_else(|| StoreError::new(StoreErrorKind::Other, format!("{doing} {}: the upload is closed", self.at())))?;
+        let (file, result) = tokio::task::spawn_blocking(move || {
+            let result = work(&mut file);
+            (file, result)
+        })
+        .await
+        .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("{doing} {}: a file task failed: {e}", self.at())))?;
+        self.file = Some(file);
+        result.map_err(|e| StoreError::io(&self.at(), doing, &e))
     }
 }
 
-impl ArchiveUpload for LocalUpload {
-    fn commit(mut self: Box<Self>) -> Result<String> {
-        let writer = self.file.take().expect("committed once");
-        let published = (|| {
-            let file = writer.into_inner().map_err(|e| Error::io("cannot flush the archive", &self.partial)(e.into_error()))?;
-            file.sync_all().map_err(Error::io("cannot sync the archive to disk", &self.partial))?;
-            drop(file);
-            publish(&self.partial, &self.final_path).map_err(Error::io("cannot move the finished archive into place", &self.final_path))
-        })();
-        if let Err(error) = published {
-            let _ = fs::remove_file(&self.partial);
-            return Err(error);
+#[async_trait]
+impl MultipartUpload for LocalUpload {
+    fn part_size(&self) -> usize {
+        LOCAL_PART_SIZE
+    }
+
+    async fn put_part(&mut self, part: Bytes) -> Result<(), StoreError> {
+        self.with_file("writing", move |file| file.write_all(&part)).await
+    }
+
+    async fn complete(&mut self) -> Result<String, StoreError> {
+        self.with_file("syncing", |file| file.sync_all()).await?;
+        let (partial, path) = (self.partial.clone(), self.path.clone());
+        let location = path.display().to_string();
+        match blocking(move || publish(&partial, &path)).await {
+            Ok(()) => {
+                self.open = false;
+                self.file = None;
+                Ok(location)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(StoreError::already_exists(&location, "moving the finished archive into place"))
+            }
+            Err(e) => Err(StoreError::io(&location, "moving the finished archive into place", &e)),
         }
-        Ok(self.final_path.display().to_string())
+    }
+
+    async fn abort(&mut self) -> Result<(), StoreError> {
+        self.file = None;
+        self.open = false;
+        match tokio::fs::remove_file(&self.partial).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io(&self.at(), "deleting", &e)),
+            _ => Ok(()),
+        }
     }
 }
 
 impl Drop for LocalUpload {
+    /// A quick unlink (no waiting on a network): an upload dropped without `complete`
+    /// or `abort` (a panic) still leaves no `.partial` behind.
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if self.open {
+            tracing::warn!(file = %self.at(), "An upload was dropped without complete or abort; deleting its partial file.");
             let _ = fs::remove_file(&self.partial);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dropped_upload_leaves_nothing_and_commit_publishes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
-        let mut upload = store.begin_archive("2018-04-04T11_37.tar.gz").unwrap();
-        upload.write_all(b"half").unwrap();
-        assert!(dir.path().join("2018-04-04T11_37.tar.gz.partial").exists());
-        assert_eq!(store.in_progress().unwrap(), ["2018-04-04T11_37"], "a partial archive is a backup in progress");
-        drop(upload);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
-        assert!(store.in_progress().unwrap().is_empty());
-        assert!(!store.name_taken("2018-04-04T11_37").unwrap());
-
-        let mut upload = store.begin_archive("2018-04-04T11_37.tar.gz").unwrap();
-        upload.write_all(b"whole").unwrap();
-        upload.commit().unwrap();
-        assert_eq!(fs::read(dir.path().join("2018-04-04T11_37.tar.gz")).unwrap(), b"whole");
-        assert!(store.name_taken("2018-04-04T11_37").unwrap());
-        let listed = store.list().unwrap();
-        assert_eq!(listed.len(), 1);
-        assert!(listed[0].sidecar.is_none(), "no sidecar yet: incomplete");
-        store.put_sidecar("2018-04-04T11_37", b"{}").unwrap();
-        assert_eq!(store.list().unwrap()[0].sidecar.as_deref(), Some(&b"{}"[..]));
-    }
-
-    #[test]
-    fn never_overwrites_an_existing_archive() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
-        fs::write(dir.path().join("n.tar.gz"), b"earlier").unwrap();
-        let mut upload = store.begin_archive("n.tar.gz").unwrap();
-        upload.write_all(b"later").unwrap();
-        assert!(upload.commit().is_err());
-        assert_eq!(fs::read(dir.path().join("n.tar.gz")).unwrap(), b"earlier");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the failed commit left no .partial");
     }
 }

@@ -16,7 +16,6 @@ pub mod live_check;
 pub mod oplog_activity;
 pub mod report;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -121,15 +120,9 @@ impl VerifyReport {
 /// an unknown backup name). Everything found about the backup itself is in the report.
 pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> Result<VerifyReport> {
     let clock = Instant::now();
-    let store: Arc<dyn Store> =
-        Arc::from(store::open(&options.store, || options.s3.clone().ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?);
+    let store = store::open(&options.store, || options.s3.clone().ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
     wait_for_running_backups(&store, options, &cancel).await?;
-    let backup = {
-        let (store, wanted, location) = (store.clone(), options.backup.clone(), options.store.clone());
-        tokio::task::spawn_blocking(move || store::select(store.list()?, &wanted, &location, Latest::Newest))
-            .await
-            .expect("listing does not panic")?
-    };
+    let backup = store::select(store.list().await?, &options.backup, &options.store, Latest::Newest)?;
     info!(backup = %backup.name, store = %options.store, "Verifying.");
     let mut findings = Vec::new();
     let (archive, live) = match read_manifest(&backup) {
@@ -190,17 +183,14 @@ pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> R
 /// A store error when a backup is still being written after the wait (nothing was
 /// verified: verifying an older backup instead is exactly what the wait avoids), or
 /// the store cannot be listed; [`Error::Cancelled`] on a signal.
-async fn wait_for_running_backups(store: &Arc<dyn Store>, options: &VerifyOptions, cancel: &CancellationToken) -> Result<()> {
+async fn wait_for_running_backups(store: &Store, options: &VerifyOptions, cancel: &CancellationToken) -> Result<()> {
     if options.wait_for_running.is_zero() {
         return Ok(());
     }
     let deadline = tokio::time::Instant::now() + options.wait_for_running;
     let mut logged = Vec::new();
     loop {
-        let running = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.in_progress()).await.expect("listing does not panic")?
-        };
+        let running = store.in_progress().await?;
         if running.is_empty() {
             if !logged.is_empty() {
                 info!(backups = %logged.join(", "), "The running backup finished; choosing the backup to verify.");
@@ -262,18 +252,22 @@ fn read_manifest(backup: &StoredBackup) -> std::result::Result<(Manifest, serde_
 }
 
 fn spawn_archive_check(
-    store: Arc<dyn Store>,
+    store: Store,
     file: String,
     manifest: Manifest,
     sidecar: serde_json::Value,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<ArchiveCheck> {
-    tokio::task::spawn_blocking(move || match store.open_archive(&file) {
-        Ok(stored) => archive_check::check_archive(stored, &file, &manifest, &sidecar, &cancel),
-        Err(error) => ArchiveCheck {
-            findings: vec![Finding::error(&file, "archive", "present and readable", error, "the archive object is missing or unreadable")],
-            ..ArchiveCheck::default()
-        },
+    tokio::spawn(async move {
+        match store.open_archive(&file).await {
+            Ok(stored) => tokio::task::spawn_blocking(move || archive_check::check_archive(stored, &file, &manifest, &sidecar, &cancel))
+                .await
+                .expect("the archive check does not panic"),
+            Err(error) => ArchiveCheck {
+                findings: vec![Finding::error(&file, "archive", "present and readable", error, "the archive object is missing or unreadable")],
+                ..ArchiveCheck::default()
+            },
+        }
     })
 }
 
@@ -311,11 +305,10 @@ pub fn verdict(findings: &[Finding], strict: bool) -> VerifyStatus {
 }
 
 /// Records the report beside the backup; a failure to record is logged, not fatal.
-async fn record(store: Arc<dyn Store>, report: &VerifyReport) -> Option<String> {
+async fn record(store: Store, report: &VerifyReport) -> Option<String> {
     let mut bytes = serde_json::to_vec_pretty(report).expect("a report always serializes");
     bytes.push(b'\n');
-    let name = report.name.clone();
-    match tokio::task::spawn_blocking(move || store.put_verification(&name, &bytes)).await.expect("recording does not panic") {
+    match store.put_verification(&report.name, &bytes).await {
         Ok(location) => Some(location),
         Err(error) => {
             warn!(%error, "Cannot record the verification result in the store.");

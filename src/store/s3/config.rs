@@ -37,7 +37,7 @@ pub struct S3Settings {
     pub storage_class: Option<StorageClass>,
     /// Bytes per multipart part (at least 5 MiB).
     pub part_size: usize,
-    /// Parts uploaded at once; memory is about `part_size x (parts_in_flight + 1)`.
+    /// Parts uploaded at once; memory is about `part_size x (parts_in_flight + 2)`.
     pub parts_in_flight: usize,
 }
 

@@ -4,10 +4,10 @@
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
-use crate::error::Error;
+use crate::store::error::{StoreError, StoreErrorKind};
 
 /// Describes a failed S3 request on `url` while `doing` something.
-pub fn describe<E>(error: &SdkError<E, HttpResponse>, url: &str, doing: &str) -> Error
+pub fn describe<E>(error: &SdkError<E, HttpResponse>, url: &str, doing: &str) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -23,26 +23,28 @@ where
             } else {
                 "the request could not be sent"
             };
-            Error::Store {
-                message: format!(
+            StoreError::new(
+                StoreErrorKind::Retryable,
+                format!(
                     "{doing} {url}: cannot reach the S3 endpoint ({cause}: {}); check S3_ENDPOINT, AWS_REGION and the network",
                     first_line(&deepest_cause(error))
                 ),
-                retryable: true,
-            }
+            )
         }
-        SdkError::TimeoutError(_) => Error::Store { message: format!("{doing} {url}: the S3 request timed out; retry later"), retryable: true },
+        SdkError::TimeoutError(_) => StoreError::new(StoreErrorKind::Retryable, format!("{doing} {url}: the S3 request timed out; retry later")),
         SdkError::ConstructionFailure(_) => credential_problem(error, url, doing),
         _ => {
             let code = error.code().unwrap_or("");
             let status = error.raw_response().map(|response| response.status().as_u16());
-            from_code(code, status, url, doing).unwrap_or_else(|| Error::Store {
-                message: format!(
-                    "{doing} {url} failed: {} {}",
-                    if code.is_empty() { "error" } else { code },
-                    error.message().unwrap_or("(no message from the server)")
-                ),
-                retryable: matches!(status, Some(500..=599)),
+            from_code(code, status, url, doing).unwrap_or_else(|| {
+                StoreError::new(
+                    if matches!(status, Some(500..=599)) { StoreErrorKind::Retryable } else { StoreErrorKind::Other },
+                    format!(
+                        "{doing} {url} failed: {} {}",
+                        if code.is_empty() { "error" } else { code },
+                        error.message().unwrap_or("(no message from the server)")
+                    ),
+                )
             })
         }
     }
@@ -59,7 +61,7 @@ fn deepest_cause(error: &(dyn std::error::Error + 'static)) -> String {
     deepest
 }
 
-fn credential_problem<E>(error: &SdkError<E, HttpResponse>, url: &str, doing: &str) -> Error
+fn credential_problem<E>(error: &SdkError<E, HttpResponse>, url: &str, doing: &str) -> StoreError
 where
     E: std::error::Error + 'static,
 {
@@ -76,36 +78,39 @@ where
             first_line(&chain)
         )
     };
-    Error::usage(message)
+    StoreError::new(StoreErrorKind::Denied, message)
 }
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").chars().take(200).collect()
 }
 
-fn from_code(code: &str, status: Option<u16>, url: &str, doing: &str) -> Option<Error> {
-    let usage = |message: String| Some(Error::usage(message));
+fn from_code(code: &str, status: Option<u16>, url: &str, doing: &str) -> Option<StoreError> {
+    let error = |kind: StoreErrorKind, message: String| Some(StoreError::new(kind, message));
     match (code, status) {
-        ("NoSuchBucket", _) | ("", Some(404)) | ("NotFound", _) => {
-            usage(format!("{doing} {url}: the bucket does not exist; create it or fix --store / S3_BUCKET"))
+        ("NoSuchBucket", _) => {
+            error(StoreErrorKind::Misconfigured, format!("{doing} {url}: the bucket does not exist; create it or fix --store / S3_BUCKET"))
         }
-        ("InvalidAccessKeyId", _) | ("SignatureDoesNotMatch", _) | ("InvalidToken", _) | ("ExpiredToken", _) => usage(format!(
-            "{doing} {url}: the AWS credentials were rejected ({code}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the profile / role)"
-        )),
-        ("AccessDenied", _) | ("", Some(403)) | ("Forbidden", _) => usage(format!(
-            "{doing} {url}: access denied; the credentials need s3:ListBucket, s3:GetObject, s3:PutObject, s3:AbortMultipartUpload and s3:ListBucketMultipartUploads on this bucket (README, IAM policy)"
-        )),
-        ("AuthorizationHeaderMalformed", _) | ("PermanentRedirect", _) | ("IllegalLocationConstraintException", _) | ("", Some(301)) => usage(format!(
-            "{doing} {url}: the bucket is in another region; set AWS_REGION to the bucket's region"
-        )),
-        ("PreconditionFailed", _) | ("", Some(412)) => Some(Error::Store {
-            message: format!("{doing} {url}: the object already exists (another run finished first); nothing was overwritten"),
-            retryable: false,
-        }),
-        ("RequestTimeTooSkewed", _) => Some(Error::Store {
-            message: format!("{doing} {url}: this machine's clock differs too much from the server's; synchronise the clock (NTP)"),
-            retryable: false,
-        }),
+        // HeadObject answers a missing key with a bare 404 (no body), which the SDK calls NotFound.
+        ("NoSuchKey", _) | ("NotFound", _) | ("NoSuchUpload", _) | ("", Some(404)) => error(StoreErrorKind::NotFound, format!("{doing} {url}: no such object")),
+        ("InvalidAccessKeyId", _) | ("SignatureDoesNotMatch", _) | ("InvalidToken", _) | ("ExpiredToken", _) => error(
+            StoreErrorKind::Denied,
+            format!("{doing} {url}: the AWS credentials were rejected ({code}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the profile / role)"),
+        ),
+        ("AccessDenied", _) | ("", Some(403)) | ("Forbidden", _) => error(
+            StoreErrorKind::Denied,
+            format!(
+                "{doing} {url}: access denied; the credentials need s3:ListBucket, s3:GetObject, s3:PutObject, s3:AbortMultipartUpload and s3:ListBucketMultipartUploads on this bucket (README, IAM policy)"
+            ),
+        ),
+        ("AuthorizationHeaderMalformed", _) | ("PermanentRedirect", _) | ("IllegalLocationConstraintException", _) | ("", Some(301)) => {
+            error(StoreErrorKind::Misconfigured, format!("{doing} {url}: the bucket is in another region; set AWS_REGION to the bucket's region"))
+        }
+        ("PreconditionFailed", _) | ("", Some(412)) => Some(StoreError::already_exists(url, doing)),
+        ("RequestTimeTooSkewed", _) => error(
+            StoreErrorKind::Other,
+            format!("{doing} {url}: this machine's clock differs too much from the server's; synchronise the clock (NTP)"),
+        ),
         _ => None,
     }
 }

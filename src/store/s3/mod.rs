@@ -1,35 +1,38 @@
-//! The S3 store: archives are streamed with multipart upload while they are produced
-//! (never whole in memory or on disk), the sidecar is put only after
-//! CompleteMultipartUpload succeeds, and a failed or cancelled upload is aborted so no
-//! orphaned parts remain. Works with AWS and any S3-compatible server (`S3_ENDPOINT`,
-//! path-style).
-//!
-//! The [`Store`] methods block: call them from a blocking thread
-//! (`tokio::task::spawn_blocking`), never from async code.
+//! The S3 store: an [`ObjectStore`] over aws-sdk-s3. Archives are streamed with
+//! multipart upload while they are produced (never whole in memory or on disk); a
+//! failed or cancelled upload is aborted explicitly so no orphaned parts remain.
+//! Works with AWS and any S3-compatible server (`S3_ENDPOINT`, path-style).
 
 mod config;
 mod errors;
 mod upload;
 
-use aws_sdk_s3::primitives::ByteStream;
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::Client;
-use tokio::runtime::Handle;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
 
 pub use config::S3Settings;
 use errors::describe;
 use upload::S3Upload;
 
-use super::{ArchiveUpload, Store, StoredBackup, SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
-use crate::error::{Error, Result};
-use crate::naming::is_backup_name;
+use super::error::{StoreError, StoreErrorKind};
+use super::object::{ByteStream, MultipartUpload, ObjectMeta, ObjectStore, PendingUpload, PutMode};
 
-/// Backups under `s3://bucket/prefix/`.
+/// Objects under `s3://bucket/prefix/`.
 pub struct S3Store {
     client: Client,
     bucket: String,
     prefix: String,
     settings: S3Settings,
-    runtime: Handle,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Store").field("bucket", &self.bucket).field("prefix", &self.prefix).finish_non_exhaustive()
+    }
 }
 
 impl S3Store {
@@ -39,182 +42,180 @@ impl S3Store {
     /// # Errors
     /// A clear error when the bucket is missing, access is denied, the region is
     /// wrong, the endpoint is unreachable, or the role cannot be assumed.
-    pub async fn open(bucket: &str, prefix: &str, settings: S3Settings) -> Result<Self> {
-        let client = config::client(&settings).await?;
-        let store = Self { client, bucket: bucket.to_string(), prefix: prefix.to_string(), settings, runtime: Handle::current() };
+    pub async fn open(bucket: &str, prefix: &str, settings: S3Settings) -> Result<Self, StoreError> {
+        let client = config::client(&settings).await.map_err(|e| StoreError::new(StoreErrorKind::Misconfigured, e.to_string()))?;
+        Self::with_client(client, bucket, prefix, settings).await
+    }
+
+    /// [`S3Store::open`] with a client built elsewhere (tests, other credentials).
+    ///
+    /// # Errors
+    /// As [`S3Store::open`].
+    pub async fn with_client(client: Client, bucket: &str, prefix: &str, settings: S3Settings) -> Result<Self, StoreError> {
+        let store = Self { client, bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string(), settings };
         // ListObjectsV2 rather than HeadBucket: a HEAD response has no body, so a
         // rejected signature and a denied permission would both be a bare 403.
-        store
-            .client
-            .list_objects_v2()
-            .bucket(&store.bucket)
-            .prefix(store.key(""))
-            .max_keys(1)
-            .send()
-            .await
-            .map_err(|e| describe(&e, &store.url(""), "checking the bucket"))?;
+        store.client.list_objects_v2().bucket(&store.bucket).prefix(store.key("")).max_keys(1).send().await.map_err(|e| {
+            let error = describe(&e, &store.location(""), "checking the bucket");
+            match error.kind() {
+                StoreErrorKind::NotFound => StoreError::new(
+                    StoreErrorKind::Misconfigured,
+                    format!("checking the bucket {}: the bucket does not exist; create it or fix --store / S3_BUCKET", store.location("")),
+                ),
+                _ => error,
+            }
+        })?;
         Ok(store)
     }
 
-    fn key(&self, file_name: &str) -> String {
+    /// The bucket's key of store key `key`.
+    fn key(&self, key: &str) -> String {
         if self.prefix.is_empty() {
-            file_name.to_string()
+            key.to_string()
         } else {
-            format!("{}/{file_name}", self.prefix)
+            format!("{}/{key}", self.prefix)
         }
     }
 
-    fn url(&self, file_name: &str) -> String {
-        format!("s3://{}/{}", self.bucket, self.key(file_name))
-    }
-
-    /// Every object key (relative to the prefix) under the prefix starting with
-    /// `starts_with`, with its size.
-    fn list_objects(&self, starts_with: &str) -> Result<Vec<(String, u64)>> {
-        let prefix = self.key(starts_with);
-        let mut found = Vec::new();
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&prefix).into_paginator().send();
-        while let Some(page) = self.runtime.block_on(pages.next()) {
-            let page = page.map_err(|e| describe(&e, &self.url(starts_with), "listing objects"))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                let relative = if self.prefix.is_empty() { key } else { key.strip_prefix(&format!("{}/", self.prefix)).unwrap_or(key) };
-                if !relative.contains('/') {
-                    found.push((relative.to_string(), object.size().unwrap_or(0).max(0) as u64));
-                }
-            }
+    /// The store key of bucket key `key` (which is under the prefix).
+    fn relative<'a>(&self, key: &'a str) -> &'a str {
+        if self.prefix.is_empty() {
+            key
+        } else {
+            key.strip_prefix(&self.prefix).and_then(|rest| rest.strip_prefix('/')).unwrap_or(key)
         }
-        Ok(found)
-    }
-
-    /// Puts a small JSON object with the store's encryption and storage class;
-    /// `create_only` makes the write conditional (`If-None-Match: *`), never an overwrite.
-    fn put_json(&self, file_name: &str, bytes: &[u8], create_only: bool, doing: &str) -> Result<String> {
-        let mut request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.key(file_name))
-            .content_type("application/json")
-            .body(ByteStream::from(bytes.to_vec()));
-        if create_only {
-            request = request.if_none_match("*");
-        }
-        let request = self.settings.apply_to_put(request);
-        self.runtime.block_on(request.send()).map_err(|e| describe(&e, &self.url(file_name), doing))?;
-        Ok(self.url(file_name))
-    }
-
-    fn get(&self, file_name: &str) -> Result<Vec<u8>> {
-        self.runtime.block_on(async {
-            let object = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(self.key(file_name))
-                .send()
-                .await
-                .map_err(|e| describe(&e, &self.url(file_name), "reading"))?;
-            let bytes = object.body.collect().await.map_err(|e| Error::Consistency(format!("reading {}: {e}", self.url(file_name))))?;
-            Ok(bytes.into_bytes().to_vec())
-        })
     }
 }
 
-impl Store for S3Store {
-    fn name_taken(&self, name: &str) -> Result<bool> {
-        if !self.list_objects(&format!("{name}."))?.is_empty() {
-            return Ok(true);
+fn to_utc(time: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<DateTime<Utc>> {
+    let time = time?;
+    DateTime::from_timestamp(time.secs(), time.subsec_nanos())
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn location(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(key))
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        let content_type = if key.ends_with(".json") { "application/json" } else { "application/octet-stream" };
+        let mut request =
+            self.client.put_object().bucket(&self.bucket).key(self.key(key)).content_type(content_type).body(SdkByteStream::from(bytes));
+        if mode == PutMode::Create {
+            request = request.if_none_match("*");
         }
-        let uploads = self
-            .runtime
-            .block_on(self.client.list_multipart_uploads().bucket(&self.bucket).prefix(self.key(&format!("{name}."))).send())
-            .map_err(|e| describe(&e, &self.url(name), "listing multipart uploads"))?;
-        Ok(!uploads.uploads().is_empty())
+        let request = self.settings.apply_to_put(request);
+        request.send().await.map_err(|e| describe(&e, &self.location(key), "writing"))?;
+        Ok(())
     }
 
-    fn begin_archive(&self, file_name: &str) -> Result<Box<dyn ArchiveUpload>> {
-        let upload = S3Upload::start(self.client.clone(), self.runtime.clone(), &self.bucket, &self.key(file_name), &self.settings)?;
-        Ok(Box::new(upload))
+    async fn put_multipart(&self, key: &str) -> Result<Box<dyn MultipartUpload>, StoreError> {
+        Ok(Box::new(S3Upload::start(self.client.clone(), &self.bucket, &self.key(key), &self.settings).await?))
     }
 
-    fn put_sidecar(&self, name: &str, manifest: &[u8]) -> Result<String> {
-        let file_name = format!("{name}{SIDECAR_SUFFIX}");
-        if self.list_objects(&file_name)?.iter().any(|(key, _)| key == &file_name) {
-            return Err(Error::Consistency(format!("{} already exists; refusing to overwrite it", self.url(&file_name))));
-        }
-        self.put_json(&file_name, manifest, true, "writing the sidecar manifest")
-    }
-
-    fn list(&self) -> Result<Vec<StoredBackup>> {
-        let objects = self.list_objects("")?;
-        let sidecars: std::collections::BTreeSet<&str> = objects.iter().filter_map(|(key, _)| key.strip_suffix(SIDECAR_SUFFIX)).collect();
-        let verifications: std::collections::BTreeSet<&str> = objects.iter().filter_map(|(key, _)| key.strip_suffix(VERIFICATION_SUFFIX)).collect();
-        let mut found = Vec::new();
-        for (key, size) in &objects {
-            let Some(name) = key.strip_suffix(".tar.gz").or_else(|| key.strip_suffix(".tar.zst")) else { continue };
-            if !is_backup_name(name) {
-                continue;
+    async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
+        let location = self.location(key);
+        let object = self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await.map_err(|e| describe(&e, &location, "reading"))?;
+        let chunks = futures::stream::unfold((object.body, location), |(mut body, location)| async move {
+            match body.next().await? {
+                Ok(chunk) => Some((Ok(chunk), (body, location))),
+                Err(e) => {
+                    let error = StoreError::new(StoreErrorKind::Retryable, format!("reading {location}: the download broke off: {e}"));
+                    Some((Err(error), (body, location)))
+                }
             }
-            let sidecar = if sidecars.contains(name) { Some(self.get(&format!("{name}{SIDECAR_SUFFIX}"))?) } else { None };
-            let verification = if verifications.contains(name) { Some(self.get(&format!("{name}{VERIFICATION_SUFFIX}"))?) } else { None };
-            found.push(StoredBackup { name: name.to_string(), archive: key.clone(), size: *size, sidecar, verification });
+        });
+        Ok(chunks.boxed())
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| describe(&e, &self.location(key), "looking up"))?;
+        Ok(ObjectMeta { key: key.to_string(), size: head.content_length().unwrap_or(0).max(0) as u64, last_modified: to_utc(head.last_modified()) })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut found = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(self.key(prefix)).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| describe(&e, &self.location(prefix), "listing objects under"))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                found.push(ObjectMeta {
+                    key: self.relative(key).to_string(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    last_modified: to_utc(object.last_modified()),
+                });
+            }
         }
-        found.sort_by(|a, b| b.name.cmp(&a.name));
         Ok(found)
     }
 
-    fn open_archive(&self, file_name: &str) -> Result<Box<dyn std::io::Read + Send>> {
-        let object = self
-            .runtime
-            .block_on(self.client.get_object().bucket(&self.bucket).key(self.key(file_name)).send())
-            .map_err(|e| describe(&e, &self.url(file_name), "reading the archive"))?;
-        let body = object.body.into_async_read();
-        Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(body, self.runtime.clone())))
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| describe(&e, &self.location(key), "deleting"))?;
+        Ok(())
     }
 
-    fn put_verification(&self, name: &str, result: &[u8]) -> Result<String> {
-        self.put_json(&format!("{name}{VERIFICATION_SUFFIX}"), result, false, "writing the verification result")
-    }
-
-    fn in_progress(&self) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        let (mut key_marker, mut upload_marker) = (None::<String>, None::<String>);
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
+        // No `prefix` in the request: MinIO lists uploads under a prefix only when it
+        // names the object exactly, so the bucket's (few) open uploads are filtered here.
+        let wanted = self.key(prefix);
+        let mut found = Vec::new();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
         loop {
-            // No `prefix`: MinIO lists uploads under a prefix only when it names the
-            // object exactly, so the whole bucket's (few) open uploads are filtered here.
-            let request = self
+            let page = self
                 .client
                 .list_multipart_uploads()
                 .bucket(&self.bucket)
-                .set_key_marker(key_marker.clone())
-                .set_upload_id_marker(upload_marker.clone());
-            let page = self.runtime.block_on(request.send()).map_err(|e| describe(&e, &self.url(""), "listing multipart uploads"))?;
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| describe(&e, &self.location(prefix), "listing multipart uploads under"))?;
             for upload in page.uploads() {
-                let Some(key) = upload.key() else { continue };
-                let relative = if self.prefix.is_empty() {
-                    key
-                } else {
-                    match key.strip_prefix(&format!("{}/", self.prefix)) {
-                        Some(relative) => relative,
-                        None => continue, // another prefix's backup
+                if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                    if key.starts_with(&wanted) {
+                        found.push(PendingUpload {
+                            key: self.relative(key).to_string(),
+                            upload_id: id.to_string(),
+                            initiated: to_utc(upload.initiated()),
+                        });
                     }
-                };
-                if let Some(name) = super::archive_backup_name(relative) {
-                    names.push(name.to_string());
                 }
             }
             if page.is_truncated() != Some(true) {
-                break;
+                return Ok(found);
             }
             key_marker = page.next_key_marker().map(str::to_string);
-            upload_marker = page.next_upload_id_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
             if key_marker.is_none() {
-                break;
+                return Ok(found);
             }
         }
-        names.sort();
-        names.dedup();
-        Ok(names)
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| describe(&e, &self.location(key), "aborting the upload of"))?;
+        Ok(())
     }
 }
