@@ -28,7 +28,7 @@ use mongodb::Client;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::archive::{ArchiveDigest, ArchiveWriter, Compression};
 use crate::digest::NamespaceDigest;
@@ -42,6 +42,7 @@ use crate::source::oplog::entry_kept_by;
 use crate::source::{self, discover, list_index_specs, CollectionInfo, OplogWindow};
 use crate::store::parts::{upload_parts, PartWriter};
 use crate::store::s3::S3Settings;
+use crate::store::lock::StoreLock;
 use crate::store::{self, MultipartUpload, StoreLocation};
 use crate::test_hooks::{pause_at, Stage};
 
@@ -148,9 +149,27 @@ pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> R
 /// As [`run_backup`].
 pub async fn run_backup_with_progress(options: &BackupOptions, cancel: CancellationToken, progress: &BackupProgress) -> Result<BackupReport> {
     let clock = Instant::now();
-    let started = Utc::now();
+    let started = crate::test_hooks::now();
     let s3 = options.s3.clone();
     let store = store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
+    // Shared: other backups go on; a prune starting now waits for this one.
+    let lock = StoreLock::acquire(&store, "backup", false).await?;
+    let result = backup_into(options, cancel, progress, &store, started, clock).await;
+    if let Err(error) = lock.release().await {
+        warn!(%error, "Cannot remove this backup's lock from the store; it expires on its own.");
+    }
+    result
+}
+
+/// The part of [`run_backup_with_progress`] that runs under the store lock.
+async fn backup_into(
+    options: &BackupOptions,
+    cancel: CancellationToken,
+    progress: &BackupProgress,
+    store: &store::Store,
+    started: DateTime<Utc>,
+    clock: Instant,
+) -> Result<BackupReport> {
     std::fs::create_dir_all(&options.spool_dir)
         .map_err(Error::io("cannot create the spool directory; set --spool-dir to a writable directory", &options.spool_dir))?;
     let source = source::connect_retrying(&options.uri, &options.retry).await?;
@@ -197,7 +216,7 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
         name: name.clone(),
         source: SourceInfo { hosts: source.hosts.clone(), replica_set: source.replica_set.clone(), server_version: source.server_version.clone() },
         started_at: rfc3339(started),
-        finished_at: rfc3339(Utc::now()),
+        finished_at: rfc3339(started + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default()),
         compression: options.compression.name().to_string(),
         dump_root: root.clone(),
         consistency,
@@ -325,7 +344,7 @@ async fn produce(
     let consistency = match oplog {
         Some(window) => capture_oplog(options, window, root, spooler, &members).await?,
         None => {
-            tracing::warn!("The server is not a replica set: no oplog was captured, so the dump is not a single point in time.");
+            warn!("The server is not a replica set: no oplog was captured, so the dump is not a single point in time.");
             Consistency {
                 oplog: false,
                 reason: Some("the server is not a replica-set member, so it has no oplog; the dump is not a single point in time".into()),

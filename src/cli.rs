@@ -12,6 +12,8 @@ use crate::backup::BackupOptions;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::notify::Notifier;
+use crate::prune::policy::Policy;
+use crate::prune::PruneOptions;
 use crate::restore::plan::DatabaseRename;
 use crate::restore::RestoreOptions;
 use crate::retry::RetryPolicy;
@@ -47,6 +49,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Load the sample ingest data set into a server (for demos, tests and benchmarks).
     SampleData(SampleDataArgs),
+    /// Remove the backups a retention policy does not keep (never the newest complete or verified one), and leftovers of runs that died.
+    Prune(PruneArgs),
     /// Run forever: a backup on every cron tick, verified after a delay; /healthz and /metrics over HTTP.
     Schedule(ScheduleArgs),
     /// Ask a running `schedule` for its /healthz (exit 0 when healthy): the container healthcheck of an image without curl.
@@ -246,9 +250,34 @@ pub struct BackupFlags {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub retries: RetriesArg,
+    /// After a successful backup, prune the store with the retention flags below (skipped, with a warning, while
+    /// another prune holds the store).
+    #[arg(long, env = "PRUNE_AFTER_BACKUP")]
+    pub prune: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub retention: RetentionFlags,
 }
 
 impl BackupFlags {
+    /// The prune that follows each backup, when `--prune` is given.
+    ///
+    /// # Errors
+    /// A usage error for a malformed retention flag, or `--prune` without any keep rule.
+    pub fn prune_options(&self) -> Result<Option<PruneOptions>> {
+        if !self.prune {
+            return Ok(None);
+        }
+        let (store, s3) = self.store.resolve()?;
+        let options = self.retention.options(store, s3, false)?;
+        if options.policy.is_empty() {
+            return Err(Error::usage(
+                "--prune (PRUNE_AFTER_BACKUP) needs a retention policy: give at least one --keep-* flag (or PRUNE_KEEP_* variable)",
+            ));
+        }
+        Ok(Some(options))
+    }
+
     /// Validates the flags into [`BackupOptions`].
     ///
     /// # Errors
@@ -279,12 +308,118 @@ impl BackupFlags {
     }
 }
 
+/// The retention policy: the flags `prune` shares with `backup --prune` and `schedule --prune`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Retention (prune)")]
+pub struct RetentionFlags {
+    /// Keep the N newest backups.
+    #[arg(long, env = "PRUNE_KEEP_LAST", value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours that have one.
+    #[arg(long, env = "PRUNE_KEEP_HOURLY", value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days that have one.
+    #[arg(long, env = "PRUNE_KEEP_DAILY", value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[arg(long, env = "PRUNE_KEEP_WEEKLY", value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long, env = "PRUNE_KEEP_MONTHLY", value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one.
+    #[arg(long, env = "PRUNE_KEEP_YEARLY", value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every backup younger than this (e.g. 7d), whatever its verification says.
+    #[arg(long, env = "PRUNE_KEEP_WITHIN", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub keep_within: Option<Duration>,
+    /// Keep what restoring to any moment of this window needs (e.g. 3d): the newest backup at or before its start and every later one.
+    #[arg(long, env = "PRUNE_KEEP_PITR", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub keep_pitr: Option<Duration>,
+    /// The IANA time zone that hours, days, weeks, months and years are counted in (e.g. Europe/Berlin).
+    #[arg(long, env = "PRUNE_TIMEZONE", default_value = "UTC", value_name = "ZONE")]
+    pub timezone: String,
+    /// An incomplete archive (no sidecar) or an open upload older than this is a leftover of a run that died, and is removed.
+    #[arg(long, env = "PRUNE_STALE_AFTER", default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub stale_after: Duration,
+}
+
+impl RetentionFlags {
+    /// The policy these flags give.
+    ///
+    /// # Errors
+    /// A usage error naming a bad time zone or a duration too large.
+    pub fn policy(&self) -> Result<Policy> {
+        let timezone: chrono_tz::Tz = self.timezone.trim().parse().map_err(|_| {
+            Error::usage(format!("--timezone / PRUNE_TIMEZONE {:?} is not an IANA time zone: use UTC or a name such as Europe/Berlin", self.timezone))
+        })?;
+        let duration = |flag: &str, value: Option<Duration>| {
+            value
+                .map(|d| chrono::Duration::from_std(d).map_err(|_| Error::usage(format!("{flag} is too large: give at most a few centuries"))))
+                .transpose()
+        };
+        Ok(Policy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: duration("--keep-within", self.keep_within)?,
+            keep_pitr: duration("--keep-pitr", self.keep_pitr)?,
+            timezone,
+        })
+    }
+
+    /// The prune of `store` with this policy.
+    ///
+    /// # Errors
+    /// As [`RetentionFlags::policy`].
+    pub fn options(&self, store: StoreLocation, s3: Option<S3Settings>, dry_run: bool) -> Result<PruneOptions> {
+        Ok(PruneOptions { store, s3, policy: self.policy()?, stale_after: self.stale_after, dry_run })
+    }
+}
+
+/// Flags of `prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub retention: RetentionFlags,
+    /// Show what would be kept and removed; remove nothing.
+    #[arg(long, env = "PRUNE_DRY_RUN")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub notify: NotifyArg,
+    /// Print the report as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl PruneArgs {
+    /// Validates the flags into [`PruneOptions`].
+    ///
+    /// # Errors
+    /// A usage error naming the bad flag or variable.
+    pub fn options(&self) -> Result<PruneOptions> {
+        let (store, s3) = self.store.resolve()?;
+        self.retention.options(store, s3, self.dry_run)
+    }
+}
+
 /// Flags of `list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub store: StoreArg,
+    /// Open uploads older than this are shown as a warning (a backup that died; `prune` removes them).
+    #[arg(long, env = "PRUNE_STALE_AFTER", default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub stale_after: Duration,
     /// Print one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
@@ -513,6 +648,7 @@ impl ScheduleArgs {
         };
         Ok(ScheduleOptions {
             cron,
+            prune: self.backup.prune_options()?,
             backup,
             verify,
             verify_delay: self.verify_delay,

@@ -56,6 +56,9 @@ pub enum Error {
     /// The data read from the server cannot be backed up consistently.
     #[error("{0}")]
     Consistency(String),
+    /// Another run holds the store (a prune asked while a backup or prune is live).
+    #[error("{0}")]
+    Locked(String),
     /// A transient fault (a dropped connection, an unreachable server) persisted
     /// through every retry; the error names the operation and the namespace.
     #[error("{source}; gave up after {retries} retries (raise --retries, or check the server and the network)")]

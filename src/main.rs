@@ -9,9 +9,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use ingest_backup::backup::{run_backup_with_progress, BackupProgress, BackupReport};
-use ingest_backup::cli::{BackupArgs, Cli, Command, HealthcheckArgs, ListArgs, RestoreArgs, SampleDataArgs, ScheduleArgs, StoreArg, VerifyArgs};
+use ingest_backup::cli::{BackupArgs, Cli, Command, HealthcheckArgs, ListArgs, PruneArgs, RestoreArgs, SampleDataArgs, ScheduleArgs, StoreArg, VerifyArgs};
 use ingest_backup::manifest::Manifest;
-use ingest_backup::notify::Event;
+use ingest_backup::notify::{Event, Operation};
+use ingest_backup::prune;
 use ingest_backup::restore::{self, RestoreReport};
 use ingest_backup::sample::{self, SampleSpec};
 use ingest_backup::schedule;
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         Command::List(args) => args.json,
         Command::Verify(args) => args.json,
         Command::Restore(args) => args.json,
+        Command::Prune(args) => args.json,
         Command::SampleData(_) | Command::Schedule(_) | Command::Healthcheck(_) => false,
     };
     let outcome = runtime.block_on(run(cli.command, cancel));
@@ -103,6 +105,7 @@ async fn run(command: Command, cancel: CancellationToken) -> Result<Outcome> {
         Command::List(args) => list(&args).await.map(succeeded),
         Command::Verify(args) => verify(&args, cancel).await,
         Command::Restore(args) => restore(&args, cancel).await,
+        Command::Prune(args) => prune(&args, cancel).await.map(succeeded),
         Command::SampleData(args) => sample_data(&args).await.map(succeeded),
         Command::Schedule(args) => schedule(&args, cancel).await,
         Command::Healthcheck(args) => healthcheck(&args).await,
@@ -133,15 +136,52 @@ fn store_display(store: &StoreArg) -> String {
 
 async fn backup(args: &BackupArgs, cancel: CancellationToken) -> Result<()> {
     let notifier = args.flags.notify.notifier()?;
+    let prune_options = args.flags.prune_options()?;
     let clock = std::time::Instant::now();
     let progress = BackupProgress::default();
-    let result = async { run_backup_with_progress(&args.options()?, cancel, &progress).await }.await;
+    let result = async { run_backup_with_progress(&args.options()?, cancel.clone(), &progress).await }.await;
     let store = store_display(&args.flags.store);
     notifier.send(&Event::backup_ended(&result, &store, &progress.snapshot(), clock.elapsed().as_secs_f64())).await;
     let report = result?;
     print_backup_summary(&report);
+    let pruned = match &prune_options {
+        None => None,
+        Some(options) => match prune::prune_after_backup(options, cancel).await {
+            Ok(pruned) => pruned,
+            Err(error) => {
+                notifier.send(&Event::failed(Operation::Prune, store.clone(), &error)).await;
+                return Err(error);
+            }
+        },
+    };
+    if let Some(pruned) = &pruned {
+        eprint!("{}", prune::render(pruned));
+    }
     if args.json {
-        println!("{}", backup_json(&report, &store));
+        let mut document = backup_json(&report, &store);
+        if let Some(pruned) = pruned {
+            document["prune"] = serde_json::to_value(pruned).expect("a prune report always serializes");
+        }
+        println!("{document}");
+    }
+    Ok(())
+}
+
+async fn prune(args: &PruneArgs, cancel: CancellationToken) -> Result<()> {
+    let notifier = args.notify.notifier()?;
+    let result = async { prune::run_prune(&args.options()?, cancel).await }.await;
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            notifier.send(&Event::failed(Operation::Prune, store_display(&args.store), &error)).await;
+            return Err(error);
+        }
+    };
+    if args.json {
+        eprint!("{}", prune::render(&report));
+        println!("{}", serde_json::to_string(&report).expect("a prune report always serializes"));
+    } else {
+        print!("{}", prune::render(&report));
     }
     Ok(())
 }
@@ -245,6 +285,11 @@ async fn list(args: &ListArgs) -> Result<()> {
     let location = args.store.location()?;
     let store = store::open(&location, || args.store.s3_settings()).await?;
     let backups = store.list().await?;
+    let uploads = store.objects().list_multipart_uploads("").await?;
+    let stale: Vec<serde_json::Value> = prune::stale_uploads(&uploads, chrono::Utc::now(), args.stale_after)
+        .into_iter()
+        .map(|upload| json!({ "key": upload.key, "initiated": upload.initiated.map(|t| t.to_rfc3339()) }))
+        .collect();
     let mut rows = Vec::new();
     for backup in backups {
         let manifest = backup.sidecar.as_deref().and_then(|bytes| serde_json::from_slice::<Manifest>(bytes).ok());
@@ -265,8 +310,16 @@ async fn list(args: &ListArgs) -> Result<()> {
         }));
     }
     if args.json {
-        println!("{}", json!({ "store": location.to_string(), "backups": rows }));
+        println!("{}", json!({ "store": location.to_string(), "backups": rows, "stale_uploads": stale }));
         return Ok(());
+    }
+    for upload in &stale {
+        eprintln!(
+            "WARNING: {} is an upload open since {} (older than {}): its backup died; `ingest-backup prune` aborts it",
+            upload["key"].as_str().unwrap_or(""),
+            upload["initiated"].as_str().unwrap_or("?"),
+            humantime::format_duration(args.stale_after)
+        );
     }
     println!("{:<24} {:>12} {:>12} {:>9} {:<6} {:<36} STATUS", "NAME", "SIZE", "DOCUMENTS", "SECONDS", "COMPR", "VERIFIED");
     for row in &rows {

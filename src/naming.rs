@@ -42,6 +42,15 @@ pub fn is_backup_name(name: &str) -> bool {
     chrono::NaiveDateTime::parse_from_str(&format!("{head}_00"), "%Y-%m-%dT%H_%M_%S").is_ok()
 }
 
+/// The UTC time backup `name` was started at, to the minute (or the second when the
+/// name carries seconds); `None` for a name this tool does not write.
+pub fn time_of(name: &str) -> Option<DateTime<Utc>> {
+    let stamp = name.split('-').take(3).collect::<Vec<_>>().join("-");
+    let with_seconds = if stamp.len() >= 19 { stamp[..19].to_string() } else { format!("{}_00", stamp.get(..16)?) };
+    let parsed = chrono::NaiveDateTime::parse_from_str(&with_seconds, "%Y-%m-%dT%H_%M_%S").ok()?;
+    Some(parsed.and_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +86,14 @@ mod tests {
         assert!(is_backup_name("2018-04-04T11_37_05-2"));
         assert!(!is_backup_name("notes"));
         assert!(!is_backup_name("2018-13-04T11_37"));
+    }
+
+    #[test]
+    fn a_name_gives_back_its_start_time() {
+        assert_eq!(time_of("2018-04-04T11_37"), Some(at(11, 37, 0)));
+        assert_eq!(time_of("2018-04-04T11_37_05"), Some(at(11, 37, 5)));
+        assert_eq!(time_of("2018-04-04T11_37_05-3"), Some(at(11, 37, 5)));
+        assert_eq!(time_of("notes"), None);
+        assert_eq!(time_of("2018-13-04T11_37"), None);
     }
 }

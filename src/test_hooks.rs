@@ -12,6 +12,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 
+/// The environment variable that sets the clock of `backup` and `prune` (RFC 3339):
+/// tests build a history of backups at chosen times with it.
+pub const CLOCK_VARIABLE: &str = "INGEST_BACKUP_TEST_NOW";
+
+/// The current time, or the time [`CLOCK_VARIABLE`] names.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    std::env::var(CLOCK_VARIABLE)
+        .ok()
+        .and_then(|text| chrono::DateTime::parse_from_rfc3339(&text).ok())
+        .map_or_else(chrono::Utc::now, |time| time.with_timezone(&chrono::Utc))
+}
+
 /// The environment variable that arms the hook.
 pub const PAUSE_VARIABLE: &str = "INGEST_BACKUP_TEST_PAUSE";
 
@@ -22,6 +34,12 @@ pub enum Stage {
     BeforeCollections,
     /// After every collection is read, before the oplog end point is taken.
     BeforeOplogEnd,
+    /// A prune that recorded its removal plan, before its first deletion.
+    PruneBeforeDelete,
+    /// A prune that deleted the first removed backup's sidecar, before its archive.
+    PruneAfterSidecar,
+    /// A prune that deleted the first removed backup's archive, before its verification record.
+    PruneAfterArchive,
 }
 
 impl Stage {
@@ -29,6 +47,9 @@ impl Stage {
         match self {
             Stage::BeforeCollections => "before-collections",
             Stage::BeforeOplogEnd => "before-oplog-end",
+            Stage::PruneBeforeDelete => "prune-before-delete",
+            Stage::PruneAfterSidecar => "prune-after-sidecar",
+            Stage::PruneAfterArchive => "prune-after-archive",
         }
     }
 }

@@ -47,6 +47,8 @@ pub enum Operation {
     Verify,
     /// `ingest-backup restore`.
     Restore,
+    /// `ingest-backup prune`.
+    Prune,
 }
 
 impl Operation {
@@ -56,6 +58,7 @@ impl Operation {
             Operation::Backup => "backup",
             Operation::Verify => "verify",
             Operation::Restore => "restore",
+            Operation::Prune => "prune",
         }
     }
 }
@@ -244,6 +247,7 @@ pub fn failure_stage(error: &Error) -> &'static str {
         Error::Archive { .. } => "archive",
         Error::Store { .. } => "store",
         Error::Consistency(_) => "consistency",
+        Error::Locked(_) => "store lock",
         Error::Cancelled => "cancelled",
         Error::GaveUp { source, .. } | Error::RestoreInterrupted { source, .. } => failure_stage(source),
     }

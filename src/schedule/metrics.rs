@@ -47,6 +47,10 @@ pub struct Metrics {
     skipped: Counter,
     missed: Counter,
     next_run: FloatGauge,
+    kept_backups: Gauge,
+    kept_bytes: Gauge,
+    removed_backups: Counter,
+    removed_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -69,6 +73,10 @@ impl Metrics {
             skipped: Counter::default(),
             missed: Counter::default(),
             next_run: FloatGauge::default(),
+            kept_backups: Gauge::default(),
+            kept_bytes: Gauge::default(),
+            removed_backups: Counter::default(),
+            removed_bytes: Counter::default(),
         };
         let mut registry = Registry::default();
         registry.register(
@@ -88,6 +96,10 @@ impl Metrics {
         registry.register("ingest_backup_skipped_ticks", "Ticks skipped because a run was still in progress", metrics.skipped.clone());
         registry.register("ingest_backup_missed_ticks", "Ticks that passed while the process was asleep or stalled", metrics.missed.clone());
         registry.register("ingest_backup_next_run_timestamp_seconds", "Unix time of the next scheduled tick", metrics.next_run.clone());
+        registry.register("ingest_backup_prune_kept_backups", "Backups the last prune kept", metrics.kept_backups.clone());
+        registry.register("ingest_backup_prune_kept_bytes", "Archive bytes of the backups the last prune kept", metrics.kept_bytes.clone());
+        registry.register("ingest_backup_prune_removed_backups", "Backups removed by prunes", metrics.removed_backups.clone());
+        registry.register("ingest_backup_prune_removed_bytes", "Archive bytes of the backups removed by prunes", metrics.removed_bytes.clone());
         // Both outcomes of both operations exist from the start, so `increase()` and
         // absent-series alerts work before the first failure.
         for operation in [Operation::Backup, Operation::Verify] {
@@ -123,6 +135,14 @@ impl Metrics {
                 self.failures.get_or_create(&FailureLabels { operation, stage }).inc();
             }
         }
+    }
+
+    /// Records a finished prune: what it kept, and what it removed.
+    pub fn record_prune(&self, report: &crate::prune::PruneReport) {
+        self.kept_backups.set(gauge_value(Some(report.kept_backups)));
+        self.kept_bytes.set(gauge_value(Some(report.kept_bytes)));
+        self.removed_backups.inc_by(report.removed_backups);
+        self.removed_bytes.inc_by(report.removed_bytes);
     }
 
     /// Counts a tick skipped because a run was in progress.

@@ -46,6 +46,8 @@ const MISSED_LIMIT: usize = 1000;
 pub struct ScheduleOptions {
     /// When to back up.
     pub cron: CronSchedule,
+    /// The prune after each successful backup (`--prune`).
+    pub prune: Option<crate::prune::PruneOptions>,
     /// What each backup is (the `backup` command's options).
     pub backup: BackupOptions,
     /// How each verification runs; its `backup` is replaced by the name of the backup just made.
@@ -111,9 +113,9 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
         "Scheduler started (times in UTC)."
     );
 
-    let ScheduleOptions { cron, backup, verify, verify_delay, grace_period, notifier, run_now, .. } = options;
+    let ScheduleOptions { cron, backup, prune, verify, verify_delay, grace_period, notifier, run_now, .. } = options;
     let abort = CancellationToken::new();
-    let runner = Runner { store: backup.store.to_string(), backup, verify, verify_delay, notifier, metrics: metrics.clone() };
+    let runner = Runner { store: backup.store.to_string(), backup, prune, verify, verify_delay, notifier, metrics: metrics.clone() };
     // The run in progress, polled beside the clock by this task (the verification's
     // future is not `Send`, and one task is all a never-overlapping run needs).
     let mut current: Option<Pin<Box<dyn Future<Output = ()> + '_>>> = None;
@@ -194,6 +196,7 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
 struct Runner {
     store: String,
     backup: BackupOptions,
+    prune: Option<crate::prune::PruneOptions>,
     verify: VerifyOptions,
     verify_delay: Duration,
     notifier: Notifier,
@@ -210,6 +213,18 @@ impl Runner {
         self.finish(&event).await;
         let Ok(report) = result else { return };
         let name = report.manifest.name;
+        if let Some(prune) = &self.prune {
+            match crate::prune::prune_after_backup(prune, abort.clone()).await {
+                Ok(Some(pruned)) => {
+                    info!(kept = pruned.kept_backups, removed = pruned.removed_backups, "Pruned the store after the backup.");
+                    self.metrics.record_prune(&pruned);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    self.finish(&Event::failed(crate::notify::Operation::Prune, self.store.clone(), &error)).await;
+                }
+            }
+        }
 
         info!(backup = %name, delay = %humantime::format_duration(self.verify_delay), "Verification scheduled.");
         tokio::select! {

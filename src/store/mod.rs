@@ -17,6 +17,7 @@ mod catalog;
 pub mod conformance;
 pub mod error;
 pub mod local;
+pub mod lock;
 pub mod memory;
 pub mod object;
 pub mod parts;

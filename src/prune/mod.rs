@@ -1,0 +1,438 @@
+//! `ingest-backup prune`: removes the backups a retention [`policy`] does not keep,
+//! and the leftovers of runs that died, without ever removing what a restore needs.
+//!
+//! A prune runs in three steps:
+//! 1. **Survey**: the whole store is listed (backups with their sidecars and
+//!    verification records, every object, every open upload). A listing that fails
+//!    stops the prune before anything is removed.
+//! 2. **Plan** ([`plan`]): every complete backup is judged by the policy; incomplete
+//!    archives, sidecars or verification records without their archive, and open
+//!    uploads are judged by age (`--stale-after`). Pure, so it is unit-tested.
+//! 3. **Removal**, under an exclusive [`StoreLock`] whose object records the plan:
+//!    for each backup the sidecar first (it then lists as INCOMPLETE, never as a complete
+//!    backup missing its archive), then the archive, then its verification record. A
+//!    prune killed at any point leaves INCOMPLETE entries and a stale lock naming them;
+//!    the next prune takes the lock over and removes them.
+
+pub mod policy;
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::naming::{is_backup_name, time_of};
+use crate::store::lock::StoreLock;
+use crate::store::s3::S3Settings;
+use crate::store::{self, ObjectMeta, PendingUpload, Store, StoreLocation, StoredBackup, SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
+use crate::test_hooks::{pause_at, Stage};
+use policy::{Candidate, Health, Policy};
+
+/// The default of `--stale-after`: an incomplete archive or open upload this old is a leftover.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Everything a prune needs, validated.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// The store to prune.
+    pub store: StoreLocation,
+    /// S3 settings, for an S3 store.
+    pub s3: Option<S3Settings>,
+    /// What to keep.
+    pub policy: Policy,
+    /// Age after which an incomplete archive or an open upload is removed.
+    pub stale_after: Duration,
+    /// Only report; remove nothing and take no lock.
+    pub dry_run: bool,
+}
+
+/// What prune does with a backup or a leftover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Left in the store.
+    Keep,
+    /// Removed (or, in a dry run, would be).
+    Remove,
+}
+
+impl Action {
+    /// The word in the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Keep => "keep",
+            Action::Remove => "remove",
+        }
+    }
+}
+
+/// One backup and what prune does with it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupVerdict {
+    /// The backup name.
+    pub name: String,
+    /// When it was taken (the manifest's start; for an incomplete backup, the name's minute).
+    pub time: Option<DateTime<Utc>>,
+    /// Archive size in bytes.
+    pub size: u64,
+    /// Whether the backup has its sidecar manifest.
+    pub complete: bool,
+    /// Its latest verification, for a complete backup.
+    pub verification: Option<Health>,
+    /// Keep or remove.
+    pub action: Action,
+    /// The rules that keep it (`last`, `daily`, `newest verified`, ...), empty when removed.
+    pub rules: Vec<String>,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// An object that is not a backup: an open upload, a sidecar or verification record
+/// whose archive is gone.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leftover {
+    /// `open upload`, `sidecar without archive` or `verification without archive`.
+    pub kind: String,
+    /// The object's key in the store.
+    pub key: String,
+    /// The store's id of an open upload.
+    #[serde(skip)]
+    pub upload_id: Option<String>,
+    /// Keep or remove.
+    pub action: Action,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// The result of a prune (or of a dry run).
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    /// The store pruned.
+    pub store: String,
+    /// Whether nothing was removed on purpose.
+    pub dry_run: bool,
+    /// The time the policy was judged at.
+    pub now: DateTime<Utc>,
+    /// Every backup, newest first.
+    pub backups: Vec<BackupVerdict>,
+    /// Every leftover object.
+    pub leftovers: Vec<Leftover>,
+    /// Locks of dead runs that this prune took over.
+    pub stale_locks: Vec<String>,
+    /// Backups kept.
+    pub kept_backups: u64,
+    /// Their archive bytes.
+    pub kept_bytes: u64,
+    /// Backups removed.
+    pub removed_backups: u64,
+    /// Their archive bytes.
+    pub removed_bytes: u64,
+}
+
+/// Everything in a store that a prune judges.
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    /// The backups, newest first, with sidecars and verification records.
+    pub backups: Vec<StoredBackup>,
+    /// Every object key.
+    pub objects: Vec<ObjectMeta>,
+    /// Every open upload.
+    pub uploads: Vec<PendingUpload>,
+}
+
+/// Lists everything a prune judges; any failure fails the whole survey, so a prune
+/// never acts on a partial picture of the store.
+///
+/// # Errors
+/// The store could not be listed or a sidecar or record could not be read.
+pub async fn survey(store: &Store) -> Result<Survey> {
+    let (backups, objects, uploads) = futures::try_join!(
+        store.list(),
+        async { Ok(store.objects().list("").await?) },
+        async { Ok(store.objects().list_multipart_uploads("").await?) }
+    )?;
+    Ok(Survey { backups, objects, uploads })
+}
+
+fn health_of(verification: Option<&[u8]>) -> Health {
+    let status = verification.and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok()).and_then(|v| v["status"].as_str().map(str::to_string));
+    match status.as_deref() {
+        None => Health::NotVerified,
+        Some("passed" | "passed_with_warnings") => Health::Passed,
+        Some(_) => Health::Failed,
+    }
+}
+
+fn older_than(time: Option<DateTime<Utc>>, now: DateTime<Utc>, age: Duration) -> bool {
+    time.is_some_and(|time| now.signed_duration_since(time).to_std().is_ok_and(|elapsed| elapsed >= age))
+}
+
+/// Decides what to keep and remove, removing nothing. `finishing` names the backups a
+/// dead prune was removing: those that are incomplete now are removed whatever their age.
+pub fn plan(survey: &Survey, policy: &Policy, now: DateTime<Utc>, stale_after: Duration, finishing: &HashSet<String>) -> (Vec<BackupVerdict>, Vec<Leftover>) {
+    let mut candidates = Vec::new();
+    let mut verdicts = Vec::new();
+    for backup in &survey.backups {
+        match &backup.sidecar {
+            Some(sidecar) => {
+                let manifest = serde_json::from_slice::<Manifest>(sidecar).ok();
+                let started = manifest.as_ref().and_then(|m| DateTime::parse_from_rfc3339(&m.started_at).ok()).map(|t| t.with_timezone(&Utc));
+                let time = started.or_else(|| time_of(&backup.name)).or(backup.last_modified).unwrap_or(now);
+                // A sidecar that does not parse cannot be trusted for a restore.
+                let health = if manifest.is_some() { health_of(backup.verification.as_deref()) } else { Health::Failed };
+                candidates.push(Candidate { name: backup.name.clone(), time, health });
+            }
+            None => {
+                let written = backup.last_modified.or_else(|| time_of(&backup.name));
+                let (action, reason) = if finishing.contains(&backup.name) {
+                    (Action::Remove, "incomplete: a prune that died was removing it".to_string())
+                } else if older_than(written, now, stale_after) {
+                    (Action::Remove, format!("incomplete (no sidecar manifest) for longer than --stale-after {}", humantime::format_duration(stale_after)))
+                } else {
+                    (Action::Keep, format!("incomplete, younger than --stale-after {}: it may still be finishing", humantime::format_duration(stale_after)))
+                };
+                verdicts.push(BackupVerdict {
+                    name: backup.name.clone(),
+                    time: time_of(&backup.name),
+                    size: backup.size,
+                    complete: false,
+                    verification: None,
+                    action,
+                    rules: Vec::new(),
+                    reason,
+                });
+            }
+        }
+    }
+    for decision in policy::decide(&candidates, policy, now) {
+        let candidate = candidates.iter().find(|c| c.name == decision.name).expect("a decision per candidate");
+        let backup = survey.backups.iter().find(|b| b.name == decision.name).expect("a candidate per backup");
+        let rules: Vec<String> = decision.rules.iter().map(|rule| rule.label().to_string()).collect();
+        let reason = if decision.keep {
+            format!("kept by {}", rules.join(", "))
+        } else if candidate.health == Health::Failed {
+            "its verification failed and no rule keeps it".to_string()
+        } else {
+            "no rule keeps it".to_string()
+        };
+        verdicts.push(BackupVerdict {
+            name: decision.name.clone(),
+            time: Some(candidate.time),
+            size: backup.size,
+            complete: true,
+            verification: Some(candidate.health),
+            action: if decision.keep { Action::Keep } else { Action::Remove },
+            rules,
+            reason,
+        });
+    }
+    verdicts.sort_by(|a, b| b.name.cmp(&a.name));
+    (verdicts, leftovers(survey, now, stale_after))
+}
+
+/// Sidecars and verification records whose archive is gone, and open uploads.
+fn leftovers(survey: &Survey, now: DateTime<Utc>, stale_after: Duration) -> Vec<Leftover> {
+    let archives: HashSet<&str> = survey.backups.iter().map(|b| b.name.as_str()).collect();
+    let mut found = Vec::new();
+    for object in &survey.objects {
+        let orphan = [(SIDECAR_SUFFIX, "sidecar without archive"), (VERIFICATION_SUFFIX, "verification without archive")]
+            .into_iter()
+            .find_map(|(suffix, kind)| object.key.strip_suffix(suffix).filter(|name| is_backup_name(name) && !archives.contains(name)).map(|_| kind));
+        if let Some(kind) = orphan {
+            found.push(Leftover {
+                kind: kind.to_string(),
+                key: object.key.clone(),
+                upload_id: None,
+                action: Action::Remove,
+                reason: "its archive is gone (a prune or a person removed it)".to_string(),
+            });
+        }
+    }
+    for upload in &survey.uploads {
+        let (action, reason) = if older_than(upload.initiated, now, stale_after) {
+            (Action::Remove, format!("open for longer than --stale-after {}: its backup died", humantime::format_duration(stale_after)))
+        } else {
+            (Action::Keep, "a backup may still be writing it".to_string())
+        };
+        found.push(Leftover { kind: "open upload".to_string(), key: upload.key.clone(), upload_id: Some(upload.upload_id.clone()), action, reason });
+    }
+    found
+}
+
+/// Runs a prune.
+///
+/// # Errors
+/// A usage error for a policy without any keep rule; [`Error::Locked`] while another
+/// prune or a backup holds the store; store errors (nothing is removed when the
+/// survey fails); [`Error::Cancelled`] on a signal (after the backup being removed is
+/// removed completely).
+pub async fn run_prune(options: &PruneOptions, cancel: CancellationToken) -> Result<PruneReport> {
+    if options.policy.is_empty() {
+        return Err(Error::usage(
+            "no keep rule given, so prune would remove every backup: give at least one of --keep-last, --keep-hourly, --keep-daily, \
+             --keep-weekly, --keep-monthly, --keep-yearly, --keep-within or --keep-pitr (or their PRUNE_KEEP_* variables)",
+        ));
+    }
+    let store = store::open(&options.store, || options.s3.clone().ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
+    prune_store(&store, options, cancel).await
+}
+
+/// [`run_prune`] on an open store (the unit tests' entry, with a memory store).
+///
+/// # Errors
+/// As [`run_prune`], but an empty policy is not checked here.
+pub async fn prune_store(store: &Store, options: &PruneOptions, cancel: CancellationToken) -> Result<PruneReport> {
+    let store = store.clone();
+    if options.dry_run {
+        let survey = survey(&store).await?;
+        return Ok(report(options, crate::test_hooks::now(), &survey, &HashSet::new(), Vec::new()));
+    }
+    let mut lock = StoreLock::acquire(&store, "prune", true).await?;
+    let result = prune_locked(options, &store, &mut lock, &cancel).await;
+    match result {
+        // A killed or failed prune keeps its lock only until it expires; a finished one frees the store now.
+        Ok(report) => {
+            lock.release().await?;
+            Ok(report)
+        }
+        Err(error) => {
+            if let Err(release) = lock.release().await {
+                warn!(error = %release, "Cannot remove the prune's lock; it expires on its own.");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The prune that follows a successful backup (`backup --prune`, `schedule --prune`):
+/// while another prune holds the store it is skipped with a warning (`None`), since the
+/// next backup prunes again.
+///
+/// # Errors
+/// As [`run_prune`], except [`Error::Locked`].
+pub async fn prune_after_backup(options: &PruneOptions, cancel: CancellationToken) -> Result<Option<PruneReport>> {
+    match run_prune(options, cancel).await {
+        Ok(report) => Ok(Some(report)),
+        Err(Error::Locked(message)) => {
+            warn!(%message, "Prune after the backup skipped: another run holds the store; the next backup prunes again.");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn report(options: &PruneOptions, now: DateTime<Utc>, survey: &Survey, finishing: &HashSet<String>, stale_locks: Vec<String>) -> PruneReport {
+    let (backups, leftovers) = plan(survey, &options.policy, now, options.stale_after, finishing);
+    let total = |action: Action| {
+        let chosen = backups.iter().filter(|b| b.action == action);
+        (chosen.clone().count() as u64, chosen.map(|b| b.size).sum::<u64>())
+    };
+    let ((kept_backups, kept_bytes), (removed_backups, removed_bytes)) = (total(Action::Keep), total(Action::Remove));
+    PruneReport {
+        store: options.store.to_string(),
+        dry_run: options.dry_run,
+        now,
+        backups,
+        leftovers,
+        stale_locks,
+        kept_backups,
+        kept_bytes,
+        removed_backups,
+        removed_bytes,
+    }
+}
+
+async fn prune_locked(options: &PruneOptions, store: &Store, lock: &mut StoreLock, cancel: &CancellationToken) -> Result<PruneReport> {
+    let now = crate::test_hooks::now();
+    let finishing: HashSet<String> = lock.taken_over.iter().flat_map(|stale| stale.record.removing.iter().cloned()).collect();
+    let stale_locks = lock.taken_over.iter().map(|stale| format!("{} ({} on {}, pid {})", stale.key, stale.record.operation, stale.record.host, stale.record.pid)).collect();
+    let survey = survey(store).await?;
+    let report = report(options, now, &survey, &finishing, stale_locks);
+    let removing: Vec<&BackupVerdict> = report.backups.iter().filter(|b| b.action == Action::Remove).collect();
+    lock.record_removal(removing.iter().map(|b| b.name.clone()).collect()).await?;
+    pause_at(Stage::PruneBeforeDelete, cancel).await?;
+    let by_name: std::collections::HashMap<&str, &StoredBackup> = survey.backups.iter().map(|b| (b.name.as_str(), b)).collect();
+    for (index, verdict) in removing.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let backup = by_name[verdict.name.as_str()];
+        remove_backup(store, backup, index == 0, cancel).await?;
+        info!(backup = %verdict.name, reason = %verdict.reason, "Removed.");
+    }
+    for leftover in report.leftovers.iter().filter(|l| l.action == Action::Remove) {
+        match &leftover.upload_id {
+            Some(id) => store.objects().abort_multipart(&leftover.key, id).await?,
+            None => store.objects().delete(&leftover.key).await?,
+        }
+        info!(object = %leftover.key, kind = %leftover.kind, "Removed a leftover.");
+    }
+    Ok(report)
+}
+
+/// Removes one backup: sidecar, archive, verification record, in that order. The
+/// pauses are the test hooks of a prune killed between two steps.
+async fn remove_backup(store: &Store, backup: &StoredBackup, first: bool, cancel: &CancellationToken) -> Result<()> {
+    let objects = store.objects();
+    objects.delete(&format!("{}{SIDECAR_SUFFIX}", backup.name)).await?;
+    if first {
+        pause_at(Stage::PruneAfterSidecar, cancel).await?;
+    }
+    objects.delete(&backup.archive).await?;
+    if first {
+        pause_at(Stage::PruneAfterArchive, cancel).await?;
+    }
+    objects.delete(&format!("{}{VERIFICATION_SUFFIX}", backup.name)).await?;
+    Ok(())
+}
+
+/// The report as the table `prune` prints.
+pub fn render(report: &PruneReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<24} {:>14} {:<14} {:<7} WHY", "NAME", "SIZE", "VERIFIED", "ACTION");
+    for backup in &report.backups {
+        let verified = match backup.verification {
+            None => "INCOMPLETE",
+            Some(Health::Passed) => "passed",
+            Some(Health::NotVerified) => "never",
+            Some(Health::Failed) => "FAILED",
+        };
+        let _ = writeln!(out, "{:<24} {:>14} {:<14} {:<7} {}", backup.name, backup.size, verified, backup.action.label(), backup.reason);
+    }
+    for leftover in &report.leftovers {
+        let _ = writeln!(out, "{:<24} {:>14} {:<14} {:<7} {}", leftover.key, "-", leftover.kind, leftover.action.label(), leftover.reason);
+    }
+    for stale in &report.stale_locks {
+        let _ = writeln!(out, "took over the stale lock {stale}");
+    }
+    let removed_leftovers = report.leftovers.iter().filter(|l| l.action == Action::Remove).count();
+    let _ = writeln!(
+        out,
+        "prune of {}{}: keep {} backups ({:.1} MiB), {} {} backups ({:.1} MiB) and {} leftovers",
+        report.store,
+        if report.dry_run { " (dry run: nothing removed)" } else { "" },
+        report.kept_backups,
+        report.kept_bytes as f64 / (1 << 20) as f64,
+        if report.dry_run { "would remove" } else { "removed" },
+        report.removed_backups,
+        report.removed_bytes as f64 / (1 << 20) as f64,
+        removed_leftovers
+    );
+    out
+}
+
+/// The open uploads of `uploads` older than `stale_after`: what `list` warns about.
+pub fn stale_uploads(uploads: &[PendingUpload], now: DateTime<Utc>, stale_after: Duration) -> Vec<&PendingUpload> {
+    uploads.iter().filter(|upload| older_than(upload.initiated, now, stale_after)).collect()
+}
+
+/// Names of the backups removed by a report, for the unit tests and the metrics.
+pub fn removed_names(report: &PruneReport) -> BTreeSet<String> {
+    report.backups.iter().filter(|b| b.action == Action::Remove).map(|b| b.name.clone()).collect()
+}
