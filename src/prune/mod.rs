@@ -436,3 +436,146 @@ pub fn stale_uploads(uploads: &[PendingUpload], now: DateTime<Utc>, stale_after:
 pub fn removed_names(report: &PruneReport) -> BTreeSet<String> {
     report.backups.iter().filter(|b| b.action == Action::Remove).map(|b| b.name.clone()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::manifest::{Consistency, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
+    use crate::store::lock::{read_locks, LockRecord};
+    use crate::store::memory::MemoryStore;
+    use crate::store::{ObjectStore, PutMode};
+
+    fn manifest(name: &str, started: DateTime<Utc>) -> Vec<u8> {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            tool: ToolInfo::current(),
+            name: name.into(),
+            source: SourceInfo { hosts: vec!["mongo:27017".into()], replica_set: None, server_version: None },
+            started_at: started.to_rfc3339(),
+            finished_at: started.to_rfc3339(),
+            compression: "gzip".into(),
+            dump_root: format!("data/db/dump/{name}/"),
+            consistency: Consistency { oplog: false, reason: None, start: None, end: None, oplog_entries: 0, oplog_bytes: 0, oplog_sha256: None },
+            selection: Selection::default(),
+            namespaces: vec![],
+            totals: Totals::default(),
+            archive: None,
+        }
+        .to_json()
+    }
+
+    /// A store with one complete backup per day at midnight, the newest on 2026-11-30;
+    /// `status` gives each day's verification (`None`: never verified).
+    async fn daily_store(days: u32, status: impl Fn(u32) -> Option<&'static str>) -> (MemoryStore, Store) {
+        let memory = MemoryStore::new();
+        for day in 0..days {
+            let started = Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap() - chrono::Duration::days(i64::from(day));
+            let name = crate::naming::minute_name(started);
+            memory.put(&format!("{name}.tar.gz"), Bytes::from(vec![0; 100]), PutMode::Create).await.unwrap();
+            memory.put(&format!("{name}.manifest.json"), Bytes::from(manifest(&name, started)), PutMode::Create).await.unwrap();
+            if let Some(status) = status(day) {
+                memory.put(&format!("{name}.verify.json"), Bytes::from(format!("{{\"status\":\"{status}\"}}")), PutMode::Create).await.unwrap();
+            }
+        }
+        (memory.clone(), Store::new(Arc::new(memory)))
+    }
+
+    fn options(policy: Policy, dry_run: bool) -> PruneOptions {
+        PruneOptions { store: StoreLocation::Local("unused".into()), s3: None, policy, stale_after: DEFAULT_STALE_AFTER, dry_run }
+    }
+
+    async fn keys(memory: &MemoryStore) -> Vec<String> {
+        memory.list("").await.unwrap().into_iter().map(|o| o.key).collect()
+    }
+
+    #[tokio::test]
+    async fn a_prune_removes_what_the_policy_drops_in_the_safe_order_and_a_dry_run_nothing() {
+        // Day 0 failed its verification, day 5 passed; the rest were never verified.
+        let (memory, store) = daily_store(10, |day| match day {
+            0 => Some("failed"),
+            5 => Some("passed"),
+            _ => None,
+        })
+        .await;
+        let policy = Policy { keep_last: Some(2), ..Policy::default() };
+        let before = keys(&memory).await;
+        let dry = prune_store(&store, &options(policy, true), CancellationToken::new()).await.unwrap();
+        assert_eq!(keys(&memory).await, before, "a dry run removes nothing");
+        let report = prune_store(&store, &options(policy, false), CancellationToken::new()).await.unwrap();
+        assert_eq!(removed_names(&dry), removed_names(&report));
+        let kept: Vec<&str> = report.backups.iter().filter(|b| b.action == Action::Keep).map(|b| b.name.as_str()).collect();
+        // The failed newest is kept as the newest complete; keep-last skips it and takes
+        // the next two; day 5 is the newest that passed verification.
+        assert_eq!(kept, ["2026-11-30T00_00", "2026-11-29T00_00", "2026-11-28T00_00", "2026-11-25T00_00"]);
+        let newest = &report.backups[0];
+        assert_eq!(newest.rules, ["newest complete"]);
+        assert_eq!(report.backups.iter().find(|b| b.name == "2026-11-25T00_00").unwrap().rules, ["newest verified"]);
+        assert_eq!((report.kept_backups, report.removed_backups, report.removed_bytes), (4, 6, 600));
+        let left = keys(&memory).await;
+        assert!(left.iter().all(|key| kept.iter().any(|name| key.starts_with(name))), "only kept backups remain: {left:?}");
+        assert_eq!(left.len(), 4 * 2 + 2, "archive and sidecar of each, two verification records");
+        assert!(read_locks(&store).await.unwrap().is_empty(), "the lock is released");
+    }
+
+    #[tokio::test]
+    async fn a_prune_finishes_the_removal_of_a_prune_that_died() {
+        let (memory, store) = daily_store(3, |_| Some("passed")).await;
+        // A dead prune was removing the oldest: its sidecar is gone, its archive and
+        // record remain; another dead run left an orphan record of a removed backup.
+        memory.delete("2026-11-28T00_00.manifest.json").await.unwrap();
+        memory.put("2026-11-01T00_00.verify.json", Bytes::from_static(b"{}"), PutMode::Create).await.unwrap();
+        let dead = LockRecord {
+            operation: "prune".into(),
+            exclusive: true,
+            host: "gone".into(),
+            pid: 9,
+            acquired_at: Utc::now() - chrono::Duration::hours(3),
+            expires_at: Utc::now() - chrono::Duration::hours(2),
+            removing: vec!["2026-11-28T00_00".into()],
+        };
+        memory.put("locks/prune-dead.json", Bytes::from(serde_json::to_vec(&dead).unwrap()), PutMode::Create).await.unwrap();
+        // Judged long after: the incomplete one is young by its archive's write time.
+        let policy = Policy { keep_last: Some(5), ..Policy::default() };
+        let report = prune_store(&store, &options(policy, false), CancellationToken::new()).await.unwrap();
+        assert_eq!(report.stale_locks.len(), 1, "{:?}", report.stale_locks);
+        assert_eq!(removed_names(&report).into_iter().collect::<Vec<_>>(), ["2026-11-28T00_00"]);
+        let left = keys(&memory).await;
+        assert!(!left.iter().any(|k| k.starts_with("2026-11-28") || k.starts_with("2026-11-01") || k.starts_with("locks/")), "{left:?}");
+        assert_eq!(left.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn open_uploads_and_incomplete_archives_are_removed_only_when_stale() {
+        let (memory, store) = daily_store(2, |_| None).await;
+        let mut young = store.begin_archive("2026-11-30T12_00.tar.gz").await.unwrap();
+        memory.put("2026-11-30T06_00.tar.gz", Bytes::from_static(b"half"), PutMode::Create).await.unwrap();
+        let policy = Policy { keep_last: Some(1), ..Policy::default() };
+        let report = prune_store(&store, &options(policy, false), CancellationToken::new()).await.unwrap();
+        let incomplete = report.backups.iter().find(|b| b.name == "2026-11-30T06_00").unwrap();
+        assert_eq!((incomplete.complete, incomplete.action), (false, Action::Keep), "{}", incomplete.reason);
+        let upload = report.leftovers.iter().find(|l| l.kind == "open upload").unwrap();
+        assert_eq!(upload.action, Action::Keep);
+        assert_eq!(store.in_progress().await.unwrap(), ["2026-11-30T12_00"], "a young upload is left alone");
+
+        let stale = PruneOptions { stale_after: Duration::ZERO, ..options(policy, false) };
+        let report = prune_store(&store, &stale, CancellationToken::new()).await.unwrap();
+        assert!(removed_names(&report).contains("2026-11-30T06_00"));
+        assert!(store.in_progress().await.unwrap().is_empty(), "the stale upload is aborted");
+        assert!(young.abort().await.is_err() || store.in_progress().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_empty_policy_is_refused_before_the_store_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = PruneOptions { store: StoreLocation::Local(dir.path().join("missing")), ..options(Policy::default(), false) };
+        let error = run_prune(&options, CancellationToken::new()).await.unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().contains("--keep-last"), "{error}");
+        assert!(!dir.path().join("missing").exists());
+    }
+}
