@@ -40,9 +40,9 @@ use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, Select
 use crate::retry::RetryPolicy;
 use crate::source::oplog::entry_kept_by;
 use crate::source::{self, discover, list_index_specs, CollectionInfo, OplogWindow};
+use crate::store::lock::StoreLock;
 use crate::store::parts::{upload_parts, PartWriter};
 use crate::store::s3::S3Settings;
-use crate::store::lock::StoreLock;
 use crate::store::{self, MultipartUpload, StoreLocation};
 use crate::test_hooks::{pause_at, Stage};
 

@@ -9,7 +9,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use ingest_backup::backup::{run_backup_with_progress, BackupProgress, BackupReport};
-use ingest_backup::cli::{BackupArgs, Cli, Command, HealthcheckArgs, ListArgs, PruneArgs, RestoreArgs, SampleDataArgs, ScheduleArgs, StoreArg, VerifyArgs};
+use ingest_backup::cli::{
+    BackupArgs, Cli, Command, HealthcheckArgs, ListArgs, PruneArgs, RestoreArgs, SampleDataArgs, ScheduleArgs, StoreArg, VerifyArgs,
+};
 use ingest_backup::manifest::Manifest;
 use ingest_backup::notify::{Event, Operation};
 use ingest_backup::prune;

@@ -151,16 +151,15 @@ pub struct Survey {
 /// # Errors
 /// The store could not be listed or a sidecar or record could not be read.
 pub async fn survey(store: &Store) -> Result<Survey> {
-    let (backups, objects, uploads) = futures::try_join!(
-        store.list(),
-        async { Ok(store.objects().list("").await?) },
-        async { Ok(store.objects().list_multipart_uploads("").await?) }
-    )?;
+    let (backups, objects, uploads) = futures::try_join!(store.list(), async { Ok(store.objects().list("").await?) }, async {
+        Ok(store.objects().list_multipart_uploads("").await?)
+    })?;
     Ok(Survey { backups, objects, uploads })
 }
 
 fn health_of(verification: Option<&[u8]>) -> Health {
-    let status = verification.and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok()).and_then(|v| v["status"].as_str().map(str::to_string));
+    let status =
+        verification.and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok()).and_then(|v| v["status"].as_str().map(str::to_string));
     match status.as_deref() {
         None => Health::NotVerified,
         Some("passed" | "passed_with_warnings") => Health::Passed,
@@ -174,7 +173,13 @@ fn older_than(time: Option<DateTime<Utc>>, now: DateTime<Utc>, age: Duration) ->
 
 /// Decides what to keep and remove, removing nothing. `finishing` names the backups a
 /// dead prune was removing: those that are incomplete now are removed whatever their age.
-pub fn plan(survey: &Survey, policy: &Policy, now: DateTime<Utc>, stale_after: Duration, finishing: &HashSet<String>) -> (Vec<BackupVerdict>, Vec<Leftover>) {
+pub fn plan(
+    survey: &Survey,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    stale_after: Duration,
+    finishing: &HashSet<String>,
+) -> (Vec<BackupVerdict>, Vec<Leftover>) {
     let mut candidates = Vec::new();
     let mut verdicts = Vec::new();
     for backup in &survey.backups {
@@ -188,13 +193,21 @@ pub fn plan(survey: &Survey, policy: &Policy, now: DateTime<Utc>, stale_after: D
                 candidates.push(Candidate { name: backup.name.clone(), time, health });
             }
             None => {
-                let written = backup.last_modified.or_else(|| time_of(&backup.name));
+                // The name's time: a killed backup's start, or an old tarball's own date
+                // (the write time of a tarball copied in recently would say nothing).
+                let written = time_of(&backup.name).or(backup.last_modified);
                 let (action, reason) = if finishing.contains(&backup.name) {
                     (Action::Remove, "incomplete: a prune that died was removing it".to_string())
                 } else if older_than(written, now, stale_after) {
-                    (Action::Remove, format!("incomplete (no sidecar manifest) for longer than --stale-after {}", humantime::format_duration(stale_after)))
+                    (
+                        Action::Remove,
+                        format!("incomplete (no sidecar manifest) for longer than --stale-after {}", humantime::format_duration(stale_after)),
+                    )
                 } else {
-                    (Action::Keep, format!("incomplete, younger than --stale-after {}: it may still be finishing", humantime::format_duration(stale_after)))
+                    (
+                        Action::Keep,
+                        format!("incomplete, younger than --stale-after {}: it may still be finishing", humantime::format_duration(stale_after)),
+                    )
                 };
                 verdicts.push(BackupVerdict {
                     name: backup.name.clone(),
@@ -232,7 +245,9 @@ pub fn plan(survey: &Survey, policy: &Policy, now: DateTime<Utc>, stale_after: D
         });
     }
     verdicts.sort_by(|a, b| b.name.cmp(&a.name));
-    (verdicts, leftovers(survey, now, stale_after))
+    // An upload's start is the store's clock: judged by the wall clock, not `now` (which
+    // tests set to a chosen time to judge backups named by that clock).
+    (verdicts, leftovers(survey, Utc::now().max(now), stale_after))
 }
 
 /// Sidecars and verification records whose archive is gone, and open uploads.
@@ -350,7 +365,11 @@ fn report(options: &PruneOptions, now: DateTime<Utc>, survey: &Survey, finishing
 async fn prune_locked(options: &PruneOptions, store: &Store, lock: &mut StoreLock, cancel: &CancellationToken) -> Result<PruneReport> {
     let now = crate::test_hooks::now();
     let finishing: HashSet<String> = lock.taken_over.iter().flat_map(|stale| stale.record.removing.iter().cloned()).collect();
-    let stale_locks = lock.taken_over.iter().map(|stale| format!("{} ({} on {}, pid {})", stale.key, stale.record.operation, stale.record.host, stale.record.pid)).collect();
+    let stale_locks = lock
+        .taken_over
+        .iter()
+        .map(|stale| format!("{} ({} on {}, pid {})", stale.key, stale.record.operation, stale.record.host, stale.record.pid))
+        .collect();
     let survey = survey(store).await?;
     let report = report(options, now, &survey, &finishing, stale_locks);
     let removing: Vec<&BackupVerdict> = report.backups.iter().filter(|b| b.action == Action::Remove).collect();
@@ -553,10 +572,12 @@ mod tests {
     async fn open_uploads_and_incomplete_archives_are_removed_only_when_stale() {
         let (memory, store) = daily_store(2, |_| None).await;
         let mut young = store.begin_archive("2026-11-30T12_00.tar.gz").await.unwrap();
-        memory.put("2026-11-30T06_00.tar.gz", Bytes::from_static(b"half"), PutMode::Create).await.unwrap();
+        // An hour old by the real clock, which judges it.
+        let incomplete_name = crate::naming::minute_name(Utc::now() - chrono::Duration::hours(1));
+        memory.put(&format!("{incomplete_name}.tar.gz"), Bytes::from_static(b"half"), PutMode::Create).await.unwrap();
         let policy = Policy { keep_last: Some(1), ..Policy::default() };
         let report = prune_store(&store, &options(policy, false), CancellationToken::new()).await.unwrap();
-        let incomplete = report.backups.iter().find(|b| b.name == "2026-11-30T06_00").unwrap();
+        let incomplete = report.backups.iter().find(|b| b.name == incomplete_name).unwrap();
         assert_eq!((incomplete.complete, incomplete.action), (false, Action::Keep), "{}", incomplete.reason);
         let upload = report.leftovers.iter().find(|l| l.kind == "open upload").unwrap();
         assert_eq!(upload.action, Action::Keep);
@@ -564,7 +585,7 @@ mod tests {
 
         let stale = PruneOptions { stale_after: Duration::ZERO, ..options(policy, false) };
         let report = prune_store(&store, &stale, CancellationToken::new()).await.unwrap();
-        assert!(removed_names(&report).contains("2026-11-30T06_00"));
+        assert!(removed_names(&report).contains(&incomplete_name));
         assert!(store.in_progress().await.unwrap().is_empty(), "the stale upload is aborted");
         assert!(young.abort().await.is_err() || store.in_progress().await.unwrap().is_empty());
     }
@@ -577,5 +598,67 @@ mod tests {
         assert_eq!(error.exit_code(), 2);
         assert!(error.to_string().contains("--keep-last"), "{error}");
         assert!(!dir.path().join("missing").exists());
+    }
+
+    /// A memory store whose reads of one object, or whose upload listing, fail: a store
+    /// that cannot be listed completely.
+    #[derive(Debug)]
+    struct Unreadable {
+        inner: MemoryStore,
+        broken_key: Option<&'static str>,
+    }
+
+    fn refused() -> crate::store::StoreError {
+        crate::store::StoreError::new(crate::store::StoreErrorKind::Denied, "access denied")
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Unreadable {
+        fn location(&self, key: &str) -> String {
+            self.inner.location(key)
+        }
+        async fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> std::result::Result<(), crate::store::StoreError> {
+            self.inner.put(key, bytes, mode).await
+        }
+        async fn put_multipart(&self, key: &str) -> std::result::Result<Box<dyn crate::store::MultipartUpload>, crate::store::StoreError> {
+            self.inner.put_multipart(key).await
+        }
+        async fn get(&self, key: &str) -> std::result::Result<crate::store::ByteStream, crate::store::StoreError> {
+            if Some(key) == self.broken_key {
+                return Err(refused());
+            }
+            self.inner.get(key).await
+        }
+        async fn head(&self, key: &str) -> std::result::Result<ObjectMeta, crate::store::StoreError> {
+            self.inner.head(key).await
+        }
+        async fn list(&self, prefix: &str) -> std::result::Result<Vec<ObjectMeta>, crate::store::StoreError> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> std::result::Result<(), crate::store::StoreError> {
+            self.inner.delete(key).await
+        }
+        async fn list_multipart_uploads(&self, prefix: &str) -> std::result::Result<Vec<PendingUpload>, crate::store::StoreError> {
+            if self.broken_key.is_none() {
+                return Err(refused());
+            }
+            self.inner.list_multipart_uploads(prefix).await
+        }
+        async fn abort_multipart(&self, key: &str, upload_id: &str) -> std::result::Result<(), crate::store::StoreError> {
+            self.inner.abort_multipart(key, upload_id).await
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_removed_when_the_store_cannot_be_listed_completely() {
+        let (memory, _) = daily_store(6, |_| None).await;
+        let before = keys(&memory).await;
+        let policy = Policy { keep_last: Some(1), ..Policy::default() };
+        for broken_key in [Some("2026-11-27T00_00.manifest.json"), None] {
+            let store = Store::new(Arc::new(Unreadable { inner: memory.clone(), broken_key }));
+            let error = prune_store(&store, &options(policy, false), CancellationToken::new()).await.unwrap_err();
+            assert!(error.to_string().contains("access denied"), "{error}");
+            assert_eq!(keys(&memory).await, before, "{broken_key:?}: nothing removed");
+        }
     }
 }
