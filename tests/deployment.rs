@@ -318,6 +318,7 @@ fn cronjobs_follow_the_stage_files_and_run_hardened() {
         };
         assert_eq!(verify["spec"]["schedule"], expected, "{stage}: verification 30 minutes after the backup");
         assert_eq!(container(backup)["args"], serde_json::json!(["backup"]));
+        retention_env_follows_the_stage(&stage, &values, backup, verify);
         // The newest backup not verified yet, waiting for one still being written.
         assert_eq!(container(verify)["args"], serde_json::json!(["verify", "unverified", "--wait-for-running", "6h"]));
         assert!(
@@ -444,6 +445,48 @@ fn irsa_and_existing_secrets_need_no_keys_in_values() {
     assert_eq!(env["MONGO_URI"]["valueFrom"]["secretKeyRef"], serde_json::json!({"name": "mongo-uri", "key": "MONGO_URI"}));
 }
 
+/// The backup Job prunes with the stage's retention rules (and the binary accepts
+/// them as rendered); the verify Job never prunes.
+fn retention_env_follows_the_stage(stage: &str, values: &Value, backup: &Value, verify: &Value) {
+    let env = env_of(backup);
+    let retention = &values["retention"];
+    assert_eq!(retention["enabled"], true, "{stage}: every stage prunes");
+    assert_eq!(env["PRUNE_AFTER_BACKUP"]["value"], "true", "{stage}");
+    let mut rendered = Vec::new();
+    for (key, variable) in [
+        ("keepLast", "PRUNE_KEEP_LAST"),
+        ("keepHourly", "PRUNE_KEEP_HOURLY"),
+        ("keepDaily", "PRUNE_KEEP_DAILY"),
+        ("keepWeekly", "PRUNE_KEEP_WEEKLY"),
+        ("keepMonthly", "PRUNE_KEEP_MONTHLY"),
+        ("keepYearly", "PRUNE_KEEP_YEARLY"),
+        ("keepWithin", "PRUNE_KEEP_WITHIN"),
+        ("keepPitr", "PRUNE_KEEP_PITR"),
+    ] {
+        let expected = match &retention[key] {
+            Value::Null => None,
+            Value::String(text) => Some(text.clone()),
+            other => Some(other.to_string()),
+        };
+        let found = env.get(variable).map(|v| v["value"].as_str().unwrap().to_string());
+        assert_eq!(found, expected, "{stage}: {variable}");
+        if let Some(value) = found {
+            rendered.push((variable.to_string(), value));
+        }
+    }
+    assert!(!rendered.is_empty(), "{stage}: at least one keep rule");
+    for variable in ["PRUNE_TIMEZONE", "PRUNE_STALE_AFTER"] {
+        rendered.push((variable.to_string(), env[variable]["value"].as_str().unwrap().to_string()));
+    }
+    assert!(env_of(verify).keys().all(|k| !k.starts_with("PRUNE_")), "{stage}: the verify Job never prunes");
+    // The binary takes the rendered variables: a dry run on an empty store succeeds.
+    let store = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ingest-backup"));
+    command.args(["prune", "--dry-run", "--store"]).arg(store.path()).envs(rendered);
+    let output = run(&mut command);
+    assert!(output.status.success(), "{stage}: {}", text(&output));
+}
+
 #[test]
 fn render_refuses_unsafe_or_incomplete_values() {
     let Some(helm) = helm("render_refuses_unsafe_or_incomplete_values") else { return };
@@ -477,6 +520,12 @@ fn render_refuses_unsafe_or_incomplete_values() {
         (&["-f", &prod, "--set", "restore.enabled=true"], "restore.backup is required"),
         (&["-f", &prod, "--set", "restore.enabled=true,restore.backup=yesterday"], "not a backup name"),
         (&["-f", &prod, "--set", "restore.backoffLimit=2"], "/restore/backoffLimit"),
+        (
+            &["-f", &prod, "--set", "retention.keepDaily=null,retention.keepWeekly=null,retention.keepMonthly=null,retention.keepYearly=null,retention.keepWithin=null"],
+            "no keep rule is set",
+        ),
+        (&["-f", &prod, "--set-string", "retention.keepWithin=3 days"], "/retention/keepWithin"),
+        (&["-f", &prod, "--set", "retention.keepDaily=-1"], "/retention/keepDaily"),
     ];
     for (args, message) in cases {
         let output = template(&helm, args);
@@ -1247,6 +1296,9 @@ async fn the_rendered_backup_container_backs_up_to_s3() {
     let keys = minio.keys().await;
     assert!(keys.iter().any(|k| k.starts_with("prod/") && k.ends_with(".tar.gz")), "{keys:?}");
     assert!(keys.iter().any(|k| k.starts_with("prod/") && k.ends_with(".manifest.json")), "{keys:?}");
+    // The stage's retention ran after the backup, and released its lock.
+    assert!(all.contains("prune of s3://"), "the prune after the backup did not run:\n{all}");
+    assert!(!keys.iter().any(|k| k.starts_with("prod/locks/")), "{keys:?}");
 }
 
 // ---------------------------------------------------------------------------------

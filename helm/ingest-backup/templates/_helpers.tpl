@@ -279,6 +279,10 @@ ok:{{ $text }}
 {{- if and (not $s.existingSecret) (ne (empty $s.awsAccessKeyId) (empty $s.awsSecretAccessKey)) -}}
 {{- fail "secrets.awsAccessKeyId and secrets.awsSecretAccessKey go together: give both or neither (neither with IRSA)" -}}
 {{- end -}}
+{{- $r := .Values.retention -}}
+{{- if and $r.enabled (not (or (include "ingest-backup.retentionRules" . | trim))) -}}
+{{- fail "retention.enabled is true but no keep rule is set: give at least one of retention.keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly, keepWithin or keepPitr (a prune without one would remove every backup)" -}}
+{{- end -}}
 {{- if and .Values.aws.roleArn (hasKey .Values.serviceAccount.annotations "eks.amazonaws.com/role-arn") -}}
 {{- fail "aws.roleArn and the IRSA annotation serviceAccount.annotations.eks.amazonaws.com/role-arn are both set: with IRSA the web-identity credentials already are the role, and assuming aws.roleArn on top breaks them. Keep the annotation and set aws.roleArn to \"\" (or drop the annotation to use keys plus aws.roleArn)" -}}
 {{- end -}}
@@ -416,6 +420,32 @@ install's secret values, so it refers to every key of the install's Secret, opti
 {{- end }}
 {{- end -}}
 
+{{/* The PRUNE_KEEP_* variables of the retention rules that are set (not null). */}}
+{{- define "ingest-backup.retentionRules" -}}
+{{- $r := .Values.retention -}}
+{{- range $key, $env := dict "keepLast" "PRUNE_KEEP_LAST" "keepHourly" "PRUNE_KEEP_HOURLY" "keepDaily" "PRUNE_KEEP_DAILY" "keepWeekly" "PRUNE_KEEP_WEEKLY" "keepMonthly" "PRUNE_KEEP_MONTHLY" "keepYearly" "PRUNE_KEEP_YEARLY" "keepWithin" "PRUNE_KEEP_WITHIN" "keepPitr" "PRUNE_KEEP_PITR" }}
+{{- $value := get $r $key }}
+{{- if not (kindIs "invalid" $value) }}
+- name: {{ $env }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The backup Job's retention environment: the prune after each successful backup. */}}
+{{- define "ingest-backup.retentionEnv" -}}
+{{- $r := .Values.retention -}}
+{{- if $r.enabled }}
+- name: PRUNE_AFTER_BACKUP
+  value: "true"
+{{- include "ingest-backup.retentionRules" . }}
+- name: PRUNE_TIMEZONE
+  value: {{ $r.timezone | quote }}
+- name: PRUNE_STALE_AFTER
+  value: {{ $r.staleAfter | quote }}
+{{- end }}
+{{- end -}}
+
 {{/*
 The Job spec shared by the CronJobs and the restore Job: (dict "ctx" $ "job" .Values.backup|verify|restore
 "component" "backup"|"verify"|"restore" "args" (list ...)).
@@ -493,6 +523,9 @@ spec:
             {{- toYaml (concat .args $job.extraArgs) | nindent 12 }}
           env:
             {{- include "ingest-backup.env" (dict "ctx" $ "restore" $restore) | trim | nindent 12 }}
+            {{- if eq .component "backup" }}
+            {{- include "ingest-backup.retentionEnv" $ | nindent 12 }}
+            {{- end }}
           resources:
             {{- include "ingest-backup.resources" $ | nindent 12 }}
           securityContext:
