@@ -164,6 +164,34 @@ async fn scheduled_backups_are_verified_and_reported_in_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn scheduled_backups_are_pruned_by_the_retention_policy_and_counted_in_metrics() {
+    let Some(binary) = minio::binary_or_skip("scheduled_backups_are_pruned_by_the_retention_policy_and_counted_in_metrics") else { return };
+    let minio = Minio::start(binary).await;
+    let source = source_with_orders().await;
+    let extra = ["--cron", "*/3 * * * * *", "--verify-delay", "0s", "--verify-archive-only", "--grace-period", "30s", "--prune", "--keep-last", "1"];
+    let (mut child, port) = start_schedule(&minio, &source, &extra, &[]);
+
+    let metrics = eventually("a prune that removed a backup", Duration::from_secs(120), &mut child, async || {
+        let (_, body) = get(port, "/metrics")?;
+        (sample(&body, "ingest_backup_prune_removed_backups_total")? >= 1.0).then_some(body)
+    })
+    .await;
+    // keep-last 1, the newest complete and the newest verified: one or two backups.
+    let kept = sample(&metrics, "ingest_backup_prune_kept_backups").unwrap();
+    assert!((1.0..=2.0).contains(&kept), "{metrics}");
+    assert!(sample(&metrics, "ingest_backup_prune_kept_bytes").unwrap() > 0.0, "{metrics}");
+    assert!(sample(&metrics, "ingest_backup_prune_removed_bytes_total").unwrap() > 0.0, "{metrics}");
+
+    terminate(&child);
+    let (output, _) = wait_exit(child, Duration::from_secs(90));
+    assert_eq!(output.status.code(), Some(0), "{}", common::all_output(&output));
+    let keys = minio.keys().await;
+    let archives = keys.iter().filter(|k| k.ends_with(".tar.gz")).count();
+    assert!((1..=3).contains(&archives), "the policy bounds the store (a backup may have finished after the last prune): {keys:?}");
+    assert!(!keys.iter().any(|k| k.contains("/locks/")), "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn overlapping_ticks_are_skipped_and_sigterm_aborts_the_run_after_the_grace_period() {
     let test = "overlapping_ticks_are_skipped_and_sigterm_aborts_the_run_after_the_grace_period";
     let Some(binary) = minio::binary_or_skip(test) else { return };
