@@ -521,7 +521,12 @@ fn render_refuses_unsafe_or_incomplete_values() {
         (&["-f", &prod, "--set", "restore.enabled=true,restore.backup=yesterday"], "not a backup name"),
         (&["-f", &prod, "--set", "restore.backoffLimit=2"], "/restore/backoffLimit"),
         (
-            &["-f", &prod, "--set", "retention.keepDaily=null,retention.keepWeekly=null,retention.keepMonthly=null,retention.keepYearly=null,retention.keepWithin=null"],
+            &[
+                "-f",
+                &prod,
+                "--set",
+                "retention.keepDaily=null,retention.keepWeekly=null,retention.keepMonthly=null,retention.keepYearly=null,retention.keepWithin=null",
+            ],
             "no keep rule is set",
         ),
         (&["-f", &prod, "--set-string", "retention.keepWithin=3 days"], "/retention/keepWithin"),
