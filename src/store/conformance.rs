@@ -152,6 +152,23 @@ mod tests {
         assert!(left.iter().all(|p| !p.ends_with(".partial") && !p.contains("/.staged")), "no partial or staged files remain: {left:?}");
     }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_local_store_leaves_no_empty_folder_behind_a_deleted_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local::LocalStore::open(dir.path()).unwrap();
+        store.put("locks/deep/backup-1.json", Bytes::from_static(b"x"), PutMode::Create).await.unwrap();
+        store.put("locks/other.json", Bytes::from_static(b"y"), PutMode::Create).await.unwrap();
+        store.delete("locks/deep/backup-1.json").await.unwrap();
+        assert!(!dir.path().join("locks/deep").exists(), "the emptied folder is removed");
+        assert!(dir.path().join("locks/other.json").exists(), "a folder still holding an object stays");
+        store.delete("locks/other.json").await.unwrap();
+        assert!(dir.path().exists() && !dir.path().join("locks").exists(), "the store's own directory stays, its emptied folder goes");
+        let mut upload = store.put_multipart("slices/a.bin").await.unwrap();
+        upload.abort().await.unwrap();
+        assert!(!dir.path().join("slices").exists(), "an aborted upload leaves no folder");
+        store.put("locks/again.json", Bytes::from_static(b"z"), PutMode::Create).await.expect("a removed folder is recreated");
+    }
+
     fn walk(dir: &std::path::Path) -> Vec<String> {
         let mut found = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {

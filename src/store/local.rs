@@ -109,6 +109,33 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Removes the folders between `path` and `root` that are now empty, as an object
+/// store has no folders of its own: a deleted `locks/...` object leaves no `locks`
+/// folder behind. A folder that is not empty (or that another run is writing into)
+/// stays; writers recreate folders they find missing ([`in_folder`]).
+fn remove_empty_folders_above(root: &Path, path: &Path) {
+    let mut folder = path.parent();
+    while let Some(dir) = folder {
+        if dir == root || !dir.starts_with(root) || fs::remove_dir(dir).is_err() {
+            break;
+        }
+        folder = dir.parent();
+    }
+}
+
+/// Creates `folder` and runs `create` (which makes a file in it), again if a concurrent
+/// delete removed the folder as empty in between.
+fn in_folder<T>(folder: &Path, mut create: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut attempts = 0;
+    loop {
+        fs::create_dir_all(folder)?;
+        match create() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
 /// Runs blocking file work off the runtime's threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| Err(io::Error::other(format!("a file task failed: {e}"))))
@@ -125,8 +152,7 @@ impl ObjectStore for LocalStore {
         let staged_in = path.parent().unwrap_or(&self.dir).to_path_buf();
         let target = path.clone();
         let written = blocking(move || {
-            fs::create_dir_all(&staged_in)?;
-            let mut staged = tempfile::Builder::new().prefix(".staged").tempfile_in(&staged_in)?;
+            let mut staged = in_folder(&staged_in, || tempfile::Builder::new().prefix(".staged").tempfile_in(&staged_in))?;
             staged.write_all(&bytes)?;
             staged.as_file().sync_all()?;
             match mode {
@@ -151,15 +177,13 @@ impl ObjectStore for LocalStore {
         let opened = {
             let partial = partial.clone();
             blocking(move || {
-                if let Some(parent) = partial.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                OpenOptions::new().write(true).create_new(true).open(&partial)
+                let folder = partial.parent().map(Path::to_path_buf).unwrap_or_default();
+                in_folder(&folder, || OpenOptions::new().write(true).create_new(true).open(&partial))
             })
             .await
         };
         let file = opened.map_err(|e| StoreError::io(&partial.display().to_string(), "creating", &e))?;
-        Ok(Box::new(LocalUpload { file: Some(file), partial, path, open: true }))
+        Ok(Box::new(LocalUpload { file: Some(file), partial, path, root: self.dir.clone(), open: true }))
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
@@ -191,7 +215,10 @@ impl ObjectStore for LocalStore {
         let path = self.path(key)?;
         match tokio::fs::remove_file(&path).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io(&self.location(key), "deleting", &e)),
-            _ => Ok(()),
+            _ => {
+                remove_empty_folders_above(&self.dir, &path);
+                Ok(())
+            }
         }
     }
 
@@ -215,7 +242,9 @@ impl ObjectStore for LocalStore {
             return Err(StoreError::not_found(&self.location(upload_id), "aborting the upload of"));
         }
         let path = self.path(upload_id)?;
-        tokio::fs::remove_file(&path).await.map_err(|e| StoreError::io(&self.location(upload_id), "aborting the upload of", &e))
+        tokio::fs::remove_file(&path).await.map_err(|e| StoreError::io(&self.location(upload_id), "aborting the upload of", &e))?;
+        remove_empty_folders_above(&self.dir, &path);
+        Ok(())
     }
 }
 
@@ -225,6 +254,8 @@ struct LocalUpload {
     file: Option<File>,
     partial: PathBuf,
     path: PathBuf,
+    /// The store's directory, where removing emptied folders stops.
+    root: PathBuf,
     open: bool,
 }
 
@@ -279,7 +310,10 @@ impl MultipartUpload for LocalUpload {
         self.open = false;
         match tokio::fs::remove_file(&self.partial).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io(&self.at(), "deleting", &e)),
-            _ => Ok(()),
+            _ => {
+                remove_empty_folders_above(&self.root, &self.partial);
+                Ok(())
+            }
         }
     }
 }
