@@ -12,6 +12,8 @@ use crate::backup::BackupOptions;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::notify::Notifier;
+use crate::pitr::slice_job::SliceOptions;
+use crate::pitr::TargetTime;
 use crate::prune::policy::Policy;
 use crate::prune::PruneOptions;
 use crate::restore::plan::DatabaseRename;
@@ -49,6 +51,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Load the sample ingest data set into a server (for demos, tests and benchmarks).
     SampleData(SampleDataArgs),
+    /// Write one point-in-time slice of the oplog to the store: the entries since the last slice (or the newest backup).
+    Oplog(OplogArgs),
     /// Remove the backups a retention policy does not keep (never the newest complete or verified one), and leftovers of runs that died.
     Prune(PruneArgs),
     /// Run forever: a backup on every cron tick, verified after a delay; /healthz and /metrics over HTTP.
@@ -232,12 +236,9 @@ pub struct BackupFlags {
     /// Archives are multi-member gzip or multi-frame zstd, one per 1 MiB block.
     #[arg(long, alias = "zstd-threads", env = "COMPRESS_THREADS")]
     pub compress_threads: Option<u32>,
-    /// Only namespaces matching this db.collection pattern ('*' is a wildcard); repeatable.
-    #[arg(long = "ns-include", value_name = "PATTERN")]
-    pub ns_include: Vec<String>,
-    /// Skip namespaces matching this db.collection pattern; repeatable.
-    #[arg(long = "ns-exclude", value_name = "PATTERN")]
-    pub ns_exclude: Vec<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub namespaces: NamespaceArg,
     /// Directory for spool files of large collections [default: the system temp directory].
     #[arg(long, env = "INGEST_BACKUP_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
@@ -299,7 +300,7 @@ impl BackupFlags {
             s3,
             parallel: self.parallel,
             compression,
-            filter: NamespaceFilter::new(&self.ns_include, &self.ns_exclude)?,
+            filter: self.namespaces.filter()?,
             spool_dir: self.spool_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("ingest-backup-spool")),
             spool_memory_limit: self.spool_memory_mb << 20,
             batch_size: self.batch_size,
@@ -458,6 +459,10 @@ pub struct VerifyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub notify: NotifyArg,
+    /// Check the point-in-time slices instead of a backup: every slice's hash and framing, the chains' continuity and
+    /// their link to a backup; optionally only slices meeting FROM..TO (RFC 3339 or T.I, either side may be empty).
+    #[arg(long, value_name = "FROM..TO", num_args = 0..=1, default_missing_value = "..")]
+    pub pitr: Option<String>,
     /// Print the verification report as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
@@ -506,12 +511,9 @@ pub struct RestoreArgs {
     /// Drop each target collection before restoring it (otherwise existing documents are kept and duplicates reported).
     #[arg(long)]
     pub drop: bool,
-    /// Only namespaces of the backup matching this db.collection pattern ('*' is a wildcard); repeatable.
-    #[arg(long = "ns-include", value_name = "PATTERN")]
-    pub ns_include: Vec<String>,
-    /// Skip namespaces of the backup matching this db.collection pattern; repeatable.
-    #[arg(long = "ns-exclude", value_name = "PATTERN")]
-    pub ns_exclude: Vec<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub namespaces: NamespaceArg,
     /// Restore database DB of the backup under the name given by --ns-to.
     #[arg(long = "ns-from", value_name = "DB")]
     pub ns_from: Option<String>,
@@ -533,6 +535,10 @@ pub struct RestoreArgs {
     /// Restore an archive that has no sidecar manifest: a tarball made by the original mongodump + tar -czf pipeline. Nothing is checked against checksums.
     #[arg(long)]
     pub no_manifest: bool,
+    /// Restore to this point in time: an RFC 3339 time (every write of that second included) or an oplog timestamp T.I.
+    /// The newest backup at or before it is restored (or the one named), then its oplog slices are replayed up to it.
+    #[arg(long, value_name = "TIME")]
+    pub to_time: Option<String>,
     /// Print the restore report as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
@@ -556,15 +562,72 @@ impl RestoreArgs {
             backup: self.backup.clone(),
             uri: self.uri.clone(),
             drop: self.drop,
-            filter: NamespaceFilter::new(&self.ns_include, &self.ns_exclude)?,
+            filter: self.namespaces.filter()?,
             rename: DatabaseRename::parse(self.ns_from.as_deref(), self.ns_to.as_deref())?,
             oplog_replay: self.oplog_replay,
             parallel: self.parallel,
             batch_documents: self.batch_size,
             no_manifest: self.no_manifest,
+            to_time: self.to_time.as_deref().map(TargetTime::parse).transpose()?,
             retry: self.retries.policy()?,
             spool_dir: std::env::temp_dir().join("ingest-backup-spool"),
         })
+    }
+}
+
+/// `--ns-include` / `--ns-exclude`: which namespaces a backup, restore or oplog slice covers.
+#[derive(Debug, Args)]
+pub struct NamespaceArg {
+    /// Only namespaces matching this db.collection pattern ('*' is a wildcard); repeatable. For `restore`, of the
+    /// backup; for `oplog`, give the backup's.
+    #[arg(long = "ns-include", value_name = "PATTERN")]
+    pub ns_include: Vec<String>,
+    /// Skip namespaces matching this db.collection pattern; repeatable.
+    #[arg(long = "ns-exclude", value_name = "PATTERN")]
+    pub ns_exclude: Vec<String>,
+}
+
+impl NamespaceArg {
+    /// The filter the patterns make.
+    ///
+    /// # Errors
+    /// A usage error naming a malformed pattern.
+    pub fn filter(&self) -> Result<NamespaceFilter> {
+        NamespaceFilter::new(&self.ns_include, &self.ns_exclude)
+    }
+}
+
+/// Flags of `oplog`.
+#[derive(Debug, Args)]
+pub struct OplogArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub uri: UriArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub namespaces: NamespaceArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub retries: RetriesArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub notify: NotifyArg,
+    /// Print the result as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl OplogArgs {
+    /// Validates the flags into [`SliceOptions`].
+    ///
+    /// # Errors
+    /// A usage error naming the bad flag.
+    pub fn options(&self) -> Result<SliceOptions> {
+        let (store, s3) = self.store.resolve()?;
+        Ok(SliceOptions { uri: self.uri.uri.clone(), store, s3, filter: self.namespaces.filter()?, retry: self.retries.policy()? })
     }
 }
 

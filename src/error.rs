@@ -56,6 +56,10 @@ pub enum Error {
     /// The data read from the server cannot be backed up consistently.
     #[error("{0}")]
     Consistency(String),
+    /// The oplog rolled over past the end of a point-in-time chain: writes are lost to
+    /// point-in-time recovery until the next full backup.
+    #[error("{0}")]
+    OplogGap(String),
     /// Another run holds the store (a prune asked while a backup or prune is live).
     #[error("{0}")]
     Locked(String),

@@ -18,6 +18,7 @@ pub mod filter;
 pub mod manifest;
 pub mod naming;
 pub mod notify;
+pub mod pitr;
 pub mod prune;
 pub mod redact;
 pub mod restore;

@@ -10,10 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use ingest_backup::backup::{run_backup_with_progress, BackupProgress, BackupReport};
 use ingest_backup::cli::{
-    BackupArgs, Cli, Command, HealthcheckArgs, ListArgs, PruneArgs, RestoreArgs, SampleDataArgs, ScheduleArgs, StoreArg, VerifyArgs,
+    BackupArgs, Cli, Command, HealthcheckArgs, ListArgs, OplogArgs, PruneArgs, RestoreArgs, SampleDataArgs, ScheduleArgs, StoreArg, VerifyArgs,
 };
 use ingest_backup::manifest::Manifest;
 use ingest_backup::notify::{Event, Operation};
+use ingest_backup::pitr;
 use ingest_backup::prune;
 use ingest_backup::restore::{self, RestoreReport};
 use ingest_backup::sample::{self, SampleSpec};
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => args.json,
         Command::Restore(args) => args.json,
         Command::Prune(args) => args.json,
+        Command::Oplog(args) => args.json,
         Command::SampleData(_) | Command::Schedule(_) | Command::Healthcheck(_) => false,
     };
     let outcome = runtime.block_on(run(cli.command, cancel));
@@ -108,6 +110,7 @@ async fn run(command: Command, cancel: CancellationToken) -> Result<Outcome> {
         Command::Verify(args) => verify(&args, cancel).await,
         Command::Restore(args) => restore(&args, cancel).await,
         Command::Prune(args) => prune(&args, cancel).await.map(succeeded),
+        Command::Oplog(args) => oplog(&args, cancel).await.map(succeeded),
         Command::SampleData(args) => sample_data(&args).await.map(succeeded),
         Command::Schedule(args) => schedule(&args, cancel).await,
         Command::Healthcheck(args) => healthcheck(&args).await,
@@ -167,6 +170,47 @@ async fn backup(args: &BackupArgs, cancel: CancellationToken) -> Result<()> {
         println!("{document}");
     }
     Ok(())
+}
+
+async fn oplog(args: &OplogArgs, cancel: CancellationToken) -> Result<()> {
+    let notifier = args.notify.notifier()?;
+    let result = async { pitr::slice_job::run_oplog_slice(&args.options()?, cancel).await }.await;
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            notifier.send(&Event::failed(Operation::Oplog, store_display(&args.store), &error)).await;
+            return Err(error);
+        }
+    };
+    match &report.slice {
+        Some(slice) => eprintln!(
+            "oplog slice {} written: {} entries, {} bytes of BSON ({} stored), {} .. {}, chained from backup {}",
+            slice.file, slice.entries, slice.bytes, slice.stored_bytes, slice.start_time, slice.end_time, report.base_backup
+        ),
+        None => eprintln!("no oplog entry since {} (chain of backup {}): nothing written", pitr::timestamp_label(report.start), report.base_backup),
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report).expect("a slice report always serializes"));
+    }
+    Ok(())
+}
+
+async fn verify_pitr(args: &VerifyArgs, range: &str) -> Result<Outcome> {
+    let (from, to) = pitr::check::parse_range(range)?;
+    let (location, s3) = args.store.resolve()?;
+    let store = store::open(&location, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
+    let check = pitr::check::check_pitr(&store, from, to).await?;
+    for chain in &check.chains {
+        eprintln!("PITR: {} ({} slices)", chain.describe(), chain.slices.len());
+    }
+    for finding in &check.findings {
+        eprintln!("PROBLEM: {finding}");
+    }
+    eprintln!("{} oplog slices checked: {}", check.slices_checked, if check.passed() { "passed" } else { "FAILED" });
+    if args.json {
+        println!("{}", serde_json::to_string(&check).expect("a check always serializes"));
+    }
+    Ok(if check.passed() { Outcome::Succeeded } else { Outcome::Failed })
 }
 
 async fn prune(args: &PruneArgs, cancel: CancellationToken) -> Result<()> {
@@ -231,6 +275,9 @@ fn backup_json(report: &BackupReport, store: &str) -> serde_json::Value {
 }
 
 async fn verify(args: &VerifyArgs, cancel: CancellationToken) -> Result<Outcome> {
+    if let Some(range) = &args.pitr {
+        return verify_pitr(args, range).await;
+    }
     let notifier = args.notify.notifier()?;
     let result = async { verify::run_verify(&args.options()?, cancel).await }.await;
     notifier.send(&Event::verify_ended(&result, &store_display(&args.store), &args.backup)).await;
@@ -263,6 +310,16 @@ fn print_restore_summary(report: &RestoreReport) {
         let reached = oplog.reached.map_or("-".to_string(), |t| format!("{}:{}", t.t, t.i));
         eprintln!("oplog replayed: {} entries applied, {} skipped, reached {reached}", oplog.applied, oplog.skipped);
     }
+    if let (Some(slices), Some(target)) = (&report.pitr, report.to_time) {
+        let reached = slices.reached.map_or("-".to_string(), |t| format!("{}:{}", t.t, t.i));
+        eprintln!(
+            "oplog slices replayed to {} ({}): {} entries applied, {} skipped, reached {reached}",
+            pitr::timestamp_label(target),
+            pitr::wall_time(target).to_rfc3339(),
+            slices.applied,
+            slices.skipped
+        );
+    }
     for problem in &report.problems {
         eprintln!("PROBLEM: {problem}");
     }
@@ -287,6 +344,18 @@ async fn list(args: &ListArgs) -> Result<()> {
     let location = args.store.location()?;
     let store = store::open(&location, || args.store.s3_settings()).await?;
     let backups = store.list().await?;
+    let chains = pitr::chains(&pitr::bases(&backups), &pitr::list_slices(&store).await?);
+    let ranges: Vec<serde_json::Value> = chains
+        .iter()
+        .filter(|chain| !chain.slices.is_empty())
+        .map(|chain| {
+            json!({
+                "base": chain.base, "from": pitr::timestamp_label(chain.from), "to": pitr::timestamp_label(chain.to),
+                "from_time": pitr::wall_time(chain.from).to_rfc3339(), "to_time": pitr::wall_time(chain.to).to_rfc3339(),
+                "slices": chain.slices.len(), "broken_at": chain.broken_at,
+            })
+        })
+        .collect();
     let uploads = store.objects().list_multipart_uploads("").await?;
     let stale: Vec<serde_json::Value> = prune::stale_uploads(&uploads, chrono::Utc::now(), args.stale_after)
         .into_iter()
@@ -312,7 +381,7 @@ async fn list(args: &ListArgs) -> Result<()> {
         }));
     }
     if args.json {
-        println!("{}", json!({ "store": location.to_string(), "backups": rows, "stale_uploads": stale }));
+        println!("{}", json!({ "store": location.to_string(), "backups": rows, "pitr": ranges, "stale_uploads": stale }));
         return Ok(());
     }
     for upload in &stale {
@@ -339,6 +408,16 @@ async fn list(args: &ListArgs) -> Result<()> {
             row["compression"].as_str().unwrap_or("-"),
             verified,
             if complete { "complete" } else { "INCOMPLETE (no sidecar manifest)" }
+        );
+    }
+    for range in &ranges {
+        println!(
+            "PITR: {} - {} (backup {} + {} oplog slices){}",
+            range["from_time"].as_str().unwrap_or(""),
+            range["to_time"].as_str().unwrap_or(""),
+            range["base"].as_str().unwrap_or(""),
+            range["slices"],
+            range["broken_at"].as_str().map_or(String::new(), |slice| format!("; GAP: {slice} does not continue it"))
         );
     }
     Ok(())

@@ -40,6 +40,8 @@ pub enum Stage {
     PruneAfterSidecar,
     /// A prune that deleted the first removed backup's archive, before its verification record.
     PruneAfterArchive,
+    /// An oplog slice read into its temporary file, before its upload.
+    SliceBeforeUpload,
 }
 
 impl Stage {
@@ -50,6 +52,7 @@ impl Stage {
             Stage::PruneBeforeDelete => "prune-before-delete",
             Stage::PruneAfterSidecar => "prune-after-sidecar",
             Stage::PruneAfterArchive => "prune-after-archive",
+            Stage::SliceBeforeUpload => "slice-before-upload",
         }
     }
 }

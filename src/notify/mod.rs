@@ -49,6 +49,8 @@ pub enum Operation {
     Restore,
     /// `ingest-backup prune`.
     Prune,
+    /// `ingest-backup oplog`.
+    Oplog,
 }
 
 impl Operation {
@@ -59,6 +61,7 @@ impl Operation {
             Operation::Verify => "verify",
             Operation::Restore => "restore",
             Operation::Prune => "prune",
+            Operation::Oplog => "oplog",
         }
     }
 }
@@ -248,6 +251,7 @@ pub fn failure_stage(error: &Error) -> &'static str {
         Error::Store { .. } => "store",
         Error::Consistency(_) => "consistency",
         Error::Locked(_) => "store lock",
+        Error::OplogGap(_) => "pitr",
         Error::Cancelled => "cancelled",
         Error::GaveUp { source, .. } | Error::RestoreInterrupted { source, .. } => failure_stage(source),
     }

@@ -143,6 +143,8 @@ pub struct Survey {
     pub objects: Vec<ObjectMeta>,
     /// Every open upload.
     pub uploads: Vec<PendingUpload>,
+    /// Every complete point-in-time slice.
+    pub slices: Vec<crate::pitr::SliceMeta>,
 }
 
 /// Lists everything a prune judges; any failure fails the whole survey, so a prune
@@ -151,10 +153,13 @@ pub struct Survey {
 /// # Errors
 /// The store could not be listed or a sidecar or record could not be read.
 pub async fn survey(store: &Store) -> Result<Survey> {
-    let (backups, objects, uploads) = futures::try_join!(store.list(), async { Ok(store.objects().list("").await?) }, async {
-        Ok(store.objects().list_multipart_uploads("").await?)
-    })?;
-    Ok(Survey { backups, objects, uploads })
+    let (backups, objects, uploads, slices) = futures::try_join!(
+        store.list(),
+        async { Ok(store.objects().list("").await?) },
+        async { Ok(store.objects().list_multipart_uploads("").await?) },
+        crate::pitr::list_slices(store)
+    )?;
+    Ok(Survey { backups, objects, uploads, slices })
 }
 
 fn health_of(verification: Option<&[u8]>) -> Health {
@@ -245,9 +250,34 @@ pub fn plan(
         });
     }
     verdicts.sort_by(|a, b| b.name.cmp(&a.name));
+    let kept: HashSet<&str> = verdicts.iter().filter(|v| v.action == Action::Keep).map(|v| v.name.as_str()).collect();
+    let mut found = slice_leftovers(survey, &kept, now, stale_after);
     // An upload's start is the store's clock: judged by the wall clock, not `now` (which
     // tests set to a chosen time to judge backups named by that clock).
-    (verdicts, leftovers(survey, Utc::now().max(now), stale_after))
+    found.extend(leftovers(survey, Utc::now().max(now), stale_after));
+    (verdicts, found)
+}
+
+/// Oplog slices: those of a backup that is not kept go with it (a slice is useless
+/// without its chain's base); a slice object without its sidecar (its job died) once
+/// older than `stale_after`.
+fn slice_leftovers(survey: &Survey, kept: &HashSet<&str>, now: DateTime<Utc>, stale_after: Duration) -> Vec<Leftover> {
+    let mut found = Vec::new();
+    for slice in survey.slices.iter().filter(|s| !kept.contains(s.base_backup.as_str())) {
+        for key in [slice.file.clone(), crate::pitr::sidecar_key(&slice.file)] {
+            let reason = format!("an oplog slice of backup {}, which is not kept", slice.base_backup);
+            found.push(Leftover { kind: "oplog slice".into(), key, upload_id: None, action: Action::Remove, reason });
+        }
+    }
+    let complete: HashSet<&str> = survey.slices.iter().map(|s| s.file.as_str()).collect();
+    for object in survey.objects.iter().filter(|o| o.key.starts_with(crate::pitr::SLICE_PREFIX) && o.key.ends_with(".bson.gz")) {
+        if !complete.contains(object.key.as_str()) && older_than(object.last_modified, Utc::now().max(now), stale_after) {
+            let reason =
+                format!("an oplog slice without its sidecar for longer than --stale-after {}: its job died", humantime::format_duration(stale_after));
+            found.push(Leftover { kind: "oplog slice".into(), key: object.key.clone(), upload_id: None, action: Action::Remove, reason });
+        }
+    }
+    found
 }
 
 /// Sidecars and verification records whose archive is gone, and open uploads.

@@ -62,6 +62,8 @@ pub struct RestoreOptions {
     /// How often connecting, preparing and building indexes are tried again after a
     /// transient fault (inserts rely on the driver's retryable writes).
     pub retry: crate::retry::RetryPolicy,
+    /// Restore to this point in time: the base backup, then its oplog slices.
+    pub to_time: Option<crate::pitr::TargetTime>,
 }
 
 /// One restored namespace.
@@ -110,6 +112,10 @@ pub struct RestoreReport {
     pub oplog: Option<ReplayReport>,
     /// The point the replay was to reach (the backup's consistency end).
     pub oplog_limit: Option<Timestamp>,
+    /// With `--to-time`: the oplog slices replayed after the backup, up to the target.
+    pub pitr: Option<ReplayReport>,
+    /// With `--to-time`: the target.
+    pub to_time: Option<Timestamp>,
     /// Everything that makes the restore not a faithful copy; empty on success.
     pub problems: Vec<String>,
 }
@@ -130,7 +136,25 @@ impl RestoreReport {
 pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) -> Result<RestoreReport> {
     let clock = Instant::now();
     let latest = if options.no_manifest { Latest::Newest } else { Latest::NewestComplete };
-    let (store, backup) = store::open_backup(&options.store, options.s3.clone(), &options.backup, latest).await?;
+    let store = store::open(&options.store, || options.s3.clone().ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
+    let listing = store.list().await?;
+    let pitr = match options.to_time {
+        None => None,
+        Some(target) => {
+            if options.no_manifest || !options.oplog_replay {
+                return Err(Error::usage("--to-time replays the oplog over a backup with a manifest: drop --no-manifest and --oplog-replay false"));
+            }
+            let slices = crate::pitr::list_slices(&store).await?;
+            let chains = crate::pitr::chains(&crate::pitr::bases(&listing), &slices);
+            let base = (options.backup != "latest").then_some(options.backup.as_str());
+            Some(crate::pitr::plan_restore(&chains, target, base)?)
+        }
+    };
+    let wanted = pitr.as_ref().map_or(options.backup.as_str(), |plan| plan.base.as_str());
+    let backup = store::select(listing, wanted, &options.store, latest)?;
+    if let Some(plan) = &pitr {
+        info!(backup = %plan.base, slices = plan.slices.len(), target = %crate::pitr::timestamp_label(plan.target), "Restoring to a point in time.");
+    }
     let format =
         ArchiveFormat::of_file(&backup.archive).ok_or_else(|| Error::usage(format!("{} is neither .tar.gz nor .tar.zst", backup.archive)))?;
     let map = NamespaceMap::new(options.rename.clone());
@@ -144,7 +168,7 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     }
     let target = crate::source::connect_retrying(&options.uri, &options.retry).await?;
     let client = target.client.clone();
-    let restored = restore_into(options, cancel, clock, store, backup, format, map, manifest, plan, target).await;
+    let restored = restore_into(options, cancel, clock, store, backup, format, map, manifest, plan, target, pitr).await;
     // Closing the pool before the runtime goes: dropped with writes just ended (a
     // damaged member stopping the restore), the driver's pool worker panicked while
     // the process exited.
@@ -165,6 +189,7 @@ async fn restore_into(
     manifest: Option<Manifest>,
     plan: Plan,
     target: crate::source::Source,
+    pitr: Option<crate::pitr::RestorePlan>,
 ) -> Result<RestoreReport> {
     let retry = &options.retry;
     info!(backup = %backup.name, namespaces = plan.namespaces.len(), drop = options.drop, "Restoring.");
@@ -298,6 +323,14 @@ async fn restore_into(
         None => None,
     };
     problems.extend(oplog_problem);
+    let pitr_replay = match &pitr {
+        Some(point) => Some(
+            crate::pitr::replay::replay_slices(&store, &target.client, &point.slices, &options.filter, &map, point.target, &cancel)
+                .await
+                .map_err(interrupted)?,
+        ),
+        None => None,
+    };
     let report = RestoreReport {
         name: backup.name.clone(),
         target: target.hosts.clone(),
@@ -309,6 +342,8 @@ async fn restore_into(
         skipped: plan.skipped,
         oplog,
         oplog_limit,
+        pitr: pitr_replay,
+        to_time: pitr.map(|point| point.target),
         problems,
     };
     info!(backup = %report.name, documents = report.documents, seconds = format!("{:.2}", report.duration_seconds), "Restore finished.");

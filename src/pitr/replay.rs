@@ -1,0 +1,102 @@
+//! Replaying oplog slices over a restored backup, up to a target time, with the
+//! restore module's [`Replayer`] (idempotent inserts, `$v: 2` updates, commands,
+//! transactions as `applyOps`).
+//!
+//! Each slice is fetched whole into a temporary file and its size and SHA-256 are
+//! checked against its sidecar before any of its entries is applied: a damaged slice
+//! stops the restore before it writes anything of that slice.
+
+use std::io::{Read, Seek, Write};
+
+use bson::RawDocumentBuf;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::SliceMeta;
+use crate::dump::bson_reader::BsonReader;
+use crate::error::{Error, Result};
+use crate::filter::NamespaceFilter;
+use crate::restore::oplog_replay::{ReplayReport, Replayer};
+use crate::restore::plan::NamespaceMap;
+use crate::source::Timestamp;
+use crate::store::Store;
+
+/// Fetches a slice into a temporary file and checks it against its sidecar.
+///
+/// # Errors
+/// The store could not be read; the slice's size or SHA-256 differs from its sidecar.
+pub async fn fetch_checked(store: &Store, slice: &SliceMeta) -> Result<std::fs::File> {
+    let mut stream = store.objects().get(&slice.file).await?;
+    let temp = std::env::temp_dir();
+    let mut file = tempfile::tempfile().map_err(Error::io("cannot create a temporary file for an oplog slice", &temp))?;
+    let (mut sha256, mut size) = (Sha256::new(), 0u64);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        sha256.update(&chunk);
+        size += chunk.len() as u64;
+        file.write_all(&chunk).map_err(Error::io("cannot write a temporary file for an oplog slice", &temp))?;
+    }
+    let digest = hex::encode(sha256.finalize());
+    if size != slice.stored_bytes || digest != slice.sha256 {
+        return Err(Error::Consistency(format!(
+            "the oplog slice {} is damaged: {size} bytes with SHA-256 {digest}, its sidecar says {} bytes with {}; nothing of it was applied",
+            slice.file, slice.stored_bytes, slice.sha256
+        )));
+    }
+    file.rewind().map_err(Error::io("cannot read back a temporary file for an oplog slice", &temp))?;
+    Ok(file)
+}
+
+/// Reads the entries of a fetched slice (gzip BSON) and hands each to `each`, in order.
+///
+/// # Errors
+/// The slice is not gzip or not whole BSON documents, or `each` failed.
+pub fn read_entries(file: std::fs::File, name: &str, mut each: impl FnMut(&bson::RawDocument) -> Result<bool>) -> Result<()> {
+    let decoder: Box<dyn Read> = Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)));
+    let mut reader = BsonReader::new(decoder);
+    while let Some(entry) = reader.next_document().map_err(|e| Error::Consistency(format!("the oplog slice {name} is unreadable: {e}")))? {
+        if !each(entry)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Applies `slices` in order to the target, up to and including `target`.
+///
+/// # Errors
+/// A damaged slice, a target that refuses an entry (named), [`Error::Cancelled`].
+pub async fn replay_slices(
+    store: &Store,
+    client: &mongodb::Client,
+    slices: &[SliceMeta],
+    filter: &NamespaceFilter,
+    map: &NamespaceMap,
+    target: Timestamp,
+    cancel: &CancellationToken,
+) -> Result<ReplayReport> {
+    let mut replayer = Replayer::new(client, filter, map, Some(target));
+    for slice in slices {
+        let file = fetch_checked(store, slice).await?;
+        let (entries, mut received) = mpsc::channel::<RawDocumentBuf>(256);
+        let name = slice.file.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            read_entries(file, &name, |entry| {
+                let past_target = entry.get_timestamp("ts").is_ok_and(|ts| Timestamp::from(ts) > target);
+                Ok(!past_target && entries.blocking_send(entry.to_raw_document_buf()).is_ok())
+            })
+        });
+        while let Some(entry) = received.recv().await {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            replayer.apply(&entry).await?;
+        }
+        reader.await.expect("the slice reader does not panic")?;
+        info!(slice = %slice.file, applied = replayer.report.applied, "Replayed an oplog slice.");
+    }
+    Ok(replayer.report)
+}
