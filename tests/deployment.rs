@@ -326,7 +326,16 @@ fn cronjobs_follow_the_stage_files_and_run_hardened() {
             "{stage}: the verify Job outlives its wait for the backup"
         );
 
-        for cronjob in [backup, verify] {
+        // Point-in-time slices: a third CronJob where the stage enables it, never pruning.
+        let pitr = docs.iter().find(|d| d["kind"] == "CronJob" && d["metadata"]["name"] == "ingest-backup-pitr");
+        assert_eq!(pitr.is_some(), values["pitr"]["enabled"] == true, "{stage}: the pitr CronJob follows pitr.enabled");
+        if let Some(pitr) = pitr {
+            assert_eq!(pitr["spec"]["schedule"], values["pitr"]["cronSchedule"], "{stage}");
+            assert_eq!(container(pitr)["args"], serde_json::json!(["oplog"]));
+            assert!(env_of(pitr).keys().all(|k| !k.starts_with("PRUNE_")), "{stage}: the pitr Job never prunes");
+        }
+
+        for cronjob in [backup, verify].into_iter().chain(pitr) {
             let spec = &cronjob["spec"];
             assert_eq!(spec["concurrencyPolicy"], "Forbid");
             assert_eq!(spec["timeZone"], "Etc/UTC");
@@ -525,12 +534,15 @@ fn render_refuses_unsafe_or_incomplete_values() {
                 "-f",
                 &prod,
                 "--set",
-                "retention.keepDaily=null,retention.keepWeekly=null,retention.keepMonthly=null,retention.keepYearly=null,retention.keepWithin=null",
+                "retention.keepDaily=null,retention.keepWeekly=null,retention.keepMonthly=null,retention.keepYearly=null,retention.keepWithin=null,\
+                 retention.keepPitr=null",
             ],
             "no keep rule is set",
         ),
         (&["-f", &prod, "--set-string", "retention.keepWithin=3 days"], "/retention/keepWithin"),
         (&["-f", &prod, "--set", "retention.keepDaily=-1"], "/retention/keepDaily"),
+        (&["-f", &prod, "--set-string", "pitr.cronSchedule=*/10 * * *"], "pitr.cronSchedule"),
+        (&["-f", &prod, "--set", "pitr.backoffLimit=-1"], "/pitr/backoffLimit"),
     ];
     for (args, message) in cases {
         let output = template(&helm, args);
@@ -1103,6 +1115,7 @@ fn reschedule_patches_both_cronjobs_as_the_chart_would_schedule_them() {
     stubs.reset();
     let output = reschedule(&stubs, "./reschedule.sh", &["@daily"], &[]);
     assert!(output.status.success(), "{}", text(&output));
+    // Exactly these two patches: the point-in-time CronJob keeps its own schedule.
     assert_eq!(stubs.calls(), [patch_call("ingest-backup", "@daily"), patch_call("ingest-backup-verify", "30 0 * * *")]);
 
     // The namespace: -n, else HELM_NAMESPACE (as helm/setup.sh installs with).
@@ -1498,6 +1511,8 @@ fn the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs() {
             "IngestBackupBackupNeverSucceeded",
             "IngestBackupBackupStale",
             "IngestBackupJobFailed",
+            "IngestBackupPitrNeverSucceeded",
+            "IngestBackupPitrStale",
             "IngestBackupVerifyNeverSucceeded",
             "IngestBackupVerifyStale"
         ]
@@ -1510,7 +1525,13 @@ fn the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs() {
     let never = by_name["IngestBackupVerifyNeverSucceeded"]["expr"].as_str().unwrap();
     assert!(never.contains("absent(") && never.contains(r#"cronjob="ingest-backup-verify""#), "{never}");
     let failed = by_name["IngestBackupJobFailed"]["expr"].as_str().unwrap();
-    assert!(failed.contains("kube_job_status_failed") && failed.contains(r#"owner_name=~"ingest-backup|ingest-backup-verify""#), "{failed}");
+    assert!(
+        failed.contains("kube_job_status_failed") && failed.contains(r#"owner_name=~"ingest-backup|ingest-backup-verify|ingest-backup-pitr""#),
+        "{failed}"
+    );
+    // prod takes point-in-time slices: a slice CronJob that stops succeeding alerts within the hour.
+    let pitr_stale = by_name["IngestBackupPitrStale"]["expr"].as_str().unwrap();
+    assert!(pitr_stale.contains(r#"cronjob="ingest-backup-pitr""#) && pitr_stale.contains("> 3600"), "{pitr_stale}");
     // The other objects still validate with the rule beside them (the rule is a CRD the API schemas do not know).
     let Some(validate) = kube_validate(test) else { return };
     let dir = tempfile::tempdir().unwrap();

@@ -234,6 +234,15 @@ ok:{{ $text }}
 {{- end -}}
 
 {{/* The verify schedule: verify.cronSchedule, else cronSchedule + verify.offsetMinutes. */}}
+{{/* The point-in-time slice schedule (pitr.cronSchedule), checked like the backup's. */}}
+{{- define "ingest-backup.pitrSchedule" -}}
+{{- $r := include "ingest-backup.checkCron" (dict "what" "pitr.cronSchedule" "text" .Values.pitr.cronSchedule) -}}
+{{- if hasPrefix "err:" $r -}}
+{{- fail (trimPrefix "err:" $r) -}}
+{{- end -}}
+{{- trimPrefix "ok:" $r -}}
+{{- end -}}
+
 {{- define "ingest-backup.verifySchedule" -}}
 {{- if trim (toString .Values.verify.cronSchedule) -}}
 {{- $r := include "ingest-backup.checkCron" (dict "what" "verify.cronSchedule" "text" .Values.verify.cronSchedule) -}}
@@ -447,8 +456,8 @@ install's secret values, so it refers to every key of the install's Secret, opti
 {{- end -}}
 
 {{/*
-The Job spec shared by the CronJobs and the restore Job: (dict "ctx" $ "job" .Values.backup|verify|restore
-"component" "backup"|"verify"|"restore" "args" (list ...)).
+The Job spec shared by the CronJobs and the restore Job: (dict "ctx" $ "job" .Values.backup|verify|pitr|restore
+"component" "backup"|"verify"|"pitr"|"restore" "args" (list ...)).
 */}}
 {{- define "ingest-backup.jobTemplate" -}}
 {{- $ := .ctx -}}
