@@ -627,7 +627,14 @@ impl OplogArgs {
     /// A usage error naming the bad flag.
     pub fn options(&self) -> Result<SliceOptions> {
         let (store, s3) = self.store.resolve()?;
-        Ok(SliceOptions { uri: self.uri.uri.clone(), store, s3, filter: self.namespaces.filter()?, retry: self.retries.policy()? })
+        Ok(SliceOptions {
+            uri: self.uri.uri.clone(),
+            store,
+            s3,
+            filter: self.namespaces.filter()?,
+            retry: self.retries.policy()?,
+            skip_without_backup: false,
+        })
     }
 }
 
@@ -676,6 +683,10 @@ pub struct ScheduleArgs {
     /// Start a backup as soon as the scheduler starts, then follow the schedule.
     #[arg(long, env = "RUN_ON_START")]
     pub run_now: bool,
+    /// Point-in-time recovery: write an oplog slice this often (e.g. 60s, 10m), chained from the newest backup, so
+    /// restore --to-time reaches within this much of now. Needs a replica set.
+    #[arg(long, env = "OPLOG_EVERY", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub oplog_every: Option<Duration>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub backup: BackupFlags,
@@ -709,8 +720,29 @@ impl ScheduleArgs {
             poll_interval: Duration::from_secs(15),
             retry: backup.retry,
         };
+        let oplog = match self.oplog_every {
+            None => None,
+            Some(every) if every < Duration::from_secs(1) => {
+                return Err(Error::usage(format!(
+                    "--oplog-every / OPLOG_EVERY {} is too short: give at least 1s (60s or more is usual)",
+                    humantime::format_duration(every)
+                )))
+            }
+            Some(every) => Some(crate::schedule::OplogSchedule {
+                every,
+                slice: SliceOptions {
+                    uri: backup.uri.clone(),
+                    store: backup.store.clone(),
+                    s3: backup.s3.clone(),
+                    filter: backup.filter.clone(),
+                    retry: backup.retry,
+                    skip_without_backup: true,
+                },
+            }),
+        };
         Ok(ScheduleOptions {
             cron,
+            oplog,
             prune: self.backup.prune_options()?,
             backup,
             verify,

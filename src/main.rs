@@ -185,9 +185,13 @@ async fn oplog(args: &OplogArgs, cancel: CancellationToken) -> Result<()> {
     match &report.slice {
         Some(slice) => eprintln!(
             "oplog slice {} written: {} entries, {} bytes of BSON ({} stored), {} .. {}, chained from backup {}",
-            slice.file, slice.entries, slice.bytes, slice.stored_bytes, slice.start_time, slice.end_time, report.base_backup
+            slice.file, slice.entries, slice.bytes, slice.stored_bytes, slice.start_time, slice.end_time, slice.base_backup
         ),
-        None => eprintln!("no oplog entry since {} (chain of backup {}): nothing written", pitr::timestamp_label(report.start), report.base_backup),
+        None => eprintln!(
+            "no oplog entry since {} (chain of backup {}): nothing written",
+            report.start.map(pitr::timestamp_label).unwrap_or_default(),
+            report.base_backup.as_deref().unwrap_or_default()
+        ),
     }
     if args.json {
         println!("{}", serde_json::to_string(&report).expect("a slice report always serializes"));

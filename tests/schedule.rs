@@ -2,7 +2,8 @@
 //! cron schedule, each verified after a short delay, visible in the store and in
 //! `/metrics`; a tick arriving during a run is skipped and counted; SIGTERM mid-run
 //! aborts the run after the grace period, leaving no open upload and no new backup;
-//! a malformed cron expression is a usage error before anything starts.
+//! a malformed cron expression is a usage error before anything starts; with
+//! `--oplog-every` oplog slices in the bucket make the newest writes restorable.
 //!
 //! Peers: SecantusDB (the source), MinIO (the store). The long run is made by the
 //! backup test hook (`INGEST_BACKUP_TEST_PAUSE`), never by timing.
@@ -267,4 +268,50 @@ async fn run_on_start_backs_up_at_once_and_healthcheck_asks_healthz() {
     let output = common::run(&["healthcheck", "--listen", &listen]);
     assert_eq!(output.status.code(), Some(1), "{}", common::all_output(&output));
     assert!(common::all_output(&output).contains("no answer"), "{}", common::all_output(&output));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oplog_every_takes_slices_that_make_the_newest_writes_restorable() {
+    let Some(binary) = minio::binary_or_skip("oplog_every_takes_slices_that_make_the_newest_writes_restorable") else { return };
+    let minio = Minio::start(binary).await;
+    let source = source_with_orders().await;
+    // One backup now (the chain's base), no other tick; a slice every second.
+    let extra = ["--cron", "0 0 1 1 *", "--run-now", "--verify-delay", "1h", "--grace-period", "10s", "--oplog-every", "1s"];
+    let (mut child, port) = start_schedule(&minio, &source, &extra, &[]);
+    eventually("the first backup", Duration::from_secs(60), &mut child, async || {
+        let (_, body) = get(port, "/metrics")?;
+        (sample(&body, r#"ingest_backup_runs_total{operation="backup",outcome="success"}"#)? >= 1.0).then_some(())
+    })
+    .await;
+
+    let client = source.client().await;
+    let orders = client.database("shop").collection::<bson::Document>("orders");
+    orders.insert_one(doc! { "_id": "after-the-backup", "sku": "late" }).await.unwrap();
+    orders.update_one(doc! { "_id": 3 }, doc! { "$set": { "qty": 700 } }).await.unwrap();
+    let hello = client.database("admin").run_command(doc! { "hello": 1 }).await.unwrap();
+    let written = hello.get_document("lastWrite").unwrap().get_document("opTime").unwrap().get_timestamp("ts").unwrap();
+    let expected = common::documents_by_id(&client, "shop", "orders").await;
+
+    let metrics = eventually("a slice reaching the writes", Duration::from_secs(60), &mut child, async || {
+        let (_, body) = get(port, "/metrics")?;
+        (sample(&body, "ingest_backup_pitr_newest_restorable_timestamp_seconds")? >= f64::from(written.time)).then_some(body)
+    })
+    .await;
+    assert!(sample(&metrics, "ingest_backup_pitr_slices_total").unwrap() >= 1.0, "{metrics}");
+    let lag = sample(&metrics, "ingest_backup_pitr_slice_lag_seconds").expect("the slice lag is exported");
+    assert!((0.0..600.0).contains(&lag), "{metrics}");
+    assert_eq!(sample(&metrics, r#"ingest_backup_runs_total{operation="oplog",outcome="failure"}"#), None, "{metrics}");
+    terminate(&child);
+    let (output, _) = wait_exit(child, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(0), "{}", common::all_output(&output));
+
+    // The slices are in the bucket; a restore to the writes' time gives them back.
+    let keys = minio.keys().await;
+    assert!(keys.iter().any(|k| k.starts_with("sched/oplog/") && k.ends_with(".bson.gz")), "{keys:?}");
+    let target = Server::start();
+    let store = format!("s3://{BUCKET}/sched");
+    let time = format!("{}.{}", written.time, written.increment);
+    let output = common::run_with_env(&["restore", "--to-time", &time, "--uri", &target.uri(), "--store", &store], &minio.env());
+    assert!(output.status.success(), "{}", common::all_output(&output));
+    assert_eq!(common::documents_by_id(&target.client().await, "shop", "orders").await, expected, "the state at the writes");
 }

@@ -344,7 +344,7 @@ pub struct Delivery {
 }
 
 /// The configured alert channels.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Notifier {
     channels: Vec<(ChannelKind, SecretUrl)>,
     notify_success: bool,

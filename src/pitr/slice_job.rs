@@ -46,6 +46,9 @@ pub struct SliceOptions {
     pub filter: NamespaceFilter,
     /// Retries of connecting.
     pub retry: RetryPolicy,
+    /// With no backup to chain from, write nothing and succeed (the scheduler, before
+    /// its first backup) instead of failing (the one-shot command).
+    pub skip_without_backup: bool,
 }
 
 /// What the job did.
@@ -53,10 +56,10 @@ pub struct SliceOptions {
 pub struct SliceReport {
     /// The slice written; `None` when the window held no entry.
     pub slice: Option<SliceMeta>,
-    /// Where the window started (the chain's end).
-    pub start: Timestamp,
-    /// The backup the chain starts from.
-    pub base_backup: String,
+    /// Where the window started (the chain's end); `None` without a backup to chain from.
+    pub start: Option<Timestamp>,
+    /// The backup the chain starts from; `None` when there is none yet.
+    pub base_backup: Option<String>,
 }
 
 /// A gzip writer over a temporary file that hashes and counts what reaches the file.
@@ -108,12 +111,16 @@ pub async fn run_oplog_slice(options: &SliceOptions, cancel: CancellationToken) 
     }
     let backups = store.list().await?;
     let mut all_bases = bases(&backups);
-    let base = all_bases.pop().ok_or_else(|| {
-        Error::Consistency(format!(
+    let Some(base) = all_bases.pop() else {
+        if options.skip_without_backup {
+            info!(store = %options.store, "No backup to chain oplog slices from yet: nothing written.");
+            return Ok(SliceReport { slice: None, start: None, base_backup: None });
+        }
+        return Err(Error::Consistency(format!(
             "{} holds no complete backup with an oplog consistency point to chain slices from; run `ingest-backup backup` against the replica set first",
             options.store
-        ))
-    })?;
+        )));
+    };
     let slices = list_slices(&store).await?;
     let oplog = source.client.database("local").collection::<RawDocumentBuf>("oplog.rs");
     let window = Window { store: &store, oplog: &oplog, options, cancel: &cancel };
@@ -137,7 +144,7 @@ pub async fn run_oplog_slice(options: &SliceOptions, cancel: CancellationToken) 
     let start = chain.to;
     let previous_end = chain.slices.last().map(|slice| slice.end);
     let slice = window.write(&base.name, start, previous_end, None).await?;
-    Ok(SliceReport { slice, start, base_backup: base.name.clone() })
+    Ok(SliceReport { slice, start: Some(start), base_backup: Some(base.name.clone()) })
 }
 
 /// One oplog window to write as a slice.

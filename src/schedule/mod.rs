@@ -1,8 +1,9 @@
 //! `ingest-backup schedule`: the long-running mode for hosts without Kubernetes (the
 //! docker-compose stack). It does what the Helm chart's two CronJobs do, in one process:
 //! a backup on every cron tick, then, after a delay, `verify <name>` of that backup
-//! against the same server; alerts as the one-shot commands send them; `/healthz` and
-//! `/metrics` for whoever watches it.
+//! against the same server; with `--oplog-every`, a point-in-time oplog slice at each
+//! interval (the Helm chart's third CronJob); alerts as the one-shot commands send them;
+//! `/healthz` and `/metrics` for whoever watches it.
 //!
 //! Two tokens shape a stop. `stop` (SIGTERM/SIGINT, from `main`) ends the scheduling:
 //! no new run starts and a pending verification delay is cut short. `abort` is handed to
@@ -46,6 +47,8 @@ const MISSED_LIMIT: usize = 1000;
 pub struct ScheduleOptions {
     /// When to back up.
     pub cron: CronSchedule,
+    /// Oplog slices between backups (`--oplog-every`), if any.
+    pub oplog: Option<OplogSchedule>,
     /// The prune after each successful backup (`--prune`).
     pub prune: Option<crate::prune::PruneOptions>,
     /// What each backup is (the `backup` command's options).
@@ -62,6 +65,15 @@ pub struct ScheduleOptions {
     pub notifier: Notifier,
     /// Start a backup at once, before the first tick.
     pub run_now: bool,
+}
+
+/// `--oplog-every`: point-in-time slices taken beside the backups.
+#[derive(Debug, Clone)]
+pub struct OplogSchedule {
+    /// Time between the start of one slice and the next.
+    pub every: Duration,
+    /// What each slice is.
+    pub slice: crate::pitr::slice_job::SliceOptions,
 }
 
 /// How the scheduler stopped.
@@ -113,8 +125,12 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
         "Scheduler started (times in UTC)."
     );
 
-    let ScheduleOptions { cron, backup, prune, verify, verify_delay, grace_period, notifier, run_now, .. } = options;
+    let ScheduleOptions { cron, oplog, backup, prune, verify, verify_delay, grace_period, notifier, run_now, .. } = options;
     let abort = CancellationToken::new();
+    let slicer = oplog.map(|oplog| {
+        let slicer = OplogSlicer { oplog, store: backup.store.to_string(), notifier: notifier.clone(), metrics: metrics.clone() };
+        tokio::spawn(slicer.run(stop.clone()))
+    });
     let runner = Runner { store: backup.store.to_string(), backup, prune, verify, verify_delay, notifier, metrics: metrics.clone() };
     // The run in progress, polled beside the clock by this task (the verification's
     // future is not `Send`, and one task is all a never-overlapping run needs).
@@ -186,9 +202,52 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
             }
         }
     };
+    if let Some(slicer) = slicer {
+        // A slice in progress finishes (it is short); none starts after the stop.
+        let _ = slicer.await;
+    }
     http_shutdown.cancel();
     let _ = server.await;
     Ok(stopped)
+}
+
+/// The point-in-time loop of `--oplog-every`: a slice at each interval, independent of
+/// the backups (a slice never waits for a backup, nor a backup for a slice).
+#[derive(Debug)]
+struct OplogSlicer {
+    oplog: OplogSchedule,
+    store: String,
+    notifier: Notifier,
+    metrics: Arc<Metrics>,
+}
+
+impl OplogSlicer {
+    async fn run(self, stop: CancellationToken) {
+        info!(every = %humantime::format_duration(self.oplog.every), "Point-in-time slices enabled.");
+        let mut interval = tokio::time::interval(self.oplog.every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            let clock = Instant::now();
+            match crate::pitr::slice_job::run_oplog_slice(&self.oplog.slice, CancellationToken::new()).await {
+                Ok(report) => {
+                    if let Some(slice) = &report.slice {
+                        info!(slice = %slice.file, entries = slice.entries, seconds = clock.elapsed().as_secs_f64(), "Oplog slice written.");
+                        self.metrics.record_slice(slice);
+                    }
+                }
+                Err(error) => {
+                    let event = Event::failed(crate::notify::Operation::Oplog, self.store.clone(), &error);
+                    error!(reason = event.reason.as_deref().unwrap_or(""), "{}", event.headline());
+                    self.metrics.record(&event, Utc::now());
+                    self.notifier.send(&event).await;
+                }
+            }
+        }
+    }
 }
 
 /// One scheduled run: a backup, then its verification.
