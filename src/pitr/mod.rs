@@ -67,6 +67,22 @@ pub struct SliceMeta {
     pub exclude: Vec<String>,
 }
 
+/// Where slices are staged on their way to or from the store: the spool directory
+/// (`INGEST_BACKUP_SPOOL_DIR`, a large volume in Kubernetes) when set, else the system
+/// temporary directory.
+pub fn scratch_dir() -> std::path::PathBuf {
+    std::env::var_os("INGEST_BACKUP_SPOOL_DIR").filter(|dir| !dir.is_empty()).map_or_else(std::env::temp_dir, Into::into)
+}
+
+/// An unnamed temporary file in [`scratch_dir`] (gone when closed).
+///
+/// # Errors
+/// The directory cannot be created or written, named with `what`.
+pub fn scratch_file(what: &str) -> Result<std::fs::File> {
+    let dir = scratch_dir();
+    std::fs::create_dir_all(&dir).and_then(|()| tempfile::tempfile_in(&dir)).map_err(Error::io(format!("cannot create {what}"), &dir))
+}
+
 /// `T.I`, zero-padded so that names sort in time order.
 pub fn timestamp_label(ts: Timestamp) -> String {
     format!("{:010}.{:010}", ts.t, ts.i)

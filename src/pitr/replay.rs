@@ -30,8 +30,8 @@ use crate::store::Store;
 /// The store could not be read; the slice's size or SHA-256 differs from its sidecar.
 pub async fn fetch_checked(store: &Store, slice: &SliceMeta) -> Result<std::fs::File> {
     let mut stream = store.objects().get(&slice.file).await?;
-    let temp = std::env::temp_dir();
-    let mut file = tempfile::tempfile().map_err(Error::io("cannot create a temporary file for an oplog slice", &temp))?;
+    let temp = super::scratch_dir();
+    let mut file = super::scratch_file("a temporary file for an oplog slice")?;
     let (mut sha256, mut size) = (Sha256::new(), 0u64);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;

@@ -243,13 +243,14 @@ async fn spool_window(
 ) -> Result<Spooled> {
     let (entries, mut received) = mpsc::channel::<RawDocumentBuf>(256);
     let writer = tokio::task::spawn_blocking(move || -> Result<(std::fs::File, String, u64)> {
-        let file = tempfile::tempfile().map_err(Error::io("cannot create the slice's temporary file", std::env::temp_dir()))?;
+        let temp = super::scratch_dir();
+        let file = super::scratch_file("the slice's temporary file")?;
         let mut gzip = flate2::write::GzEncoder::new(HashingFile { file, sha256: Sha256::new(), size: 0 }, flate2::Compression::new(6));
         while let Some(entry) = received.blocking_recv() {
-            gzip.write_all(entry.as_bytes()).map_err(Error::io("cannot write the slice's temporary file", std::env::temp_dir()))?;
+            gzip.write_all(entry.as_bytes()).map_err(Error::io("cannot write the slice's temporary file", &temp))?;
         }
-        let mut hashed = gzip.finish().map_err(Error::io("cannot write the slice's temporary file", std::env::temp_dir()))?;
-        hashed.file.rewind().map_err(Error::io("cannot read back the slice's temporary file", std::env::temp_dir()))?;
+        let mut hashed = gzip.finish().map_err(Error::io("cannot write the slice's temporary file", &temp))?;
+        hashed.file.rewind().map_err(Error::io("cannot read back the slice's temporary file", &temp))?;
         Ok((hashed.file, hex::encode(hashed.sha256.finalize()), hashed.size))
     });
     let filter_doc = doc! { "ts": { "$gt": bson::Timestamp::from(start), "$lte": bson::Timestamp::from(cutoff) } };
@@ -297,7 +298,7 @@ async fn upload(store: &Store, key: &str, file: std::fs::File, cancel: &Cancella
     let (mut upload, sent) = uploading.await.expect("the part upload task does not panic");
     let outcome = match (sent, copied) {
         (Err(error), _) => Err(error.into()),
-        (_, Err(error)) => Err(Error::io("cannot read the slice's temporary file", std::env::temp_dir())(error)),
+        (_, Err(error)) => Err(Error::io("cannot read the slice's temporary file", super::scratch_dir())(error)),
         _ if cancel.is_cancelled() => Err(Error::Cancelled),
         _ => upload.complete().await.map(|_| ()).map_err(Into::into),
     };
