@@ -324,6 +324,9 @@ fn print_restore_summary(report: &RestoreReport) {
             slices.skipped
         );
     }
+    for file in &report.unread_files {
+        eprintln!("not restored: {file}");
+    }
     for problem in &report.problems {
         eprintln!("PROBLEM: {problem}");
     }

@@ -108,6 +108,8 @@ pub struct RestoreReport {
     pub namespaces: Vec<RestoredNamespace>,
     /// Namespaces of the backup not restored (filtered out, or users and roles).
     pub skipped: Vec<String>,
+    /// Files of a legacy tarball that were not restored, each with the reason.
+    pub unread_files: Vec<String>,
     /// The oplog replay, when one ran.
     pub oplog: Option<ReplayReport>,
     /// The point the replay was to reach (the backup's consistency end).
@@ -165,6 +167,18 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     };
     for skipped in &plan.skipped {
         info!(namespace = %skipped, "Not restored (filtered out, or users and roles, which need mongorestore --restoreDbUsersAndRoles).");
+    }
+    for file in &plan.unread_files {
+        warn!(file = %file, "A file of the archive is not restored.");
+    }
+    // Never a silent empty restore of a tarball: nothing to restore and nothing filtered out.
+    if manifest.is_none() && plan.namespaces.is_empty() && plan.skipped.is_empty() {
+        let found = if plan.unread_files.is_empty() { "no .bson or .metadata.json file at all".to_string() } else { plan.unread_files.join("; ") };
+        return Err(Error::Consistency(format!(
+            "{} holds nothing that can be restored, so nothing was written: {found}. A dump directory made by mongodump holds \
+             <database>/<collection>.bson files (with or without .metadata.json) inside one directory",
+            backup.archive
+        )));
     }
     let target = crate::source::connect_retrying(&options.uri, &options.retry).await?;
     let client = target.client.clone();
@@ -340,6 +354,7 @@ async fn restore_into(
         bytes: streamed.digests.iter().flatten().map(|d| d.bytes).sum(),
         namespaces: restored,
         skipped: plan.skipped,
+        unread_files: plan.unread_files,
         oplog,
         oplog_limit,
         pitr: pitr_replay,

@@ -124,6 +124,8 @@ pub struct Plan {
     pub manifest_member: Option<String>,
     /// Namespaces left out by the filters, or because they are never restored.
     pub skipped: Vec<String>,
+    /// Files of a legacy tarball that are not restored, each with the reason.
+    pub unread_files: Vec<String>,
 }
 
 /// Authentication data a plain insert cannot restore; `mongorestore
@@ -218,8 +220,14 @@ impl LegacyScan {
             [file, database] => (*file, *database, String::new()),
             _ => return Ok(()),
         };
-        let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Consistency(format!("{path} is not valid JSON: {e}")))?;
-        let metadata = document_from_extjson(&json, &path)?;
+        // An empty metadata file is no metadata (default options, only the _id index),
+        // as mongorestore reads it.
+        let metadata = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Document::new()
+        } else {
+            let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Consistency(format!("{path} is not valid JSON: {e}")))?;
+            document_from_extjson(&json, &path)?
+        };
         let collection = match metadata.get_str("collectionName") {
             Ok(name) => name.to_string(),
             Err(_) => unescape(file.trim_end_matches(".metadata.json")),
@@ -229,10 +237,43 @@ impl LegacyScan {
         Ok(())
     }
 
-    /// The plan, once every member was seen.
-    pub fn into_plan(self, filter: &NamespaceFilter, map: &NamespaceMap) -> Plan {
-        let root = self.root.unwrap_or_default();
+    /// The plan, once every member was seen. A `.bson` file without a metadata file is
+    /// restored with default options and only the `_id` index, as mongorestore does.
+    pub fn into_plan(mut self, filter: &NamespaceFilter, map: &NamespaceMap) -> Plan {
+        let bson_files: Vec<(String, String, String)> = self
+            .files
+            .iter()
+            .filter(|path| path.ends_with(".bson"))
+            .filter_map(|path| match path.rsplitn(3, '/').collect::<Vec<_>>().as_slice() {
+                [file, database, root] if *file != OPLOG_FILE => Some((format!("{root}/"), database.to_string(), file.to_string())),
+                _ => None,
+            })
+            .collect();
+        // Without any metadata file, the dump directory is where most data files are.
+        let root = self.root.take().unwrap_or_else(|| most_common(bson_files.iter().map(|(root, _, _)| root.as_str())).unwrap_or_default());
         let mut plan = Plan::default();
+        // Data files without metadata, by namespace: their own path (not re-escaped).
+        let mut found_members: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        let described: std::collections::HashSet<String> = self
+            .metadata
+            .iter()
+            .map(|(database, collection, _)| format!("{root}{database}/{}.bson", crate::dump::layout::escape_collection_name(collection)))
+            .collect();
+        for (file_root, database, file) in &bson_files {
+            let path = format!("{file_root}{database}/{file}");
+            if described.contains(&path) {
+                continue;
+            }
+            if *file_root != root {
+                plan.unread_files.push(format!("{path}: outside the dump directory {root}"));
+            } else if file == "system.indexes.bson" {
+                plan.unread_files.push(format!("{path}: index definitions of a dump older than MongoDB 3.0, which this restore does not read"));
+            } else {
+                let collection = unescape(file.trim_end_matches(".bson"));
+                found_members.insert(format!("{database}.{collection}"), path);
+                self.metadata.push((database.clone(), collection, Document::new()));
+            }
+        }
         for (database, collection, metadata) in self.metadata {
             let source = format!("{database}.{collection}");
             if !filter.keeps(&database, &collection) || is_auth_collection(&database, &collection) {
@@ -240,7 +281,9 @@ impl LegacyScan {
                 continue;
             }
             let kind = metadata.get_str("type").ok().filter(|k| !k.is_empty()).unwrap_or("collection").to_string();
-            let bson_member = format!("{root}{database}/{}.bson", crate::dump::layout::escape_collection_name(&collection));
+            let bson_member = found_members
+                .remove(&source)
+                .unwrap_or_else(|| format!("{root}{database}/{}.bson", crate::dump::layout::escape_collection_name(&collection)));
             let has_bson = self.files.contains(&bson_member);
             let indexes = match metadata.get_array("indexes") {
                 Ok(specs) => specs.iter().filter_map(|s| s.as_document().cloned()).collect(),
@@ -263,6 +306,18 @@ impl LegacyScan {
         }
         plan
     }
+}
+
+/// The value seen most often (the first of equals), if any.
+fn most_common<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for value in values {
+        match counts.iter_mut().find(|(seen, _)| *seen == value) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((value, 1)),
+        }
+    }
+    counts.iter().rev().max_by_key(|(_, count)| *count).map(|(value, _)| value.to_string())
 }
 
 /// A member path without a leading `./` or `/`.
@@ -326,6 +381,25 @@ mod tests {
         assert_eq!(log.bson_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/ingest/log.bson"));
         assert!(log.options.get_bool("capped").unwrap());
         assert_eq!(plan.oplog_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/oplog.bson"));
+    }
+
+    #[test]
+    fn data_files_without_metadata_and_empty_metadata_restore_with_defaults() {
+        let mut scan = LegacyScan::default();
+        scan.member("data/db/dump/2018-04-04T11_37/ingest/project.bson", None).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/ingest/file%24s.bson", None).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/ingest/log.bson", None).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/ingest/log.metadata.json", Some(b"  \n")).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/old/system.indexes.bson", None).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/oplog.bson", None).unwrap();
+        let plan = scan.into_plan(&NamespaceFilter::default(), &NamespaceMap::new(None));
+        let mut names: Vec<String> = plan.namespaces.iter().map(PlannedNamespace::source).collect();
+        names.sort();
+        assert_eq!(names, ["ingest.file$s", "ingest.log", "ingest.project"]);
+        assert!(plan.namespaces.iter().all(|n| n.options.is_empty() && n.indexes.is_empty() && n.bson_member.is_some()));
+        assert_eq!(plan.oplog_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/oplog.bson"));
+        assert_eq!(plan.unread_files.len(), 1, "{:?}", plan.unread_files);
+        assert!(plan.unread_files[0].contains("older than MongoDB 3.0"));
     }
 
     #[test]
