@@ -127,6 +127,23 @@ async fn restore_to_time_gives_the_state_at_each_recorded_point() {
         assert_eq!(got.1, expected.1, "{label} ({time}): the indexes at that point");
     }
 
+    // Namespace filters and a rename apply to the replay as to the backup.
+    let target = Server::start();
+    let output =
+        run(&["restore", "--to-time", &point3.0, "--ns-include", "shop.orders", "--uri", &target.uri(), "--store", store.to_str().unwrap()], &[]);
+    assert!(output.status.success(), "{}", common::all_output(&output));
+    let target_client = target.client().await;
+    assert_eq!(target_client.database("shop").list_collection_names().await.unwrap(), ["orders"], "only the included collection");
+    assert_eq!(common::documents_by_id(&target_client, "shop", "orders").await, point3.1 .0["orders"], "orders at point 3");
+    let target = Server::start();
+    let args =
+        ["restore", "--to-time", &point3.0, "--ns-from", "shop", "--ns-to", "shop_copy", "--uri", &target.uri(), "--store", store.to_str().unwrap()];
+    let output = run(&args, &[]);
+    assert!(output.status.success(), "{}", common::all_output(&output));
+    let target_client = target.client().await;
+    assert_eq!(common::documents_by_id(&target_client, "shop_copy", "orders").await, point3.1 .0["orders"], "renamed, replay included");
+    assert!(!target_client.list_database_names().await.unwrap().contains(&"shop".to_string()), "nothing under the old name");
+
     // Outside every range: refused before anything is written.
     let target = Server::start();
     let refused = restore_to(&store, "2001-01-01T00:00:00Z", &target);
