@@ -27,10 +27,12 @@ use mongodb::Client;
 
 const COLLECTIONS: [&str; 3] = ["orders", "audit", "legacy"];
 
-/// The newest oplog timestamp of the server, as `T.I`.
+/// The timestamp of the server's newest oplog entry, as `T.I` (SecantusDB's
+/// `hello.lastWrite` is a tick ahead of it).
 async fn last_write(client: &Client) -> String {
-    let hello = client.database("admin").run_command(doc! { "hello": 1 }).await.unwrap();
-    let ts = hello.get_document("lastWrite").unwrap().get_document("opTime").unwrap().get_timestamp("ts").unwrap();
+    let oplog = client.database("local").collection::<Document>("oplog.rs");
+    let newest = oplog.find_one(doc! {}).sort(doc! { "$natural": -1 }).await.unwrap().unwrap();
+    let ts = newest.get_timestamp("ts").unwrap();
     format!("{}.{}", ts.time, ts.increment)
 }
 

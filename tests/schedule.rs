@@ -288,8 +288,9 @@ async fn oplog_every_takes_slices_that_make_the_newest_writes_restorable() {
     let orders = client.database("shop").collection::<bson::Document>("orders");
     orders.insert_one(doc! { "_id": "after-the-backup", "sku": "late" }).await.unwrap();
     orders.update_one(doc! { "_id": 3 }, doc! { "$set": { "qty": 700 } }).await.unwrap();
-    let hello = client.database("admin").run_command(doc! { "hello": 1 }).await.unwrap();
-    let written = hello.get_document("lastWrite").unwrap().get_document("opTime").unwrap().get_timestamp("ts").unwrap();
+    let oplog = client.database("local").collection::<bson::Document>("oplog.rs");
+    let newest = oplog.find_one(doc! {}).sort(doc! { "$natural": -1 }).await.unwrap().unwrap();
+    let written = newest.get_timestamp("ts").unwrap();
     let expected = common::documents_by_id(&client, "shop", "orders").await;
 
     let metrics = eventually("a slice reaching the writes", Duration::from_secs(60), &mut child, async || {

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::replay::{fetch_checked, read_entries};
-use super::{bases, chains, list_slices, Chain, TargetTime};
+use super::{bases, chains, Chain, TargetTime};
 use crate::error::{Error, Result};
 use crate::source::Timestamp;
 use crate::store::Store;
@@ -46,9 +46,8 @@ pub fn parse_range(text: &str) -> Result<(Option<Timestamp>, Option<Timestamp>)>
 pub async fn check_pitr(store: &Store, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<PitrCheck> {
     let backups = store.list().await?;
     let bases = bases(&backups);
-    let slices = list_slices(store).await?;
+    let (slices, mut findings) = super::list_slices_and_problems(store).await?;
     let chains = chains(&bases, &slices);
-    let mut findings = Vec::new();
     for chain in &chains {
         if let Some(broken) = &chain.broken_at {
             findings.push(format!(
@@ -56,6 +55,15 @@ pub async fn check_pitr(store: &Store, from: Option<Timestamp>, to: Option<Times
                 chain.base,
                 super::timestamp_label(chain.to),
                 super::wall_time(chain.to).to_rfc3339()
+            ));
+        }
+    }
+    for chain in &chains {
+        for overlapping in &chain.overlaps {
+            findings.push(format!(
+                "{overlapping}: overlaps the chain of backup {} (it starts before the previous slice's end: two runs read the same window); \
+                 restores apply each entry once",
+                chain.base
             ));
         }
     }

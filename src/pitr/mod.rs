@@ -37,8 +37,7 @@ pub struct SliceMeta {
     /// Entries after this timestamp are in the slice (the previous slice's end, or the
     /// base backup's consistency point).
     pub start: Timestamp,
-    /// The end of the window the slice covers: every entry with `start < ts <= end`
-    /// is in it (the server's last write when the window was read).
+    /// The newest entry read: every entry with `start < ts <= end` is in the slice.
     pub end: Timestamp,
     /// `start` as a wall time (RFC 3339).
     pub start_time: String,
@@ -151,29 +150,54 @@ pub fn bases(backups: &[StoredBackup]) -> Vec<Base> {
     found
 }
 
-/// Every complete slice (with its sidecar) in the store, oldest first.
+/// Every complete slice (with its sidecar) in the store, oldest first. A sidecar
+/// that does not parse, or does not name the slice beside it, is left out with a
+/// warning (`verify --pitr` reports it): one damaged object must not stop slicing,
+/// restores of other ranges or retention.
 ///
 /// # Errors
-/// The store could not be listed or a sidecar read; a sidecar that does not parse.
+/// The store could not be listed or a sidecar read.
 pub async fn list_slices(store: &Store) -> Result<Vec<SliceMeta>> {
+    let (slices, problems) = list_slices_and_problems(store).await?;
+    for problem in problems {
+        tracing::warn!(%problem, "An oplog slice sidecar is left out.");
+    }
+    Ok(slices)
+}
+
+/// [`list_slices`], with a sentence per sidecar left out.
+///
+/// # Errors
+/// The store could not be listed or a sidecar read.
+pub async fn list_slices_and_problems(store: &Store) -> Result<(Vec<SliceMeta>, Vec<String>)> {
     let objects = store.objects().list(SLICE_PREFIX).await?;
     let sidecars: Vec<String> = objects.iter().filter(|o| o.key.ends_with(".json")).map(|o| o.key.clone()).collect();
-    let mut slices: Vec<SliceMeta> = futures::stream::iter(sidecars)
+    let read: Vec<std::result::Result<SliceMeta, String>> = futures::stream::iter(sidecars)
         .map(|key| async move {
             match object::get_bytes(store.objects().as_ref(), &key).await {
-                Ok(bytes) => serde_json::from_slice::<SliceMeta>(&bytes)
-                    .map(Some)
-                    .map_err(|e| Error::Consistency(format!("the slice sidecar {key} is unreadable ({e}); the chain through it cannot be trusted"))),
+                Ok(bytes) => Ok(Some(match serde_json::from_slice::<SliceMeta>(&bytes) {
+                    Ok(meta) if sidecar_key(&meta.file) == key && meta.file.ends_with(".bson.gz") => Ok(meta),
+                    Ok(meta) => Err(format!("{key}: names the slice {:?}, not the one beside it; it is not used", meta.file)),
+                    Err(e) => Err(format!("{key}: unreadable ({e}); the slice beside it is not used")),
+                })),
                 Err(error) if error.kind() == StoreErrorKind::NotFound => Ok(None),
-                Err(error) => Err(error.into()),
+                Err(error) => Err(Error::from(error)),
             }
         })
         .buffer_unordered(crate::store::LIST_CONCURRENCY)
         .try_filter_map(|slice| async move { Ok(slice) })
         .try_collect()
         .await?;
+    let (mut slices, mut problems) = (Vec::new(), Vec::new());
+    for entry in read {
+        match entry {
+            Ok(meta) => slices.push(meta),
+            Err(problem) => problems.push(problem),
+        }
+    }
     slices.sort_by_key(|slice| (slice.start, slice.end));
-    Ok(slices)
+    problems.sort();
+    Ok((slices, problems))
 }
 
 /// A restorable range: a base backup and the slices that continue it without a hole.
@@ -190,6 +214,10 @@ pub struct Chain {
     pub slices: Vec<SliceMeta>,
     /// Slices of this base that do not continue the chain (a hole before them).
     pub broken_at: Option<String>,
+    /// Slices that start before the chain's end where they join it (a second run
+    /// over the same window): still used, their entries already applied are skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overlaps: Vec<String>,
 }
 
 impl Chain {
@@ -199,8 +227,10 @@ impl Chain {
     }
 }
 
-/// The chains of a store: one per base, continued by its slices while each starts
-/// where the previous ended.
+/// The chains of a store: one per base, continued by its slices (oldest start first)
+/// until one starts after the chain's end (a hole). A slice that starts before the
+/// chain's end still continues it when it reaches further (it is noted as an
+/// overlap); one that reaches no further adds nothing.
 pub fn chains(bases: &[Base], slices: &[SliceMeta]) -> Vec<Chain> {
     let mut by_base: BTreeMap<&str, Vec<&SliceMeta>> = BTreeMap::new();
     for slice in slices {
@@ -209,14 +239,20 @@ pub fn chains(bases: &[Base], slices: &[SliceMeta]) -> Vec<Chain> {
     bases
         .iter()
         .map(|base| {
-            let mut chain = Chain { base: base.name.clone(), from: base.end, to: base.end, slices: Vec::new(), broken_at: None };
+            let mut chain =
+                Chain { base: base.name.clone(), from: base.end, to: base.end, slices: Vec::new(), broken_at: None, overlaps: Vec::new() };
             for slice in by_base.get(base.name.as_str()).into_iter().flatten() {
-                if slice.start != chain.to {
-                    chain.broken_at.get_or_insert_with(|| slice.file.clone());
+                if slice.start > chain.to {
+                    chain.broken_at = Some(slice.file.clone());
                     break;
                 }
-                chain.to = slice.end;
-                chain.slices.push((*slice).clone());
+                if slice.start < chain.to {
+                    chain.overlaps.push(slice.file.clone());
+                }
+                if slice.end > chain.to {
+                    chain.to = slice.end;
+                    chain.slices.push((*slice).clone());
+                }
             }
             chain
         })
@@ -239,10 +275,12 @@ pub struct RestorePlan {
 /// # Errors
 /// A usage error naming the restorable ranges when no chain covers the target.
 pub fn plan_restore(chains: &[Chain], target: TargetTime, base: Option<&str>) -> Result<RestorePlan> {
-    let covering =
-        chains.iter().filter(|chain| base.is_none_or(|b| chain.base == b)).filter(|chain| chain.from <= target.0).max_by_key(|chain| chain.from);
+    // A wall-clock second (`i == u32::MAX`) is covered when the chain reaches into it:
+    // the restore then reaches the chain's last entry of that second.
+    let covers = |chain: &&Chain| chain.from <= target.0 && (target.0 <= chain.to || (target.0.t == chain.to.t && target.0.i == u32::MAX));
+    let covering = chains.iter().filter(|chain| base.is_none_or(|b| chain.base == b)).filter(covers).max_by_key(|chain| chain.from);
     match covering {
-        Some(chain) if target.0 <= chain.to || (target.0.t == chain.to.t && target.0.i == u32::MAX) => Ok(RestorePlan {
+        Some(chain) => Ok(RestorePlan {
             base: chain.base.clone(),
             slices: chain.slices.iter().filter(|slice| slice.start < target.0).cloned().collect(),
             target: target.0,
@@ -324,5 +362,24 @@ mod tests {
         assert!(gap.to_string().contains("restorable ranges are"), "{gap}");
         assert!(plan_restore(&chains, TargetTime(ts(50, 0)), None).is_err(), "before every backup");
         assert!(plan_restore(&chains, TargetTime(ts(350, 0)), Some("b1")).is_err(), "b1's chain ends at 200");
+        // A newer backup without slices yet does not hide an older chain reaching past it.
+        let bases = [Base { name: "b1".into(), end: ts(100, 1) }, Base { name: "b2".into(), end: ts(150, 1) }];
+        let chains = super::chains(&bases, &slices[..2]);
+        assert_eq!(plan_restore(&chains, TargetTime(ts(180, 0)), None).unwrap().base, "b1");
+        assert_eq!(plan_restore(&chains, TargetTime(ts(150, 1)), None).unwrap().base, "b2");
+    }
+
+    #[test]
+    fn a_second_run_over_the_same_window_does_not_stall_the_chain() {
+        let bases = [Base { name: "b1".into(), end: ts(100, 1) }];
+        let slices = [
+            slice("b1", ts(100, 1), ts(120, 1)),
+            slice("b1", ts(100, 1), ts(130, 1)), // a manual run beside the scheduled one
+            slice("b1", ts(130, 1), ts(140, 1)),
+            slice("b1", ts(135, 1), ts(138, 1)), // nothing new
+        ];
+        let chain = chains(&bases, &slices).pop().unwrap();
+        assert_eq!((chain.to, chain.slices.len(), chain.broken_at), (ts(140, 1), 3, None));
+        assert_eq!(chain.overlaps, [slice_key(ts(100, 1), ts(130, 1)), slice_key(ts(135, 1), ts(138, 1))]);
     }
 }

@@ -79,6 +79,11 @@ pub async fn replay_slices(
     cancel: &CancellationToken,
 ) -> Result<ReplayReport> {
     let mut replayer = Replayer::new(client, filter, map, Some(target));
+    // Slices of a chain may overlap (two runs over one window): entries at or before
+    // the end of the slices already replayed are skipped, so each is applied once.
+    // (Entries can share a timestamp, the writes of one transaction on some servers,
+    // so the boundary is the slices' ends, never the last entry applied.)
+    let mut replayed_through: Option<Timestamp> = None;
     for slice in slices {
         let file = fetch_checked(store, slice).await?;
         let (entries, mut received) = mpsc::channel::<RawDocumentBuf>(256);
@@ -93,9 +98,14 @@ pub async fn replay_slices(
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
+            let ts = entry.get_timestamp("ts").ok().map(Timestamp::from);
+            if ts.is_some() && ts <= replayed_through {
+                continue;
+            }
             replayer.apply(&entry).await?;
         }
         reader.await.expect("the slice reader does not panic")?;
+        replayed_through = replayed_through.max(Some(slice.end));
         info!(slice = %slice.file, applied = replayer.report.applied, "Replayed an oplog slice.");
     }
     Ok(replayer.report)

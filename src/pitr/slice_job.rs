@@ -5,7 +5,7 @@
 //! write as of the start of the read, filtered like a backup's oplog, and written
 //! gzip-compressed to a temporary file while their count, size and the compressed
 //! bytes' SHA-256 are taken. Only then is the slice uploaded under its final name
-//! (`oplog/<start>_<end>.bson.gz`, the end being the cutoff: every entry up to it was read) and its sidecar
+//! (`oplog/<start>_<end>.bson.gz`, the end being the last entry read) and its sidecar
 //! written, last. A failure, a signal or a gap leaves nothing in the store.
 //!
 //! A gap: the oplog no longer holds the chain's end (it rolled over since the last
@@ -17,7 +17,7 @@ use std::io::{Seek, Write};
 
 use bson::{doc, RawDocumentBuf};
 use chrono::SecondsFormat;
-use mongodb::options::FindOptions;
+use mongodb::options::{FindOptions, ReadConcern};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -172,13 +172,10 @@ impl Window<'_> {
         let spooled = spool_window(self.oplog, start, cutoff, &self.options.filter, self.cancel).await?;
         // The oplog may have rolled over while it was read: the window must still start at the chain's end.
         ensure_still_held(self.oplog, start, base).await?;
-        if spooled.end.is_none() {
-            return Ok(None);
-        }
-        // The slice covers the whole window it read, up to the cutoff: no entry at or
-        // before the cutoff was missing when it was read, so a restore may target any
-        // time in it, even one after the window's last entry.
-        let end = cutoff;
+        // The slice ends at the last entry it read, never at the cutoff: the server's
+        // last write can be ahead of what a read sees (a lagging member, oplog holes of
+        // writes still committing), and the next slice starts where this one ends.
+        let Some(end) = spooled.end else { return Ok(None) };
         pause_at(Stage::SliceBeforeUpload, self.cancel).await?;
         let key = slice_key(start, end);
         let meta = SliceMeta {
@@ -256,7 +253,9 @@ async fn spool_window(
     let filter_doc = doc! { "ts": { "$gt": bson::Timestamp::from(start), "$lte": bson::Timestamp::from(cutoff) } };
     let read = async {
         let context = "reading the oplog window from local.oplog.rs";
-        let mut cursor = oplog.find(filter_doc).await.map_err(Error::mongo(context))?;
+        // Majority-committed entries only: a write that a failover later rolls back
+        // never reaches a slice.
+        let mut cursor = oplog.find(filter_doc).read_concern(ReadConcern::majority()).await.map_err(Error::mongo(context))?;
         let (mut count, mut bytes, mut end) = (0u64, 0u64, None);
         while cursor.advance().await.map_err(Error::mongo(context))? {
             if cancel.is_cancelled() {

@@ -264,7 +264,10 @@ pub fn plan(
 fn slice_leftovers(survey: &Survey, kept: &HashSet<&str>, now: DateTime<Utc>, stale_after: Duration) -> Vec<Leftover> {
     let mut found = Vec::new();
     for slice in survey.slices.iter().filter(|s| !kept.contains(s.base_backup.as_str())) {
-        for key in [slice.file.clone(), crate::pitr::sidecar_key(&slice.file)] {
+        // The sidecar first, as for backups: a prune killed in between leaves a slice
+        // without its sidecar (never used, removed later), never a sidecar naming a
+        // missing slice.
+        for key in [crate::pitr::sidecar_key(&slice.file), slice.file.clone()] {
             let reason = format!("an oplog slice of backup {}, which is not kept", slice.base_backup);
             found.push(Leftover { kind: "oplog slice".into(), key, upload_id: None, action: Action::Remove, reason });
         }

@@ -246,6 +246,8 @@ impl LegacyScan {
             .filter(|path| path.ends_with(".bson"))
             .filter_map(|path| match path.rsplitn(3, '/').collect::<Vec<_>>().as_slice() {
                 [file, database, root] if *file != OPLOG_FILE => Some((format!("{root}/"), database.to_string(), file.to_string())),
+                // A dump directory packed from inside (`tar -C DIR .`): `db/collection.bson`.
+                [file, database] if *file != OPLOG_FILE => Some((String::new(), database.to_string(), file.to_string())),
                 _ => None,
             })
             .collect();
@@ -393,6 +395,11 @@ mod tests {
         scan.member("data/db/dump/2018-04-04T11_37/old/system.indexes.bson", None).unwrap();
         scan.member("data/db/dump/2018-04-04T11_37/oplog.bson", None).unwrap();
         let plan = scan.into_plan(&NamespaceFilter::default(), &NamespaceMap::new(None));
+        let mut packed_from_inside = LegacyScan::default();
+        packed_from_inside.member("./ingest/project.bson", None).unwrap();
+        let inside = packed_from_inside.into_plan(&NamespaceFilter::default(), &NamespaceMap::new(None));
+        assert_eq!(inside.namespaces[0].source(), "ingest.project");
+        assert_eq!(inside.namespaces[0].bson_member.as_deref(), Some("ingest/project.bson"));
         let mut names: Vec<String> = plan.namespaces.iter().map(PlannedNamespace::source).collect();
         names.sort();
         assert_eq!(names, ["ingest.file$s", "ingest.log", "ingest.project"]);

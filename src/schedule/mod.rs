@@ -129,7 +129,7 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
     let abort = CancellationToken::new();
     let slicer = oplog.map(|oplog| {
         let slicer = OplogSlicer { oplog, store: backup.store.to_string(), notifier: notifier.clone(), metrics: metrics.clone() };
-        tokio::spawn(slicer.run(stop.clone()))
+        tokio::spawn(slicer.run(stop.clone(), abort.clone()))
     });
     let runner = Runner { store: backup.store.to_string(), backup, prune, verify, verify_delay, notifier, metrics: metrics.clone() };
     // The run in progress, polled beside the clock by this task (the verification's
@@ -202,9 +202,14 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
             }
         }
     };
-    if let Some(slicer) = slicer {
-        // A slice in progress finishes (it is short); none starts after the stop.
-        let _ = slicer.await;
+    if let Some(mut slicer) = slicer {
+        // A slice in progress may finish within the grace period (none starts after
+        // the stop); after it, it is aborted like a backup: nothing is left behind.
+        if tokio::time::timeout(grace_period, &mut slicer).await.is_err() {
+            warn!("The grace period is over: aborting the oplog slice in progress.");
+            abort.cancel();
+            let _ = slicer.await;
+        }
     }
     http_shutdown.cancel();
     let _ = server.await;
@@ -222,7 +227,7 @@ struct OplogSlicer {
 }
 
 impl OplogSlicer {
-    async fn run(self, stop: CancellationToken) {
+    async fn run(self, stop: CancellationToken, abort: CancellationToken) {
         info!(every = %humantime::format_duration(self.oplog.every), "Point-in-time slices enabled.");
         let mut interval = tokio::time::interval(self.oplog.every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -232,7 +237,7 @@ impl OplogSlicer {
                 _ = interval.tick() => {}
             }
             let clock = Instant::now();
-            match crate::pitr::slice_job::run_oplog_slice(&self.oplog.slice, CancellationToken::new()).await {
+            match crate::pitr::slice_job::run_oplog_slice(&self.oplog.slice, abort.clone()).await {
                 Ok(report) => {
                     if let Some(slice) = &report.slice {
                         info!(slice = %slice.file, entries = slice.entries, seconds = clock.elapsed().as_secs_f64(), "Oplog slice written.");
