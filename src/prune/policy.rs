@@ -18,8 +18,9 @@
 //! - **Clock skew.** A backup whose time is after `now` is always kept, as `within`, even when
 //!   `keep_within` is not given: its age cannot be judged.
 //! - **`keep_pitr D`** keeps what a point-in-time restore to any moment of `[now - D, now]` needs: the
-//!   newest trusted backup at or before `now - D` (the base) and every trusted backup after it. With no
-//!   trusted backup at or before `now - D`, every trusted backup is kept.
+//!   newest trusted backup at or before `now - D` (the base) and every backup after it, failed ones
+//!   too (the oplog slices after a backup chain from it). With no trusted backup at or before
+//!   `now - D`, every backup is kept.
 //! - **Guarantees.** Whatever the policy, as long as it is not empty, the newest backup (any health) is
 //!   kept as `newest complete` and the newest one that passed verification as `newest verified`.
 //! - **Empty policy.** [`Policy::is_empty`] (no `keep_*` at all) makes `prune` refuse; [`decide`] still
@@ -277,16 +278,18 @@ fn within(sorted: &[&Candidate], keep_within: Option<Duration>, now: DateTime<Ut
     sorted.iter().map(|candidate| candidate.time > now || start.is_some_and(|start| candidate.time >= start)).collect()
 }
 
-/// The newest trusted candidate at or before `start` (the restore base) and every trusted one after it.
+/// The newest trusted candidate at or before `start` (the restore base) and every one
+/// after it, whatever its verification: the oplog slices after a backup chain from it,
+/// so removing a failed one would cut the window.
 fn pitr_chain(sorted: &[&Candidate], start: DateTime<Utc>) -> Vec<bool> {
     let mut base_found = false;
     sorted
         .iter()
         .map(|candidate| {
-            if !candidate.is_trusted() || base_found {
+            if base_found {
                 return false;
             }
-            base_found = candidate.time <= start;
+            base_found = candidate.time <= start && candidate.is_trusted();
             true
         })
         .collect()
@@ -670,7 +673,8 @@ mod tests {
         let history = vec![candidate(now - Duration::days(10), Health::Failed), candidate(now - Duration::days(11), Health::NotVerified)];
         let policy = Policy { keep_last: Some(5), keep_daily: Some(5), keep_pitr: Some(Duration::days(30)), ..Policy::default() };
         let decisions = decide(&history, &policy, now);
-        assert_eq!(rules_of(&decisions, "20261121T0600Z"), vec![Rule::NewestComplete]);
+        // No count slot; kept by the point-in-time window (slices chain from it).
+        assert_eq!(rules_of(&decisions, "20261121T0600Z"), vec![Rule::Pitr, Rule::NewestComplete]);
         assert_eq!(rules_of(&decisions, "20261120T0600Z"), vec![Rule::Last, Rule::Daily, Rule::Pitr]);
     }
 
@@ -690,19 +694,28 @@ mod tests {
             let policy = Policy { keep_pitr: Some(Duration::days(days)), ..Policy::default() };
             kept_by(&decide(&history, &policy, now), Rule::Pitr)
         };
-        // Window start 4 days ago: the failed backup 3 days ago is not a base, 5 days ago is.
-        let window_4 = names(&["2026-11-26T06:00:00Z", "2026-11-29T06:00:00Z", "2026-12-01T06:00:00Z"]);
+        // Window start 4 days ago: the failed backup 3 days ago is not a base, 5 days ago
+        // is; the failed ones inside the window are kept (later slices chain from them).
+        let window_4 =
+            names(&["2026-11-26T06:00:00Z", "2026-11-28T06:00:00Z", "2026-11-29T06:00:00Z", "2026-11-30T06:00:00Z", "2026-12-01T06:00:00Z"]);
         assert_eq!(pitr(4), window_4);
         // A backup exactly at the window start is the base.
         assert_eq!(pitr(5), window_4);
         // Window start 3 days ago: its backup failed, so the base is 5 days ago still.
         assert_eq!(pitr(3), window_4);
-        assert_eq!(pitr(2), names(&["2026-11-29T06:00:00Z", "2026-12-01T06:00:00Z"]));
-        // Nothing at or before the window start: every trusted backup.
-        let all_trusted = names(&["2026-11-25T06:00:00Z", "2026-11-26T06:00:00Z", "2026-11-29T06:00:00Z", "2026-12-01T06:00:00Z"]);
-        assert_eq!(pitr(30), all_trusted);
+        assert_eq!(pitr(2), names(&["2026-11-29T06:00:00Z", "2026-11-30T06:00:00Z", "2026-12-01T06:00:00Z"]));
+        // Nothing trusted at or before the window start: every backup.
+        let all = names(&[
+            "2026-11-25T06:00:00Z",
+            "2026-11-26T06:00:00Z",
+            "2026-11-28T06:00:00Z",
+            "2026-11-29T06:00:00Z",
+            "2026-11-30T06:00:00Z",
+            "2026-12-01T06:00:00Z",
+        ]);
+        assert_eq!(pitr(30), all);
         // A window reaching before the earliest representable time does not overflow.
-        assert_eq!(pitr(i64::MAX / 86_400_000), all_trusted);
+        assert_eq!(pitr(i64::MAX / 86_400_000), all);
     }
 
     #[test]
