@@ -51,11 +51,7 @@ impl Codec {
     /// The compressor failed (it only fails on an invalid level).
     pub fn compress_block(self, data: &[u8]) -> io::Result<Vec<u8>> {
         match self {
-            Codec::Gzip(level) => {
-                let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 2), flate2::Compression::new(level));
-                encoder.write_all(data)?;
-                encoder.finish()
-            }
+            Codec::Gzip(level) => compress_gzip(&mut None, level, data),
             Codec::Zstd(level) => zstd::bulk::compress(data, level),
         }
     }
@@ -315,9 +311,11 @@ impl<W: Write> Write for BlockEncoder<W> {
 }
 
 /// A worker: compresses blocks until every pool handle is dropped, keeping one zstd
-/// context for all its blocks (a new one per block would allocate megabytes each time).
+/// context and one libdeflate compressor for all its blocks (a new one per block would
+/// allocate megabytes each time).
 fn compress_jobs(queue: &Mutex<mpsc::Receiver<Job>>) {
     let mut zstd_context: Option<(i32, zstd::bulk::Compressor<'static>)> = None;
+    let mut gzip_context: Option<(u32, libdeflater::Compressor)> = None;
     loop {
         let job = match queue.lock() {
             Ok(queue) => queue.recv(),
@@ -326,11 +324,29 @@ fn compress_jobs(queue: &Mutex<mpsc::Receiver<Job>>) {
         let Ok(job) = job else { return };
         let bytes = match job.codec {
             Codec::Zstd(level) => compress_zstd(&mut zstd_context, level, &job.data),
-            codec => codec.compress_block(&job.data),
+            Codec::Gzip(level) => compress_gzip(&mut gzip_context, level, &job.data),
         };
         // The encoder may have been dropped after an error; nothing is waiting then.
         let _ = job.reply.send(Compressed { bytes, input: job.data });
     }
+}
+
+/// One standard gzip member of `data` (libdeflate: a whole-buffer DEFLATE, faster than
+/// a streaming zlib on 1 MiB blocks at the same level), made with `context` (created,
+/// or recreated for another level).
+fn compress_gzip(context: &mut Option<(u32, libdeflater::Compressor)>, level: u32, data: &[u8]) -> io::Result<Vec<u8>> {
+    if !matches!(context, Some((current, _)) if *current == level) {
+        let lvl = i32::try_from(level)
+            .ok()
+            .and_then(|l| libdeflater::CompressionLvl::new(l).ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("gzip level {level} is out of range")))?;
+        *context = Some((level, libdeflater::Compressor::new(lvl)));
+    }
+    let (_, compressor) = context.as_mut().expect("set above");
+    let mut member = vec![0; compressor.gzip_compress_bound(data.len())];
+    let written = compressor.gzip_compress(data, &mut member).map_err(|e| io::Error::other(format!("gzip compression failed: {e}")))?;
+    member.truncate(written);
+    Ok(member)
 }
 
 /// One zstd frame of `data`, made with `context` (created, or recreated for another level).
