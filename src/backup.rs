@@ -151,7 +151,7 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
     let clock = Instant::now();
     let started = crate::test_hooks::now();
     let s3 = options.s3.clone();
-    let store = store::open(&options.store, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
+    let store = store::open_with(&options.store, s3).await?;
     // Shared: other backups go on; a prune starting now waits for this one.
     let lock = StoreLock::acquire(&store, "backup", false).await?;
     let result = backup_into(options, cancel, progress, &store, started, clock).await;

@@ -202,7 +202,7 @@ async fn oplog(args: &OplogArgs, cancel: CancellationToken) -> Result<()> {
 async fn verify_pitr(args: &VerifyArgs, range: &str) -> Result<Outcome> {
     let (from, to) = pitr::check::parse_range(range)?;
     let (location, s3) = args.store.resolve()?;
-    let store = store::open(&location, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
+    let store = store::open_with(&location, s3).await?;
     let check = pitr::check::check_pitr(&store, from, to).await?;
     for chain in &check.chains {
         eprintln!("PITR: {} ({} slices)", chain.describe(), chain.slices.len());
@@ -351,10 +351,10 @@ async fn list(args: &ListArgs) -> Result<()> {
     let location = args.store.location()?;
     let store = store::open(&location, || args.store.s3_settings()).await?;
     let backups = store.list().await?;
-    let chains = pitr::chains(&pitr::bases(&backups), &pitr::list_slices(&store).await?);
+    let mut chains = pitr::chains(&pitr::bases(&backups), &pitr::list_slices(&store).await?);
+    chains.retain(|chain| !chain.slices.is_empty());
     let ranges: Vec<serde_json::Value> = chains
         .iter()
-        .filter(|chain| !chain.slices.is_empty())
         .map(|chain| {
             json!({
                 "base": chain.base, "from": pitr::timestamp_label(chain.from), "to": pitr::timestamp_label(chain.to),
@@ -417,14 +417,14 @@ async fn list(args: &ListArgs) -> Result<()> {
             if complete { "complete" } else { "INCOMPLETE (no sidecar manifest)" }
         );
     }
-    for range in &ranges {
+    for chain in &chains {
         println!(
             "PITR: {} - {} (backup {} + {} oplog slices){}",
-            range["from_time"].as_str().unwrap_or(""),
-            range["to_time"].as_str().unwrap_or(""),
-            range["base"].as_str().unwrap_or(""),
-            range["slices"],
-            range["broken_at"].as_str().map_or(String::new(), |slice| format!("; GAP: {slice} does not continue it"))
+            pitr::wall_time(chain.from).to_rfc3339(),
+            pitr::wall_time(chain.to).to_rfc3339(),
+            chain.base,
+            chain.slices.len(),
+            chain.broken_at.as_ref().map_or(String::new(), |slice| format!("; GAP: {slice} does not continue it"))
         );
     }
     Ok(())

@@ -100,7 +100,7 @@ struct Spooled {
 /// oplog rolled over past the chain's end; server and store errors;
 /// [`Error::Cancelled`]. In every case nothing is left in the store.
 pub async fn run_oplog_slice(options: &SliceOptions, cancel: CancellationToken) -> Result<SliceReport> {
-    let store = store::open(&options.store, || options.s3.clone().ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
+    let store = store::open_with(&options.store, options.s3.clone()).await?;
     let source = source::connect_retrying(&options.uri, &options.retry).await?;
     if source.replica_set.is_none() {
         return Err(Error::usage(format!(

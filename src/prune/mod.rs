@@ -326,7 +326,7 @@ pub async fn run_prune(options: &PruneOptions, cancel: CancellationToken) -> Res
              --keep-weekly, --keep-monthly, --keep-yearly, --keep-within or --keep-pitr (or their PRUNE_KEEP_* variables)",
         ));
     }
-    let store = store::open(&options.store, || options.s3.clone().ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
+    let store = store::open_with(&options.store, options.s3.clone()).await?;
     prune_store(&store, options, cancel).await
 }
 

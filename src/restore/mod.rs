@@ -138,7 +138,7 @@ impl RestoreReport {
 pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) -> Result<RestoreReport> {
     let clock = Instant::now();
     let latest = if options.no_manifest { Latest::Newest } else { Latest::NewestComplete };
-    let store = store::open(&options.store, || options.s3.clone().ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
+    let store = store::open_with(&options.store, options.s3.clone()).await?;
     let listing = store.list().await?;
     let pitr = match options.to_time {
         None => None,

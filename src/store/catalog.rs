@@ -266,14 +266,12 @@ pub async fn open(location: &StoreLocation, s3_settings: impl FnOnce() -> Result
     Ok(Store::new(objects))
 }
 
-/// Opens the store at `location` and finds backup `wanted` in it (see [`select`]).
+/// [`open`] with the S3 settings already resolved (`None` outside S3).
 ///
 /// # Errors
-/// As [`open`] and [`select`].
-pub async fn open_backup(location: &StoreLocation, s3: Option<super::s3::S3Settings>, wanted: &str, latest: Latest) -> Result<(Store, StoredBackup)> {
-    let store = open(location, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
-    let backup = select(store.list().await?, wanted, location, latest)?;
-    Ok((store, backup))
+/// As [`open`]; a usage error for an S3 location without settings.
+pub async fn open_with(location: &StoreLocation, s3: Option<super::s3::S3Settings>) -> Result<Store> {
+    open(location, || s3.ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub mod s3;
 
 use std::path::PathBuf;
 
-pub use catalog::{open, open_backup, select, Latest, Store, StoredBackup, LIST_CONCURRENCY, UNVERIFIED};
+pub use catalog::{open, open_with, select, Latest, Store, StoredBackup, LIST_CONCURRENCY, UNVERIFIED};
 pub use error::{StoreError, StoreErrorKind};
 pub use object::{ByteStream, MultipartUpload, ObjectMeta, ObjectStore, PendingUpload, PutMode};
 

@@ -120,7 +120,7 @@ impl VerifyReport {
 /// an unknown backup name). Everything found about the backup itself is in the report.
 pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> Result<VerifyReport> {
     let clock = Instant::now();
-    let store = store::open(&options.store, || options.s3.clone().ok_or_else(|| Error::usage("an S3 store needs S3 settings"))).await?;
+    let store = store::open_with(&options.store, options.s3.clone()).await?;
     wait_for_running_backups(&store, options, &cancel).await?;
     let backup = store::select(store.list().await?, &options.backup, &options.store, Latest::Newest)?;
     info!(backup = %backup.name, store = %options.store, "Verifying.");
