@@ -535,6 +535,10 @@ pub struct RestoreArgs {
     /// Restore an archive that has no sidecar manifest: a tarball made by the original mongodump + tar -czf pipeline. Nothing is checked against checksums.
     #[arg(long)]
     pub no_manifest: bool,
+    /// With --no-manifest: the archive holds one database's directory (its <collection>.bson files), restored as database DB
+    /// (as mongorestore --db DB with a database directory).
+    #[arg(long = "db", value_name = "DB", requires = "no_manifest")]
+    pub database_level: Option<String>,
     /// Restore to this point in time: an RFC 3339 time (every write of that second included) or an oplog timestamp T.I.
     /// The newest backup at or before it is restored (or the one named), then its oplog slices are replayed up to it.
     #[arg(long, value_name = "TIME")]
@@ -568,6 +572,7 @@ impl RestoreArgs {
             parallel: self.parallel,
             batch_documents: self.batch_size,
             no_manifest: self.no_manifest,
+            database_level: self.database_level.as_deref().map(check_database_name).transpose()?,
             to_time: self.to_time.as_deref().map(TargetTime::parse).transpose()?,
             retry: self.retries.policy()?,
             spool_dir: std::env::temp_dir().join("ingest-backup-spool"),
@@ -654,6 +659,16 @@ fn check_backup_name(backup: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// `--db`: a database name MongoDB accepts.
+fn check_database_name(name: &str) -> Result<String> {
+    if name.is_empty() || name.len() > 63 || name.contains(['.', '/', '\\', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0']) {
+        return Err(Error::usage(format!(
+            "--db {name:?} is not a database name: give 1 to 63 characters without . / \\ space \" $ * < > : | ? (for example --db ingest)"
+        )));
+    }
+    Ok(name.to_string())
 }
 
 /// Flags of `schedule`.

@@ -1,8 +1,10 @@
-//! Restoring dump directories that older mongodump releases (or hand-made dumps) leave
-//! behind, as `restore --no-manifest` of a legacy tarball: `.bson` files without any
-//! `.metadata.json`, an empty `.metadata.json`, an escaped collection name and a pre-3.0
-//! `system.indexes.bson`. The native restore must put exactly what the official
-//! `mongorestore` puts into a fresh server (namespaces, documents, index names), and a
+//! Restoring every dump directory a user may hold, as `restore --no-manifest` of a
+//! tarball: `.bson` files without any `.metadata.json`, an empty `.metadata.json`,
+//! escaped and truncated collection names, a pre-3.0 `system.indexes.bson`,
+//! `prelude.json`, a time-series collection's `system.buckets.<name>.bson`, metadata in
+//! the legacy Extended JSON and shell formats, and one database's directory restored
+//! with `--db`. The native restore must put exactly what the official `mongorestore`
+//! puts into a fresh server (namespaces, types, options, documents, index specs), and a
 //! tarball holding nothing restorable must fail with exit 1, naming why, having written
 //! nothing (never "complete: 0 documents").
 //!
@@ -36,21 +38,48 @@ fn pack(staging: &Path, store: &Path) {
     assert!(status.success());
 }
 
-/// Every user namespace of a server: its documents by `_id` and its index names.
-async fn contents(server: &Server) -> BTreeMap<String, (BTreeMap<String, Vec<u8>>, Vec<String>)> {
+/// What a restore put into a namespace: its type and options, its documents by `_id`
+/// and its index specs by name.
+type Contents = (String, Document, BTreeMap<String, Vec<u8>>, BTreeMap<String, Document>);
+
+/// Every user namespace of a server.
+async fn contents(server: &Server) -> BTreeMap<String, Contents> {
     let client = server.client().await;
     let mut found = BTreeMap::new();
     for database in client.list_database_names().await.unwrap() {
         if matches!(database.as_str(), "admin" | "local" | "config") {
             continue;
         }
-        for collection in client.database(&database).list_collection_names().await.unwrap() {
-            let mut indexes = client.database(&database).collection::<Document>(&collection).list_index_names().await.unwrap();
-            indexes.sort();
-            found.insert(format!("{database}.{collection}"), (common::documents_by_id(&client, &database, &collection).await, indexes));
+        for (collection, (kind, options)) in common::collection_specs(&client, &database).await {
+            let documents = common::documents_by_id(&client, &database, &collection).await;
+            let indexes = common::index_specs(&client, &database, &collection).await;
+            found.insert(format!("{database}.{collection}"), (kind, options, documents, indexes));
         }
     }
     found
+}
+
+/// Restores the tarball `NAME` of `store` natively (with `extra` flags) into a fresh
+/// server, and the dump directory `dump` with the official mongorestore (with
+/// `official_extra`) into another; returns both servers' contents.
+async fn restore_both(
+    tools: &Path,
+    store: &Path,
+    extra: &[&str],
+    dump: &Path,
+    official_extra: &[&str],
+) -> (BTreeMap<String, Contents>, BTreeMap<String, Contents>, serde_json::Value) {
+    let native = Server::start();
+    let mut args = vec!["restore", NAME, "--no-manifest", "--store", store.to_str().unwrap(), "--uri", "", "--json"];
+    let uri = native.uri();
+    args[6] = &uri;
+    args.extend_from_slice(extra);
+    let (code, report, log) = common::run_json(&args);
+    assert_eq!(code, 0, "{log}");
+    let official = Server::start();
+    let output = Command::new(tools.join("mongorestore")).arg(format!("--uri={}", official.uri())).args(official_extra).arg(dump).output().unwrap();
+    assert!(output.status.success(), "mongorestore: {}", String::from_utf8_lossy(&output.stderr));
+    (contents(&native).await, contents(&official).await, report)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -70,23 +99,137 @@ async fn dumps_without_metadata_restore_as_mongorestore_restores_them() {
     write_bson(&dump.join("audit/users.bson"), &[doc! { "_id": "u1", "email": "a@example.org" }]);
     let metadata = r#"{"options":{},"indexes":[{"v":2,"key":{"_id":1},"name":"_id_"},{"v":2,"key":{"email":1},"name":"email_1","unique":true}],"collectionName":"users","type":"collection"}"#;
     std::fs::write(dump.join("audit/users.metadata.json"), metadata).unwrap();
+    // A pre-3.0 database: no metadata files, index definitions in system.indexes.bson.
+    write_bson(&dump.join("old/things.bson"), &(0..5).map(|i| doc! { "_id": i, "sku": format!("s{i}") }).collect::<Vec<_>>());
+    write_bson(&dump.join("old/log.bson"), &[doc! { "_id": 1, "at": 10 }]);
+    write_bson(
+        &dump.join("old/system.indexes.bson"),
+        &[
+            doc! { "v": 0, "key": { "_id": 1 }, "name": "_id_", "ns": "old.things" },
+            doc! { "v": 0, "key": { "sku": 1 }, "name": "sku_1", "ns": "old.things", "unique": true },
+            doc! { "v": 1, "key": { "at": -1 }, "name": "at_-1", "ns": "old.log", "sparse": true },
+        ],
+    );
+    // A name longer than a file name allows: truncated with %24 and a hash, the full
+    // name in the metadata's collectionName.
+    let long = common::dataset::long_escaped_name();
+    let stem = ingest_backup::dump::layout::escape_collection_name(&long);
+    write_bson(&dump.join(format!("audit/{stem}.bson")), &[doc! { "_id": "long" }]);
+    std::fs::write(
+        dump.join(format!("audit/{stem}.metadata.json")),
+        format!(r#"{{"options":{{}},"indexes":[],"collectionName":"{long}","type":"collection"}}"#),
+    )
+    .unwrap();
+    // A time-series collection as mongodump writes it (before MongoDB 8.3): the
+    // collection's metadata and its buckets in system.buckets.<name>.bson.
+    write_bson(&dump.join("iot/system.buckets.weather.bson"), &[weather_bucket()]);
+    std::fs::write(
+        dump.join("iot/weather.metadata.json"),
+        r#"{"options":{"timeseries":{"timeField":"t","metaField":"m","granularity":"hours","bucketMaxSpanSeconds":{"$numberInt":"2592000"}}},"indexes":[{"v":{"$numberInt":"2"},"key":{"m":{"$numberInt":"1"},"t":{"$numberInt":"1"}},"name":"m_1_t_1"}],"uuid":"","collectionName":"weather","type":"timeseries"}"#,
+    )
+    .unwrap();
+    // prelude.json, as mongodump 100.12 and later write it.
+    std::fs::write(dump.join("prelude.json"), r#"{"ServerVersion":"7.0.14","ToolVersion":"100.12.0"}"#).unwrap();
     let store = work.path().join("store");
     pack(&staging, &store);
 
-    let native = Server::start();
-    let (code, report, log) =
-        common::run_json(&["restore", NAME, "--no-manifest", "--store", store.to_str().unwrap(), "--uri", &native.uri(), "--json"]);
-    assert_eq!(code, 0, "{log}");
-    assert_eq!(report["documents"], 59, "{report}");
-
-    let official = Server::start();
-    let output = Command::new(tools.join("mongorestore")).arg(format!("--uri={}", official.uri())).arg(&dump).output().unwrap();
-    assert!(output.status.success(), "mongorestore: {}", String::from_utf8_lossy(&output.stderr));
-
-    let ours = contents(&native).await;
-    let theirs = contents(&official).await;
-    assert_eq!(ours.keys().collect::<Vec<_>>(), ["audit.events 2018", "audit.users", "shop.log", "shop.orders"]);
+    let (ours, theirs, report) = restore_both(&tools, &store, &[], &dump, &[]).await;
+    assert_eq!(report["documents"], 59 + 6 + 1 + 1, "{report}");
+    let mut expected = vec![
+        "audit.events 2018".to_string(),
+        format!("audit.{long}"),
+        "audit.users".into(),
+        "iot.system.buckets.weather".into(),
+        "iot.weather".into(),
+        "old.log".into(),
+        "old.things".into(),
+        "shop.log".into(),
+        "shop.orders".into(),
+    ];
+    expected.sort();
+    assert_eq!(ours.keys().cloned().collect::<Vec<_>>(), expected);
+    assert_eq!(ours["old.things"].3.keys().collect::<Vec<_>>(), ["_id_", "sku_1"], "pre-3.0 index definitions are built");
+    assert!(ours["iot.weather"].1.get_document("timeseries").is_ok(), "the time-series options are kept: {:?}", ours["iot.weather"]);
     assert_eq!(ours, theirs, "the native restore equals mongorestore's");
+}
+
+/// One bucket of a time-series collection, as the server stores two measurements.
+fn weather_bucket() -> Document {
+    let hour = |h: i64| bson::DateTime::from_millis(1_704_067_200_000 + h * 3_600_000);
+    doc! {
+        "_id": bson::oid::ObjectId::parse_str("65920080d2d4c3a5f0e1a001").unwrap(),
+        "control": { "version": 1, "min": { "_id": 1, "t": hour(0), "v": 1.5 }, "max": { "_id": 2, "t": hour(1), "v": 2.5 } },
+        "meta": { "station": 7 },
+        "data": { "_id": { "0": 1, "1": 2 }, "t": { "0": hour(0), "1": hour(1) }, "v": { "0": 1.5, "1": 2.5 } },
+    }
+}
+
+/// Metadata in the legacy forms older mongodump releases wrote (Extended JSON v1 and
+/// the mongo shell's format) restore as their canonical equivalent does with
+/// mongorestore, which itself refuses the legacy forms.
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_metadata_formats_restore_like_their_canonical_twin() {
+    let Some(tools) = common::mongo_tools_or_skip("legacy_metadata_formats_restore_like_their_canonical_twin") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let staging = work.path().join("staging");
+    let dump = staging.join(format!("data/db/dump/{NAME}"));
+    let canonical = work.path().join("canonical");
+    let documents: Vec<Document> = (0..20).map(|i| doc! { "_id": i, "a": i % 3, "at": bson::DateTime::from_millis(1_600_000_000_000 + i) }).collect();
+    let twins = [
+        (
+            "shell",
+            r#"{ "options" : { "capped" : true, "size" : NumberLong(1048576) }, "indexes" : [ { "v" : 1, "key" : { "_id" : 1 }, "name" : "_id_", "ns" : "shell.c" }, { "v" : 1, "key" : { "a" : NumberLong(1) }, "name" : "a_1", "ns" : "shell.c" } ] }"#,
+            r#"{"options":{"capped":true,"size":{"$numberLong":"1048576"}},"indexes":[{"v":{"$numberInt":"1"},"key":{"_id":{"$numberInt":"1"}},"name":"_id_"},{"v":{"$numberInt":"1"},"key":{"a":{"$numberLong":"1"}},"name":"a_1"}]}"#,
+        ),
+        (
+            "strict",
+            r#"{"options":{"validator":{"at":{"$gt":{"$date":1500000000000}}}},"indexes":[{"v":1,"key":{"_id":1},"name":"_id_","ns":"strict.c"},{"v":1,"key":{"at":-1},"name":"at_-1","ns":"strict.c","partialFilterExpression":{"at":{"$gt":{"$date":1500000000000}}}}]}"#,
+            r#"{"options":{"validator":{"at":{"$gt":{"$date":{"$numberLong":"1500000000000"}}}}},"indexes":[{"v":{"$numberInt":"1"},"key":{"_id":{"$numberInt":"1"}},"name":"_id_"},{"v":{"$numberInt":"1"},"key":{"at":{"$numberInt":"-1"}},"name":"at_-1","partialFilterExpression":{"at":{"$gt":{"$date":{"$numberLong":"1500000000000"}}}}}]}"#,
+        ),
+    ];
+    for (database, legacy, modern) in twins {
+        write_bson(&dump.join(format!("{database}/c.bson")), &documents);
+        std::fs::write(dump.join(format!("{database}/c.metadata.json")), legacy).unwrap();
+        write_bson(&canonical.join(format!("{database}/c.bson")), &documents);
+        std::fs::write(canonical.join(format!("{database}/c.metadata.json")), modern).unwrap();
+    }
+    let store = work.path().join("store");
+    pack(&staging, &store);
+    let (ours, theirs, _) = restore_both(&tools, &store, &[], &canonical, &[]).await;
+    assert_eq!(ours.keys().collect::<Vec<_>>(), ["shell.c", "strict.c"]);
+    assert!(ours["shell.c"].1.get_bool("capped").unwrap(), "{:?}", ours["shell.c"].1);
+    assert_eq!(ours, theirs);
+}
+
+/// A tarball of one database's directory restores under `--db`, as `mongorestore --db`
+/// restores that directory; without `--db` it is refused, naming the flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_directory_restores_under_the_name_given() {
+    let Some(tools) = common::mongo_tools_or_skip("a_database_directory_restores_under_the_name_given") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let database = work.path().join("shop");
+    write_bson(&database.join("orders.bson"), &(0..12).map(|i| doc! { "_id": i, "sku": format!("sku-{i}") }).collect::<Vec<_>>());
+    std::fs::write(
+        database.join("orders.metadata.json"),
+        r#"{"options":{},"indexes":[{"v":2,"key":{"_id":1},"name":"_id_"},{"v":2,"key":{"sku":1},"name":"sku_1"}],"collectionName":"orders","type":"collection"}"#,
+    )
+    .unwrap();
+    write_bson(&database.join("notes.bson"), &[doc! { "_id": "n" }]);
+    let store = work.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    // Packed from inside the database directory: its files sit at the top of the archive.
+    let status =
+        Command::new("tar").args(["-czf", store.join(format!("{NAME}.tar.gz")).to_str().unwrap(), "."]).current_dir(&database).status().unwrap();
+    assert!(status.success());
+    let target = Server::start();
+    let (code, report, _) =
+        common::run_json(&["restore", NAME, "--no-manifest", "--store", store.to_str().unwrap(), "--uri", &target.uri(), "--json"]);
+    assert_eq!(code, 1, "{report}");
+    assert!(report["error"].as_str().unwrap().contains("--db NAME"), "{report}");
+    assert!(contents(&target).await.is_empty());
+    let (ours, theirs, _) = restore_both(&tools, &store, &["--db", "copy"], &database, &["--db", "copy"]).await;
+    assert_eq!(ours.keys().collect::<Vec<_>>(), ["copy.notes", "copy.orders"]);
+    assert_eq!(ours, theirs);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,11 +248,11 @@ async fn a_tarball_with_nothing_restorable_fails_and_writes_nothing() {
     assert!(report["error"].as_str().unwrap().contains("holds nothing that can be restored"), "{report}");
     assert!(contents(&target).await.is_empty(), "nothing was written");
 
-    // Index definitions of a pre-3.0 dump alone are named as not read.
-    write_bson(&dump.join("old/system.indexes.bson"), &[doc! { "v": 1, "key": { "_id": 1 }, "name": "_id_", "ns": "old.things" }]);
+    // The buckets of a time-series collection without its metadata are named as not read.
+    write_bson(&dump.join("iot/system.buckets.weather.bson"), &[weather_bucket()]);
     pack(&staging, &store);
     let (code, report, _) =
         common::run_json(&["restore", NAME, "--no-manifest", "--store", store.to_str().unwrap(), "--uri", &target.uri(), "--json"]);
     assert_eq!(code, 1);
-    assert!(report["error"].as_str().unwrap().contains("older than MongoDB 3.0"), "{report}");
+    assert!(report["error"].as_str().unwrap().contains("time-series collection without its .metadata.json"), "{report}");
 }

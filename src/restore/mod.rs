@@ -5,6 +5,8 @@
 //! views are created; finally `oplog.bson` is replayed up to the backup's consistency
 //! point ([`oplog_replay`]).
 
+pub mod legacy;
+mod legacy_json;
 pub mod oplog_replay;
 pub mod plan;
 pub mod stream;
@@ -28,8 +30,9 @@ use crate::manifest::Manifest;
 use crate::source::Timestamp;
 use crate::store::s3::S3Settings;
 use crate::store::{self, Latest, Store, StoreLocation, StoredBackup};
+use legacy::LegacyScan;
 use oplog_replay::{ReplayReport, Replayer};
-use plan::{DatabaseRename, LegacyScan, NamespaceMap, Plan};
+use plan::{DatabaseRename, NamespaceMap, Plan};
 
 /// What to restore, where, and how.
 #[derive(Debug, Clone)]
@@ -57,6 +60,9 @@ pub struct RestoreOptions {
     /// Accept an archive without a sidecar manifest (a tarball of the original
     /// `mongodump` + `tar -czf` pipeline); nothing can be checked against checksums.
     pub no_manifest: bool,
+    /// With `no_manifest`: the archive holds one database's directory, restored under
+    /// this name (as mongorestore's `--db` with a directory).
+    pub database_level: Option<String>,
     /// Where `oplog.bson` is spooled for the replay.
     pub spool_dir: PathBuf,
     /// How often connecting, preparing and building indexes are tried again after a
@@ -163,7 +169,7 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     let manifest = read_manifest(&backup, options.no_manifest)?;
     let plan = match &manifest {
         Some(manifest) => Plan::from_manifest(manifest, &options.filter, &map)?,
-        None => legacy_plan(store.clone(), &backup, format, &options.filter, &map).await?,
+        None => legacy_plan(store.clone(), &backup, format, options.database_level.clone(), &options.filter, &map).await?,
     };
     for skipped in &plan.skipped {
         info!(namespace = %skipped, "Not restored (filtered out, or users and roles, which need mongorestore --restoreDbUsersAndRoles).");
@@ -427,21 +433,29 @@ fn read_manifest(backup: &StoredBackup, no_manifest: bool) -> Result<Option<Mani
     }
 }
 
-/// First pass over a legacy tarball: its `.metadata.json` files make the plan.
-async fn legacy_plan(store: Store, backup: &StoredBackup, format: ArchiveFormat, filter: &NamespaceFilter, map: &NamespaceMap) -> Result<Plan> {
+/// First pass over a legacy tarball: its `.metadata.json` files (and a pre-3.0 dump's
+/// `system.indexes.bson`, and `prelude.json`) make the plan.
+async fn legacy_plan(
+    store: Store,
+    backup: &StoredBackup,
+    format: ArchiveFormat,
+    database_level: Option<String>,
+    filter: &NamespaceFilter,
+    map: &NamespaceMap,
+) -> Result<Plan> {
     let file = backup.archive.clone();
     let stored = store.open_archive(&file).await?;
     let scan = tokio::task::spawn_blocking(move || -> Result<LegacyScan> {
         let unreadable = |e: std::io::Error| Error::Archive { context: format!("reading {file}"), source: e };
         let mut reader = ArchiveReader::new(stored, format).map_err(unreadable)?;
-        let mut scan = LegacyScan::default();
+        let mut scan = LegacyScan::new(database_level);
         for entry in reader.entries().map_err(unreadable)? {
             let mut entry = entry.map_err(unreadable)?;
             if entry.header().entry_type().is_dir() {
                 continue;
             }
             let path = entry.path().map_err(unreadable)?.to_string_lossy().into_owned();
-            if path.ends_with(".metadata.json") {
+            if LegacyScan::wants_content(&path) {
                 let mut bytes = Vec::new();
                 (&mut entry).take(64 << 20).read_to_end(&mut bytes).map_err(unreadable)?;
                 scan.member(&path, Some(&bytes))?;
@@ -458,6 +472,9 @@ async fn legacy_plan(store: Store, backup: &StoredBackup, format: ArchiveFormat,
             "{} holds an ingest-backup manifest but its sidecar is missing: the backup did not finish and is not restored",
             backup.archive
         )));
+    }
+    if let Some(version) = &scan.source_version {
+        info!(version = %version, "The dump's prelude.json names the server it was taken from.");
     }
     Ok(scan.into_plan(filter, map))
 }

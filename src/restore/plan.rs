@@ -84,7 +84,7 @@ pub struct PlannedNamespace {
     pub collection: String,
     /// Target database (after `--ns-from` / `--ns-to`).
     pub target_database: String,
-    /// `collection` or `view`.
+    /// `collection`, `view` or `timeseries`.
     pub kind: String,
     /// `listCollections` options to create it with.
     pub options: Document,
@@ -111,7 +111,26 @@ impl PlannedNamespace {
     pub fn is_view(&self) -> bool {
         self.kind == "view"
     }
+
+    /// Whether this is a time-series collection (its `.bson` file holds buckets).
+    pub fn is_timeseries(&self) -> bool {
+        self.kind == "timeseries"
+    }
+
+    /// The collection the documents of the `.bson` file go into: the collection itself,
+    /// or for a time-series collection the `system.buckets.<name>` collection that
+    /// stores its buckets (as mongorestore inserts them into MongoDB before 8.3).
+    pub fn data_collection(&self) -> String {
+        if self.is_timeseries() {
+            format!("{TIMESERIES_BUCKETS_PREFIX}{}", self.collection)
+        } else {
+            self.collection.clone()
+        }
+    }
 }
+
+/// The prefix of the collection that stores a time-series collection's buckets.
+pub const TIMESERIES_BUCKETS_PREFIX: &str = "system.buckets.";
 
 /// A restore plan: the namespaces, where `oplog.bson` is, and the manifest's member.
 #[derive(Debug, Clone, Default)]
@@ -130,7 +149,7 @@ pub struct Plan {
 
 /// Authentication data a plain insert cannot restore; `mongorestore
 /// --restoreDbUsersAndRoles` handles it.
-fn is_auth_collection(database: &str, collection: &str) -> bool {
+pub(super) fn is_auth_collection(database: &str, collection: &str) -> bool {
     database == "admin" && matches!(collection, "system.users" | "system.roles" | "system.version")
 }
 
@@ -185,173 +204,6 @@ impl Plan {
     }
 }
 
-/// Builds a plan for a legacy tarball from its members, read in a first pass:
-/// `(path, metadata.json bytes)` for each metadata file, and every other file path.
-#[derive(Debug, Default)]
-pub struct LegacyScan {
-    /// The dump directory, with a trailing slash, once known.
-    root: Option<String>,
-    metadata: Vec<(String, String, Document)>,
-    files: Vec<String>,
-    /// Whether the archive holds an ingest-backup manifest (then it is not legacy).
-    pub has_manifest: bool,
-}
-
-impl LegacyScan {
-    /// Notes one member. `metadata` is the parsed `.metadata.json` when the member is one.
-    ///
-    /// # Errors
-    /// A consistency error for a metadata file that is not valid Extended JSON.
-    pub fn member(&mut self, path: &str, metadata: Option<&[u8]>) -> Result<()> {
-        let path = normalize(path);
-        if path.ends_with(".manifest.json") && path.starts_with("data/db/dump/") && !path.contains(".manifest.json/") {
-            let name = path.trim_start_matches("data/db/dump/").trim_end_matches(".manifest.json");
-            if manifest_path(name) == path {
-                self.has_manifest = true;
-            }
-        }
-        let Some(bytes) = metadata else {
-            self.files.push(path);
-            return Ok(());
-        };
-        let parts: Vec<&str> = path.rsplitn(3, '/').collect();
-        let (file, database, root) = match parts.as_slice() {
-            [file, database, root] => (*file, *database, format!("{root}/")),
-            [file, database] => (*file, *database, String::new()),
-            _ => return Ok(()),
-        };
-        // An empty metadata file is no metadata (default options, only the _id index),
-        // as mongorestore reads it.
-        let metadata = if bytes.iter().all(u8::is_ascii_whitespace) {
-            Document::new()
-        } else {
-            let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Consistency(format!("{path} is not valid JSON: {e}")))?;
-            document_from_extjson(&json, &path)?
-        };
-        let collection = match metadata.get_str("collectionName") {
-            Ok(name) => name.to_string(),
-            Err(_) => unescape(file.trim_end_matches(".metadata.json")),
-        };
-        self.root.get_or_insert(root);
-        self.metadata.push((database.to_string(), collection, metadata));
-        Ok(())
-    }
-
-    /// The plan, once every member was seen. A `.bson` file without a metadata file is
-    /// restored with default options and only the `_id` index, as mongorestore does.
-    pub fn into_plan(mut self, filter: &NamespaceFilter, map: &NamespaceMap) -> Plan {
-        let bson_files: Vec<(String, String, String)> = self
-            .files
-            .iter()
-            .filter(|path| path.ends_with(".bson"))
-            .filter_map(|path| match path.rsplitn(3, '/').collect::<Vec<_>>().as_slice() {
-                [file, database, root] if *file != OPLOG_FILE => Some((format!("{root}/"), database.to_string(), file.to_string())),
-                // A dump directory packed from inside (`tar -C DIR .`): `db/collection.bson`.
-                [file, database] if *file != OPLOG_FILE => Some((String::new(), database.to_string(), file.to_string())),
-                _ => None,
-            })
-            .collect();
-        // Without any metadata file, the dump directory is where most data files are.
-        let root = self.root.take().unwrap_or_else(|| most_common(bson_files.iter().map(|(root, _, _)| root.as_str())).unwrap_or_default());
-        let mut plan = Plan::default();
-        // Data files without metadata, by namespace: their own path (not re-escaped).
-        let mut found_members: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-        let described: std::collections::HashSet<String> = self
-            .metadata
-            .iter()
-            .map(|(database, collection, _)| format!("{root}{database}/{}.bson", crate::dump::layout::escape_collection_name(collection)))
-            .collect();
-        for (file_root, database, file) in &bson_files {
-            let path = format!("{file_root}{database}/{file}");
-            if described.contains(&path) {
-                continue;
-            }
-            if *file_root != root {
-                plan.unread_files.push(format!("{path}: outside the dump directory {root}"));
-            } else if file == "system.indexes.bson" {
-                plan.unread_files.push(format!("{path}: index definitions of a dump older than MongoDB 3.0, which this restore does not read"));
-            } else {
-                let collection = unescape(file.trim_end_matches(".bson"));
-                found_members.insert(format!("{database}.{collection}"), path);
-                self.metadata.push((database.clone(), collection, Document::new()));
-            }
-        }
-        for (database, collection, metadata) in self.metadata {
-            let source = format!("{database}.{collection}");
-            if !filter.keeps(&database, &collection) || is_auth_collection(&database, &collection) {
-                plan.skipped.push(source);
-                continue;
-            }
-            let kind = metadata.get_str("type").ok().filter(|k| !k.is_empty()).unwrap_or("collection").to_string();
-            let bson_member = found_members
-                .remove(&source)
-                .unwrap_or_else(|| format!("{root}{database}/{}.bson", crate::dump::layout::escape_collection_name(&collection)));
-            let has_bson = self.files.contains(&bson_member);
-            let indexes = match metadata.get_array("indexes") {
-                Ok(specs) => specs.iter().filter_map(|s| s.as_document().cloned()).collect(),
-                Err(_) => Vec::new(),
-            };
-            plan.namespaces.push(PlannedNamespace {
-                target_database: map.database(&database).to_string(),
-                database,
-                collection,
-                kind,
-                options: metadata.get_document("options").cloned().unwrap_or_default(),
-                indexes,
-                bson_member: has_bson.then_some(bson_member),
-                expected: None,
-            });
-        }
-        let oplog = format!("{root}{OPLOG_FILE}");
-        if self.files.contains(&oplog) {
-            plan.oplog_member = Some(oplog);
-        }
-        plan
-    }
-}
-
-/// The value seen most often (the first of equals), if any.
-fn most_common<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
-    let mut counts: Vec<(&str, usize)> = Vec::new();
-    for value in values {
-        match counts.iter_mut().find(|(seen, _)| *seen == value) {
-            Some((_, count)) => *count += 1,
-            None => counts.push((value, 1)),
-        }
-    }
-    counts.iter().rev().max_by_key(|(_, count)| *count).map(|(value, _)| value.to_string())
-}
-
-/// A member path without a leading `./` or `/`.
-pub fn normalize(path: &str) -> String {
-    path.trim_start_matches("./").trim_start_matches('/').to_string()
-}
-
-/// Go's `url.QueryUnescape`, for collection files without a metadata name.
-fn unescape(stem: &str) -> String {
-    let bytes = stem.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,53 +217,5 @@ mod tests {
         let map = NamespaceMap::new(DatabaseRename::parse(Some("ingest"), Some("copy")).unwrap());
         assert_eq!(map.database("ingest"), "copy");
         assert_eq!(map.database("other"), "other");
-    }
-
-    #[test]
-    fn legacy_tarballs_are_planned_from_their_metadata_files() {
-        let mut scan = LegacyScan::default();
-        let meta = br#"{"options":{"capped":true,"size":{"$numberInt":"4096"}},"indexes":[{"v":{"$numberInt":"2"},"key":{"_id":{"$numberInt":"1"}},"name":"_id_"}],"collectionName":"log","type":"collection"}"#;
-        scan.member("./data/db/dump/2018-04-04T11_37/", None).unwrap();
-        scan.member("data/db/dump/2018-04-04T11_37/ingest/log.bson", None).unwrap();
-        scan.member("data/db/dump/2018-04-04T11_37/ingest/log.metadata.json", Some(meta)).unwrap();
-        scan.member("data/db/dump/2018-04-04T11_37/oplog.bson", None).unwrap();
-        assert!(!scan.has_manifest);
-        let plan = scan.into_plan(&NamespaceFilter::default(), &NamespaceMap::default());
-        assert_eq!(plan.namespaces.len(), 1);
-        let log = &plan.namespaces[0];
-        assert_eq!(log.source(), "ingest.log");
-        assert_eq!(log.bson_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/ingest/log.bson"));
-        assert!(log.options.get_bool("capped").unwrap());
-        assert_eq!(plan.oplog_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/oplog.bson"));
-    }
-
-    #[test]
-    fn data_files_without_metadata_and_empty_metadata_restore_with_defaults() {
-        let mut scan = LegacyScan::default();
-        scan.member("data/db/dump/2018-04-04T11_37/ingest/project.bson", None).unwrap();
-        scan.member("data/db/dump/2018-04-04T11_37/ingest/file%24s.bson", None).unwrap();
-        scan.member("data/db/dump/2018-04-04T11_37/ingest/log.bson", None).unwrap();
-        scan.member("data/db/dump/2018-04-04T11_37/ingest/log.metadata.json", Some(b"  \n")).unwrap();
-        scan.member("data/db/dump/2018-04-04T11_37/old/system.indexes.bson", None).unwrap();
-        scan.member("data/db/dump/2018-04-04T11_37/oplog.bson", None).unwrap();
-        let plan = scan.into_plan(&NamespaceFilter::default(), &NamespaceMap::new(None));
-        let mut packed_from_inside = LegacyScan::default();
-        packed_from_inside.member("./ingest/project.bson", None).unwrap();
-        let inside = packed_from_inside.into_plan(&NamespaceFilter::default(), &NamespaceMap::new(None));
-        assert_eq!(inside.namespaces[0].source(), "ingest.project");
-        assert_eq!(inside.namespaces[0].bson_member.as_deref(), Some("ingest/project.bson"));
-        let mut names: Vec<String> = plan.namespaces.iter().map(PlannedNamespace::source).collect();
-        names.sort();
-        assert_eq!(names, ["ingest.file$s", "ingest.log", "ingest.project"]);
-        assert!(plan.namespaces.iter().all(|n| n.options.is_empty() && n.indexes.is_empty() && n.bson_member.is_some()));
-        assert_eq!(plan.oplog_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/oplog.bson"));
-        assert_eq!(plan.unread_files.len(), 1, "{:?}", plan.unread_files);
-        assert!(plan.unread_files[0].contains("older than MongoDB 3.0"));
-    }
-
-    #[test]
-    fn query_unescape_reverses_mongodump_file_names() {
-        assert_eq!(unescape("with+space%2Fslash"), "with space/slash");
-        assert_eq!(unescape("plain"), "plain");
     }
 }

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::plan::{normalize, Plan};
+use super::legacy::normalize;
+use super::plan::Plan;
 use super::target::Batch;
 use crate::archive::reader::{ArchiveFormat, ArchiveReader};
 use crate::archive::ArchiveDigest;

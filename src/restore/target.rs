@@ -149,7 +149,7 @@ pub async fn insert_batches(
         }
         let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
         let planned = &namespaces[batch.namespace];
-        let collection = client.database(&planned.target_database).collection::<RawDocumentBuf>(&planned.collection);
+        let collection = client.database(&planned.target_database).collection::<RawDocumentBuf>(&planned.data_collection());
         let target = planned.target();
         inserts.spawn(async move {
             let tally = insert(&collection, &target, batch.documents).await;
@@ -207,6 +207,7 @@ pub async fn build_all_indexes(client: &Client, namespaces: &[PlannedNamespace],
 /// # Errors
 /// The target refused an index.
 async fn build_indexes(client: &Client, planned: &PlannedNamespace) -> Result<usize> {
+    let inherits_a_collation = planned.options.get_document("collation").is_ok_and(|collation| collation.get_str("locale") != Ok("simple"));
     let specs: Vec<Bson> = planned
         .indexes
         .iter()
@@ -214,6 +215,13 @@ async fn build_indexes(client: &Client, planned: &PlannedNamespace) -> Result<us
         .map(|spec| {
             let mut spec = spec.clone();
             spec.remove("ns");
+            // listIndexes shows no collation for an index with the simple collation; on a
+            // collection with a default collation such an index would inherit it, so it is
+            // given the simple one back (as mongorestore; version 1 indexes have none).
+            let version_one = spec.get("v").and_then(|v| v.as_i32().or(v.as_i64().map(|v| v as i32))) == Some(1);
+            if inherits_a_collation && !version_one && !spec.contains_key("collation") {
+                spec.insert("collation", doc! { "locale": "simple" });
+            }
             Bson::Document(spec)
         })
         .collect();

@@ -1,0 +1,482 @@
+//! The plan of a tarball without a manifest: a dump directory written by any mongodump
+//! release (or by hand) and packed with `tar -czf`, read the way mongorestore reads a
+//! dump directory. Collections come from their `.metadata.json` files (canonical,
+//! relaxed or legacy Extended JSON, or the legacy shell format), from `.bson` files
+//! without metadata (default options, only the `_id` index, or the index definitions of
+//! a pre-3.0 `system.indexes.bson`), and time-series collections from their
+//! `system.buckets.<name>.bson` file. `prelude.json` names the server that was dumped.
+
+use bson::Document;
+
+use super::legacy_json;
+use super::plan::{is_auth_collection, NamespaceMap, Plan, PlannedNamespace, TIMESERIES_BUCKETS_PREFIX};
+use crate::dump::{manifest_path, OPLOG_FILE};
+use crate::error::{Error, Result};
+use crate::filter::NamespaceFilter;
+
+const METADATA_SUFFIX: &str = ".metadata.json";
+const SYSTEM_INDEXES_FILE: &str = "system.indexes.bson";
+const PRELUDE_FILE: &str = "prelude.json";
+
+/// One `.metadata.json` file, parsed.
+#[derive(Debug)]
+struct MetadataFile {
+    /// Its directory in the archive, with a trailing slash (empty at the top).
+    dir: String,
+    /// Its file stem (the escaped collection name).
+    stem: String,
+    /// The collection it describes.
+    collection: String,
+    /// Its content (empty for an empty file).
+    metadata: Document,
+}
+
+/// Index definitions of one database of a pre-3.0 dump.
+#[derive(Debug)]
+struct SystemIndexes {
+    dir: String,
+    specs: Vec<Document>,
+}
+
+/// Collects a legacy tarball's members, read in a first pass, and turns them into a plan.
+#[derive(Debug, Default)]
+pub struct LegacyScan {
+    /// `--db NAME`: the archive holds one database directory, restored as `NAME`.
+    database_level: Option<String>,
+    metadata: Vec<MetadataFile>,
+    files: Vec<String>,
+    system_indexes: Vec<SystemIndexes>,
+    /// The server version `prelude.json` names (mongodump 100.12 and later).
+    pub source_version: Option<String>,
+    /// Whether the archive holds an ingest-backup manifest (then it is not legacy).
+    pub has_manifest: bool,
+}
+
+/// The directory (with a trailing slash, empty at the top) and file name of a member.
+fn split(path: &str) -> (String, String) {
+    match path.rsplit_once('/') {
+        Some((dir, file)) => (format!("{dir}/"), file.to_string()),
+        None => (String::new(), path.to_string()),
+    }
+}
+
+/// The parent of a directory (both with a trailing slash).
+fn parent(dir: &str) -> String {
+    split(dir.trim_end_matches('/')).0
+}
+
+impl LegacyScan {
+    /// A scan of a dump directory (`None`), or of one database directory restored under
+    /// the name given (`restore --db NAME`, as mongorestore's `--db` with a directory).
+    pub fn new(database_level: Option<String>) -> Self {
+        Self { database_level, ..Self::default() }
+    }
+
+    /// Whether [`LegacyScan::member`] needs the content of the member at `path`.
+    pub fn wants_content(path: &str) -> bool {
+        let (_, file) = split(&normalize(path));
+        file.ends_with(METADATA_SUFFIX) || file == SYSTEM_INDEXES_FILE || file == PRELUDE_FILE
+    }
+
+    /// Notes one member; `content` is given for the members [`LegacyScan::wants_content`] names.
+    ///
+    /// # Errors
+    /// A consistency error for a metadata file, `system.indexes.bson` or `prelude.json`
+    /// that cannot be read (mongorestore refuses such a dump too).
+    pub fn member(&mut self, path: &str, content: Option<&[u8]>) -> Result<()> {
+        let path = normalize(path);
+        if path.ends_with(".manifest.json") && path.starts_with("data/db/dump/") && !path.contains(".manifest.json/") {
+            let name = path.trim_start_matches("data/db/dump/").trim_end_matches(".manifest.json");
+            if manifest_path(name) == path {
+                self.has_manifest = true;
+            }
+        }
+        let (dir, file) = split(&path);
+        let Some(bytes) = content else {
+            self.files.push(path);
+            return Ok(());
+        };
+        if file == PRELUDE_FILE {
+            let prelude: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+                Error::Consistency(format!("{path} is not valid JSON ({e}); mongorestore refuses such a dump too: repair or remove the file"))
+            })?;
+            self.source_version = prelude.get("ServerVersion").and_then(|v| v.as_str()).map(str::to_string);
+            return Ok(());
+        }
+        if file == SYSTEM_INDEXES_FILE {
+            let specs = read_bson_documents(bytes).map_err(|e| Error::Consistency(format!("{path} is not a BSON file: {e}")))?;
+            self.system_indexes.push(SystemIndexes { dir, specs });
+            self.files.push(path);
+            return Ok(());
+        }
+        let Some(stem) = file.strip_suffix(METADATA_SUFFIX) else {
+            self.files.push(path);
+            return Ok(());
+        };
+        // An empty metadata file is no metadata (default options, only the _id index),
+        // as mongorestore reads it.
+        let metadata = if bytes.iter().all(u8::is_ascii_whitespace) { Document::new() } else { legacy_json::parse_metadata(bytes, &path)? };
+        let collection = match metadata.get_str("collectionName") {
+            Ok(name) if !name.is_empty() => name.to_string(),
+            _ => unescape(stem),
+        };
+        self.metadata.push(MetadataFile { dir, stem: stem.to_string(), collection, metadata });
+        Ok(())
+    }
+
+    /// The database a directory of data files holds, if the layout says.
+    fn database_of(&self, dir: &str) -> Option<String> {
+        if let Some(name) = &self.database_level {
+            return Some(name.clone());
+        }
+        let name = dir.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        (!name.is_empty()).then(|| name.to_string())
+    }
+
+    /// The dump directory a directory of data files belongs to.
+    fn root_of(&self, dir: &str) -> String {
+        if self.database_level.is_some() {
+            dir.to_string()
+        } else {
+            parent(dir)
+        }
+    }
+
+    /// Whether a time-series collection's buckets are stored in `system.buckets.<name>`
+    /// (a source before MongoDB 8.3, or an unknown one) rather than under its own name.
+    fn buckets_in_system_collection(&self) -> bool {
+        let Some(version) = &self.source_version else { return true };
+        let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (8, 3)
+    }
+
+    /// The plan, once every member was seen.
+    pub fn into_plan(self, filter: &NamespaceFilter, map: &NamespaceMap) -> Plan {
+        let mut plan = Plan::default();
+        let data_files: Vec<(String, String)> =
+            self.files.iter().map(|path| split(path)).filter(|(_, file)| file.ends_with(".bson") && file != OPLOG_FILE).collect();
+        // The dump directory: where the metadata files are, else where most data files are.
+        let root = match self.metadata.first() {
+            Some(first) => self.root_of(&first.dir),
+            None => most_common(data_files.iter().map(|(dir, _)| self.root_of(dir))).unwrap_or_default(),
+        };
+        let systems_buckets = self.buckets_in_system_collection();
+        // The data file each metadata file describes, by path.
+        let data_file_of = |file: &MetadataFile| -> String {
+            if file.metadata.get_str("type") == Ok("timeseries") && systems_buckets {
+                format!("{}{TIMESERIES_BUCKETS_PREFIX}{}.bson", file.dir, file.stem)
+            } else {
+                format!("{}{}.bson", file.dir, file.stem)
+            }
+        };
+        let described: std::collections::HashSet<String> = self.metadata.iter().map(data_file_of).collect();
+        let dirs_with_metadata: std::collections::HashSet<&str> = self.metadata.iter().map(|file| file.dir.as_str()).collect();
+
+        // Collections to restore: (directory, database, collection, metadata, data file).
+        let mut found: Vec<(String, String, Document, Option<String>)> = Vec::new();
+        for file in &self.metadata {
+            let Some(database) = self.database_of(&file.dir) else {
+                plan.unread_files.push(format!("{}{}{METADATA_SUFFIX}: {}", file.dir, file.stem, TOP_LEVEL));
+                continue;
+            };
+            if self.root_of(&file.dir) != root {
+                plan.unread_files.push(format!("{}{}{METADATA_SUFFIX}: outside the dump directory {root}", file.dir, file.stem));
+                continue;
+            }
+            let data = data_file_of(file);
+            let data = self.files.contains(&data).then_some(data);
+            found.push((database, file.collection.clone(), file.metadata.clone(), data));
+        }
+        for (dir, file) in &data_files {
+            let path = format!("{dir}{file}");
+            if described.contains(&path) {
+                continue;
+            }
+            let Some(database) = self.database_of(dir) else {
+                plan.unread_files.push(format!("{path}: {TOP_LEVEL}"));
+                continue;
+            };
+            let collection = unescape(file.trim_end_matches(".bson"));
+            if self.root_of(dir) != root {
+                plan.unread_files.push(format!("{path}: outside the dump directory {root}"));
+            } else if file == SYSTEM_INDEXES_FILE {
+                if dirs_with_metadata.contains(dir.as_str()) {
+                    plan.unread_files
+                        .push(format!("{path}: not read, as mongorestore does not, because the database's .metadata.json files hold its indexes"));
+                }
+            } else if collection == "system.profile" {
+                plan.unread_files.push(format!("{path}: system.profile is never restored (as mongorestore)"));
+            } else if collection.starts_with(TIMESERIES_BUCKETS_PREFIX) {
+                plan.unread_files.push(format!(
+                    "{path}: the buckets of a time-series collection without its .metadata.json, which mongorestore refuses too \
+                     (the collection's options are needed to recreate it)"
+                ));
+            } else {
+                // Pre-3.0 dumps keep index definitions in system.indexes.bson, each with its `ns`.
+                let indexes = self
+                    .system_indexes
+                    .iter()
+                    .filter(|found| found.dir == *dir)
+                    .flat_map(|found| found.specs.iter())
+                    .filter(|spec| spec.get_str("ns").ok().and_then(|ns| ns.split_once('.')).map(|(_, c)| c) == Some(collection.as_str()))
+                    .cloned()
+                    .map(with_simple_collation)
+                    .collect::<Vec<_>>();
+                let mut metadata = Document::new();
+                if !indexes.is_empty() {
+                    metadata.insert("indexes", indexes);
+                }
+                found.push((database, collection, metadata, Some(path)));
+            }
+        }
+        for (database, collection, metadata, bson_member) in found {
+            let source = format!("{database}.{collection}");
+            if !filter.keeps(&database, &collection) || is_auth_collection(&database, &collection) {
+                plan.skipped.push(source);
+                continue;
+            }
+            let kind = metadata.get_str("type").ok().filter(|kind| !kind.is_empty()).unwrap_or("collection").to_string();
+            // As mongorestore: the server picks the index version (a pre-3.0 `v: 0` is
+            // refused by every current server) and the namespace is the target's.
+            let indexes = match metadata.get_array("indexes") {
+                Ok(specs) => specs
+                    .iter()
+                    .filter_map(|spec| spec.as_document().cloned())
+                    .map(|mut spec| {
+                        spec.remove("v");
+                        spec.remove("ns");
+                        spec
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            plan.namespaces.push(PlannedNamespace {
+                target_database: map.database(&database).to_string(),
+                database,
+                collection,
+                kind,
+                options: metadata.get_document("options").cloned().unwrap_or_default(),
+                indexes,
+                bson_member,
+                expected: None,
+            });
+        }
+        let oplog = format!("{root}{OPLOG_FILE}");
+        if self.files.contains(&oplog) {
+            plan.oplog_member = Some(oplog);
+        }
+        plan
+    }
+}
+
+/// An index definition of `system.indexes.bson` as mongorestore builds it: nothing in
+/// such a dump says the collection has no default collation, so an index without a
+/// collation gets the simple one (a version 1 index cannot carry a collation).
+fn with_simple_collation(mut spec: Document) -> Document {
+    let version_one = matches!(spec.get("v"), Some(bson::Bson::Int32(1)) | Some(bson::Bson::Int64(1))) || spec.get_f64("v") == Ok(1.0);
+    if !version_one && !spec.contains_key("collation") {
+        spec.insert("collation", bson::doc! { "locale": "simple" });
+    }
+    spec
+}
+
+/// Why a data file at the top of the archive is not read.
+const TOP_LEVEL: &str = "at the top of the archive, outside any database directory: if the archive holds one database's directory, \
+                         restore it with --db NAME";
+
+/// The documents of a small BSON file.
+fn read_bson_documents(bytes: &[u8]) -> std::io::Result<Vec<Document>> {
+    let mut reader = std::io::Cursor::new(bytes);
+    let mut documents = Vec::new();
+    while (reader.position() as usize) < bytes.len() {
+        documents.push(Document::from_reader(&mut reader).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?);
+    }
+    Ok(documents)
+}
+
+/// The value seen most often (the first of equals), if any.
+fn most_common(values: impl Iterator<Item = String>) -> Option<String> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for value in values {
+        match counts.iter_mut().find(|(seen, _)| *seen == value) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((value, 1)),
+        }
+    }
+    counts.iter().rev().max_by_key(|(_, count)| *count).map(|(value, _)| value.clone())
+}
+
+/// A member path without a leading `./` or `/`.
+pub fn normalize(path: &str) -> String {
+    path.trim_start_matches("./").trim_start_matches('/').to_string()
+}
+
+/// Go's `url.QueryUnescape`, for collection files without a metadata name.
+fn unescape(stem: &str) -> String {
+    let bytes = stem.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::layout::escape_collection_name;
+    use bson::doc;
+
+    fn plan(scan: LegacyScan) -> Plan {
+        scan.into_plan(&NamespaceFilter::default(), &NamespaceMap::default())
+    }
+
+    fn sources(plan: &Plan) -> Vec<String> {
+        let mut names: Vec<String> = plan.namespaces.iter().map(PlannedNamespace::source).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn legacy_tarballs_are_planned_from_their_metadata_files() {
+        let mut scan = LegacyScan::default();
+        let meta = br#"{"options":{"capped":true,"size":{"$numberInt":"4096"}},"indexes":[{"v":{"$numberInt":"2"},"key":{"_id":{"$numberInt":"1"}},"name":"_id_"}],"collectionName":"log","type":"collection"}"#;
+        scan.member("./data/db/dump/2018-04-04T11_37/", None).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/ingest/log.bson", None).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/ingest/log.metadata.json", Some(meta)).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/oplog.bson", None).unwrap();
+        assert!(!scan.has_manifest);
+        let plan = plan(scan);
+        assert_eq!(plan.namespaces.len(), 1);
+        let log = &plan.namespaces[0];
+        assert_eq!(log.source(), "ingest.log");
+        assert_eq!(log.bson_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/ingest/log.bson"));
+        assert!(log.options.get_bool("capped").unwrap());
+        assert_eq!(plan.oplog_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/oplog.bson"));
+    }
+
+    #[test]
+    fn data_files_without_metadata_and_empty_metadata_restore_with_defaults() {
+        let mut scan = LegacyScan::default();
+        scan.member("data/db/dump/2018-04-04T11_37/ingest/project.bson", None).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/ingest/file%24s.bson", None).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/ingest/log.bson", None).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/ingest/log.metadata.json", Some(b"  \n")).unwrap();
+        scan.member("data/db/dump/2018-04-04T11_37/oplog.bson", None).unwrap();
+        let plan = plan(scan);
+        let mut packed_from_inside = LegacyScan::default();
+        packed_from_inside.member("./ingest/project.bson", None).unwrap();
+        let inside = packed_from_inside.into_plan(&NamespaceFilter::default(), &NamespaceMap::new(None));
+        assert_eq!(inside.namespaces[0].source(), "ingest.project");
+        assert_eq!(inside.namespaces[0].bson_member.as_deref(), Some("ingest/project.bson"));
+        assert_eq!(sources(&plan), ["ingest.file$s", "ingest.log", "ingest.project"]);
+        assert!(plan.namespaces.iter().all(|n| n.options.is_empty() && n.indexes.is_empty() && n.bson_member.is_some()));
+        assert_eq!(plan.oplog_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/oplog.bson"));
+        assert!(plan.unread_files.is_empty(), "{:?}", plan.unread_files);
+    }
+
+    #[test]
+    fn pre_3_0_index_definitions_go_to_their_collections_unless_metadata_files_exist() {
+        let specs: Vec<u8> = [
+            doc! { "v": 1, "key": { "_id": 1 }, "name": "_id_", "ns": "old.things" },
+            doc! { "v": 1, "key": { "sku": 1 }, "name": "sku_1", "ns": "old.things", "unique": true },
+            doc! { "v": 1, "key": { "at": -1 }, "name": "at_-1", "ns": "old.log" },
+        ]
+        .iter()
+        .flat_map(|spec| bson::to_vec(spec).unwrap())
+        .collect();
+        let mut scan = LegacyScan::default();
+        scan.member("dump/old/things.bson", None).unwrap();
+        scan.member("dump/old/log.bson", None).unwrap();
+        scan.member("dump/old/system.indexes.bson", Some(&specs)).unwrap();
+        scan.member("dump/new/a.bson", None).unwrap();
+        scan.member("dump/new/a.metadata.json", Some(b"{}")).unwrap();
+        scan.member("dump/new/system.indexes.bson", Some(&specs)).unwrap();
+        let plan = plan(scan);
+        assert_eq!(sources(&plan), ["new.a", "old.log", "old.things"]);
+        let things = plan.namespaces.iter().find(|n| n.collection == "things").unwrap();
+        let names: Vec<&str> = things.indexes.iter().map(|spec| spec.get_str("name").unwrap()).collect();
+        assert_eq!(names, ["_id_", "sku_1"]);
+        assert!(plan.namespaces.iter().find(|n| n.source() == "new.a").unwrap().indexes.is_empty());
+        assert_eq!(plan.unread_files.len(), 1, "{:?}", plan.unread_files);
+        assert!(plan.unread_files[0].starts_with("dump/new/system.indexes.bson"));
+    }
+
+    #[test]
+    fn a_database_directory_needs_a_name() {
+        let mut without = LegacyScan::default();
+        without.member("orders.bson", None).unwrap();
+        let refused = plan(without);
+        assert!(refused.namespaces.is_empty());
+        assert!(refused.unread_files[0].contains("--db NAME"), "{:?}", refused.unread_files);
+        for (path, meta) in [("orders.bson", "orders.metadata.json"), ("shop/orders.bson", "shop/orders.metadata.json")] {
+            let mut scan = LegacyScan::new(Some("copy".into()));
+            scan.member(path, None).unwrap();
+            scan.member(meta, Some(br#"{"options":{},"indexes":[]}"#)).unwrap();
+            let planned = plan(scan);
+            assert_eq!(sources(&planned), ["copy.orders"]);
+            assert_eq!(planned.namespaces[0].bson_member.as_deref(), Some(path));
+        }
+    }
+
+    #[test]
+    fn time_series_buckets_follow_the_source_version() {
+        let meta =
+            br#"{"options":{"timeseries":{"timeField":"t","granularity":"seconds"}},"indexes":[],"collectionName":"weather","type":"timeseries"}"#;
+        let mut old = LegacyScan::default();
+        old.member("dump/iot/system.buckets.weather.bson", None).unwrap();
+        old.member("dump/iot/weather.metadata.json", Some(meta)).unwrap();
+        let planned = plan(old);
+        let weather = &planned.namespaces[0];
+        assert!(weather.is_timeseries());
+        assert_eq!(weather.data_collection(), "system.buckets.weather");
+        assert_eq!(weather.bson_member.as_deref(), Some("dump/iot/system.buckets.weather.bson"));
+        let mut raw = LegacyScan::default();
+        raw.member("dump/prelude.json", Some(br#"{"ServerVersion":"8.3.0","ToolVersion":"100.13.0"}"#)).unwrap();
+        raw.member("dump/iot/weather.bson", None).unwrap();
+        raw.member("dump/iot/weather.metadata.json", Some(meta)).unwrap();
+        assert_eq!(raw.source_version.as_deref(), Some("8.3.0"));
+        assert_eq!(plan(raw).namespaces[0].bson_member.as_deref(), Some("dump/iot/weather.bson"));
+        let mut orphan = LegacyScan::default();
+        orphan.member("dump/iot/system.buckets.weather.bson", None).unwrap();
+        let refused = plan(orphan);
+        assert!(refused.namespaces.is_empty());
+        assert!(refused.unread_files[0].contains("time-series"), "{:?}", refused.unread_files);
+        let mut broken = LegacyScan::default();
+        assert_eq!(broken.member("dump/prelude.json", Some(b"{not json")).unwrap_err().exit_code(), 1);
+    }
+
+    #[test]
+    fn truncated_names_come_from_the_metadata() {
+        let long = "c".repeat(300);
+        let stem = escape_collection_name(&long);
+        assert!(stem.contains("%24"));
+        let mut scan = LegacyScan::default();
+        scan.member(&format!("dump/db/{stem}.bson"), None).unwrap();
+        scan.member(&format!("dump/db/{stem}.metadata.json"), Some(format!(r#"{{"collectionName":"{long}"}}"#).as_bytes())).unwrap();
+        let planned = plan(scan);
+        assert_eq!(sources(&planned), [format!("db.{long}")]);
+        assert_eq!(planned.namespaces[0].bson_member.as_deref(), Some(format!("dump/db/{stem}.bson").as_str()));
+    }
+
+    #[test]
+    fn query_unescape_reverses_mongodump_file_names() {
+        assert_eq!(unescape("with+space%2Fslash"), "with space/slash");
+        assert_eq!(unescape("plain"), "plain");
+    }
+}
