@@ -440,7 +440,7 @@ impl CollectionReader {
             None => (NamespaceDigest::default().finish(), None),
             Some(bson) => {
                 let summary = bson.summary.clone();
-                let bson_file = dump::bson_path(&info.database, &info.name);
+                let bson_file = dump::bson_path(&info.database, &info.data_collection());
                 send(&self.members, Member::Spooled { path: format!("{}{bson_file}", self.root), bson }).await?;
                 (summary, Some(bson_file))
             }
@@ -464,7 +464,7 @@ impl CollectionReader {
 
     async fn read_documents(&self, info: &CollectionInfo) -> Result<SpooledBson> {
         let namespace = info.namespace();
-        let collection = self.client.database(&info.database).collection::<RawDocumentBuf>(&info.name);
+        let collection = self.client.database(&info.database).collection::<RawDocumentBuf>(&info.data_collection());
         let mut find = collection.find(doc! {});
         if self.batch_size > 0 {
             find = find.batch_size(self.batch_size);

@@ -129,8 +129,7 @@ impl PlannedNamespace {
     }
 }
 
-/// The prefix of the collection that stores a time-series collection's buckets.
-pub const TIMESERIES_BUCKETS_PREFIX: &str = "system.buckets.";
+pub use crate::source::discovery::TIMESERIES_BUCKETS_PREFIX;
 
 /// A restore plan: the namespaces, where `oplog.bson` is, and the manifest's member.
 #[derive(Debug, Clone, Default)]

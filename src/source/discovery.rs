@@ -35,13 +35,33 @@ impl CollectionInfo {
     pub fn is_view(&self) -> bool {
         self.kind == "view"
     }
+
+    /// Whether this is a time-series collection (its documents are the buckets of
+    /// `system.buckets.<name>`).
+    pub fn is_timeseries(&self) -> bool {
+        self.kind == "timeseries"
+    }
+
+    /// The collection whose documents are dumped: the collection itself, or for a
+    /// time-series collection the `system.buckets.<name>` collection holding its
+    /// buckets (what mongodump dumps from MongoDB 5.0 to 8.2).
+    pub fn data_collection(&self) -> String {
+        if self.is_timeseries() {
+            format!("{TIMESERIES_BUCKETS_PREFIX}{}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
 }
+
+/// The prefix of the collection that stores a time-series collection's buckets.
+pub const TIMESERIES_BUCKETS_PREFIX: &str = "system.buckets.";
 
 /// Lists every namespace to back up, sorted by database then name.
 ///
 /// # Errors
 /// A MongoDB error when listing fails; a consistency error for a time-series
-/// collection, which this version cannot back up faithfully.
+/// collection stored the MongoDB 8.3 way, which this version cannot back up faithfully.
 pub async fn discover(client: &Client, filter: &NamespaceFilter) -> Result<Vec<CollectionInfo>> {
     let mut found = Vec::new();
     let mut databases = client.list_database_names().await.map_err(Error::mongo("listing databases"))?;
@@ -54,15 +74,20 @@ pub async fn discover(client: &Client, filter: &NamespaceFilter) -> Result<Vec<C
             client.database(&database).list_collections().await.map_err(Error::mongo(format!("listing collections of database {database}")))?;
         let specs: Vec<Document> =
             cursor.with_type::<Document>().try_collect().await.map_err(Error::mongo(format!("listing collections of database {database}")))?;
-        for spec in specs {
-            let info = collection_info(&database, &spec)?;
+        let names: Vec<&str> = specs.iter().filter_map(|spec| spec.get_str("name").ok()).collect();
+        for spec in &specs {
+            let info = collection_info(&database, spec)?;
             if !is_dumped_namespace(&info.database, &info.name) || !filter.keeps(&info.database, &info.name) {
                 continue;
             }
-            if info.kind == "timeseries" {
+            if info.is_timeseries() && !names.contains(&info.data_collection().as_str()) {
+                // MongoDB 8.3 and later keep a time-series collection's buckets under its
+                // own name, readable only with the rawData option.
                 return Err(Error::Consistency(format!(
-                    "{} is a time-series collection, which this version cannot back up; exclude it with --ns-exclude {}",
+                    "{} is a time-series collection without a {} collection (MongoDB 8.3 or later), which this version cannot back up \
+                     without losing its buckets; exclude it with --ns-exclude {} and back it up with mongodump",
                     info.namespace(),
+                    info.data_collection(),
                     info.namespace()
                 )));
             }

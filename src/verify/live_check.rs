@@ -155,8 +155,9 @@ async fn compare_namespace(
             let same = info.kind == entry.kind && canonical_value(&info.options) == entry.options;
             (Some(0), (!same).then(|| "the view's definition differs".to_string()))
         }
-        Some(_) => {
-            let digest = retry.run(&format!("reading {namespace}"), |_| live_digest(&source.client, &entry.database, &entry.collection)).await?;
+        Some(info) => {
+            let data = info.data_collection();
+            let digest = retry.run(&format!("reading {namespace}"), |_| live_digest(&source.client, &entry.database, &data)).await?;
             let difference = if digest.documents != entry.documents {
                 Some(format!("{} documents live, {} in the backup", digest.documents, entry.documents))
             } else if digest.content_hash != entry.content_hash {
@@ -186,7 +187,7 @@ async fn created_since(source: &Source, namespace: &str, info: &CollectionInfo, 
         source
             .client
             .database(&info.database)
-            .collection::<bson::Document>(&info.name)
+            .collection::<bson::Document>(&info.data_collection())
             .count_documents(bson::doc! {})
             .await
             .map_err(Error::mongo(format!("counting {namespace}")))?
