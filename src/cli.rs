@@ -539,6 +539,10 @@ pub struct RestoreArgs {
     /// (as mongorestore --db DB with a database directory).
     #[arg(long = "db", value_name = "DB", requires = "no_manifest")]
     pub database_level: Option<String>,
+    /// Restore the backup's users and roles too (admin.system.users and admin.system.roles; for a filtered restore, those of the
+    /// restored databases), as mongorestore --restoreDbUsersAndRoles; with --drop they replace the target's.
+    #[arg(long)]
+    pub users_and_roles: bool,
     /// Restore to this point in time: an RFC 3339 time (every write of that second included) or an oplog timestamp T.I.
     /// The newest backup at or before it is restored (or the one named), then its oplog slices are replayed up to it.
     #[arg(long, value_name = "TIME")]
@@ -559,6 +563,11 @@ impl RestoreArgs {
             return Err(Error::usage(format!("--batch-size {} is out of range: use 1 to 100000", self.batch_size)));
         }
         check_backup_name(&self.backup)?;
+        if self.users_and_roles && self.ns_from.is_some() {
+            return Err(Error::usage(
+                "--users-and-roles cannot be combined with --ns-from/--ns-to: users and roles belong to their database's name; restore them without renaming",
+            ));
+        }
         let (store, s3) = self.store.resolve()?;
         Ok(RestoreOptions {
             store,
@@ -573,6 +582,7 @@ impl RestoreArgs {
             batch_documents: self.batch_size,
             no_manifest: self.no_manifest,
             database_level: self.database_level.as_deref().map(check_database_name).transpose()?,
+            users_and_roles: self.users_and_roles,
             to_time: self.to_time.as_deref().map(TargetTime::parse).transpose()?,
             retry: self.retries.policy()?,
             spool_dir: std::env::temp_dir().join("ingest-backup-spool"),

@@ -310,6 +310,9 @@ fn print_restore_summary(report: &RestoreReport) {
             namespace.source, namespace.target, namespace.inserted, namespace.documents, namespace.indexes, namespace.checksum
         );
     }
+    if let Some(merged) = &report.users_and_roles {
+        eprintln!("users and roles restored with {}: {} users, {} roles", merged.method, merged.users, merged.roles);
+    }
     if let Some(oplog) = &report.oplog {
         let reached = oplog.reached.map_or("-".to_string(), |t| format!("{}:{}", t.t, t.i));
         eprintln!("oplog replayed: {} entries applied, {} skipped, reached {reached}", oplog.applied, oplog.skipped);

@@ -307,3 +307,84 @@ async fn time_series_collections_round_trip_through_both_restores() {
     let restored_documents = theirs.get("iot.system.buckets.weather").map(|found| &found.2).unwrap_or(&theirs["iot.weather"].2);
     assert_eq!(restored_documents, &original["iot.weather"].2, "mongorestore restores every document of our dump");
 }
+
+/// `restore --users-and-roles` of a full dump's `admin.system.users` and
+/// `admin.system.roles`. SecantusDB has no `_mergeAuthzCollections`, so the roles are
+/// created one by one (inherited roles included), a user whose stored password
+/// credentials only the merge can restore is named (never its credentials) and the
+/// restore exits 1; once the user exists, the restore gives it its roles and exits 0.
+/// Without the flag, users and roles are listed as skipped.
+#[tokio::test(flavor = "multi_thread")]
+async fn users_and_roles_restore_with_their_privileges_and_roles() {
+    let work = tempfile::tempdir().unwrap();
+    let staging = work.path().join("staging");
+    let dump = staging.join(format!("data/db/dump/{NAME}"));
+    write_bson(&dump.join("shop/orders.bson"), &[doc! { "_id": 1 }]);
+    let salt = "c2VjcmV0LXNhbHQtbmV2ZXItcHJpbnRlZA==";
+    let stored_key = "U1RPUkVELUtFWS1ORVZFUi1QUklOVEVE";
+    write_bson(
+        &dump.join("admin/system.users.bson"),
+        &[doc! {
+            "_id": "shop.alice", "user": "alice", "db": "shop",
+            "credentials": { "SCRAM-SHA-256": { "iterationCount": 15000, "salt": salt, "storedKey": stored_key, "serverKey": stored_key } },
+            "roles": [{ "role": "auditor", "db": "admin" }, { "role": "readWrite", "db": "shop" }],
+        }],
+    );
+    write_bson(
+        &dump.join("admin/system.roles.bson"),
+        &[
+            doc! { "_id": "admin.auditor", "role": "auditor", "db": "admin", "privileges": [{ "resource": { "db": "shop", "collection": "orders" }, "actions": ["find"] }], "roles": [{ "role": "reporting", "db": "admin" }] },
+            doc! { "_id": "admin.reporting", "role": "reporting", "db": "admin", "privileges": [{ "resource": { "db": "shop", "collection": "" }, "actions": ["find"] }], "roles": [] },
+        ],
+    );
+    let store = work.path().join("store");
+    pack(&staging, &store);
+    let target = Server::start();
+    let client = target.client().await;
+    let restore = |extra: &[&str]| {
+        let mut args = vec!["restore", NAME, "--no-manifest", "--store", store.to_str().unwrap(), "--uri", "URI", "--json"];
+        let uri = target.uri();
+        args[6] = &uri;
+        args.extend_from_slice(extra);
+        common::run_json(&args)
+    };
+
+    let (code, report, _) = restore(&[]);
+    assert_eq!(code, 0, "{report}");
+    let skipped: Vec<&str> = report["skipped"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(skipped.contains(&"admin.system.users") && skipped.contains(&"admin.system.roles"), "{report}");
+    assert!(client.database("admin").run_command(doc! { "rolesInfo": 1 }).await.unwrap().get_array("roles").unwrap().is_empty());
+
+    let (code, report, log) = restore(&["--users-and-roles", "--drop"]);
+    assert_eq!(code, 1, "{log}");
+    assert_eq!(report["users_and_roles"]["method"], "createUser/createRole", "{report}");
+    assert_eq!(report["users_and_roles"]["roles"], 2, "{report}");
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("user alice@shop: not restored"), "{problems}");
+    for secret in [salt, stored_key] {
+        assert!(!log.contains(secret) && !report.to_string().contains(secret), "a credential reached the output");
+    }
+    let roles = client.database("admin").run_command(doc! { "rolesInfo": "auditor", "showPrivileges": true }).await.unwrap();
+    let auditor = roles.get_array("roles").unwrap()[0].as_document().unwrap().clone();
+    assert_eq!(auditor.get_array("roles").unwrap(), &vec![bson::Bson::Document(doc! { "role": "reporting", "db": "admin" })]);
+    assert_eq!(auditor.get_array("privileges").unwrap().len(), 1);
+    let names: Vec<String> = client.list_database_names().await.unwrap();
+    assert!(
+        !client.database("admin").list_collection_names().await.unwrap().iter().any(|c| c.starts_with("temp")),
+        "temporary collections dropped: {names:?}"
+    );
+
+    // Once the user exists (made with its password), the restore gives it its roles.
+    client.database("shop").run_command(doc! { "createUser": "alice", "pwd": "chosen-again", "roles": [] }).await.unwrap();
+    let (code, report, log) = restore(&["--users-and-roles", "--drop"]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(report["users_and_roles"]["users"], 1, "{report}");
+    let alice = client.database("shop").run_command(doc! { "usersInfo": "alice" }).await.unwrap();
+    let granted = alice.get_array("users").unwrap()[0].as_document().unwrap().get_array("roles").unwrap().clone();
+    assert_eq!(granted.len(), 2, "{granted:?}");
+
+    // Renaming a database and restoring its users are refused together.
+    let (code, _, log) = restore(&["--users-and-roles", "--ns-from", "shop", "--ns-to", "copy"]);
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("--users-and-roles cannot be combined with --ns-from"), "{log}");
+}

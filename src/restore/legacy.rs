@@ -9,7 +9,7 @@
 use bson::Document;
 
 use super::legacy_json;
-use super::plan::{is_auth_collection, NamespaceMap, Plan, PlannedNamespace, TIMESERIES_BUCKETS_PREFIX};
+use super::plan::{is_auth_collection, users_or_roles_kind, NamespaceMap, Plan, PlannedNamespace, TIMESERIES_BUCKETS_PREFIX};
 use crate::dump::{manifest_path, OPLOG_FILE};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
@@ -231,11 +231,15 @@ impl LegacyScan {
         }
         for (database, collection, metadata, bson_member) in found {
             let source = format!("{database}.{collection}");
-            if !filter.keeps(&database, &collection) || is_auth_collection(&database, &collection) {
+            let users_or_roles = users_or_roles_kind(&database, &collection);
+            if users_or_roles.is_none() && (!filter.keeps(&database, &collection) || is_auth_collection(&database, &collection)) {
                 plan.skipped.push(source);
                 continue;
             }
-            let kind = metadata.get_str("type").ok().filter(|kind| !kind.is_empty()).unwrap_or("collection").to_string();
+            let kind = match users_or_roles {
+                Some(kind) => kind.to_string(),
+                None => metadata.get_str("type").ok().filter(|kind| !kind.is_empty()).unwrap_or("collection").to_string(),
+            };
             // As mongorestore: the server picks the index version (a pre-3.0 `v: 0` is
             // refused by every current server) and the namespace is the target's.
             let indexes = match metadata.get_array("indexes") {
@@ -250,8 +254,8 @@ impl LegacyScan {
                     .collect(),
                 Err(_) => Vec::new(),
             };
-            plan.namespaces.push(PlannedNamespace {
-                target_database: map.database(&database).to_string(),
+            let planned = PlannedNamespace {
+                target_database: if users_or_roles.is_some() { "admin".to_string() } else { map.database(&database).to_string() },
                 database,
                 collection,
                 kind,
@@ -259,7 +263,12 @@ impl LegacyScan {
                 indexes,
                 bson_member,
                 expected: None,
-            });
+            };
+            if users_or_roles.is_some() {
+                plan.users_and_roles.push(planned);
+            } else {
+                plan.namespaces.push(planned);
+            }
         }
         let oplog = format!("{root}{OPLOG_FILE}");
         if self.files.contains(&oplog) {

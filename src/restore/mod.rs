@@ -11,6 +11,7 @@ pub mod oplog_replay;
 pub mod plan;
 pub mod stream;
 pub mod target;
+pub mod users_roles;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ use crate::store::s3::S3Settings;
 use crate::store::{self, Latest, Store, StoreLocation, StoredBackup};
 use legacy::LegacyScan;
 use oplog_replay::{ReplayReport, Replayer};
-use plan::{DatabaseRename, NamespaceMap, Plan};
+use plan::{DatabaseRename, NamespaceMap, Plan, PlannedNamespace};
 
 /// What to restore, where, and how.
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct RestoreOptions {
     /// With `no_manifest`: the archive holds one database's directory, restored under
     /// this name (as mongorestore's `--db` with a directory).
     pub database_level: Option<String>,
+    /// Restore the backup's users and roles too (as `mongorestore --restoreDbUsersAndRoles`).
+    pub users_and_roles: bool,
     /// Where `oplog.bson` is spooled for the replay.
     pub spool_dir: PathBuf,
     /// How often connecting, preparing and building indexes are tried again after a
@@ -116,6 +119,8 @@ pub struct RestoreReport {
     pub skipped: Vec<String>,
     /// Files of a legacy tarball that were not restored, each with the reason.
     pub unread_files: Vec<String>,
+    /// With `--users-and-roles`: what restoring the users and roles did.
+    pub users_and_roles: Option<users_roles::UsersAndRoles>,
     /// The oplog replay, when one ran.
     pub oplog: Option<ReplayReport>,
     /// The point the replay was to reach (the backup's consistency end).
@@ -167,12 +172,21 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
         ArchiveFormat::of_file(&backup.archive).ok_or_else(|| Error::usage(format!("{} is neither .tar.gz nor .tar.zst", backup.archive)))?;
     let map = NamespaceMap::new(options.rename.clone());
     let manifest = read_manifest(&backup, options.no_manifest)?;
-    let plan = match &manifest {
+    let mut plan = match &manifest {
         Some(manifest) => Plan::from_manifest(manifest, &options.filter, &map)?,
         None => legacy_plan(store.clone(), &backup, format, options.database_level.clone(), &options.filter, &map).await?,
     };
+    let users_and_roles = std::mem::take(&mut plan.users_and_roles);
+    if options.users_and_roles {
+        if users_and_roles.is_empty() {
+            warn!(backup = %backup.name, "--users-and-roles: the backup holds no users or roles.");
+        }
+        plan.namespaces.extend(users_and_roles);
+    } else {
+        plan.skipped.extend(users_and_roles.iter().map(|planned| planned.source()));
+    }
     for skipped in &plan.skipped {
-        info!(namespace = %skipped, "Not restored (filtered out, or users and roles, which need mongorestore --restoreDbUsersAndRoles).");
+        info!(namespace = %skipped, "Not restored (filtered out, or users and roles without --users-and-roles).");
     }
     for file in &plan.unread_files {
         warn!(file = %file, "A file of the archive is not restored.");
@@ -327,6 +341,20 @@ async fn restore_into(
         retry.run(&format!("creating the view {}", planned.target()), |_| target::create_view(client, planned)).await.map_err(interrupted)?;
     }
 
+    let users_and_roles = if plan.namespaces.iter().any(PlannedNamespace::is_users_or_roles) {
+        // Every database's users and roles for an unfiltered restore, else the restored databases'.
+        let databases: Option<Vec<String>> = options.filter.is_filtering().then(|| {
+            let mut databases: Vec<String> = plan.namespaces.iter().filter(|n| !n.is_users_or_roles()).map(|n| n.database.clone()).collect();
+            databases.sort();
+            databases.dedup();
+            databases
+        });
+        let merged = users_roles::merge(client, databases.as_deref(), options.drop).await.map_err(interrupted)?;
+        problems.extend(merged.problems.iter().cloned());
+        Some(merged)
+    } else {
+        None
+    };
     let oplog_limit = manifest.as_ref().and_then(|m| m.consistency.end);
     let oplog_problem = manifest.as_ref().and_then(|m| oplog_problem(m, streamed.oplog.as_ref().map(|(_, digest)| digest)));
     let oplog = match streamed.oplog {
@@ -361,6 +389,7 @@ async fn restore_into(
         namespaces: restored,
         skipped: plan.skipped,
         unread_files: plan.unread_files,
+        users_and_roles,
         oplog,
         oplog_limit,
         pitr: pitr_replay,

@@ -6,6 +6,7 @@
 
 use bson::{Bson, Document};
 
+use super::users_roles::{ROLES_KIND, TEMP_ROLES, TEMP_USERS, USERS_KIND};
 use crate::dump::{manifest_path, OPLOG_FILE};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
@@ -112,16 +113,26 @@ impl PlannedNamespace {
         self.kind == "view"
     }
 
+    /// Whether this is the backup's users or roles (`restore --users-and-roles`).
+    pub fn is_users_or_roles(&self) -> bool {
+        self.kind == USERS_KIND || self.kind == ROLES_KIND
+    }
+
     /// Whether this is a time-series collection (its `.bson` file holds buckets).
     pub fn is_timeseries(&self) -> bool {
         self.kind == "timeseries"
     }
 
     /// The collection the documents of the `.bson` file go into: the collection itself,
-    /// or for a time-series collection the `system.buckets.<name>` collection that
-    /// stores its buckets (as mongorestore inserts them into MongoDB before 8.3).
+    /// for a time-series collection the `system.buckets.<name>` collection that stores
+    /// its buckets (as mongorestore inserts them into MongoDB before 8.3), and for users
+    /// and roles the temporary collection they are merged from.
     pub fn data_collection(&self) -> String {
-        if self.is_timeseries() {
+        if self.kind == USERS_KIND {
+            TEMP_USERS.to_string()
+        } else if self.kind == ROLES_KIND {
+            TEMP_ROLES.to_string()
+        } else if self.is_timeseries() {
             format!("{TIMESERIES_BUCKETS_PREFIX}{}", self.collection)
         } else {
             self.collection.clone()
@@ -142,6 +153,9 @@ pub struct Plan {
     pub manifest_member: Option<String>,
     /// Namespaces left out by the filters, or because they are never restored.
     pub skipped: Vec<String>,
+    /// The backup's users and roles (`admin.system.users`, `admin.system.roles`),
+    /// restored only with `--users-and-roles`.
+    pub users_and_roles: Vec<PlannedNamespace>,
     /// Files of a legacy tarball that are not restored, each with the reason.
     pub unread_files: Vec<String>,
 }
@@ -149,7 +163,18 @@ pub struct Plan {
 /// Authentication data a plain insert cannot restore; `mongorestore
 /// --restoreDbUsersAndRoles` handles it.
 pub(super) fn is_auth_collection(database: &str, collection: &str) -> bool {
-    database == "admin" && matches!(collection, "system.users" | "system.roles" | "system.version")
+    (database == "admin" && matches!(collection, "system.users" | "system.roles" | "system.version")) || collection.starts_with("$admin.system.")
+}
+
+/// The plan kind of a collection holding users or roles: `admin.system.users` and
+/// `admin.system.roles` of a full dump, or the `$admin.system.users` /
+/// `$admin.system.roles` files of a database dumped with `--dumpDbUsersAndRoles`.
+pub(super) fn users_or_roles_kind(database: &str, collection: &str) -> Option<&'static str> {
+    match (database, collection) {
+        ("admin", "system.users") | (_, "$admin.system.users") => Some(USERS_KIND),
+        ("admin", "system.roles") | (_, "$admin.system.roles") => Some(ROLES_KIND),
+        _ => None,
+    }
 }
 
 /// Canonical Extended JSON (as stored in manifests and metadata files) back to BSON.
@@ -173,17 +198,20 @@ impl Plan {
         let mut plan = Plan::default();
         for entry in &manifest.namespaces {
             let source = format!("{}.{}", entry.database, entry.collection);
-            if !filter.keeps(&entry.database, &entry.collection) || is_auth_collection(&entry.database, &entry.collection) {
+            let users_or_roles = users_or_roles_kind(&entry.database, &entry.collection);
+            if users_or_roles.is_none()
+                && (!filter.keeps(&entry.database, &entry.collection) || is_auth_collection(&entry.database, &entry.collection))
+            {
                 plan.skipped.push(source);
                 continue;
             }
             let indexes =
                 entry.indexes.iter().map(|spec| document_from_extjson(spec, &format!("an index spec of {source}"))).collect::<Result<Vec<_>>>()?;
-            plan.namespaces.push(PlannedNamespace {
+            let planned = PlannedNamespace {
                 database: entry.database.clone(),
                 collection: entry.collection.clone(),
-                target_database: map.database(&entry.database).to_string(),
-                kind: entry.kind.clone(),
+                target_database: if users_or_roles.is_some() { "admin".to_string() } else { map.database(&entry.database).to_string() },
+                kind: users_or_roles.map_or_else(|| entry.kind.clone(), str::to_string),
                 options: document_from_extjson(&entry.options, &format!("the options of {source}"))?,
                 indexes,
                 bson_member: entry.bson_file.as_ref().map(|file| format!("{}{file}", manifest.dump_root)),
@@ -193,7 +221,12 @@ impl Plan {
                     sha256: entry.sha256.clone(),
                     content_hash: entry.content_hash.clone(),
                 }),
-            });
+            };
+            if users_or_roles.is_some() {
+                plan.users_and_roles.push(planned);
+            } else {
+                plan.namespaces.push(planned);
+            }
         }
         if manifest.consistency.oplog {
             plan.oplog_member = Some(format!("{}{OPLOG_FILE}", manifest.dump_root));

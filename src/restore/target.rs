@@ -75,6 +75,17 @@ where
 }
 
 async fn prepare_one(client: &Client, planned: &PlannedNamespace, drop: bool) -> Result<()> {
+    if planned.is_users_or_roles() {
+        // A temporary collection, emptied of anything an earlier restore left behind.
+        let temporary = planned.data_collection();
+        return client
+            .database(&planned.target_database)
+            .collection::<Document>(&temporary)
+            .drop()
+            .await
+            .or_else(|e| if server_code(&e) == Some(NAMESPACE_NOT_FOUND) { Ok(()) } else { Err(e) })
+            .map_err(Error::mongo(format!("emptying admin.{temporary}")));
+    }
     if drop {
         client
             .database(&planned.target_database)
@@ -225,7 +236,7 @@ async fn build_indexes(client: &Client, planned: &PlannedNamespace) -> Result<us
             Bson::Document(spec)
         })
         .collect();
-    if specs.is_empty() || planned.is_view() {
+    if specs.is_empty() || planned.is_view() || planned.is_users_or_roles() {
         return Ok(0);
     }
     let count = specs.len();
