@@ -206,8 +206,12 @@ async fn backup_into(
     };
 
     let root = dump::dump_root(&name);
+    let (live, _display) = crate::progress::Progress::show("backup", "bytes");
+    let sizes = Arc::new(source::discovery::collection_sizes(client, &namespaces, options.parallel).await);
+    live.expect(Some(sizes.values().map(|(documents, _)| documents).sum()), Some(sizes.values().map(|(_, bytes)| bytes).sum()));
+    let readers = ReaderContext { live, sizes };
     let produced = tokio::select! {
-        result = produce(options, &source.client, &namespaces, oplog.as_ref(), &root, &spooler, members.clone(), &cancel, progress) => result,
+        result = produce(options, &source.client, &namespaces, oplog.as_ref(), &root, &spooler, members.clone(), &cancel, progress, &readers) => result,
         _ = cancel.cancelled() => Err(Error::Cancelled),
     };
     let manifest = produced.map(|(entries, consistency)| Manifest {
@@ -300,6 +304,7 @@ async fn produce(
     members: mpsc::Sender<Member>,
     cancel: &CancellationToken,
     progress: &BackupProgress,
+    context: &ReaderContext,
 ) -> Result<(Vec<NamespaceEntry>, Consistency)> {
     pause_at(Stage::BeforeCollections, cancel).await?;
     send(&members, Member::Dir(root.to_string())).await?;
@@ -321,6 +326,7 @@ async fn produce(
             retry: options.retry,
             root: root.to_string(),
             members: members.clone(),
+            context: context.clone(),
         };
         readers.spawn(async move {
             let entry = reader.dump(info).await;
@@ -412,8 +418,16 @@ async fn copy_oplog(options: &BackupOptions, window: &OplogWindow, spooler: &Spo
     Ok((bson, end))
 }
 
+/// What every collection reader shares: the progress display and the sizes it expects.
+#[derive(Clone)]
+struct ReaderContext {
+    live: crate::progress::Progress,
+    sizes: Arc<std::collections::HashMap<String, (u64, u64)>>,
+}
+
 /// Reads one collection into archive members.
 struct CollectionReader {
+    context: ReaderContext,
     client: Client,
     spooler: Spooler,
     batch_size: u32,
@@ -470,13 +484,25 @@ impl CollectionReader {
             find = find.batch_size(self.batch_size);
         }
         let reading = || format!("reading {namespace}");
-        let mut cursor = find.await.map_err(Error::mongo(reading()))?;
-        let mut spool = self.spooler.spool();
-        let spool_error = || format!("cannot spool {namespace}; check free space in the spool directory");
-        while cursor.advance().await.map_err(Error::mongo(reading()))? {
-            push(&mut spool, cursor.current().as_bytes()).map_err(Error::io(spool_error(), &self.spooler.dir))?;
+        let item = self.context.live.item(namespace.clone(), self.context.sizes.get(&namespace).map(|(_, bytes)| *bytes));
+        let read = async {
+            let mut cursor = find.await.map_err(Error::mongo(reading()))?;
+            let mut spool = self.spooler.spool();
+            let spool_error = || format!("cannot spool {namespace}; check free space in the spool directory");
+            while cursor.advance().await.map_err(Error::mongo(reading()))? {
+                let document = cursor.current().as_bytes();
+                push(&mut spool, document).map_err(Error::io(spool_error(), &self.spooler.dir))?;
+                item.add(1, document.len() as u64);
+            }
+            off_the_runtime(|| spool.finish()).map_err(Error::io(spool_error(), &self.spooler.dir))
+        };
+        let result = read.await;
+        // A failed attempt is read again from the start: its counts are taken back.
+        if result.is_err() {
+            item.abandon();
         }
-        off_the_runtime(|| spool.finish()).map_err(Error::io(spool_error(), &self.spooler.dir))
+        item.finish();
+        result
     }
 }
 

@@ -36,6 +36,21 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Show no progress and log only warnings and errors (RUST_LOG still decides when set).
+    #[arg(long, short = 'q', global = true, env = "QUIET")]
+    pub quiet: bool,
+    /// When stderr is not a terminal, log one progress line this often (on a terminal the display is live).
+    #[arg(long, global = true, env = "PROGRESS_INTERVAL", default_value = "10s", value_parser = parse_progress_interval, value_name = "DURATION")]
+    pub progress_interval: std::time::Duration,
+}
+
+/// `--progress-interval`: a duration of at least one second.
+fn parse_progress_interval(value: &str) -> std::result::Result<std::time::Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(interval) if interval >= std::time::Duration::from_secs(1) => Ok(interval),
+        Ok(_) => Err(format!("{value:?} is too short: give at least 1s, for example 10s or 1m")),
+        Err(error) => Err(format!("{value:?} is not a duration ({error}): give for example 10s or 1m")),
+    }
 }
 
 /// The subcommands.

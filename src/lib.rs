@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod naming;
 pub mod notify;
 pub mod pitr;
+pub mod progress;
 pub mod prune;
 pub mod redact;
 pub mod restore;

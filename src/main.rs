@@ -15,6 +15,7 @@ use ingest_backup::cli::{
 use ingest_backup::manifest::Manifest;
 use ingest_backup::notify::{Event, Operation};
 use ingest_backup::pitr;
+use ingest_backup::progress;
 use ingest_backup::prune;
 use ingest_backup::restore::{self, RestoreReport};
 use ingest_backup::sample::{self, SampleSpec};
@@ -49,9 +50,12 @@ fn limit_malloc_arenas() {
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
+    progress::configure(progress::ProgressSettings { quiet: cli.quiet, interval: cli.progress_interval });
+    let default_level = if cli.quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // Log lines are written around a live progress display, not through it.
+        .with_writer(progress::StderrAroundProgress)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .with_target(false)
         // Colour codes only for a person at a terminal: a pipe, a file or a container
         // log collector gets plain text.

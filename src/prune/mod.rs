@@ -409,12 +409,18 @@ async fn prune_locked(options: &PruneOptions, store: &Store, lock: &mut StoreLoc
     lock.record_removal(removing.iter().map(|b| b.name.clone()).collect()).await?;
     pause_at(Stage::PruneBeforeDelete, cancel).await?;
     let by_name: std::collections::HashMap<&str, &StoredBackup> = survey.backups.iter().map(|b| (b.name.as_str(), b)).collect();
+    let leftovers = report.leftovers.iter().filter(|l| l.action == Action::Remove).count() as u64;
+    let (live, _display) = crate::progress::Progress::show("prune", "objects");
+    live.expect(None, Some(removing.len() as u64 + leftovers));
     for (index, verdict) in removing.iter().enumerate() {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         let backup = by_name[verdict.name.as_str()];
+        let item = live.item(verdict.name.clone(), Some(1));
         remove_backup(store, backup, index == 0, cancel).await?;
+        item.add(0, 1);
+        item.finish();
         info!(backup = %verdict.name, reason = %verdict.reason, "Removed.");
     }
     for leftover in report.leftovers.iter().filter(|l| l.action == Action::Remove) {
@@ -422,6 +428,9 @@ async fn prune_locked(options: &PruneOptions, store: &Store, lock: &mut StoreLoc
             Some(id) => store.objects().abort_multipart(&leftover.key, id).await?,
             None => store.objects().delete(&leftover.key).await?,
         }
+        let item = live.item(leftover.key.clone(), Some(1));
+        item.add(0, 1);
+        item.finish();
         info!(object = %leftover.key, kind = %leftover.kind, "Removed a leftover.");
     }
     Ok(report)

@@ -230,14 +230,19 @@ async fn restore_into(
     let client = &target.client;
     retry.run("preparing the target collections", |_| target::prepare(client, &plan.namespaces, options.drop, options.parallel)).await?;
 
+    let (live, _display) = crate::progress::Progress::show("restore", "bytes");
+    let expected = plan.namespaces.iter().map(|n| n.expected.as_ref()).collect::<Option<Vec<_>>>();
+    if let Some(expected) = expected {
+        live.expect(Some(expected.iter().map(|e| e.documents).sum()), Some(expected.iter().map(|e| e.bytes).sum()));
+    }
     let namespaces = Arc::new(plan.namespaces.clone());
     let (batches, receiver) = mpsc::channel(options.parallel.max(1) * 2);
     let inserter = tokio::spawn(target::insert_batches(target.client.clone(), namespaces.clone(), receiver, options.parallel));
     let streamed = match store.open_archive(&backup.archive).await {
         Ok(stored) => {
-            let (plan, cancel, spool_dir) = (plan.clone(), cancel.clone(), options.spool_dir.clone());
+            let (plan, cancel, spool_dir, live) = (plan.clone(), cancel.clone(), options.spool_dir.clone(), live.clone());
             let batch_documents = options.batch_documents;
-            tokio::task::spawn_blocking(move || stream::stream_archive(stored, format, &plan, batches, batch_documents, &spool_dir, &cancel))
+            tokio::task::spawn_blocking(move || stream::stream_archive(stored, format, &plan, batches, batch_documents, &spool_dir, &cancel, &live))
                 .await
                 .expect("the archive reader does not panic")
         }

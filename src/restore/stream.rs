@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use bson::RawDocumentBuf;
 use tokio::sync::mpsc;
@@ -22,6 +21,7 @@ use crate::digest::{DigestSummary, NamespaceDigest};
 use crate::dump::bson_reader::{BsonReader, BsonStreamError};
 use crate::dump::spool::{BsonSpool, SpoolGauge, SpooledBson};
 use crate::error::{Error, Result};
+use crate::progress::{ItemProgress, Progress};
 
 /// Most bytes in one insert batch (the server's message limit is 48 MB).
 const MAX_BATCH_BYTES: usize = 16 << 20;
@@ -46,6 +46,7 @@ pub struct Streamed {
 /// # Errors
 /// The archive is unreadable or a member is malformed (named), the spool failed, the
 /// inserts stopped, or the run was cancelled.
+#[allow(clippy::too_many_arguments)] // one call site; each argument is a distinct seam of the restore
 pub fn stream_archive(
     stored: impl Read,
     format: ArchiveFormat,
@@ -54,12 +55,12 @@ pub fn stream_archive(
     batch_documents: usize,
     spool_dir: &Path,
     cancel: &CancellationToken,
+    live: &Progress,
 ) -> Result<Streamed> {
     let by_member: HashMap<&str, usize> = plan.namespaces.iter().enumerate().filter_map(|(i, n)| Some((n.bson_member.as_deref()?, i))).collect();
     let mut digests = vec![None; plan.namespaces.len()];
     let mut oplog = None;
     let mut embedded_manifest = None;
-    let mut progress = Progress::default();
     let unreadable = |e: std::io::Error| Error::Archive { context: "reading the archive".into(), source: e };
     let mut reader = ArchiveReader::new(stored, format).map_err(unreadable)?;
     for entry in reader.entries().map_err(unreadable)? {
@@ -72,7 +73,10 @@ pub fn stream_archive(
             if digests[index].is_some() {
                 return Err(duplicated(&path));
             }
-            let summary = send_documents(&mut entry, &path, index, &batches, batch_documents, cancel, &mut progress)?;
+            let planned = &plan.namespaces[index];
+            let item = live.item(planned.target(), planned.expected.as_ref().map(|expected| expected.bytes));
+            let summary = send_documents(&mut entry, &path, index, &batches, batch_documents, cancel, &item)?;
+            item.finish();
             info!(namespace = %plan.namespaces[index].target(), documents = summary.documents, "Read from the archive.");
             digests[index] = Some(summary);
         } else if plan.oplog_member.as_deref() == Some(path.as_str()) {
@@ -103,39 +107,6 @@ fn damaged(path: &str, error: BsonStreamError) -> Error {
     }
 }
 
-/// Running totals, logged every few seconds so a long restore shows it is moving.
-struct Progress {
-    documents: u64,
-    bytes: u64,
-    started: Instant,
-    last_report: Instant,
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        Self { documents: 0, bytes: 0, started: Instant::now(), last_report: Instant::now() }
-    }
-}
-
-impl Progress {
-    const EVERY: Duration = Duration::from_secs(5);
-
-    fn add(&mut self, documents: usize, bytes: usize) {
-        self.documents += documents as u64;
-        self.bytes += bytes as u64;
-        if self.last_report.elapsed() >= Self::EVERY {
-            self.last_report = Instant::now();
-            let seconds = self.started.elapsed().as_secs_f64().max(0.001);
-            info!(
-                documents = self.documents,
-                mib = format!("{:.1}", self.bytes as f64 / (1 << 20) as f64),
-                mib_per_second = format!("{:.1}", self.bytes as f64 / (1 << 20) as f64 / seconds),
-                "Restoring."
-            );
-        }
-    }
-}
-
 fn send_documents(
     member: &mut impl Read,
     path: &str,
@@ -143,7 +114,7 @@ fn send_documents(
     batches: &mpsc::Sender<Batch>,
     batch_documents: usize,
     cancel: &CancellationToken,
-    progress: &mut Progress,
+    progress: &ItemProgress,
 ) -> Result<DigestSummary> {
     let mut reader = BsonReader::new(member);
     let mut digest = NamespaceDigest::default();
@@ -160,13 +131,13 @@ fn send_documents(
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            progress.add(documents.len(), bytes);
+            progress.add(documents.len() as u64, bytes as u64);
             send(std::mem::replace(&mut documents, Vec::with_capacity(batch_documents)))?;
             bytes = 0;
         }
     }
     if !documents.is_empty() {
-        progress.add(documents.len(), bytes);
+        progress.add(documents.len() as u64, bytes as u64);
         send(documents)?;
     }
     Ok(digest.finish())

@@ -127,3 +127,22 @@ pub async fn list_index_specs(client: &Client, info: &CollectionInfo) -> Result<
     let cursor = collection.list_indexes().await.map_err(Error::mongo(context()))?;
     cursor.with_type::<Document>().try_collect().await.map_err(Error::mongo(context()))
 }
+
+/// Documents and BSON bytes of each collection, from `collStats`, keyed by namespace:
+/// what a backup expects to read, for its progress display. A collection the server
+/// gives no figures for (a view, a server without `collStats`) is left out.
+pub async fn collection_sizes(client: &Client, namespaces: &[CollectionInfo], parallel: usize) -> std::collections::HashMap<String, (u64, u64)> {
+    use futures::StreamExt;
+    futures::stream::iter(namespaces.iter().filter(|info| !info.is_view()))
+        .map(|info| async move {
+            let stats = client.database(&info.database).run_command(bson::doc! { "collStats": info.data_collection() }).await.ok()?;
+            let figure = |field: &str| {
+                stats.get(field).and_then(|value| value.as_i64().or(value.as_i32().map(i64::from)).or(value.as_f64().map(|v| v as i64)))
+            };
+            Some((info.namespace(), (figure("count")?.max(0) as u64, figure("size")?.max(0) as u64)))
+        })
+        .buffer_unordered(parallel.max(1))
+        .filter_map(|found| async move { found })
+        .collect()
+        .await
+}
