@@ -185,6 +185,16 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     } else {
         plan.skipped.extend(users_and_roles.iter().map(|planned| planned.source()));
     }
+    // What was found, before anything is written.
+    for planned in &plan.namespaces {
+        info!(
+            namespace = %planned.source(),
+            target = %planned.target(),
+            kind = %planned.kind,
+            file = planned.bson_member.as_deref().unwrap_or("(metadata only)"),
+            "Found in the archive; will restore."
+        );
+    }
     for skipped in &plan.skipped {
         info!(namespace = %skipped, "Not restored (filtered out, or users and roles without --users-and-roles).");
     }
