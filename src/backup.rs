@@ -187,6 +187,12 @@ async fn backup_into(
     let namespaces = retry.run("discovering namespaces", |_| discover(client, &options.filter)).await?;
     progress.update(|p| p.namespaces_found = Some(namespaces.len() as u64));
     info!(namespaces = namespaces.len(), oplog = oplog.is_some(), "Discovered namespaces.");
+    // What the progress display expects to read (before the upload starts: a cancel here leaves nothing).
+    let (live, _display) = crate::progress::Progress::show("backup", "bytes");
+    let sizes = tokio::select! {
+        sizes = source::discovery::collection_sizes(client, &namespaces, options.parallel) => Arc::new(sizes),
+        _ = cancel.cancelled() => return Err(Error::Cancelled),
+    };
 
     let pool = options.compression.pool().map_err(|source| Error::Archive { context: "starting the compression workers".into(), source })?;
     // From here on every path ends in the upload's explicit complete or abort.
@@ -206,8 +212,6 @@ async fn backup_into(
     };
 
     let root = dump::dump_root(&name);
-    let (live, _display) = crate::progress::Progress::show("backup", "bytes");
-    let sizes = Arc::new(source::discovery::collection_sizes(client, &namespaces, options.parallel).await);
     live.expect(Some(sizes.values().map(|(documents, _)| documents).sum()), Some(sizes.values().map(|(_, bytes)| bytes).sum()));
     let readers = ReaderContext { live, sizes };
     let produced = tokio::select! {

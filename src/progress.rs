@@ -244,7 +244,8 @@ fn figures(shared: &Shared) -> Figures {
     let expected_bytes = Some(shared.expected_bytes.load(Ordering::Relaxed)).filter(|n| *n > 0);
     let elapsed = shared.started.elapsed().as_secs_f64().max(1e-3);
     let rate = bytes as f64 / elapsed;
-    let eta = expected_bytes.filter(|_| rate > 0.0).map(|expected| Duration::from_secs_f64(expected.saturating_sub(bytes) as f64 / rate));
+    let eta =
+        expected_bytes.filter(|_| rate > 0.0).and_then(|expected| Duration::try_from_secs_f64(expected.saturating_sub(bytes) as f64 / rate).ok());
     Figures { documents, bytes, expected_documents, expected_bytes, rate, eta }
 }
 
@@ -295,10 +296,20 @@ fn style(template: &str) -> ProgressStyle {
 
 /// The live display on a terminal: an overall bar and one per item in flight.
 fn draw_live(shared: &Shared) {
+    /// Takes the display out of the log writer's way however the thread ends.
+    struct Unregister;
+    impl Drop for Unregister {
+        fn drop(&mut self) {
+            if let Ok(mut live) = live_display().lock() {
+                *live = None;
+            }
+        }
+    }
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5));
     if let Ok(mut live) = live_display().lock() {
         *live = Some(multi.clone());
     }
+    let _unregister = Unregister;
     let bytes_unit = shared.unit == "bytes";
     let overall_template = if bytes_unit {
         "{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}"
@@ -346,9 +357,6 @@ fn draw_live(shared: &Shared) {
         }
     }
     overall.finish_and_clear();
-    if let Ok(mut live) = live_display().lock() {
-        *live = None;
-    }
 }
 
 #[cfg(test)]

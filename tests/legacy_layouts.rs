@@ -383,6 +383,20 @@ async fn users_and_roles_restore_with_their_privileges_and_roles() {
     let granted = alice.get_array("users").unwrap()[0].as_document().unwrap().get_array("roles").unwrap().clone();
     assert_eq!(granted.len(), 2, "{granted:?}");
 
+    // A filtered restore still brings back admin's roles (the filter keeps admin).
+    let (code, report, log) = restore(&["--users-and-roles", "--drop", "--ns-exclude", "shop.nothing"]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(report["users_and_roles"]["roles"], 2, "{report}");
+    // A backup without roles, restored with --drop, leaves the target's roles alone.
+    client.database("admin").run_command(doc! { "createRole": "kept", "privileges": [], "roles": [] }).await.unwrap();
+    std::fs::remove_file(dump.join("admin/system.roles.bson")).unwrap();
+    pack(&staging, &store);
+    let (code, report, log) = restore(&["--users-and-roles", "--drop"]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(report["users_and_roles"]["roles"], 0, "{report}");
+    let roles = client.database("admin").run_command(doc! { "rolesInfo": "kept" }).await.unwrap();
+    assert_eq!(roles.get_array("roles").unwrap().len(), 1, "the target's roles are untouched when the backup holds none");
+
     // Renaming a database and restoring its users are refused together.
     let (code, _, log) = restore(&["--users-and-roles", "--ns-from", "shop", "--ns-to", "copy"]);
     assert_eq!(code, 2, "{log}");

@@ -153,13 +153,14 @@ impl LegacyScan {
     /// The plan, once every member was seen.
     pub fn into_plan(self, filter: &NamespaceFilter, map: &NamespaceMap) -> Plan {
         let mut plan = Plan::default();
-        let data_files: Vec<(String, String)> =
-            self.files.iter().map(|path| split(path)).filter(|(_, file)| file.ends_with(".bson") && file != OPLOG_FILE).collect();
+        let bson_files: Vec<(String, String)> = self.files.iter().map(|path| split(path)).filter(|(_, file)| file.ends_with(".bson")).collect();
         // The dump directory: where the metadata files are, else where most data files are.
         let root = match self.metadata.first() {
             Some(first) => self.root_of(&first.dir),
-            None => most_common(data_files.iter().map(|(dir, _)| self.root_of(dir))).unwrap_or_default(),
+            None => most_common(bson_files.iter().filter(|(_, file)| file != OPLOG_FILE).map(|(dir, _)| self.root_of(dir))).unwrap_or_default(),
         };
+        // `oplog.bson` at the dump's root is the oplog; anywhere else it is a collection.
+        let data_files: Vec<(String, String)> = bson_files.into_iter().filter(|(dir, file)| !(file == OPLOG_FILE && *dir == root)).collect();
         let systems_buckets = self.buckets_in_system_collection();
         // The data file each metadata file describes, by path.
         let data_file_of = |file: &MetadataFile| -> String {
@@ -207,7 +208,7 @@ impl LegacyScan {
             } else if collection == "system.profile" {
                 plan.unread_files.push(format!("{path}: system.profile is never restored (as mongorestore)"));
             } else if collection.starts_with(TIMESERIES_BUCKETS_PREFIX) {
-                plan.unread_files.push(format!(
+                plan.refusals.push(format!(
                     "{path}: the buckets of a time-series collection without its .metadata.json, which mongorestore refuses too \
                      (the collection's options are needed to recreate it)"
                 ));
@@ -221,6 +222,12 @@ impl LegacyScan {
                     .filter(|spec| spec.get_str("ns").ok().and_then(|ns| ns.split_once('.')).map(|(_, c)| c) == Some(collection.as_str()))
                     .cloned()
                     .map(with_simple_collation)
+                    .map(|mut spec| {
+                        // Options of MongoDB 2.x that current servers refuse.
+                        spec.remove("dropDups");
+                        spec.remove("safe");
+                        spec
+                    })
                     .collect::<Vec<_>>();
                 let mut metadata = Document::new();
                 if !indexes.is_empty() {
@@ -293,14 +300,50 @@ fn with_simple_collation(mut spec: Document) -> Document {
 const TOP_LEVEL: &str = "at the top of the archive, outside any database directory: if the archive holds one database's directory, \
                          restore it with --db NAME";
 
-/// The documents of a small BSON file.
-fn read_bson_documents(bytes: &[u8]) -> std::io::Result<Vec<Document>> {
-    let mut reader = std::io::Cursor::new(bytes);
+/// Deepest nesting accepted in `system.indexes.bson` (an index spec needs a handful).
+const MAX_INDEX_SPEC_DEPTH: usize = 32;
+
+/// The documents of a small BSON file, each checked (length inside the file, nesting
+/// depth) before it is decoded, so hostile bytes get an error, not an abort.
+fn read_bson_documents(bytes: &[u8]) -> std::result::Result<Vec<Document>, String> {
     let mut documents = Vec::new();
-    while (reader.position() as usize) < bytes.len() {
-        documents.push(Document::from_reader(&mut reader).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let length = rest.get(..4).map(|prefix| i32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]])).unwrap_or(-1);
+        let length =
+            usize::try_from(length).ok().filter(|length| (5..=rest.len()).contains(length)).ok_or("a document length is outside the file")?;
+        let raw = bson::RawDocument::from_bytes(&rest[..length]).map_err(|e| e.to_string())?;
+        check_depth(raw, 0)?;
+        documents.push(Document::try_from(raw).map_err(|e| e.to_string())?);
+        rest = &rest[length..];
     }
     Ok(documents)
+}
+
+fn check_depth(document: &bson::RawDocument, depth: usize) -> std::result::Result<(), String> {
+    if depth > MAX_INDEX_SPEC_DEPTH {
+        return Err(format!("documents nest deeper than {MAX_INDEX_SPEC_DEPTH} levels"));
+    }
+    for element in document {
+        check_value(element.map_err(|e| e.to_string())?.1, depth)?;
+    }
+    Ok(())
+}
+
+fn check_value(value: bson::RawBsonRef<'_>, depth: usize) -> std::result::Result<(), String> {
+    match value {
+        bson::RawBsonRef::Document(inner) => check_depth(inner, depth + 1),
+        bson::RawBsonRef::Array(inner) => {
+            if depth + 1 > MAX_INDEX_SPEC_DEPTH {
+                return Err(format!("documents nest deeper than {MAX_INDEX_SPEC_DEPTH} levels"));
+            }
+            for item in inner {
+                check_value(item.map_err(|e| e.to_string())?, depth + 1)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The value seen most often (the first of equals), if any.
@@ -465,7 +508,7 @@ mod tests {
         orphan.member("dump/iot/system.buckets.weather.bson", None).unwrap();
         let refused = plan(orphan);
         assert!(refused.namespaces.is_empty());
-        assert!(refused.unread_files[0].contains("time-series"), "{:?}", refused.unread_files);
+        assert!(refused.refusals[0].contains("time-series"), "{:?}", refused.refusals);
         let mut broken = LegacyScan::default();
         assert_eq!(broken.member("dump/prelude.json", Some(b"{not json")).unwrap_err().exit_code(), 1);
     }
@@ -481,6 +524,22 @@ mod tests {
         let planned = plan(scan);
         assert_eq!(sources(&planned), [format!("db.{long}")]);
         assert_eq!(planned.namespaces[0].bson_member.as_deref(), Some(format!("dump/db/{stem}.bson").as_str()));
+    }
+
+    #[test]
+    fn hostile_system_indexes_bytes_are_refused_not_fatal() {
+        let mut nested = doc! { "leaf": 1 };
+        for _ in 0..100 {
+            nested = doc! { "n": nested };
+        }
+        let deep = bson::to_vec(&nested).unwrap();
+        assert!(read_bson_documents(&deep).unwrap_err().contains("nest deeper"));
+        let mut huge_length = bson::to_vec(&doc! { "a": 1 }).unwrap();
+        huge_length[..4].copy_from_slice(&i32::MAX.to_le_bytes());
+        assert!(read_bson_documents(&huge_length).unwrap_err().contains("outside the file"));
+        assert!(read_bson_documents(&[1, 2]).is_err());
+        let mut scan = LegacyScan::default();
+        assert_eq!(scan.member("dump/old/system.indexes.bson", Some(&deep)).unwrap_err().exit_code(), 1);
     }
 
     #[test]

@@ -201,6 +201,9 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     for file in &plan.unread_files {
         warn!(file = %file, "A file of the archive is not restored.");
     }
+    if !plan.refusals.is_empty() {
+        return Err(Error::Consistency(format!("{} cannot be restored, so nothing was written: {}", backup.archive, plan.refusals.join("; "))));
+    }
     // Never a silent empty restore of a tarball: nothing to restore and nothing filtered out.
     if manifest.is_none() && plan.namespaces.is_empty() && plan.skipped.is_empty() {
         let found = if plan.unread_files.is_empty() { "no .bson or .metadata.json file at all".to_string() } else { plan.unread_files.join("; ") };
@@ -211,8 +214,14 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
         )));
     }
     let target = crate::source::connect_retrying(&options.uri, &options.retry).await?;
+    refuse_timeseries_on_raw_data_servers(&plan, target.server_version.as_deref())?;
     let client = target.client.clone();
+    let fills_temporary = plan.namespaces.iter().any(PlannedNamespace::is_users_or_roles);
     let restored = restore_into(options, cancel, clock, store, backup, format, map, manifest, plan, target, pitr).await;
+    if fills_temporary {
+        // Whatever stopped the restore, no password hash stays in a temporary collection.
+        users_roles::drop_temporary(&client).await;
+    }
     // Closing the pool before the runtime goes: dropped with writes just ended (a
     // damaged member stopping the restore), the driver's pool worker panicked while
     // the process exited.
@@ -292,6 +301,16 @@ async fn restore_into(
     if let Some((manifest, sidecar)) = manifest.as_ref().zip(backup.sidecar.as_deref()) {
         problems.extend(embedded_manifest_problem(manifest, sidecar, streamed.embedded_manifest.as_deref()));
     }
+    // Users and roles right after the inserts: the temporary collections hold password
+    // hashes, so they live no longer than needed (and are dropped on every path).
+    let users_and_roles = match users_roles_scope(&plan, &options.filter) {
+        Some(scope) => {
+            let merged = users_roles::merge(client, &scope, options.drop).await.map_err(interrupted)?;
+            problems.extend(merged.problems.iter().cloned());
+            Some(merged)
+        }
+        None => None,
+    };
     let indexes_built =
         retry.run("building the indexes", |_| target::build_all_indexes(client, &plan.namespaces, options.parallel)).await.map_err(interrupted)?;
     let mut restored = Vec::new();
@@ -356,20 +375,6 @@ async fn restore_into(
         retry.run(&format!("creating the view {}", planned.target()), |_| target::create_view(client, planned)).await.map_err(interrupted)?;
     }
 
-    let users_and_roles = if plan.namespaces.iter().any(PlannedNamespace::is_users_or_roles) {
-        // Every database's users and roles for an unfiltered restore, else the restored databases'.
-        let databases: Option<Vec<String>> = options.filter.is_filtering().then(|| {
-            let mut databases: Vec<String> = plan.namespaces.iter().filter(|n| !n.is_users_or_roles()).map(|n| n.database.clone()).collect();
-            databases.sort();
-            databases.dedup();
-            databases
-        });
-        let merged = users_roles::merge(client, databases.as_deref(), options.drop).await.map_err(interrupted)?;
-        problems.extend(merged.problems.iter().cloned());
-        Some(merged)
-    } else {
-        None
-    };
     let oplog_limit = manifest.as_ref().and_then(|m| m.consistency.end);
     let oplog_problem = manifest.as_ref().and_then(|m| oplog_problem(m, streamed.oplog.as_ref().map(|(_, digest)| digest)));
     let oplog = match streamed.oplog {
@@ -413,6 +418,54 @@ async fn restore_into(
     };
     info!(backup = %report.name, documents = report.documents, seconds = format!("{:.2}", report.duration_seconds), "Restore finished.");
     Ok(report)
+}
+
+/// MongoDB 8.3 and later keep a time-series collection's buckets under its own name and
+/// take them only as `rawData` inserts, which this restore does not make: refused
+/// before anything is written rather than restored empty.
+fn refuse_timeseries_on_raw_data_servers(plan: &Plan, server_version: Option<&str>) -> Result<()> {
+    let Some(version) = server_version else { return Ok(()) };
+    let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
+    if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (8, 3) {
+        return Ok(());
+    }
+    match plan.namespaces.iter().find(|n| n.is_timeseries()) {
+        Some(planned) => Err(Error::Consistency(format!(
+            "{} is a time-series collection and the target runs MongoDB {version}, which takes buckets only as rawData inserts that this \
+             version does not make; nothing was written. Exclude it with --ns-exclude {} and restore it with mongorestore",
+            planned.source(),
+            planned.source()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// What `--users-and-roles` merges, when the plan holds users or roles.
+fn users_roles_scope(plan: &Plan, filter: &NamespaceFilter) -> Option<users_roles::Scope> {
+    let authz: Vec<&PlannedNamespace> = plan.namespaces.iter().filter(|n| n.is_users_or_roles()).collect();
+    if authz.is_empty() {
+        return None;
+    }
+    // One database's `$admin.system.*` files hold that database's users and roles only.
+    let per_database: Vec<String> = authz.iter().filter(|n| n.database != "admin").map(|n| n.database.clone()).collect();
+    let databases = if !per_database.is_empty() {
+        let mut databases = per_database;
+        databases.sort();
+        databases.dedup();
+        users_roles::DatabaseScope::Only(databases)
+    } else if filter.is_filtering() {
+        let mut restored: Vec<String> = plan.namespaces.iter().filter(|n| !n.is_users_or_roles()).map(|n| n.database.clone()).collect();
+        restored.sort();
+        restored.dedup();
+        users_roles::DatabaseScope::Filtered { restored, filter: filter.clone() }
+    } else {
+        users_roles::DatabaseScope::All
+    };
+    Some(users_roles::Scope {
+        users: authz.iter().any(|n| n.kind == users_roles::USERS_KIND),
+        roles: authz.iter().any(|n| n.kind == users_roles::ROLES_KIND),
+        databases,
+    })
 }
 
 /// Why the archive's own manifest is not the sidecar (its `archive` field aside), if

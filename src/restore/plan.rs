@@ -158,6 +158,9 @@ pub struct Plan {
     pub users_and_roles: Vec<PlannedNamespace>,
     /// Files of a legacy tarball that are not restored, each with the reason.
     pub unread_files: Vec<String>,
+    /// Files that make mongorestore refuse the whole dump (time-series buckets without
+    /// their metadata): the restore is refused before anything is written.
+    pub refusals: Vec<String>,
 }
 
 /// Authentication data a plain insert cannot restore; `mongorestore

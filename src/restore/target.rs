@@ -106,6 +106,11 @@ async fn create(client: &Client, planned: &PlannedNamespace) -> Result<()> {
     command.extend(planned.options.clone());
     match client.database(&planned.target_database).run_command(command).await {
         Ok(_) => Ok(()),
+        Err(error) if server_code(&error) == Some(NAMESPACE_EXISTS) && planned.is_timeseries() => Err(Error::Consistency(format!(
+            "the time-series collection {} already exists on the target, and buckets cannot be merged into it: restore with --drop to \
+             replace it (mongorestore refuses it too)",
+            planned.target()
+        ))),
         Err(error) if server_code(&error) == Some(NAMESPACE_EXISTS) => {
             info!(namespace = %planned.target(), "Restoring into an existing collection (no --drop): its options are kept.");
             Ok(())

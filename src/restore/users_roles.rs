@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::oplog_replay::server_code;
 use crate::error::{Error, Result};
+use crate::filter::NamespaceFilter;
 
 /// Plan kind of the backup's `admin.system.users`.
 pub const USERS_KIND: &str = "users";
@@ -42,56 +43,114 @@ pub struct UsersAndRoles {
     pub problems: Vec<String>,
 }
 
+/// Which users and roles a restore brings back.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Whether the backup holds users (then `admin.tempusers` is merged).
+    pub users: bool,
+    /// Whether the backup holds roles (then `admin.temproles` is merged).
+    pub roles: bool,
+    /// Whose users and roles.
+    pub databases: DatabaseScope,
+}
+
+/// Whose users and roles a restore brings back.
+#[derive(Debug, Clone)]
+pub enum DatabaseScope {
+    /// Every database's: a full dump's `admin.system.users`, restored unfiltered.
+    All,
+    /// These databases' only: one database's `$admin.system.*` files.
+    Only(Vec<String>),
+    /// A filtered restore of a full dump: the restored databases', and those of any
+    /// database the filter keeps (`admin`'s too unless the filter leaves it out).
+    Filtered {
+        /// Databases with restored collections.
+        restored: Vec<String>,
+        /// The restore's filter.
+        filter: NamespaceFilter,
+    },
+}
+
+impl DatabaseScope {
+    /// `None` for every database, else the databases whose users and roles are merged,
+    /// given the documents found.
+    fn resolve<'a>(&self, documents: impl Iterator<Item = &'a Document>) -> Option<Vec<String>> {
+        match self {
+            Self::All => None,
+            Self::Only(databases) => Some(databases.clone()),
+            Self::Filtered { restored, filter } => {
+                let mut databases: Vec<String> = documents
+                    .filter_map(|document| document.get_str("db").ok())
+                    .filter(|db| restored.iter().any(|r| r == db) || filter.keeps(db, "system.users"))
+                    .map(str::to_string)
+                    .collect();
+                databases.sort();
+                databases.dedup();
+                Some(databases)
+            }
+        }
+    }
+}
+
 /// Merges the temporary collections into the server's users and roles, then drops them.
-/// `databases` is `None` for an unfiltered restore (every database's users and roles),
-/// else the databases restored.
+/// A collection the backup does not hold is never named to the merge (with `--drop`,
+/// naming an empty one would remove every role or user in scope).
 ///
 /// # Errors
-/// The server refused the merge or a command, or went away.
-pub async fn merge(client: &Client, databases: Option<&[String]>, drop: bool) -> Result<UsersAndRoles> {
+/// The server refused the merge or a command, or went away. The temporary collections
+/// are dropped whatever happens.
+pub async fn merge(client: &Client, scope: &Scope, drop: bool) -> Result<UsersAndRoles> {
     let admin = client.database("admin");
-    let users = read_all(&admin, TEMP_USERS).await?;
-    let roles = read_all(&admin, TEMP_ROLES).await?;
-    let kept = |document: &Document| databases.is_none_or(|databases| document.get_str("db").is_ok_and(|db| databases.iter().any(|d| d == db)));
-    let mut report = UsersAndRoles {
-        method: "_mergeAuthzCollections".into(),
-        users: users.iter().filter(|u| kept(u)).count() as u64,
-        roles: roles.iter().filter(|r| kept(r)).count() as u64,
-        problems: Vec::new(),
-    };
-    let scopes: Vec<&str> = match databases {
+    let merged = merge_temporary(&admin, scope, drop).await;
+    drop_temporary(client).await;
+    let report = merged?;
+    info!(users = report.users, roles = report.roles, method = %report.method, "Restored users and roles.");
+    Ok(report)
+}
+
+async fn merge_temporary(admin: &Database, scope: &Scope, drop: bool) -> Result<UsersAndRoles> {
+    let users = if scope.users { read_all(admin, TEMP_USERS).await? } else { Vec::new() };
+    let roles = if scope.roles { read_all(admin, TEMP_ROLES).await? } else { Vec::new() };
+    let databases = scope.databases.resolve(users.iter().chain(&roles));
+    if databases.as_ref().is_some_and(Vec::is_empty) {
+        info!("--users-and-roles: no user or role of the restored databases in the backup.");
+        return Ok(UsersAndRoles { method: "_mergeAuthzCollections".into(), ..UsersAndRoles::default() });
+    }
+    let kept =
+        |document: &Document| databases.as_ref().is_none_or(|databases| document.get_str("db").is_ok_and(|db| databases.iter().any(|d| d == db)));
+    let users: Vec<Document> = users.into_iter().filter(|u| kept(u)).collect();
+    let roles: Vec<Document> = roles.into_iter().filter(|r| kept(r)).collect();
+    let mut report =
+        UsersAndRoles { method: "_mergeAuthzCollections".into(), users: users.len() as u64, roles: roles.len() as u64, problems: Vec::new() };
+    let scopes: Vec<&str> = match &databases {
         None => vec![""],
         Some(databases) => databases.iter().map(String::as_str).collect(),
     };
     let mut merged = Ok(());
-    for scope in &scopes {
-        let command = doc! {
-            "_mergeAuthzCollections": 1,
-            "tempUsersCollection": format!("admin.{TEMP_USERS}"),
-            "tempRolesCollection": format!("admin.{TEMP_ROLES}"),
-            "drop": drop,
-            "db": *scope,
-        };
+    for database in &scopes {
+        let mut command = doc! { "_mergeAuthzCollections": 1 };
+        if scope.users {
+            command.insert("tempUsersCollection", format!("admin.{TEMP_USERS}"));
+        }
+        if scope.roles {
+            command.insert("tempRolesCollection", format!("admin.{TEMP_ROLES}"));
+        }
+        command.insert("drop", drop);
+        command.insert("db", *database);
         if let Err(error) = admin.run_command(command).await {
             merged = Err(error);
             break;
         }
     }
     match merged {
-        Ok(()) => {}
+        Ok(()) => Ok(report),
         Err(error) if server_code(&error) == Some(COMMAND_NOT_FOUND) => {
             info!("The target has no _mergeAuthzCollections: restoring each role and user with createRole/createUser.");
-            report =
-                one_by_one(&admin, users.into_iter().filter(|u| kept(u)).collect(), roles.into_iter().filter(|r| kept(r)).collect(), drop).await?;
+            report = one_by_one(admin, users, roles, scope, drop).await?;
+            Ok(report)
         }
-        Err(error) => {
-            drop_temporary(&admin).await;
-            return Err(Error::mongo("merging the restored users and roles (_mergeAuthzCollections)")(error));
-        }
+        Err(error) => Err(Error::mongo("merging the restored users and roles (_mergeAuthzCollections)")(error)),
     }
-    drop_temporary(&admin).await;
-    info!(users = report.users, roles = report.roles, method = %report.method, "Restored users and roles.");
-    Ok(report)
 }
 
 async fn read_all(admin: &Database, collection: &str) -> Result<Vec<Document>> {
@@ -100,7 +159,10 @@ async fn read_all(admin: &Database, collection: &str) -> Result<Vec<Document>> {
     cursor.try_collect().await.map_err(Error::mongo(context()))
 }
 
-async fn drop_temporary(admin: &Database) {
+/// Drops the temporary collections (they hold password hashes): after the merge, and
+/// on every path a restore that filled them ends by.
+pub async fn drop_temporary(client: &Client) {
+    let admin = client.database("admin");
     for collection in [TEMP_USERS, TEMP_ROLES] {
         if let Err(error) = admin.collection::<Document>(collection).drop().await {
             if server_code(&error) != Some(NAMESPACE_NOT_FOUND) {
@@ -130,7 +192,7 @@ fn has_password_credentials(user: &Document) -> bool {
 }
 
 /// The restore on a server without `_mergeAuthzCollections`.
-async fn one_by_one(admin: &Database, users: Vec<Document>, roles: Vec<Document>, drop: bool) -> Result<UsersAndRoles> {
+async fn one_by_one(admin: &Database, users: Vec<Document>, roles: Vec<Document>, scope: &Scope, drop: bool) -> Result<UsersAndRoles> {
     let client = admin.client();
     let mut report = UsersAndRoles { method: "createUser/createRole".into(), ..UsersAndRoles::default() };
     // Roles first: users refer to them, and roles to each other (created without their
@@ -198,38 +260,48 @@ async fn one_by_one(admin: &Database, users: Vec<Document>, roles: Vec<Document>
         report.users += 1;
     }
     if drop {
-        drop_others(client, &users, &roles, &mut report).await?;
+        drop_others(client, &users, &roles, scope, &mut report).await?;
     }
     Ok(report)
 }
 
-/// With `--drop`: the users and roles of the restored databases that the backup does not hold.
-async fn drop_others(client: &Client, users: &[Document], roles: &[Document], report: &mut UsersAndRoles) -> Result<()> {
+/// With `--drop`: the users (when the backup holds users) and roles (when it holds
+/// roles) of the restored databases that the backup does not hold.
+async fn drop_others(client: &Client, users: &[Document], roles: &[Document], scope: &Scope, report: &mut UsersAndRoles) -> Result<()> {
     let mut databases: Vec<&str> = users.iter().chain(roles).filter_map(|d| d.get_str("db").ok()).collect();
     databases.sort_unstable();
     databases.dedup();
     for db in databases {
         let database = client.database(db);
-        let listed = database.run_command(doc! { "usersInfo": 1 }).await.map_err(Error::mongo(format!("listing the users of {db}")))?;
-        for existing in listed.get_array("users").map(|a| a.as_slice()).unwrap_or_default().iter().filter_map(Bson::as_document) {
-            let name = existing.get_str("user").unwrap_or_default();
-            if !users.iter().any(|u| u.get_str("user") == Ok(name) && u.get_str("db") == Ok(db)) {
-                if let Err(error) = database.run_command(doc! { "dropUser": name }).await {
-                    report.problems.push(format!("user {name}@{db}: not dropped: {}", crate::error::truncate_message(&error.to_string(), 200)));
+        if scope.users {
+            for name in listed_names(&database, "usersInfo", "users", "user").await? {
+                if !users.iter().any(|u| u.get_str("user") == Ok(name.as_str()) && u.get_str("db") == Ok(db)) {
+                    if let Err(error) = database.run_command(doc! { "dropUser": &name }).await {
+                        report.problems.push(format!("user {name}@{db}: not dropped: {}", crate::error::truncate_message(&error.to_string(), 200)));
+                    }
                 }
             }
         }
-        let listed = database.run_command(doc! { "rolesInfo": 1 }).await.map_err(Error::mongo(format!("listing the roles of {db}")))?;
-        for existing in listed.get_array("roles").map(|a| a.as_slice()).unwrap_or_default().iter().filter_map(Bson::as_document) {
-            let name = existing.get_str("role").unwrap_or_default();
-            if !roles.iter().any(|r| r.get_str("role") == Ok(name) && r.get_str("db") == Ok(db)) {
-                if let Err(error) = database.run_command(doc! { "dropRole": name }).await {
-                    report.problems.push(format!("role {name}@{db}: not dropped: {}", crate::error::truncate_message(&error.to_string(), 200)));
+        if scope.roles {
+            for name in listed_names(&database, "rolesInfo", "roles", "role").await? {
+                if !roles.iter().any(|r| r.get_str("role") == Ok(name.as_str()) && r.get_str("db") == Ok(db)) {
+                    if let Err(error) = database.run_command(doc! { "dropRole": &name }).await {
+                        report.problems.push(format!("role {name}@{db}: not dropped: {}", crate::error::truncate_message(&error.to_string(), 200)));
+                    }
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The names `usersInfo: 1` or `rolesInfo: 1` lists for a database.
+async fn listed_names(database: &Database, command: &str, list: &str, field: &str) -> Result<Vec<String>> {
+    let listed = database.run_command(doc! { command: 1 }).await.map_err(Error::mongo(format!("listing the {list} of {}", database.name())))?;
+    Ok(listed
+        .get_array(list)
+        .map(|found| found.iter().filter_map(Bson::as_document).filter_map(|d| d.get_str(field).ok().map(str::to_string)).collect())
+        .unwrap_or_default())
 }
 
 async fn role_exists(database: &Database, name: &str) -> Result<bool> {
