@@ -3,12 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::archive::Compression;
 use crate::backup::BackupOptions;
+use crate::crypto::sidecar::SidecarDetail;
+use crate::crypto::{Identities, Recipients};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::notify::Notifier;
@@ -258,6 +261,66 @@ pub struct BackupFlags {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub retention: RetentionFlags,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub encryption: EncryptionFlags,
+}
+
+/// Client-side encryption of a backup: public keys only, never a private key.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Encryption")]
+pub struct EncryptionFlags {
+    /// Encrypt the archive with age to this public key (age1...); repeatable: any one recipient's identity decrypts.
+    #[arg(long = "encrypt-to", value_name = "AGE_PUBLIC_KEY")]
+    pub encrypt_to: Vec<String>,
+    /// A file of age public keys, one per line (# comments and blank lines skipped), as `age -R` reads.
+    #[arg(long, value_name = "FILE")]
+    pub recipients_file: Option<PathBuf>,
+    /// age public keys separated by commas or white space (added to --encrypt-to and --recipients-file).
+    #[arg(long = "age-recipients", env = "AGE_RECIPIENTS", value_name = "KEYS", hide = true)]
+    pub age_recipients: Option<String>,
+    /// What the sidecar of an encrypted backup shows: `summary` (totals, recipients, the ciphertext's size and SHA-256;
+    /// namespace names only inside the encryption) or `full` (every namespace in the clear, for `list` detail).
+    #[arg(long, default_value = "summary", value_parser = ["summary", "full"])]
+    pub sidecar_detail: String,
+}
+
+impl EncryptionFlags {
+    /// The recipients given, if any, and the sidecar detail.
+    ///
+    /// # Errors
+    /// A usage error naming the position of a value that is not an age public key.
+    pub fn resolve(&self) -> Result<(Option<Recipients>, SidecarDetail)> {
+        let recipients = Recipients::parse(&self.encrypt_to, self.recipients_file.as_deref(), self.age_recipients.as_deref())?;
+        let detail = if self.sidecar_detail == "full" { SidecarDetail::Full } else { SidecarDetail::Summary };
+        if detail == SidecarDetail::Full && recipients.is_none() {
+            return Err(Error::usage(
+                "--sidecar-detail full applies to encrypted backups only: give --encrypt-to, --recipients-file or AGE_RECIPIENTS",
+            ));
+        }
+        Ok((recipients, detail))
+    }
+}
+
+/// `--identity`: the private key `verify` and `restore` decrypt an encrypted backup with.
+#[derive(Debug, Args)]
+pub struct IdentityArg {
+    /// An age identity file (as `age-keygen -o` writes it) to decrypt encrypted backups with.
+    #[arg(long, env = "AGE_IDENTITY_FILE", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// The age private key itself (AGE-SECRET-KEY-1...), when no file is given.
+    #[arg(long = "age-identity", env = "AGE_IDENTITY", hide = true, hide_env_values = true, value_name = "KEY")]
+    pub age_identity: Option<String>,
+}
+
+impl IdentityArg {
+    /// The identities given, if any.
+    ///
+    /// # Errors
+    /// A usage error for an unreadable file or a line that is not a private key.
+    pub fn resolve(&self) -> Result<Option<Arc<Identities>>> {
+        Ok(Identities::resolve(self.identity.as_deref(), self.age_identity.as_deref())?.map(Arc::new))
+    }
 }
 
 impl BackupFlags {
@@ -294,7 +357,10 @@ impl BackupFlags {
         }
         let compression = Compression::from_name(&self.compression, self.level)?.with_threads(threads);
         let (store, s3) = self.store.resolve()?;
+        let (recipients, sidecar_detail) = self.encryption.resolve()?;
         Ok(BackupOptions {
+            recipients,
+            sidecar_detail,
             uri: self.uri.uri.clone(),
             store,
             s3,
@@ -444,9 +510,13 @@ pub struct VerifyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub store: StoreArg,
-    /// Check the archive against its manifest only; do not compare with a live database.
+    /// Check the archive against its manifest only; do not compare with a live database. An encrypted backup without
+    /// --identity is checked against its sidecar's size and SHA-256 only.
     #[arg(long)]
     pub archive_only: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: IdentityArg,
     /// Live collections scanned at the same time (1 keeps the load on the server low).
     #[arg(long, default_value_t = 1)]
     pub parallel: usize,
@@ -492,6 +562,7 @@ impl VerifyArgs {
             wait_for_running: self.wait_for_running,
             poll_interval: self.poll_interval,
             retry: self.retries.policy()?,
+            identities: self.identity.resolve()?,
         })
     }
 }
@@ -535,6 +606,9 @@ pub struct RestoreArgs {
     /// Restore an archive that has no sidecar manifest: a tarball made by the original mongodump + tar -czf pipeline. Nothing is checked against checksums.
     #[arg(long)]
     pub no_manifest: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: IdentityArg,
     /// Restore to this point in time: an RFC 3339 time (every write of that second included) or an oplog timestamp T.I.
     /// The newest backup at or before it is restored (or the one named), then its oplog slices are replayed up to it.
     #[arg(long, value_name = "TIME")]
@@ -571,6 +645,7 @@ impl RestoreArgs {
             to_time: self.to_time.as_deref().map(TargetTime::parse).transpose()?,
             retry: self.retries.policy()?,
             spool_dir: std::env::temp_dir().join("ingest-backup-spool"),
+            identities: self.identity.resolve()?,
         })
     }
 }
@@ -690,6 +765,9 @@ pub struct ScheduleArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub backup: BackupFlags,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: IdentityArg,
 }
 
 impl ScheduleArgs {
@@ -709,11 +787,16 @@ impl ScheduleArgs {
             .trim()
             .parse()
             .map_err(|_| Error::usage(format!("--listen / LISTEN_ADDR {:?} is not an address: give IP:PORT, e.g. 0.0.0.0:9090", self.listen)))?;
+        let identities = self.identity.resolve()?;
+        // Without the identity an encrypted backup's content cannot be read: its
+        // verification checks the stored bytes against the sidecar only.
+        let archive_only = self.verify_archive_only || (backup.recipients.is_some() && identities.is_none());
         let verify = VerifyOptions {
+            identities,
             store: backup.store.clone(),
             s3: backup.s3.clone(),
             backup: "latest".into(),
-            uri: (!self.verify_archive_only).then(|| backup.uri.clone()),
+            uri: (!archive_only).then(|| backup.uri.clone()),
             parallel: self.verify_parallel,
             strict: self.verify_strict,
             wait_for_running: Duration::ZERO,

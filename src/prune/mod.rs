@@ -516,6 +516,7 @@ mod tests {
             selection: Selection::default(),
             namespaces: vec![],
             totals: Totals::default(),
+            encryption: None,
             archive: None,
         }
         .to_json()

@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::plan::{normalize, Plan};
 use super::target::Batch;
-use crate::archive::reader::{ArchiveFormat, ArchiveReader};
+use crate::archive::reader::ArchiveReader;
 use crate::archive::ArchiveDigest;
 use crate::digest::{DigestSummary, NamespaceDigest};
 use crate::dump::bson_reader::{BsonReader, BsonStreamError};
@@ -40,14 +40,14 @@ pub struct Streamed {
     pub archive: ArchiveDigest,
 }
 
-/// Streams `stored` and feeds `batches`. Blocks: run it on a blocking thread.
+/// Reads the archive opened as `reader` (decrypted when encrypted, see
+/// [`ArchiveReader::open`]) and feeds `batches`. Blocks: run it on a blocking thread.
 ///
 /// # Errors
 /// The archive is unreadable or a member is malformed (named), the spool failed, the
 /// inserts stopped, or the run was cancelled.
-pub fn stream_archive(
-    stored: impl Read,
-    format: ArchiveFormat,
+pub fn stream_archive<R: Read>(
+    mut reader: ArchiveReader<R>,
     plan: &Plan,
     batches: mpsc::Sender<Batch>,
     batch_documents: usize,
@@ -60,7 +60,6 @@ pub fn stream_archive(
     let mut embedded_manifest = None;
     let mut progress = Progress::default();
     let unreadable = |e: std::io::Error| Error::Archive { context: "reading the archive".into(), source: e };
-    let mut reader = ArchiveReader::new(stored, format).map_err(unreadable)?;
     for entry in reader.entries().map_err(unreadable)? {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
