@@ -345,3 +345,64 @@ async fn an_encrypted_backup_round_trips_through_s3() {
     assert_eq!(listing["backups"][0]["encrypted"], true, "{listing}");
     assert!(!listing.to_string().contains("AGE-SECRET-KEY-"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_re_encrypted_with_stock_age_verifies_with_the_new_key_once_its_sidecar_is_updated() {
+    let test = "an_archive_re_encrypted_with_stock_age_verifies_with_the_new_key_once_its_sidecar_is_updated";
+    let Some(age_dir) = age_bin(test) else { return };
+    let (source, client) = sample_source(1, 8).await;
+    let work = tempfile::tempdir().unwrap();
+    let (old, new) = (key(work.path(), "old"), key(work.path(), "new"));
+    let store = work.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    let output = run_env(&["backup", "--uri", &source.uri(), "--store", store_arg, "--encrypt-to", &old.public, "--json"], &[]);
+    assert!(output.status.success(), "backup: {}", common::all_output(&output));
+    let name = json(&output)["name"].as_str().unwrap().to_string();
+
+    // README "Key rotation", as written there (bash, the stock age, jq).
+    let script = r#"set -euo pipefail
+cd "$STORE"
+age -d -i "$OLD" "$NAME.tar.gz.age" | age -r "$NEW_PUBLIC" > "$NAME.tar.gz.age.new"
+jq -r .encryption.sealed_manifest "$NAME.manifest.json" | age -d -i "$OLD" | age -a -r "$NEW_PUBLIC" > sealed.txt
+jq --argjson size "$(stat -c %s "$NAME.tar.gz.age.new")" \
+   --arg sha256 "$(sha256sum "$NAME.tar.gz.age.new" | cut -d' ' -f1)" \
+   --arg recipient "$NEW_PUBLIC" --rawfile sealed sealed.txt \
+   '.archive.size = $size | .archive.sha256 = $sha256 | .encryption.recipients = [$recipient] | .encryption.sealed_manifest = $sealed' \
+   "$NAME.manifest.json" > "$NAME.manifest.json.new"
+mv "$NAME.tar.gz.age.new" "$NAME.tar.gz.age"
+mv "$NAME.manifest.json.new" "$NAME.manifest.json"
+rm sealed.txt
+"#;
+    let path = format!("{}:{}", age_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let rotated = Command::new("bash")
+        .args(["-c", script])
+        .env("PATH", path)
+        .env("STORE", &store)
+        .env("OLD", &old.file)
+        .env("NEW_PUBLIC", &new.public)
+        .env("NAME", &name)
+        .output()
+        .unwrap();
+    assert!(rotated.status.success(), "the rotation recipe: {}", common::all_output(&rotated));
+
+    let verify = |identity: &Key| {
+        run_env(&["verify", &name, "--store", store_arg, "--uri", &source.uri(), "--identity", identity.file.to_str().unwrap(), "--json"], &[])
+    };
+    let output = verify(&new);
+    assert!(output.status.success(), "verify with the new key: {}", common::all_output(&output));
+    assert_eq!(json(&output)["status"], "passed");
+    let output = verify(&old);
+    assert_eq!(output.status.code(), Some(1), "the old key no longer opens it: {}", common::all_output(&output));
+    let target = Server::start();
+    let output = run_env(&["restore", &name, "--store", store_arg, "--uri", &target.uri(), "--identity", new.file.to_str().unwrap()], &[]);
+    assert!(output.status.success(), "restore with the new key: {}", common::all_output(&output));
+    for collection in ingest_backup::sample::COLLECTIONS {
+        assert_eq!(
+            common::documents_by_id(&target.client().await, "ingest", collection).await,
+            common::documents_by_id(&client, "ingest", collection).await,
+            "ingest.{collection}"
+        );
+    }
+    let listing = json(&run_env(&["list", "--store", store_arg, "--json"], &[]));
+    assert_eq!(listing["backups"][0]["recipients"], serde_json::json!([new.public]));
+}

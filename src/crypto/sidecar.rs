@@ -67,8 +67,12 @@ pub fn open_details(sidecar: &Manifest, identities: &Identities) -> Result<(Mani
     let mut readable = full.clone();
     readable.namespaces.clear();
     readable.selection = Selection::default();
-    if let Some(encryption) = readable.encryption.as_mut() {
+    // The recipients may have changed since the backup: an archive re-encrypted to new
+    // keys (README "Key rotation") lists them in its sidecar; the sealed copy keeps those
+    // the backup was made for, as the archive's own manifest does.
+    if let (Some(encryption), Some(now)) = (readable.encryption.as_mut(), sidecar.encryption.as_ref()) {
         encryption.sealed_manifest = Some(sealed.to_string());
+        encryption.recipients = now.recipients.clone();
     }
     if &readable != sidecar {
         return Err("the sidecar's readable fields differ from its sealed manifest: the sidecar was altered after the backup; do not trust it".into());
