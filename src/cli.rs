@@ -266,10 +266,10 @@ pub struct BackupFlags {
     pub encryption: EncryptionFlags,
 }
 
-/// Client-side encryption of a backup: public keys only, never a private key.
+/// The age recipients of `backup` and `oplog`: public keys only, never a private key.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Encryption")]
-pub struct EncryptionFlags {
+pub struct RecipientsArg {
     /// Encrypt the archive with age to this public key (age1...); repeatable: any one recipient's identity decrypts.
     #[arg(long = "encrypt-to", value_name = "AGE_PUBLIC_KEY")]
     pub encrypt_to: Vec<String>,
@@ -279,6 +279,24 @@ pub struct EncryptionFlags {
     /// age public keys separated by commas or white space (added to --encrypt-to and --recipients-file).
     #[arg(long = "age-recipients", env = "AGE_RECIPIENTS", value_name = "KEYS", hide = true)]
     pub age_recipients: Option<String>,
+}
+
+impl RecipientsArg {
+    /// The recipients given, if any.
+    ///
+    /// # Errors
+    /// A usage error naming the position of a value that is not an age public key.
+    pub fn resolve(&self) -> Result<Option<Recipients>> {
+        Recipients::parse(&self.encrypt_to, self.recipients_file.as_deref(), self.age_recipients.as_deref())
+    }
+}
+
+/// Client-side encryption of a backup: its recipients and what its sidecar shows.
+#[derive(Debug, Args)]
+pub struct EncryptionFlags {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub recipients: RecipientsArg,
     /// What the sidecar of an encrypted backup shows: `summary` (totals, recipients, the ciphertext's size and SHA-256;
     /// namespace names only inside the encryption) or `full` (every namespace in the clear, for `list` detail).
     #[arg(long, default_value = "summary", value_parser = ["summary", "full"])]
@@ -291,7 +309,7 @@ impl EncryptionFlags {
     /// # Errors
     /// A usage error naming the position of a value that is not an age public key.
     pub fn resolve(&self) -> Result<(Option<Recipients>, SidecarDetail)> {
-        let recipients = Recipients::parse(&self.encrypt_to, self.recipients_file.as_deref(), self.age_recipients.as_deref())?;
+        let recipients = self.recipients.resolve()?;
         let detail = if self.sidecar_detail == "full" { SidecarDetail::Full } else { SidecarDetail::Summary };
         if detail == SidecarDetail::Full && recipients.is_none() {
             return Err(Error::usage(
@@ -529,7 +547,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub notify: NotifyArg,
-    /// Check the point-in-time slices instead of a backup: every slice's hash and framing, the chains' continuity and
+    /// Check the point-in-time slices instead of a backup (encrypted slices are decrypted with --identity): every slice's hash and framing, the chains' continuity and
     /// their link to a backup; optionally only slices meeting FROM..TO (RFC 3339 or T.I, either side may be empty).
     #[arg(long, value_name = "FROM..TO", num_args = 0..=1, default_missing_value = "..")]
     pub pitr: Option<String>,
@@ -690,6 +708,9 @@ pub struct OplogArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub notify: NotifyArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub recipients: RecipientsArg,
     /// Print the result as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
@@ -709,6 +730,7 @@ impl OplogArgs {
             filter: self.namespaces.filter()?,
             retry: self.retries.policy()?,
             skip_without_backup: false,
+            recipients: self.recipients.resolve()?,
         })
     }
 }
@@ -820,6 +842,7 @@ impl ScheduleArgs {
                     filter: backup.filter.clone(),
                     retry: backup.retry,
                     skip_without_backup: true,
+                    recipients: backup.recipients.clone(),
                 },
             }),
         };

@@ -203,7 +203,7 @@ async fn verify_pitr(args: &VerifyArgs, range: &str) -> Result<Outcome> {
     let (from, to) = pitr::check::parse_range(range)?;
     let (location, s3) = args.store.resolve()?;
     let store = store::open_with(&location, s3).await?;
-    let check = pitr::check::check_pitr(&store, from, to).await?;
+    let check = pitr::check::check_pitr(&store, from, to, args.identity.resolve()?).await?;
     for chain in &check.chains {
         eprintln!("PITR: {} ({} slices)", chain.describe(), chain.slices.len());
     }

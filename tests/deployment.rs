@@ -1565,8 +1565,10 @@ fn only_the_verify_and_restore_jobs_get_the_age_identity_and_the_backup_job_only
         let spec = pod_spec(cronjob).to_string();
         assert!(!spec.contains("ingest-backup-age") && !spec.contains("age-identity"), "{name} mounts no identity: {spec}");
     }
-    let backup_env = env_of(object(&docs, "CronJob", "ingest-backup"));
-    assert_eq!(backup_env["AGE_RECIPIENTS"]["value"], format!("{},{}", first.to_public(), second.to_public()));
+    for name in ["ingest-backup", "ingest-backup-pitr"] {
+        let env = env_of(object(&docs, "CronJob", name));
+        assert_eq!(env["AGE_RECIPIENTS"]["value"], format!("{},{}", first.to_public(), second.to_public()), "{name}");
+    }
     assert_eq!(container(object(&docs, "CronJob", "ingest-backup"))["args"], serde_json::json!(["backup"]));
 
     let verify = object(&docs, "CronJob", "ingest-backup-verify");

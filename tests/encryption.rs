@@ -406,3 +406,60 @@ rm sealed.txt
     let listing = json(&run_env(&["list", "--store", store_arg, "--json"], &[]));
     assert_eq!(listing["backups"][0]["recipients"], serde_json::json!([new.public]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_oplog_slices_replay_with_the_identity_and_decrypt_with_stock_age() {
+    let test = "encrypted_oplog_slices_replay_with_the_identity_and_decrypt_with_stock_age";
+    let Some(age_dir) = age_bin(test) else { return };
+    let source = Server::start();
+    let client = source.client().await;
+    let orders = client.database("shop").collection::<Document>("orders");
+    orders.insert_many((0..50).map(|i| doc! { "_id": i, "n": i })).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let owner = key(work.path(), "owner");
+    let store = work.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    let env = [("AGE_RECIPIENTS", owner.public.as_str())];
+    let output = run_env(&["backup", "--uri", &source.uri(), "--store", store_arg], &env);
+    assert!(output.status.success(), "backup: {}", common::all_output(&output));
+    orders.insert_many((50..80).map(|i| doc! { "_id": i, "n": i })).await.unwrap();
+    orders.update_one(doc! { "_id": 1 }, doc! { "$set": { "n": -1 } }).await.unwrap();
+    let output = run_env(&["oplog", "--uri", &source.uri(), "--store", store_arg, "--json"], &env);
+    assert!(output.status.success(), "oplog: {}", common::all_output(&output));
+    let slice = json(&output)["slice"].clone();
+    let file = slice["file"].as_str().unwrap();
+    assert!(file.ends_with(".bson.gz.age"), "{slice}");
+    assert_eq!(slice["recipients"], serde_json::json!([owner.public]));
+    let stored = store.join(file);
+    let bytes = std::fs::read(&stored).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+    assert_eq!(slice["sha256"], hex::encode(Sha256::digest(&bytes)), "the sidecar's hash is the stored ciphertext's");
+    let plain = work.path().join("slice.bson.gz");
+    stock_decrypt(&age_dir, &owner.file, &stored, &plain);
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(std::fs::File::open(&plain).unwrap()), &mut decoded).unwrap();
+    assert_eq!(common::split_bson(&decoded).len() as u64, slice["entries"].as_u64().unwrap(), "the stock age opens the slice");
+
+    let output = run_env(&["verify", "--pitr", "--store", store_arg, "--identity", owner.file.to_str().unwrap(), "--json"], &[]);
+    assert!(output.status.success(), "verify --pitr: {}", common::all_output(&output));
+    let target = Server::start();
+    let to = slice["end"].clone();
+    let to = format!("{}.{}", to["t"], to["i"]);
+    let restore = |identity: Option<&Path>| {
+        let uri = target.uri();
+        let mut args = vec!["restore", "--to-time", &to, "--store", store_arg, "--uri", &uri, "--drop"];
+        if let Some(identity) = identity {
+            args.extend(["--identity", identity.to_str().unwrap()]);
+        }
+        run_env(&args, &[])
+    };
+    let output = restore(None);
+    assert_eq!(output.status.code(), Some(1), "no identity: {}", common::all_output(&output));
+    let output = restore(Some(&owner.file));
+    assert!(output.status.success(), "restore --to-time: {}", common::all_output(&output));
+    assert_eq!(
+        common::documents_by_id(&target.client().await, "shop", "orders").await,
+        common::documents_by_id(&client, "shop", "orders").await,
+        "the backup plus the encrypted slice reach the slice's end"
+    );
+}

@@ -381,9 +381,18 @@ async fn restore_into(
     problems.extend(oplog_problem);
     let pitr_replay = match &pitr {
         Some(point) => Some(
-            crate::pitr::replay::replay_slices(&store, &target.client, &point.slices, &options.filter, &map, point.target, &cancel)
-                .await
-                .map_err(interrupted)?,
+            crate::pitr::replay::replay_slices(
+                &store,
+                &target.client,
+                &point.slices,
+                &options.filter,
+                &map,
+                point.target,
+                options.identities.clone(),
+                &cancel,
+            )
+            .await
+            .map_err(interrupted)?,
         ),
         None => None,
     };

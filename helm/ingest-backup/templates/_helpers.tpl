@@ -544,11 +544,11 @@ spec:
             {{- include "ingest-backup.env" (dict "ctx" $ "restore" $restore) | trim | nindent 12 }}
             {{- if eq .component "backup" }}
             {{- include "ingest-backup.retentionEnv" $ | nindent 12 }}
-            {{- with $v.encryption.recipients }}
-            # Public keys only: the backup never holds a private key.
-            - name: AGE_RECIPIENTS
-              value: {{ join "," . | quote }}
             {{- end }}
+            {{- if and (has .component (list "backup" "pitr")) $v.encryption.recipients }}
+            # Public keys only: the backup and the oplog slices never hold a private key.
+            - name: AGE_RECIPIENTS
+              value: {{ join "," $v.encryption.recipients | quote }}
             {{- end }}
             {{- if and $identity $v.encryption.identitySecret.name }}
             - name: AGE_IDENTITY_FILE
