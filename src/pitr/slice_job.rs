@@ -182,7 +182,10 @@ impl Window<'_> {
         // writes still committing), and the next slice starts where this one ends.
         let Some(end) = spooled.end else { return Ok(None) };
         pause_at(Stage::SliceBeforeUpload, self.cancel).await?;
-        let key = slice_key(start, end, self.options.recipients.is_some());
+        let encrypted = self.options.recipients.is_some();
+        let key = slice_key(start, end, encrypted);
+        // The filter patterns may name namespaces: an encrypted slice's sidecar leaves them out.
+        let patterns = |patterns: &[String]| if encrypted { Vec::new() } else { patterns.to_vec() };
         let meta = SliceMeta {
             file: key.clone(),
             start,
@@ -196,8 +199,8 @@ impl Window<'_> {
             compression: "gzip".into(),
             previous_end,
             base_backup: base.to_string(),
-            include: self.options.filter.include().to_vec(),
-            exclude: self.options.filter.exclude().to_vec(),
+            include: patterns(self.options.filter.include()),
+            exclude: patterns(self.options.filter.exclude()),
             recipients: self.options.recipients.as_ref().map(Recipients::public_keys),
         };
         upload(self.store, &key, spooled.file, self.cancel).await?;
