@@ -111,6 +111,43 @@ pub fn open_text(text: &str, identities: &Identities) -> std::io::Result<Vec<u8>
 mod tests {
     use super::*;
 
+    fn manifest(recipients: &Recipients) -> Manifest {
+        let text = r#"{"format_version":1,"tool":{"name":"ingest-backup","version":"0"},"name":"2018-04-04T11_37",
+            "source":{"hosts":["h:1"],"replica_set":null},"started_at":"a","finished_at":"b","compression":"gzip",
+            "dump_root":"data/db/dump/2018-04-04T11_37/","consistency":{"oplog":false,"start":null,"end":null,"oplog_entries":0,"oplog_bytes":0},
+            "selection":{"include":["secret_db.*"],"exclude":[]},
+            "namespaces":[{"database":"secret_db","collection":"people","type":"collection","uuid":null,"options":{},"indexes":[],
+            "bson_file":"secret_db/people.bson","metadata_file":"secret_db/people.metadata.json","documents":1,"bytes":5,"sha256":"x","content_hash":"y"}],
+            "totals":{"namespaces":1,"documents":1,"bytes":5}}"#;
+        let mut manifest: Manifest = serde_json::from_str(text).unwrap();
+        manifest.encryption =
+            Some(crate::manifest::EncryptionInfo { format: "age".into(), recipients: recipients.public_keys(), sealed_manifest: None });
+        manifest
+    }
+
+    #[test]
+    fn a_summary_sidecar_names_no_namespace_and_opens_to_the_whole_manifest() {
+        let key = age::x25519::Identity::generate();
+        let recipients = Recipients::parse(&[key.to_public().to_string()], None, None).unwrap().unwrap();
+        let identities = Identities(vec![key]);
+        let embedded = manifest(&recipients);
+        let archive = ArchiveInfo { file: "2018-04-04T11_37.tar.gz.age".into(), size: 10, sha256: "z".into() };
+        let sidecar = sidecar_for(&embedded, archive.clone(), SidecarDetail::Summary, Some(&recipients)).unwrap();
+        let text = String::from_utf8(sidecar.to_json()).unwrap();
+        assert!(!text.contains("secret_db") && !text.contains("people"), "{text}");
+        assert!(is_sealed(&sidecar));
+        let (full, json) = open_details(&sidecar, &identities).unwrap();
+        assert_eq!(full.namespaces, embedded.namespaces);
+        assert_eq!(full.archive.as_ref(), Some(&archive));
+        assert_eq!(json["selection"]["include"][0], "secret_db.*");
+
+        let mut altered = sidecar.clone();
+        altered.totals.documents += 1;
+        assert!(open_details(&altered, &identities).unwrap_err().contains("altered"));
+        let full_detail = sidecar_for(&embedded, archive, SidecarDetail::Full, Some(&recipients)).unwrap();
+        assert!(!is_sealed(&full_detail) && full_detail.namespaces.len() == 1);
+    }
+
     #[test]
     fn sealed_text_opens_with_the_identity_only() {
         let key = age::x25519::Identity::generate();
