@@ -323,21 +323,20 @@ impl EncryptionFlags {
 /// `--identity`: the private key `verify` and `restore` decrypt an encrypted backup with.
 #[derive(Debug, Args)]
 pub struct IdentityArg {
-    /// An age identity file (as `age-keygen -o` writes it) to decrypt encrypted backups with.
+    /// An age identity file (as `age-keygen -o` writes it) to decrypt encrypted backups with [or the key itself in AGE_IDENTITY].
     #[arg(long, env = "AGE_IDENTITY_FILE", value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// The age private key itself (AGE-SECRET-KEY-1...), when no file is given.
-    #[arg(long = "age-identity", env = "AGE_IDENTITY", hide = true, hide_env_values = true, value_name = "KEY")]
-    pub age_identity: Option<String>,
 }
 
 impl IdentityArg {
-    /// The identities given, if any.
+    /// The identities given: `--identity` / `AGE_IDENTITY_FILE`, else the key itself in
+    /// `AGE_IDENTITY` (read here, never a flag: a key on a command line shows in `ps`).
     ///
     /// # Errors
     /// A usage error for an unreadable file or a line that is not a private key.
     pub fn resolve(&self) -> Result<Option<Arc<Identities>>> {
-        Ok(Identities::resolve(self.identity.as_deref(), self.age_identity.as_deref())?.map(Arc::new))
+        let key = std::env::var("AGE_IDENTITY").ok();
+        Ok(Identities::resolve(self.identity.as_deref(), key.as_deref())?.map(Arc::new))
     }
 }
 
