@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ingest_backup::archive::block_encoder::BlockEncoder;
 use ingest_backup::archive::{ArchiveWriter, Compression};
+use ingest_backup::crypto::stream::SealWriter;
+use ingest_backup::crypto::Recipients;
 use ingest_backup::digest::NamespaceDigest;
 use ingest_backup::dump::spool::{BsonSpool, SpoolGauge, SpooledBson, Spooler};
 use ingest_backup::sample::{SampleGenerator, SampleSpec, COLLECTIONS};
@@ -52,7 +54,7 @@ fn documents(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// (as a collection task does with its cursor; the backup's default 4 MiB in memory,
 /// the rest in a temporary file), while the archive thread tars and hashes the spools
 /// already finished. Readers and archive share one pool of `threads` workers.
-fn pipeline(files: &[(String, Vec<u8>)], compression: Compression, spool_dir: &Path) -> u64 {
+fn pipeline(files: &[(String, Vec<u8>)], compression: Compression, spool_dir: &Path, recipients: Option<&Recipients>) -> u64 {
     let pool = compression.pool().unwrap();
     let spooler = Spooler {
         dir: spool_dir.to_path_buf(),
@@ -75,7 +77,7 @@ fn pipeline(files: &[(String, Vec<u8>)], compression: Compression, spool_dir: &P
             });
         }
         drop(finished);
-        let mut writer = ArchiveWriter::with_pool(io::sink(), compression.codec(), pool, 0);
+        let mut writer = ArchiveWriter::sealed(io::sink(), compression.codec(), pool, 0, recipients).unwrap();
         for (path, bson) in spools {
             writer.append_compressed(path, bson.summary.bytes, bson.data, bson.stored_bytes).unwrap();
         }
@@ -94,10 +96,32 @@ fn compress_alone(compression: Compression, files: &[(String, Vec<u8>)]) -> usiz
     files.iter().map(|(_, bytes)| bytes.len()).sum()
 }
 
+/// The compressed archive of `files`, as the pipeline writes it unencrypted.
+fn compressed_archive(files: &[(String, Vec<u8>)], compression: Compression) -> Vec<u8> {
+    let mut writer = ArchiveWriter::with_pool(Vec::new(), compression.codec(), compression.pool().unwrap(), 0);
+    for (path, bytes) in files {
+        writer.append_bytes(path, bytes).unwrap();
+    }
+    writer.finish().unwrap().0
+}
+
+/// age encryption alone (one thread) over `compressed`, in 1 MiB writes as the
+/// compressor hands its blocks over.
+fn encrypt_alone(compressed: &[u8], recipients: &Recipients) -> usize {
+    let mut writer = SealWriter::new(io::sink(), Some(recipients)).unwrap();
+    for block in compressed.chunks(1 << 20) {
+        writer.write_all(block).unwrap();
+    }
+    writer.finish().unwrap();
+    compressed.len()
+}
+
 fn bench(c: &mut Criterion) {
     let files = sample_files(32);
     let spool_dir = tempfile::tempdir().unwrap();
     let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    let recipients = Recipients::parse(&[recipient], None, None).unwrap().unwrap();
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Bytes(total)).sample_size(10);
 
@@ -144,9 +168,21 @@ fn bench(c: &mut Criterion) {
             b.iter(|| compress_alone(*compression, &files))
         });
         group.bench_with_input(BenchmarkId::new("whole", &label), &compression, |b, compression| {
-            b.iter(|| pipeline(&files, *compression, spool_dir.path()))
+            b.iter(|| pipeline(&files, *compression, spool_dir.path(), None))
+        });
+        group.bench_with_input(BenchmarkId::new("whole-encrypted", &label), &compression, |b, compression| {
+            b.iter(|| pipeline(&files, *compression, spool_dir.path(), Some(&recipients)))
         });
     }
+    group.finish();
+
+    // The encryption's own cost, per byte of the data set: age alone over the gzip
+    // archive of it (throughput counted in BSON bytes, so it adds up with the rest).
+    let compressed = compressed_archive(&files, Compression::Gzip { level: 6, threads: 2 });
+    eprintln!("gzip archive: {} bytes for {total} bytes of BSON ({:.1}%)", compressed.len(), compressed.len() as f64 * 100.0 / total as f64);
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Bytes(total)).sample_size(10);
+    group.bench_function("stage/age-over-gzip", |b| b.iter(|| encrypt_alone(&compressed, &recipients)));
     group.finish();
 }
 

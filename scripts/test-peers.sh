@@ -7,7 +7,7 @@
 # Peers: secantus (SecantusDB + pymongo in a virtualenv), mongo-tools (the official
 # mongodump, mongorestore, bsondump from ../shared/tools), minio, ferretdb (FerretDB v1 on
 # SQLite, from its Go module), deploy (helm, shellcheck, hadolint, kubernetes-validate,
-# check-jsonschema).
+# check-jsonschema), age (the stock age and age-keygen, from their Go module).
 #
 # Environment:
 #   INGEST_BACKUP_CACHE      cache dir (default: $HOME/.cache/ingest-backup)
@@ -34,7 +34,7 @@ die() { printf 'test-peers: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat >&2 <<USAGE
-usage: $0 install [secantus|mongo-tools|minio|ferretdb|deploy]... | env
+usage: $0 install [secantus|mongo-tools|minio|ferretdb|deploy|age]... | env
   install  install the named test peers (default: all) into $CACHE
   env      print export lines (eval "\$($0 env)")
 USAGE
@@ -240,6 +240,26 @@ install_ferretdb() {
     rm -rf "$src"
 }
 
+# The stock age and age-keygen (filippo.io/age), the judges of the encrypted archives'
+# format: the tests decrypt with them as an operator would.
+AGE_VERSION="v1.2.1"
+AGE_DIR="$CACHE/age/$AGE_VERSION"
+
+install_age() {
+    if [[ -x "$AGE_DIR/age" && -x "$AGE_DIR/age-keygen" ]]; then
+        return 0
+    fi
+    if ! command -v go >/dev/null 2>&1; then
+        log "warning: go is not installed, cannot build age; the encryption tests will fail in CI"
+        return 0
+    fi
+    log "building age $AGE_VERSION from the Go module filippo.io/age"
+    mkdir -p "$AGE_DIR"
+    if ! GOBIN="$AGE_DIR" GOFLAGS=-buildvcs=false timeout 900 go install "filippo.io/age/cmd/...@$AGE_VERSION" >&2; then
+        log "warning: go install filippo.io/age/cmd/...@$AGE_VERSION failed; the encryption tests will fail in CI"
+    fi
+}
+
 status_line() { # name ok-test path
     if eval "$2"; then echo "$1: OK $3"; else echo "$1: UNAVAILABLE"; fi
 }
@@ -247,7 +267,7 @@ status_line() { # name ok-test path
 cmd_install() {
     local peers=("$@") peer
     if ((${#peers[@]} == 0)); then
-        peers=(secantus mongo-tools minio ferretdb deploy)
+        peers=(secantus mongo-tools minio ferretdb deploy age)
     fi
     for peer in "${peers[@]}"; do
         case "$peer" in
@@ -259,6 +279,7 @@ cmd_install() {
                     install_tools; status_line mongo-tools 'tools_complete "$TOOLS_BIN"' "$TOOLS_BIN"
                 fi ;;
             minio) install_minio; status_line minio '[[ -x "$MINIO_BIN" ]]' "$MINIO_BIN" ;;
+            age) install_age; status_line age '[[ -x "$AGE_DIR/age" ]]' "$AGE_DIR" ;;
             ferretdb) install_ferretdb; status_line ferretdb '[[ -x "$FERRETDB_BIN" ]]' "$FERRETDB_BIN" ;;
             deploy)
                 if [[ "${INGEST_PEERS_SKIP_DEPLOY:-0}" == "1" ]]; then
@@ -284,6 +305,9 @@ cmd_env() {
     fi
     if [[ -x "$FERRETDB_BIN" ]]; then
         printf 'export INGEST_TEST_FERRETDB=%q\n' "$FERRETDB_BIN"
+    fi
+    if [[ -x "$AGE_DIR/age" && -x "$AGE_DIR/age-keygen" ]]; then
+        printf 'export INGEST_TEST_AGE_BIN=%q\n' "$AGE_DIR"
     fi
     if [[ -x "$HELM_BIN" ]]; then
         printf 'export INGEST_TEST_HELM=%q\n' "$HELM_BIN"

@@ -31,12 +31,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::archive::{ArchiveDigest, ArchiveWriter, Compression};
+use crate::crypto::sidecar::{sidecar_for, SidecarDetail};
+use crate::crypto::{Recipients, AGE_SUFFIX};
 use crate::digest::NamespaceDigest;
 use crate::dump::spool::{SpoolGauge, SpooledBson, Spooler};
 use crate::dump::{self, metadata::canonical_value, BsonSpool};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
-use crate::manifest::{ArchiveInfo, Consistency, Manifest, NamespaceEntry, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
+use crate::manifest::{ArchiveInfo, Consistency, EncryptionInfo, Manifest, NamespaceEntry, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
 use crate::retry::RetryPolicy;
 use crate::source::oplog::entry_kept_by;
 use crate::source::{self, discover, list_index_specs, CollectionInfo, OplogWindow};
@@ -70,6 +72,10 @@ pub struct BackupOptions {
     /// How often an interrupted read (a collection, the oplog window, discovery) is
     /// started again after a transient fault.
     pub retry: RetryPolicy,
+    /// Encrypt the archive to these public keys (`None`: not encrypted).
+    pub recipients: Option<Recipients>,
+    /// How much of an encrypted backup's manifest the sidecar shows.
+    pub sidecar_detail: SidecarDetail,
 }
 
 /// What a finished backup produced.
@@ -175,7 +181,8 @@ async fn backup_into(
     let source = source::connect_retrying(&options.uri, &options.retry).await?;
     let name = store.choose_name(started).await?;
     progress.update(|p| p.name = Some(name.clone()));
-    let file_name = format!("{name}.{}", options.compression.extension());
+    let suffix = if options.recipients.is_some() { AGE_SUFFIX } else { "" };
+    let file_name = format!("{name}.{}{suffix}", options.compression.extension());
     info!(backup = %name, store = %options.store, "Starting backup.");
 
     let retry = &options.retry;
@@ -206,9 +213,14 @@ async fn backup_into(
     };
     let (members, receiver) = mpsc::channel::<Member>(options.parallel.max(1));
     let archive_task = {
-        let writer = ArchiveWriter::with_pool(sink, options.compression.codec(), pool, u64::try_from(started.timestamp()).unwrap_or(0));
-        let cancel = cancel.clone();
-        tokio::task::spawn_blocking(move || write_archive(writer, receiver, &cancel))
+        let (codec, recipients, cancel) = (options.compression.codec(), options.recipients.clone(), cancel.clone());
+        let mtime = u64::try_from(started.timestamp()).unwrap_or(0);
+        // The age header is the first write to the part writer: on the archive thread.
+        tokio::task::spawn_blocking(move || {
+            let writer = ArchiveWriter::sealed(sink, codec, pool, mtime, recipients.as_ref())
+                .map_err(|source| Error::Archive { context: "starting the encryption".into(), source })?;
+            write_archive(writer, receiver, &cancel)
+        })
     };
 
     let root = dump::dump_root(&name);
@@ -235,6 +247,7 @@ async fn backup_into(
             bytes: entries.iter().map(|e| e.bytes).sum(),
         },
         namespaces: entries,
+        encryption: options.recipients.as_ref().map(|r| EncryptionInfo { format: "age".into(), recipients: r.public_keys(), sealed_manifest: None }),
         archive: None,
     });
     if let Ok(manifest) = &manifest {
@@ -264,7 +277,9 @@ async fn backup_into(
         },
         Err(error) => return Err(abort_upload(upload.as_mut(), error).await),
     };
-    manifest.archive = Some(ArchiveInfo { file: file_name, size: digest.size, sha256: digest.sha256 });
+    let archive_info = ArchiveInfo { file: file_name, size: digest.size, sha256: digest.sha256 };
+    manifest = sidecar_for(&manifest, archive_info, options.sidecar_detail, options.recipients.as_ref())
+        .map_err(|source| Error::Archive { context: "sealing the sidecar's namespace details".into(), source })?;
     let sidecar = store.put_sidecar(&name, &manifest.to_json()).await?;
     let report =
         BackupReport { archive, sidecar, manifest, duration_seconds: clock.elapsed().as_secs_f64(), peak_spool_disk_bytes: spooler.gauge.peak() };

@@ -3,12 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::archive::Compression;
 use crate::backup::BackupOptions;
+use crate::crypto::sidecar::SidecarDetail;
+use crate::crypto::{Identities, Recipients};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::notify::Notifier;
@@ -273,6 +276,83 @@ pub struct BackupFlags {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub retention: RetentionFlags,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub encryption: EncryptionFlags,
+}
+
+/// The age recipients of `backup` and `oplog`: public keys only, never a private key.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Encryption")]
+pub struct RecipientsArg {
+    /// Encrypt the archive with age to this public key (age1...); repeatable: any one recipient's identity decrypts.
+    #[arg(long = "encrypt-to", value_name = "AGE_PUBLIC_KEY")]
+    pub encrypt_to: Vec<String>,
+    /// A file of age public keys, one per line (# comments and blank lines skipped), as `age -R` reads.
+    #[arg(long, value_name = "FILE")]
+    pub recipients_file: Option<PathBuf>,
+    /// age public keys separated by commas or white space (added to --encrypt-to and --recipients-file).
+    #[arg(long = "age-recipients", env = "AGE_RECIPIENTS", value_name = "KEYS", hide = true)]
+    pub age_recipients: Option<String>,
+}
+
+impl RecipientsArg {
+    /// The recipients given, if any.
+    ///
+    /// # Errors
+    /// A usage error naming the position of a value that is not an age public key.
+    pub fn resolve(&self) -> Result<Option<Recipients>> {
+        Recipients::parse(&self.encrypt_to, self.recipients_file.as_deref(), self.age_recipients.as_deref())
+    }
+}
+
+/// Client-side encryption of a backup: its recipients and what its sidecar shows.
+#[derive(Debug, Args)]
+pub struct EncryptionFlags {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub recipients: RecipientsArg,
+    /// What the sidecar of an encrypted backup shows: `summary` (totals, recipients, the ciphertext's size and SHA-256;
+    /// namespace names only inside the encryption) or `full` (every namespace in the clear, for `list` detail).
+    #[arg(long, default_value = "summary", value_parser = ["summary", "full"])]
+    pub sidecar_detail: String,
+}
+
+impl EncryptionFlags {
+    /// The recipients given, if any, and the sidecar detail.
+    ///
+    /// # Errors
+    /// A usage error naming the position of a value that is not an age public key.
+    pub fn resolve(&self) -> Result<(Option<Recipients>, SidecarDetail)> {
+        let recipients = self.recipients.resolve()?;
+        let detail = if self.sidecar_detail == "full" { SidecarDetail::Full } else { SidecarDetail::Summary };
+        if detail == SidecarDetail::Full && recipients.is_none() {
+            return Err(Error::usage(
+                "--sidecar-detail full applies to encrypted backups only: give --encrypt-to, --recipients-file or AGE_RECIPIENTS",
+            ));
+        }
+        Ok((recipients, detail))
+    }
+}
+
+/// `--identity`: the private key `verify` and `restore` decrypt an encrypted backup with.
+#[derive(Debug, Args)]
+pub struct IdentityArg {
+    /// An age identity file (as `age-keygen -o` writes it) to decrypt encrypted backups with [or the key itself in AGE_IDENTITY].
+    #[arg(long, env = "AGE_IDENTITY_FILE", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+impl IdentityArg {
+    /// The identities given: `--identity` / `AGE_IDENTITY_FILE`, else the key itself in
+    /// `AGE_IDENTITY` (read here, never a flag: a key on a command line shows in `ps`).
+    ///
+    /// # Errors
+    /// A usage error for an unreadable file or a line that is not a private key.
+    pub fn resolve(&self) -> Result<Option<Arc<Identities>>> {
+        let key = std::env::var("AGE_IDENTITY").ok();
+        Ok(Identities::resolve(self.identity.as_deref(), key.as_deref())?.map(Arc::new))
+    }
 }
 
 impl BackupFlags {
@@ -309,7 +389,10 @@ impl BackupFlags {
         }
         let compression = Compression::from_name(&self.compression, self.level)?.with_threads(threads);
         let (store, s3) = self.store.resolve()?;
+        let (recipients, sidecar_detail) = self.encryption.resolve()?;
         Ok(BackupOptions {
+            recipients,
+            sidecar_detail,
             uri: self.uri.uri.clone(),
             store,
             s3,
@@ -459,9 +542,13 @@ pub struct VerifyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub store: StoreArg,
-    /// Check the archive against its manifest only; do not compare with a live database.
+    /// Check the archive against its manifest only; do not compare with a live database. An encrypted backup without
+    /// --identity is checked against its sidecar's size and SHA-256 only.
     #[arg(long)]
     pub archive_only: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: IdentityArg,
     /// Live collections scanned at the same time (1 keeps the load on the server low).
     #[arg(long, default_value_t = 1)]
     pub parallel: usize,
@@ -474,7 +561,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub notify: NotifyArg,
-    /// Check the point-in-time slices instead of a backup: every slice's hash and framing, the chains' continuity and
+    /// Check the point-in-time slices instead of a backup (encrypted slices are decrypted with --identity): every slice's hash and framing, the chains' continuity and
     /// their link to a backup; optionally only slices meeting FROM..TO (RFC 3339 or T.I, either side may be empty).
     #[arg(long, value_name = "FROM..TO", num_args = 0..=1, default_missing_value = "..")]
     pub pitr: Option<String>,
@@ -507,6 +594,7 @@ impl VerifyArgs {
             wait_for_running: self.wait_for_running,
             poll_interval: self.poll_interval,
             retry: self.retries.policy()?,
+            identities: self.identity.resolve()?,
         })
     }
 }
@@ -558,6 +646,9 @@ pub struct RestoreArgs {
     /// restored databases), as mongorestore --restoreDbUsersAndRoles; with --drop they replace the target's.
     #[arg(long)]
     pub users_and_roles: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: IdentityArg,
     /// Restore to this point in time: an RFC 3339 time (every write of that second included) or an oplog timestamp T.I.
     /// The newest backup at or before it is restored (or the one named), then its oplog slices are replayed up to it.
     #[arg(long, value_name = "TIME")]
@@ -601,6 +692,7 @@ impl RestoreArgs {
             to_time: self.to_time.as_deref().map(TargetTime::parse).transpose()?,
             retry: self.retries.policy()?,
             spool_dir: std::env::temp_dir().join("ingest-backup-spool"),
+            identities: self.identity.resolve()?,
         })
     }
 }
@@ -645,6 +737,9 @@ pub struct OplogArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub notify: NotifyArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub recipients: RecipientsArg,
     /// Print the result as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
@@ -664,6 +759,7 @@ impl OplogArgs {
             filter: self.namespaces.filter()?,
             retry: self.retries.policy()?,
             skip_without_backup: false,
+            recipients: self.recipients.resolve()?,
         })
     }
 }
@@ -730,6 +826,9 @@ pub struct ScheduleArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub backup: BackupFlags,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: IdentityArg,
 }
 
 impl ScheduleArgs {
@@ -749,11 +848,16 @@ impl ScheduleArgs {
             .trim()
             .parse()
             .map_err(|_| Error::usage(format!("--listen / LISTEN_ADDR {:?} is not an address: give IP:PORT, e.g. 0.0.0.0:9090", self.listen)))?;
+        let identities = self.identity.resolve()?;
+        // Without the identity an encrypted backup's content cannot be read: its
+        // verification checks the stored bytes against the sidecar only.
+        let archive_only = self.verify_archive_only || (backup.recipients.is_some() && identities.is_none());
         let verify = VerifyOptions {
+            identities,
             store: backup.store.clone(),
             s3: backup.s3.clone(),
             backup: "latest".into(),
-            uri: (!self.verify_archive_only).then(|| backup.uri.clone()),
+            uri: (!archive_only).then(|| backup.uri.clone()),
             parallel: self.verify_parallel,
             strict: self.verify_strict,
             wait_for_running: Duration::ZERO,
@@ -777,6 +881,7 @@ impl ScheduleArgs {
                     filter: backup.filter.clone(),
                     retry: backup.retry,
                     skip_without_backup: true,
+                    recipients: backup.recipients.clone(),
                 },
             }),
         };

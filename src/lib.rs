@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod backup;
 pub mod cli;
+pub mod crypto;
 pub mod digest;
 pub mod dump;
 pub mod error;

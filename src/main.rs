@@ -207,7 +207,7 @@ async fn verify_pitr(args: &VerifyArgs, range: &str) -> Result<Outcome> {
     let (from, to) = pitr::check::parse_range(range)?;
     let (location, s3) = args.store.resolve()?;
     let store = store::open_with(&location, s3).await?;
-    let check = pitr::check::check_pitr(&store, from, to).await?;
+    let check = pitr::check::check_pitr(&store, from, to, args.identity.resolve()?).await?;
     for chain in &check.chains {
         eprintln!("PITR: {} ({} slices)", chain.describe(), chain.slices.len());
     }
@@ -251,6 +251,9 @@ fn print_backup_summary(report: &BackupReport) {
         report.duration_seconds,
         report.archive
     );
+    if let Some(encryption) = &manifest.encryption {
+        eprintln!("encrypted with age to {}", encryption.recipients.join(", "));
+    }
     match (&manifest.consistency.oplog, &manifest.consistency.end) {
         (true, Some(end)) => eprintln!(
             "consistent at oplog timestamp {}:{} ({} oplog entries captured; restore with mongorestore --oplogReplay)",
@@ -279,6 +282,8 @@ fn backup_json(report: &BackupReport, store: &str) -> serde_json::Value {
         "peak_spool_disk_bytes": report.peak_spool_disk_bytes,
         "oplog": manifest.consistency.oplog,
         "consistency": manifest.consistency,
+        "encrypted": manifest.encryption.is_some(),
+        "recipients": manifest.encryption.as_ref().map(|e| e.recipients.clone()),
     })
 }
 
@@ -391,6 +396,8 @@ async fn list(args: &ListArgs) -> Result<()> {
             "documents": manifest.as_ref().map(|m| m.totals.documents),
             "duration_seconds": duration,
             "compression": manifest.as_ref().map(|m| m.compression.clone()),
+            "encrypted": manifest.as_ref().map_or(ingest_backup::crypto::is_encrypted(&backup.archive), |m| m.encryption.is_some()),
+            "recipients": manifest.as_ref().and_then(|m| m.encryption.as_ref()).map(|e| e.recipients.clone()),
             "verification": verification_summary(backup.verification.as_deref()),
         }));
     }
@@ -423,6 +430,10 @@ async fn list(args: &ListArgs) -> Result<()> {
             verified,
             if complete { "complete" } else { "INCOMPLETE (no sidecar manifest)" }
         );
+        if row["encrypted"].as_bool() == Some(true) {
+            let recipients: Vec<&str> = row["recipients"].as_array().map_or(Vec::new(), |r| r.iter().filter_map(|k| k.as_str()).collect());
+            println!("  encrypted (age) to {}", if recipients.is_empty() { "unknown recipients".to_string() } else { recipients.join(", ") });
+        }
     }
     for chain in &chains {
         println!(

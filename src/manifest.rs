@@ -35,13 +35,31 @@ pub struct Manifest {
     /// created since the backup from one the backup left out on purpose.
     #[serde(default)]
     pub selection: Selection,
-    /// Every namespace in the dump, sorted by database and name.
+    /// Every namespace in the dump, sorted by database and name (empty in the sidecar
+    /// of an encrypted backup, whose details are sealed: see [`EncryptionInfo`]).
+    #[serde(default)]
     pub namespaces: Vec<NamespaceEntry>,
     /// Sums over all namespaces.
     pub totals: Totals,
+    /// The client-side encryption of the archive, when it is encrypted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub encryption: Option<EncryptionInfo>,
     /// The archive object itself; present only in the sidecar.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub archive: Option<ArchiveInfo>,
+}
+
+/// How an encrypted backup is encrypted (public facts only: never a private key).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EncryptionInfo {
+    /// Always `age` (X25519 recipients; the format the stock `age` command reads).
+    pub format: String,
+    /// The recipients' public keys (`age1...`): any one of their identities decrypts.
+    pub recipients: Vec<String>,
+    /// Only in a sidecar: the whole manifest, age-encrypted to the same recipients
+    /// and ASCII-armored, when the sidecar leaves its namespace details out.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sealed_manifest: Option<String>,
 }
 
 /// Name and version of the writing tool.
@@ -191,6 +209,7 @@ mod tests {
             selection: Selection::default(),
             namespaces: vec![],
             totals: Totals::default(),
+            encryption: None,
             archive: None,
         };
         let parsed: Manifest = serde_json::from_slice(&manifest.to_json()).unwrap();

@@ -1542,3 +1542,63 @@ fn the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs() {
     let check = run(Command::new(&validate).args(["--strict", "--kubernetes-version", "1.37.0"]).arg(&file));
     assert!(check.status.success(), "{}", text(&check));
 }
+
+/// The pod spec of a CronJob's Job.
+fn pod_spec(cronjob: &Value) -> &Value {
+    &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+}
+
+#[test]
+fn only_the_verify_and_restore_jobs_get_the_age_identity_and_the_backup_job_only_public_keys() {
+    let test = "only_the_verify_and_restore_jobs_get_the_age_identity_and_the_backup_job_only_public_keys";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let (first, second) = (age::x25519::Identity::generate(), age::x25519::Identity::generate());
+    let recipients = format!("encryption.recipients={{{},{}}}", first.to_public(), second.to_public());
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+    let with_key = ["-f", &prod, "--set", &recipients, "--set", "encryption.identitySecret.name=ingest-backup-age", "--set", "pitr.enabled=true"];
+    let (yaml, docs) = render(&helm, &python, &with_key);
+    assert!(!yaml.contains("AGE-SECRET-KEY-"), "no key material is rendered");
+    for name in ["ingest-backup", "ingest-backup-pitr"] {
+        let cronjob = object(&docs, "CronJob", name);
+        let env = env_of(cronjob);
+        assert!(!env.contains_key("AGE_IDENTITY_FILE") && !env.contains_key("AGE_IDENTITY"), "{name} gets no identity: {env:?}");
+        let spec = pod_spec(cronjob).to_string();
+        assert!(!spec.contains("ingest-backup-age") && !spec.contains("age-identity"), "{name} mounts no identity: {spec}");
+    }
+    for name in ["ingest-backup", "ingest-backup-pitr"] {
+        let env = env_of(object(&docs, "CronJob", name));
+        assert_eq!(env["AGE_RECIPIENTS"]["value"], format!("{},{}", first.to_public(), second.to_public()), "{name}");
+    }
+    assert_eq!(container(object(&docs, "CronJob", "ingest-backup"))["args"], serde_json::json!(["backup"]));
+
+    let verify = object(&docs, "CronJob", "ingest-backup-verify");
+    assert_eq!(env_of(verify)["AGE_IDENTITY_FILE"]["value"], "/etc/ingest-backup/age/key.txt");
+    assert!(!env_of(verify).contains_key("AGE_RECIPIENTS"), "verify needs no recipients");
+    let mounts = container(verify)["volumeMounts"].as_array().unwrap();
+    assert!(mounts.iter().any(|m| m["name"] == "age-identity" && m["readOnly"] == true && m["mountPath"] == "/etc/ingest-backup/age"));
+    let volume = pod_spec(verify)["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "age-identity").unwrap().clone();
+    assert_eq!(volume["secret"]["secretName"], "ingest-backup-age");
+    assert!(!container(verify)["args"].as_array().unwrap().iter().any(|a| a == "--archive-only"), "with the key, verify checks everything");
+
+    let only = ["--show-only", "templates/restore-job.yaml", "--set", "restore.enabled=true", "--set-string", "restore.backup=latest"];
+    let (_, restore) = render(&helm, &python, &[&with_key[..], &only[..]].concat());
+    let restore_env = restore[0]["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(restore_env.contains("AGE_IDENTITY_FILE"), "the restore Job reads the key: {restore_env}");
+
+    // Without the Secret the verify job checks the stored bytes only; full sidecars on request.
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", &recipients, "--set", "encryption.sidecarDetail=full"]);
+    let verify = object(&docs, "CronJob", "ingest-backup-verify");
+    assert!(container(verify)["args"].as_array().unwrap().iter().any(|a| a == "--archive-only"));
+    assert!(!env_of(verify).contains_key("AGE_IDENTITY_FILE"));
+    assert_eq!(container(object(&docs, "CronJob", "ingest-backup"))["args"], serde_json::json!(["backup", "--sidecar-detail", "full"]));
+
+    // A private key or a malformed key among the recipients fails the render, unprinted.
+    let secret = age::secrecy::ExposeSecret::expose_secret(&first.to_string()).to_string();
+    for (bad, expected) in [(secret.as_str(), "is a private key"), ("age1short", "not an age public key")] {
+        let output = template(&helm, &["-f", &prod, "--set", &format!("encryption.recipients={{{bad}}}")]);
+        assert!(!output.status.success(), "{bad:?} was accepted");
+        let message = text(&output);
+        assert!(message.contains(expected), "{message}");
+        assert!(!message.contains(&secret), "the render error printed the private key: {message}");
+    }
+}

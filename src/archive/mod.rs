@@ -11,6 +11,8 @@ use std::io::{self, Read, Write};
 use sha2::{Digest, Sha256};
 
 use self::block_encoder::{BlockEncoder, Codec, CompressorPool};
+use crate::crypto::stream::SealWriter;
+use crate::crypto::Recipients;
 use crate::error::{Error, Result};
 
 /// How the tar stream is compressed. Either way the stream is a series of
@@ -116,7 +118,8 @@ impl Compression {
     }
 }
 
-/// Size and SHA-256 of the compressed archive bytes, as uploaded.
+/// Size and SHA-256 of the archive bytes as uploaded (compressed, and encrypted when
+/// the backup is).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveDigest {
     /// Compressed size in bytes.
@@ -159,9 +162,10 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// Writes tar members into a compressed, hashed stream.
+/// Writes tar members into a compressed, hashed stream: tar -> blocks of gzip or zstd
+/// -> age encryption when the backup has recipients -> SHA-256 and size -> sink.
 pub struct ArchiveWriter<W: Write> {
-    tar: tar::Builder<BlockEncoder<HashingWriter<W>>>,
+    tar: tar::Builder<BlockEncoder<SealWriter<HashingWriter<W>>>>,
     mtime: u64,
 }
 
@@ -178,7 +182,21 @@ impl<W: Write> ArchiveWriter<W> {
     /// backup's spools share; every member gets `mtime`.
     pub fn with_pool(sink: W, codec: Codec, pool: CompressorPool, mtime: u64) -> Self {
         let hashing = HashingWriter { inner: sink, sha256: Sha256::new(), size: 0 };
-        let mut tar = tar::Builder::new(BlockEncoder::new(hashing, codec, pool));
+        Self::on(SealWriter::Plain(hashing), codec, pool, mtime)
+    }
+
+    /// [`Self::with_pool`], the compressed stream encrypted to `recipients` when
+    /// given (the age header is written at once); the digest is then the ciphertext's.
+    ///
+    /// # Errors
+    /// The sink failed.
+    pub fn sealed(sink: W, codec: Codec, pool: CompressorPool, mtime: u64, recipients: Option<&Recipients>) -> io::Result<Self> {
+        let hashing = HashingWriter { inner: sink, sha256: Sha256::new(), size: 0 };
+        Ok(Self::on(SealWriter::new(hashing, recipients)?, codec, pool, mtime))
+    }
+
+    fn on(seal: SealWriter<HashingWriter<W>>, codec: Codec, pool: CompressorPool, mtime: u64) -> Self {
+        let mut tar = tar::Builder::new(BlockEncoder::new(seal, codec, pool));
         tar.mode(tar::HeaderMode::Deterministic);
         Self { tar, mtime }
     }
@@ -260,7 +278,7 @@ impl<W: Write> ArchiveWriter<W> {
     /// The sink failed.
     pub fn finish(self) -> io::Result<(W, ArchiveDigest)> {
         let encoder = self.tar.into_inner()?;
-        let mut hashing = encoder.finish()?;
+        let mut hashing = encoder.finish()?.finish()?;
         hashing.flush()?;
         let digest = ArchiveDigest { size: hashing.size, sha256: hex::encode(hashing.sha256.finalize()) };
         Ok((hashing.inner, digest))

@@ -4,10 +4,13 @@
 //! held whole in memory.
 
 use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
 use super::ArchiveDigest;
+use crate::crypto::stream::OpenReader;
+use crate::crypto::{is_encrypted, Identities, AGE_SUFFIX};
 
 /// The compression of an archive, from its file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,7 @@ pub enum ArchiveFormat {
 impl ArchiveFormat {
     /// The format a file name announces, if any.
     pub fn of_file(file_name: &str) -> Option<Self> {
+        let file_name = file_name.strip_suffix(AGE_SUFFIX).unwrap_or(file_name);
         if file_name.ends_with(".tar.gz") || file_name.ends_with(".tgz") {
             Some(ArchiveFormat::Gzip)
         } else if file_name.ends_with(".tar.zst") {
@@ -31,18 +35,32 @@ impl ArchiveFormat {
     }
 }
 
-/// Counts and hashes every byte read through it.
+/// Counts and hashes every byte read through it. The tally is shared, so it can be
+/// read after the decryptor (which cannot give its source back) is done.
 pub struct HashingReader<R> {
     inner: R,
-    sha256: Sha256,
-    size: u64,
+    tally: Arc<Mutex<(Sha256, u64)>>,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Starts counting and hashing what is read from `inner`.
+    pub fn new(inner: R) -> Self {
+        Self { inner, tally: Arc::new(Mutex::new((Sha256::new(), 0))) }
+    }
+
+    /// Size and SHA-256 of the bytes read so far.
+    pub fn digest(&self) -> ArchiveDigest {
+        let tally = self.tally.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        ArchiveDigest { size: tally.1, sha256: hex::encode(tally.0.clone().finalize()) }
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.sha256.update(&buf[..n]);
-        self.size += n as u64;
+        let mut tally = self.tally.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tally.0.update(&buf[..n]);
+        tally.1 += n as u64;
         Ok(n)
     }
 }
@@ -77,28 +95,42 @@ impl<R: Read> Decoder<R> {
 
 /// A tar archive being read from a store.
 pub struct ArchiveReader<R: Read> {
-    archive: tar::Archive<Decoder<HashingReader<R>>>,
+    archive: tar::Archive<Decoder<OpenReader<HashingReader<R>>>>,
+    tally: Arc<Mutex<(Sha256, u64)>>,
 }
 
 impl<R: Read> ArchiveReader<R> {
-    /// Starts reading `source`, compressed as `format`.
+    /// Starts reading `source`, compressed as `format` and not encrypted.
     ///
     /// # Errors
     /// The decompressor could not be set up.
     pub fn new(source: R, format: ArchiveFormat) -> io::Result<Self> {
-        let hashing = HashingReader { inner: source, sha256: Sha256::new(), size: 0 };
+        Self::open(source, "", format, None)
+    }
+
+    /// Starts reading `source`, the object `file_name` compressed as `format`; an
+    /// encrypted one (`.age`) is decrypted with `identities`, and its header and first
+    /// chunk are authenticated before this returns.
+    ///
+    /// # Errors
+    /// The decompressor could not be set up; an encrypted archive without identity, with
+    /// a wrong one, or whose start does not authenticate (the error says which).
+    pub fn open(source: R, file_name: &str, format: ArchiveFormat, identities: Option<&Identities>) -> io::Result<Self> {
+        let tally = Arc::new(Mutex::new((Sha256::new(), 0)));
+        let hashing = HashingReader { inner: source, tally: tally.clone() };
+        let hashing = OpenReader::new(hashing, is_encrypted(file_name), identities)?;
         let decoder = match format {
             ArchiveFormat::Gzip => Decoder::Gzip(flate2::read::MultiGzDecoder::new(hashing)),
             ArchiveFormat::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::new(hashing)?),
         };
-        Ok(Self { archive: tar::Archive::new(decoder) })
+        Ok(Self { archive: tar::Archive::new(decoder), tally })
     }
 
     /// The members, in archive order.
     ///
     /// # Errors
     /// The archive could not be read.
-    pub fn entries(&mut self) -> io::Result<tar::Entries<'_, Decoder<HashingReader<R>>>> {
+    pub fn entries(&mut self) -> io::Result<tar::Entries<'_, Decoder<OpenReader<HashingReader<R>>>>> {
         self.archive.entries()
     }
 
@@ -111,9 +143,11 @@ impl<R: Read> ArchiveReader<R> {
     pub fn finish(self) -> io::Result<ArchiveDigest> {
         let mut decoder = self.archive.into_inner();
         io::copy(&mut decoder, &mut io::sink())?;
-        let mut hashing = decoder.into_inner();
-        io::copy(&mut hashing, &mut io::sink())?;
-        Ok(ArchiveDigest { size: hashing.size, sha256: hex::encode(hashing.sha256.finalize()) })
+        let mut opened = decoder.into_inner();
+        io::copy(&mut opened, &mut io::sink())?;
+        drop(opened);
+        let (sha256, size) = std::mem::take(&mut *self.tally.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        Ok(ArchiveDigest { size, sha256: hex::encode(sha256.finalize()) })
     }
 }
 
@@ -228,7 +262,25 @@ mod tests {
     }
 
     #[test]
+    fn encrypted_archives_read_back_with_the_ciphertext_digest() {
+        let key = age::x25519::Identity::generate();
+        let recipients = crate::crypto::Recipients::parse(&[key.to_public().to_string()], None, None).unwrap().unwrap();
+        let identities = crate::crypto::Identities::parse(age::secrecy::ExposeSecret::expose_secret(&key.to_string()), "test").unwrap();
+        let compression = Compression::Gzip { level: 6, threads: 2 };
+        let mut writer = ArchiveWriter::sealed(Vec::new(), compression.codec(), compression.pool().unwrap(), 0, Some(&recipients)).unwrap();
+        let body: Vec<u8> = (0..500_000).map(|i| (i % 251) as u8).collect();
+        writer.append_bytes("data/db/dump/n/db/c.bson", &body).unwrap();
+        let (bytes, written) = writer.finish().unwrap();
+        assert_eq!(written.sha256, hex::encode(Sha256::digest(&bytes)), "the digest is the stored ciphertext's");
+        let mut reader = ArchiveReader::open(&bytes[..], "n.tar.gz.age", ArchiveFormat::Gzip, Some(&identities)).unwrap();
+        assert_eq!(read_members(&mut reader), vec![("data/db/dump/n/db/c.bson".to_string(), body)]);
+        assert_eq!(reader.finish().unwrap(), written);
+        assert!(ArchiveReader::open(&bytes[..], "n.tar.gz.age", ArchiveFormat::Gzip, None).is_err());
+    }
+
+    #[test]
     fn formats_come_from_the_file_name() {
+        assert_eq!(ArchiveFormat::of_file("2018-04-04T11_37.tar.zst.age"), Some(ArchiveFormat::Zstd));
         assert_eq!(ArchiveFormat::of_file("2018-04-04T11_37.tar.gz"), Some(ArchiveFormat::Gzip));
         assert_eq!(ArchiveFormat::of_file("2018-04-04T11_37.tar.zst"), Some(ArchiveFormat::Zstd));
         assert_eq!(ArchiveFormat::of_file("2018-04-04T11_37.zip"), None);

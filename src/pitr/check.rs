@@ -43,7 +43,12 @@ pub fn parse_range(text: &str) -> Result<(Option<Timestamp>, Option<Timestamp>)>
 ///
 /// # Errors
 /// The store could not be listed or read (a damaged slice is a finding, not an error).
-pub async fn check_pitr(store: &Store, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<PitrCheck> {
+pub async fn check_pitr(
+    store: &Store,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    identities: Option<std::sync::Arc<crate::crypto::Identities>>,
+) -> Result<PitrCheck> {
     let backups = store.list().await?;
     let bases = bases(&backups);
     let (slices, mut findings) = super::list_slices_and_problems(store).await?;
@@ -81,10 +86,10 @@ pub async fn check_pitr(store: &Store, from: Option<Timestamp>, to: Option<Times
             }
             Err(error) => return Err(error),
         };
-        let (start, end, name) = (slice.start, slice.end, slice.file.clone());
+        let (start, end, name, identities) = (slice.start, slice.end, slice.file.clone(), identities.clone());
         let counted = tokio::task::spawn_blocking(move || {
             let (mut count, mut outside) = (0u64, 0u64);
-            read_entries(file, &name, |entry| {
+            read_entries(file, &name, identities.as_deref(), |entry| {
                 count += 1;
                 let ts = entry.get_timestamp("ts").ok().map(Timestamp::from);
                 if !ts.is_some_and(|ts| ts > start && ts <= end) {

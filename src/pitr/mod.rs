@@ -64,6 +64,9 @@ pub struct SliceMeta {
     /// The namespace filters the slice was taken with.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// The age public keys an encrypted slice (`.bson.gz.age`) is encrypted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<Vec<String>>,
 }
 
 /// Where slices are staged on their way to or from the store: the spool directory
@@ -92,13 +95,20 @@ pub fn wall_time(ts: Timestamp) -> DateTime<Utc> {
     DateTime::from_timestamp(i64::from(ts.t), 0).unwrap_or_default()
 }
 
-/// The object key of the slice from `start` to `end`.
-pub fn slice_key(start: Timestamp, end: Timestamp) -> String {
-    format!("{SLICE_PREFIX}{}_{}.bson.gz", timestamp_label(start), timestamp_label(end))
+/// The object key of the slice from `start` to `end` (`.bson.gz`, `.bson.gz.age` when encrypted).
+pub fn slice_key(start: Timestamp, end: Timestamp, encrypted: bool) -> String {
+    let suffix = if encrypted { crate::crypto::AGE_SUFFIX } else { "" };
+    format!("{SLICE_PREFIX}{}_{}.bson.gz{suffix}", timestamp_label(start), timestamp_label(end))
+}
+
+/// Whether `key` is a slice object (`.bson.gz`, or `.bson.gz.age`).
+pub fn is_slice_key(key: &str) -> bool {
+    key.starts_with(SLICE_PREFIX) && key.strip_suffix(crate::crypto::AGE_SUFFIX).unwrap_or(key).ends_with(".bson.gz")
 }
 
 /// The sidecar key of a slice key.
 pub fn sidecar_key(slice_key: &str) -> String {
+    let slice_key = slice_key.strip_suffix(crate::crypto::AGE_SUFFIX).unwrap_or(slice_key);
     format!("{}.json", slice_key.trim_end_matches(".bson.gz"))
 }
 
@@ -176,7 +186,7 @@ pub async fn list_slices_and_problems(store: &Store) -> Result<(Vec<SliceMeta>, 
         .map(|key| async move {
             match object::get_bytes(store.objects().as_ref(), &key).await {
                 Ok(bytes) => Ok(Some(match serde_json::from_slice::<SliceMeta>(&bytes) {
-                    Ok(meta) if sidecar_key(&meta.file) == key && meta.file.ends_with(".bson.gz") => Ok(meta),
+                    Ok(meta) if sidecar_key(&meta.file) == key && is_slice_key(&meta.file) => Ok(meta),
                     Ok(meta) => Err(format!("{key}: names the slice {:?}, not the one beside it; it is not used", meta.file)),
                     Err(e) => Err(format!("{key}: unreadable ({e}); the slice beside it is not used")),
                 })),
@@ -308,7 +318,8 @@ mod tests {
 
     fn slice(base: &str, start: Timestamp, end: Timestamp) -> SliceMeta {
         SliceMeta {
-            file: slice_key(start, end),
+            file: slice_key(start, end, false),
+            recipients: None,
             start,
             end,
             start_time: String::new(),
@@ -327,8 +338,8 @@ mod tests {
 
     #[test]
     fn names_sort_in_time_order() {
-        assert!(slice_key(ts(999, 5), ts(1000, 1)) < slice_key(ts(1000, 1), ts(1000, 12)));
-        assert_eq!(sidecar_key(&slice_key(ts(1, 2), ts(3, 4))), "oplog/0000000001.0000000002_0000000003.0000000004.json");
+        assert!(slice_key(ts(999, 5), ts(1000, 1), false) < slice_key(ts(1000, 1), ts(1000, 12), false));
+        assert_eq!(sidecar_key(&slice_key(ts(1, 2), ts(3, 4), false)), "oplog/0000000001.0000000002_0000000003.0000000004.json");
     }
 
     #[test]
@@ -349,7 +360,7 @@ mod tests {
         ];
         let chains = chains(&bases, &slices);
         assert_eq!((chains[0].from, chains[0].to, chains[0].slices.len()), (ts(100, 1), ts(200, 1), 2));
-        assert_eq!(chains[0].broken_at.as_deref(), Some(slice_key(ts(250, 1), ts(260, 1)).as_str()));
+        assert_eq!(chains[0].broken_at.as_deref(), Some(slice_key(ts(250, 1), ts(260, 1), false).as_str()));
         assert_eq!((chains[1].from, chains[1].to), (ts(300, 1), ts(400, 1)));
 
         let plan = plan_restore(&chains, TargetTime(ts(150, 9)), None).unwrap();
@@ -380,6 +391,6 @@ mod tests {
         ];
         let chain = chains(&bases, &slices).pop().unwrap();
         assert_eq!((chain.to, chain.slices.len(), chain.broken_at), (ts(140, 1), 3, None));
-        assert_eq!(chain.overlaps, [slice_key(ts(100, 1), ts(130, 1)), slice_key(ts(135, 1), ts(138, 1))]);
+        assert_eq!(chain.overlaps, [slice_key(ts(100, 1), ts(130, 1), false), slice_key(ts(135, 1), ts(138, 1), false)]);
     }
 }

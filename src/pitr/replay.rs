@@ -7,6 +7,7 @@
 //! stops the restore before it writes anything of that slice.
 
 use std::io::{Read, Seek, Write};
+use std::sync::Arc;
 
 use bson::RawDocumentBuf;
 use futures::StreamExt;
@@ -16,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::SliceMeta;
+use crate::crypto::stream::OpenReader;
+use crate::crypto::{is_encrypted, Identities};
 use crate::dump::bson_reader::BsonReader;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
@@ -54,8 +57,15 @@ pub async fn fetch_checked(store: &Store, slice: &SliceMeta) -> Result<std::fs::
 ///
 /// # Errors
 /// The slice is not gzip or not whole BSON documents, or `each` failed.
-pub fn read_entries(file: std::fs::File, name: &str, mut each: impl FnMut(&bson::RawDocument) -> Result<bool>) -> Result<()> {
-    let decoder: Box<dyn Read> = Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)));
+pub fn read_entries(
+    file: std::fs::File,
+    name: &str,
+    identities: Option<&Identities>,
+    mut each: impl FnMut(&bson::RawDocument) -> Result<bool>,
+) -> Result<()> {
+    let opened = OpenReader::new(std::io::BufReader::new(file), is_encrypted(name), identities)
+        .map_err(|e| Error::Consistency(format!("the oplog slice {name} cannot be read: {e}")))?;
+    let decoder: Box<dyn Read> = Box::new(flate2::read::MultiGzDecoder::new(opened));
     let mut reader = BsonReader::new(decoder);
     while let Some(entry) = reader.next_document().map_err(|e| Error::Consistency(format!("the oplog slice {name} is unreadable: {e}")))? {
         if !each(entry)? {
@@ -69,6 +79,7 @@ pub fn read_entries(file: std::fs::File, name: &str, mut each: impl FnMut(&bson:
 ///
 /// # Errors
 /// A damaged slice, a target that refuses an entry (named), [`Error::Cancelled`].
+#[allow(clippy::too_many_arguments)] // two call sites; each argument is a distinct seam of the replay
 pub async fn replay_slices(
     store: &Store,
     client: &mongodb::Client,
@@ -76,6 +87,7 @@ pub async fn replay_slices(
     filter: &NamespaceFilter,
     map: &NamespaceMap,
     target: Timestamp,
+    identities: Option<Arc<Identities>>,
     cancel: &CancellationToken,
 ) -> Result<ReplayReport> {
     let mut replayer = Replayer::new(client, filter, map, Some(target));
@@ -87,9 +99,9 @@ pub async fn replay_slices(
     for slice in slices {
         let file = fetch_checked(store, slice).await?;
         let (entries, mut received) = mpsc::channel::<RawDocumentBuf>(256);
-        let name = slice.file.clone();
+        let (name, identities) = (slice.file.clone(), identities.clone());
         let reader = tokio::task::spawn_blocking(move || {
-            read_entries(file, &name, |entry| {
+            read_entries(file, &name, identities.as_deref(), |entry| {
                 let past_target = entry.get_timestamp("ts").is_ok_and(|ts| Timestamp::from(ts) > target);
                 Ok(!past_target && entries.blocking_send(entry.to_raw_document_buf()).is_ok())
             })

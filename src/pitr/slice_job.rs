@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::{bases, chains, list_slices, sidecar_key, slice_key, wall_time, SliceMeta};
+use crate::crypto::stream::SealWriter;
+use crate::crypto::Recipients;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::retry::RetryPolicy;
@@ -49,6 +51,8 @@ pub struct SliceOptions {
     /// With no backup to chain from, write nothing and succeed (the scheduler, before
     /// its first backup) instead of failing (the one-shot command).
     pub skip_without_backup: bool,
+    /// Encrypt each slice to these public keys (`None`: not encrypted), as the backups.
+    pub recipients: Option<Recipients>,
 }
 
 /// What the job did.
@@ -169,7 +173,8 @@ impl Window<'_> {
             info!(start = %super::timestamp_label(start), base = %base, "No oplog entry since the chain's end: nothing to write.");
             return Ok(None);
         }
-        let spooled = spool_window(self.oplog, start, cutoff, &self.options.filter, self.cancel).await?;
+        let recipients = self.options.recipients.clone();
+        let spooled = spool_window(self.oplog, start, cutoff, &self.options.filter, recipients, self.cancel).await?;
         // The oplog may have rolled over while it was read: the window must still start at the chain's end.
         ensure_still_held(self.oplog, start, base).await?;
         // The slice ends at the last entry it read, never at the cutoff: the server's
@@ -177,7 +182,10 @@ impl Window<'_> {
         // writes still committing), and the next slice starts where this one ends.
         let Some(end) = spooled.end else { return Ok(None) };
         pause_at(Stage::SliceBeforeUpload, self.cancel).await?;
-        let key = slice_key(start, end);
+        let encrypted = self.options.recipients.is_some();
+        let key = slice_key(start, end, encrypted);
+        // The filter patterns may name namespaces: an encrypted slice's sidecar leaves them out.
+        let patterns = |patterns: &[String]| if encrypted { Vec::new() } else { patterns.to_vec() };
         let meta = SliceMeta {
             file: key.clone(),
             start,
@@ -191,8 +199,9 @@ impl Window<'_> {
             compression: "gzip".into(),
             previous_end,
             base_backup: base.to_string(),
-            include: self.options.filter.include().to_vec(),
-            exclude: self.options.filter.exclude().to_vec(),
+            include: patterns(self.options.filter.include()),
+            exclude: patterns(self.options.filter.exclude()),
+            recipients: self.options.recipients.as_ref().map(Recipients::public_keys),
         };
         upload(self.store, &key, spooled.file, self.cancel).await?;
         let sidecar = serde_json::to_vec_pretty(&meta).expect("a slice sidecar always serializes");
@@ -236,17 +245,21 @@ async fn spool_window(
     start: Timestamp,
     cutoff: Timestamp,
     filter: &NamespaceFilter,
+    recipients: Option<Recipients>,
     cancel: &CancellationToken,
 ) -> Result<Spooled> {
     let (entries, mut received) = mpsc::channel::<RawDocumentBuf>(256);
     let writer = tokio::task::spawn_blocking(move || -> Result<(std::fs::File, String, u64)> {
         let temp = super::scratch_dir();
         let file = super::scratch_file("the slice's temporary file")?;
-        let mut gzip = flate2::write::GzEncoder::new(HashingFile { file, sha256: Sha256::new(), size: 0 }, flate2::Compression::new(6));
+        let cannot_write = || Error::io("cannot write the slice's temporary file", &temp);
+        // gzip, then age when encrypted, then the hash of the stored bytes.
+        let sealed = SealWriter::new(HashingFile { file, sha256: Sha256::new(), size: 0 }, recipients.as_ref()).map_err(cannot_write())?;
+        let mut gzip = flate2::write::GzEncoder::new(sealed, flate2::Compression::new(6));
         while let Some(entry) = received.blocking_recv() {
-            gzip.write_all(entry.as_bytes()).map_err(Error::io("cannot write the slice's temporary file", &temp))?;
+            gzip.write_all(entry.as_bytes()).map_err(cannot_write())?;
         }
-        let mut hashed = gzip.finish().map_err(Error::io("cannot write the slice's temporary file", &temp))?;
+        let mut hashed = gzip.finish().and_then(SealWriter::finish).map_err(cannot_write())?;
         hashed.file.rewind().map_err(Error::io("cannot read back the slice's temporary file", &temp))?;
         Ok((hashed.file, hex::encode(hashed.sha256.finalize()), hashed.size))
     });

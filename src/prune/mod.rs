@@ -273,7 +273,7 @@ fn slice_leftovers(survey: &Survey, kept: &HashSet<&str>, now: DateTime<Utc>, st
         }
     }
     let complete: HashSet<&str> = survey.slices.iter().map(|s| s.file.as_str()).collect();
-    for object in survey.objects.iter().filter(|o| o.key.starts_with(crate::pitr::SLICE_PREFIX) && o.key.ends_with(".bson.gz")) {
+    for object in survey.objects.iter().filter(|o| crate::pitr::is_slice_key(&o.key)) {
         if !complete.contains(object.key.as_str()) && older_than(object.last_modified, Utc::now().max(now), stale_after) {
             let reason =
                 format!("an oplog slice without its sidecar for longer than --stale-after {}: its job died", humantime::format_duration(stale_after));
@@ -525,6 +525,7 @@ mod tests {
             selection: Selection::default(),
             namespaces: vec![],
             totals: Totals::default(),
+            encryption: None,
             archive: None,
         }
         .to_json()

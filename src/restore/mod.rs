@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::archive::reader::{ArchiveFormat, ArchiveReader};
+use crate::crypto::sidecar::{is_sealed, open_details};
+use crate::crypto::{is_encrypted, Identities};
 use crate::dump::bson_reader::BsonReader;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
@@ -73,6 +75,8 @@ pub struct RestoreOptions {
     pub retry: crate::retry::RetryPolicy,
     /// Restore to this point in time: the base backup, then its oplog slices.
     pub to_time: Option<crate::pitr::TargetTime>,
+    /// The private keys an encrypted backup is decrypted with.
+    pub identities: Option<Arc<Identities>>,
 }
 
 /// One restored namespace.
@@ -171,10 +175,23 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     let format =
         ArchiveFormat::of_file(&backup.archive).ok_or_else(|| Error::usage(format!("{} is neither .tar.gz nor .tar.zst", backup.archive)))?;
     let map = NamespaceMap::new(options.rename.clone());
-    let manifest = read_manifest(&backup, options.no_manifest)?;
+    let identities = options.identities.as_deref();
+    if is_encrypted(&backup.archive) && identities.is_none() {
+        return Err(Error::Consistency(format!(
+            "backup {} is encrypted and no identity was given, so nothing was written: give --identity FILE (or AGE_IDENTITY_FILE, \
+             or AGE_IDENTITY) holding the private key of one of its recipients",
+            backup.name
+        )));
+    }
+    let (manifest, sidecar_json) = match read_manifest(&backup, options.no_manifest, identities)? {
+        Some((manifest, json)) => (Some(manifest), Some(json)),
+        None => (None, None),
+    };
     let mut plan = match &manifest {
         Some(manifest) => Plan::from_manifest(manifest, &options.filter, &map)?,
-        None => legacy_plan(store.clone(), &backup, format, options.database_level.clone(), &options.filter, &map).await?,
+        None => {
+            legacy_plan(store.clone(), &backup, format, options.database_level.clone(), &options.filter, &map, options.identities.clone()).await?
+        }
     };
     let users_and_roles = std::mem::take(&mut plan.users_and_roles);
     if options.users_and_roles {
@@ -213,11 +230,15 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
             backup.archive
         )));
     }
+    // The archive is opened, and an encrypted one's header and first chunk
+    // authenticated, before anything is written to the target.
+    let archive = open_reader(&store, &backup.archive, format, options.identities.clone()).await?;
     let target = crate::source::connect_retrying(&options.uri, &options.retry).await?;
     refuse_timeseries_on_raw_data_servers(&plan, target.server_version.as_deref())?;
     let client = target.client.clone();
     let fills_temporary = plan.namespaces.iter().any(PlannedNamespace::is_users_or_roles);
-    let restored = restore_into(options, cancel, clock, store, backup, format, map, manifest, plan, target, pitr).await;
+    let opened = Opened { manifest, sidecar_json, archive };
+    let restored = restore_into(options, cancel, clock, store, backup, map, opened, plan, target, pitr).await;
     if fills_temporary {
         // Whatever stopped the restore, no password hash stays in a temporary collection.
         users_roles::drop_temporary(&client).await;
@@ -229,6 +250,35 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     restored
 }
 
+/// The stored archive opened for reading, with the manifest it is checked against.
+struct Opened {
+    manifest: Option<Manifest>,
+    /// The whole manifest as JSON (a sealed sidecar's opened), with the archive digest.
+    sidecar_json: Option<Vec<u8>>,
+    archive: ArchiveReader<Box<dyn Read + Send>>,
+}
+
+/// Opens archive `file` for reading on a blocking thread (an encrypted one decrypted with
+/// `identities`, its start authenticated).
+///
+/// # Errors
+/// The archive is missing, or an encrypted one cannot be opened (the cause named).
+async fn open_reader(
+    store: &Store,
+    file: &str,
+    format: ArchiveFormat,
+    identities: Option<Arc<Identities>>,
+) -> Result<ArchiveReader<Box<dyn Read + Send>>> {
+    let stored = store.open_archive(file).await?;
+    let name = file.to_string();
+    tokio::task::spawn_blocking(move || {
+        ArchiveReader::open(stored, &name, format, identities.as_deref())
+            .map_err(|e| Error::Consistency(format!("{name} cannot be read, so nothing was written: {e}")))
+    })
+    .await
+    .expect("opening the archive does not panic")
+}
+
 /// The part of [`run_restore`] that writes to the connected target.
 #[allow(clippy::too_many_arguments)]
 async fn restore_into(
@@ -237,13 +287,13 @@ async fn restore_into(
     clock: Instant,
     store: Store,
     backup: StoredBackup,
-    format: ArchiveFormat,
     map: NamespaceMap,
-    manifest: Option<Manifest>,
+    opened: Opened,
     plan: Plan,
     target: crate::source::Source,
     pitr: Option<crate::pitr::RestorePlan>,
 ) -> Result<RestoreReport> {
+    let Opened { manifest, sidecar_json, archive } = opened;
     let retry = &options.retry;
     info!(backup = %backup.name, namespaces = plan.namespaces.len(), drop = options.drop, "Restoring.");
     let client = &target.client;
@@ -257,18 +307,12 @@ async fn restore_into(
     let namespaces = Arc::new(plan.namespaces.clone());
     let (batches, receiver) = mpsc::channel(options.parallel.max(1) * 2);
     let inserter = tokio::spawn(target::insert_batches(target.client.clone(), namespaces.clone(), receiver, options.parallel));
-    let streamed = match store.open_archive(&backup.archive).await {
-        Ok(stored) => {
-            let (plan, cancel, spool_dir, live) = (plan.clone(), cancel.clone(), options.spool_dir.clone(), live.clone());
-            let batch_documents = options.batch_documents;
-            tokio::task::spawn_blocking(move || stream::stream_archive(stored, format, &plan, batches, batch_documents, &spool_dir, &cancel, &live))
-                .await
-                .expect("the archive reader does not panic")
-        }
-        Err(error) => {
-            drop(batches); // ends the inserter, which is still awaited below
-            Err(error)
-        }
+    let streamed = {
+        let (plan, cancel, spool_dir, live) = (plan.clone(), cancel.clone(), options.spool_dir.clone(), live.clone());
+        let batch_documents = options.batch_documents;
+        tokio::task::spawn_blocking(move || stream::stream_archive(archive, &plan, batches, batch_documents, &spool_dir, &cancel, &live))
+            .await
+            .expect("the archive reader does not panic")
     };
     let inserted = inserter.await.expect("the inserter does not panic");
     let tallies = inserted.tallies;
@@ -298,7 +342,7 @@ async fn restore_into(
             ));
         }
     }
-    if let Some((manifest, sidecar)) = manifest.as_ref().zip(backup.sidecar.as_deref()) {
+    if let Some((manifest, sidecar)) = manifest.as_ref().zip(sidecar_json.as_deref()) {
         problems.extend(embedded_manifest_problem(manifest, sidecar, streamed.embedded_manifest.as_deref()));
     }
     // Users and roles right after the inserts: the temporary collections hold password
@@ -393,9 +437,18 @@ async fn restore_into(
     problems.extend(oplog_problem);
     let pitr_replay = match &pitr {
         Some(point) => Some(
-            crate::pitr::replay::replay_slices(&store, &target.client, &point.slices, &options.filter, &map, point.target, &cancel)
-                .await
-                .map_err(interrupted)?,
+            crate::pitr::replay::replay_slices(
+                &store,
+                &target.client,
+                &point.slices,
+                &options.filter,
+                &map,
+                point.target,
+                options.identities.clone(),
+                &cancel,
+            )
+            .await
+            .map_err(interrupted)?,
         ),
         None => None,
     };
@@ -512,12 +565,24 @@ fn oplog_problem(manifest: &Manifest, found: Option<&crate::digest::DigestSummar
     None
 }
 
-/// The manifest of the backup, `None` for an accepted legacy tarball.
-fn read_manifest(backup: &StoredBackup, no_manifest: bool) -> Result<Option<Manifest>> {
+/// The manifest of the backup and its JSON (a sealed sidecar opened with
+/// `identities`), `None` for an accepted legacy tarball.
+fn read_manifest(backup: &StoredBackup, no_manifest: bool, identities: Option<&Identities>) -> Result<Option<(Manifest, Vec<u8>)>> {
     match (&backup.sidecar, no_manifest) {
-        (Some(sidecar), _) => serde_json::from_slice(sidecar)
-            .map(Some)
-            .map_err(|e| Error::Consistency(format!("the sidecar manifest of {} is unreadable ({e}); the backup cannot be trusted", backup.name))),
+        (Some(sidecar), _) => {
+            let manifest: Manifest = serde_json::from_slice(sidecar).map_err(|e| {
+                Error::Consistency(format!("the sidecar manifest of {} is unreadable ({e}); the backup cannot be trusted", backup.name))
+            })?;
+            match identities {
+                Some(identities) if is_sealed(&manifest) => {
+                    let (manifest, json) = open_details(&manifest, identities).map_err(|cause| {
+                        Error::Consistency(format!("the sidecar of {} cannot be used, so nothing was written: {cause}", backup.name))
+                    })?;
+                    Ok(Some((manifest, serde_json::to_vec(&json).expect("JSON serializes"))))
+                }
+                _ => Ok(Some((manifest, sidecar.clone()))),
+            }
+        }
         (None, true) => {
             warn!(backup = %backup.name, "Restoring without a manifest: nothing can be checked against checksums.");
             Ok(None)
@@ -539,12 +604,13 @@ async fn legacy_plan(
     database_level: Option<String>,
     filter: &NamespaceFilter,
     map: &NamespaceMap,
+    identities: Option<Arc<Identities>>,
 ) -> Result<Plan> {
     let file = backup.archive.clone();
     let stored = store.open_archive(&file).await?;
     let scan = tokio::task::spawn_blocking(move || -> Result<LegacyScan> {
         let unreadable = |e: std::io::Error| Error::Archive { context: format!("reading {file}"), source: e };
-        let mut reader = ArchiveReader::new(stored, format).map_err(unreadable)?;
+        let mut reader = ArchiveReader::open(stored, &file, format, identities.as_deref()).map_err(unreadable)?;
         let mut scan = LegacyScan::new(database_level);
         for entry in reader.entries().map_err(unreadable)? {
             let mut entry = entry.map_err(unreadable)?;

@@ -15,7 +15,7 @@ use tracing::info;
 use super::legacy::normalize;
 use super::plan::Plan;
 use super::target::Batch;
-use crate::archive::reader::{ArchiveFormat, ArchiveReader};
+use crate::archive::reader::ArchiveReader;
 use crate::archive::ArchiveDigest;
 use crate::digest::{DigestSummary, NamespaceDigest};
 use crate::dump::bson_reader::{BsonReader, BsonStreamError};
@@ -41,15 +41,15 @@ pub struct Streamed {
     pub archive: ArchiveDigest,
 }
 
-/// Streams `stored` and feeds `batches`. Blocks: run it on a blocking thread.
+/// Reads the archive opened as `reader` (decrypted when encrypted, see
+/// [`ArchiveReader::open`]) and feeds `batches`. Blocks: run it on a blocking thread.
 ///
 /// # Errors
 /// The archive is unreadable or a member is malformed (named), the spool failed, the
 /// inserts stopped, or the run was cancelled.
 #[allow(clippy::too_many_arguments)] // one call site; each argument is a distinct seam of the restore
-pub fn stream_archive(
-    stored: impl Read,
-    format: ArchiveFormat,
+pub fn stream_archive<R: Read>(
+    mut reader: ArchiveReader<R>,
     plan: &Plan,
     batches: mpsc::Sender<Batch>,
     batch_documents: usize,
@@ -62,7 +62,6 @@ pub fn stream_archive(
     let mut oplog = None;
     let mut embedded_manifest = None;
     let unreadable = |e: std::io::Error| Error::Archive { context: "reading the archive".into(), source: e };
-    let mut reader = ArchiveReader::new(stored, format).map_err(unreadable)?;
     for entry in reader.entries().map_err(unreadable)? {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);

@@ -91,8 +91,10 @@ pub fn select(backups: Vec<StoredBackup>, wanted: &str, store: &StoreLocation, l
     })
 }
 
-/// The name of backup `name`'s archive, if `key` is one (`<name>.tar.gz`, `.tar.zst`).
+/// The name of backup `name`'s archive, if `key` is one (`<name>.tar.gz`, `.tar.zst`,
+/// either with `.age` when encrypted).
 fn archive_name(key: &str) -> Option<&str> {
+    let key = key.strip_suffix(crate::crypto::AGE_SUFFIX).unwrap_or(key);
     let name = key.strip_suffix(".tar.gz").or_else(|| key.strip_suffix(".tar.zst"))?;
     (is_backup_name(name) && !name.contains('/')).then_some(name)
 }
@@ -294,13 +296,16 @@ mod tests {
             ("2018-04-04T11_37.manifest.json", "{\"m\":1}"),
             ("2018-04-04T11_37.verify.json", "{\"v\":1}"),
             ("2018-04-05T09_00.tar.zst", "archive-22"),
+            ("2018-04-06T09_00.tar.gz.age", "sealed"),
             ("oplog/2018-04-04T11_37.bson.gz", "x"),
             ("notes.txt", "unrelated"),
         ])
         .await;
         let listed = store.list().await.unwrap();
         let names: Vec<&str> = listed.iter().map(|b| b.name.as_str()).collect();
-        assert_eq!(names, ["2018-04-05T09_00", "2018-04-04T11_37"]);
+        assert_eq!(names, ["2018-04-06T09_00", "2018-04-05T09_00", "2018-04-04T11_37"]);
+        assert_eq!(listed[0].archive, "2018-04-06T09_00.tar.gz.age");
+        let listed = listed[1..].to_vec();
         assert_eq!((listed[0].size, listed[0].sidecar.as_deref()), (10, None), "no sidecar: incomplete");
         assert_eq!(listed[1].sidecar.as_deref(), Some(&b"{\"m\":1}"[..]));
         assert_eq!(listed[1].verification.as_deref(), Some(&b"{\"v\":1}"[..]));

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::findings::{Finding, FIX_DAMAGED};
 use crate::archive::reader::{ArchiveFormat, ArchiveReader};
+use crate::crypto::Identities;
 use crate::digest::{DigestSummary, NamespaceDigest};
 use crate::dump::bson_reader::{BsonReader, BsonStreamError};
 use crate::dump::{manifest_path, OPLOG_FILE};
@@ -35,6 +36,9 @@ pub struct ArchiveCheck {
     pub documents: u64,
     /// Uncompressed BSON bytes walked.
     pub bson_bytes: u64,
+    /// Whether the content was read and checked: false for an encrypted backup checked
+    /// without its identity, whose stored bytes only were compared with the sidecar.
+    pub content_checked: bool,
     /// Every difference found.
     pub findings: Vec<Finding>,
 }
@@ -50,16 +54,17 @@ pub fn check_archive(
     file_name: &str,
     manifest: &Manifest,
     sidecar: &serde_json::Value,
+    identities: Option<&Identities>,
     cancel: &CancellationToken,
 ) -> ArchiveCheck {
-    let mut check = ArchiveCheck::default();
+    let mut check = ArchiveCheck { content_checked: true, ..ArchiveCheck::default() };
     let Some(format) = ArchiveFormat::of_file(file_name) else {
         check.findings.push(Finding::error(file_name, "file name", ".tar.gz or .tar.zst", file_name, "rename it to its format's suffix"));
         return check;
     };
     let mut walker = Walker::new(manifest, sidecar);
     let walked = (|| -> std::io::Result<crate::archive::ArchiveDigest> {
-        let mut reader = ArchiveReader::new(stored, format)?;
+        let mut reader = ArchiveReader::open(stored, file_name, format, identities)?;
         for entry in reader.entries()? {
             if cancel.is_cancelled() {
                 return Err(std::io::Error::other("verification cancelled"));
@@ -69,41 +74,67 @@ pub fn check_archive(
         }
         reader.finish()
     })();
-    match walked {
+    let members = check.members;
+    record_digest(&mut check, walked, |error| {
+        Finding::error(
+            "archive",
+            "stream",
+            "a complete, readable archive",
+            format!("unreadable after {members} members: {error}"),
+            if crate::crypto::is_encrypted(file_name) && members == 0 {
+                "the error above names the cause: a wrong identity (give one of the recipients' keys the sidecar lists), or an archive altered or damaged (restore an older backup)"
+            } else {
+                "the archive is truncated or corrupt; restore an older backup and run a new backup"
+            },
+        )
+    });
+    walker.report_missing(manifest, &mut check.findings);
+    compare_stored_bytes(manifest, file_name, &mut check);
+    check.intact = check.findings.iter().all(|f| f.severity != super::findings::Severity::Error);
+    check
+}
+
+/// Checks the stored bytes of an encrypted archive read from `stored` against the
+/// sidecar's size and SHA-256, without decrypting them (no identity was given):
+/// the check reports that the content was not checked. Blocks.
+pub fn check_ciphertext(stored: impl Read, file_name: &str, manifest: &Manifest, cancel: &CancellationToken) -> ArchiveCheck {
+    let mut check = ArchiveCheck::default();
+    let mut hashing = crate::archive::reader::HashingReader::new(stored);
+    let mut buffer = vec![0u8; 1 << 16];
+    let read = loop {
+        if cancel.is_cancelled() {
+            break Err(std::io::Error::other("verification cancelled"));
+        }
+        match hashing.read(&mut buffer) {
+            Ok(0) => break Ok(hashing.digest()),
+            Ok(_) => {}
+            Err(error) => break Err(error),
+        }
+    };
+    record_digest(&mut check, read, |error| {
+        Finding::error("archive", "stream", "a complete, readable object", error, "the archive object is unreadable; try again")
+    });
+    compare_stored_bytes(manifest, file_name, &mut check);
+    check.intact = check.findings.iter().all(|f| f.severity != super::findings::Severity::Error);
+    check
+}
+
+/// Records the stored bytes' digest in `check`, or the finding `failure` makes of the
+/// error that stopped the read.
+fn record_digest(check: &mut ArchiveCheck, read: std::io::Result<crate::archive::ArchiveDigest>, failure: impl FnOnce(std::io::Error) -> Finding) {
+    match read {
         Ok(digest) => {
             check.archive_bytes = digest.size;
             check.archive_sha256 = digest.sha256;
         }
-        Err(error) => check.findings.push(Finding::error(
-            "archive",
-            "stream",
-            "a complete, readable archive",
-            format!("unreadable after {} members: {error}", check.members),
-            "the archive is truncated or corrupt; restore an older backup and run a new backup",
-        )),
+        Err(error) => check.findings.push(failure(error)),
     }
-    walker.report_missing(manifest, &mut check.findings);
-    if let Some(expected) = &manifest.archive {
-        if expected.file != file_name {
-            check.findings.push(Finding::error(
-                "sidecar",
-                "archive file",
-                &expected.file,
-                file_name,
-                "the sidecar describes another archive: it was altered or copied from another backup; do not trust this backup",
-            ));
-        }
-        if check.archive_sha256.is_empty() {
-            // The stream broke; its size and hash were never complete.
-        } else {
-            if expected.size != check.archive_bytes {
-                check.findings.push(Finding::error("archive", "size", expected.size, check.archive_bytes, FIX_DAMAGED));
-            }
-            if expected.sha256 != check.archive_sha256 {
-                check.findings.push(Finding::error("archive", "sha256", &expected.sha256, &check.archive_sha256, FIX_DAMAGED));
-            }
-        }
-    } else {
+}
+
+/// Compares the stored bytes' size and SHA-256 in `check` (when the stream was read
+/// whole) and the archive's file name with the sidecar's record of them.
+fn compare_stored_bytes(manifest: &Manifest, file_name: &str, check: &mut ArchiveCheck) {
+    let Some(expected) = &manifest.archive else {
         check.findings.push(Finding::error(
             "sidecar",
             "archive",
@@ -111,9 +142,26 @@ pub fn check_archive(
             "none",
             "the sidecar manifest lacks the archive's digest: it was not written by a finished backup",
         ));
+        return;
+    };
+    if expected.file != file_name {
+        check.findings.push(Finding::error(
+            "sidecar",
+            "archive file",
+            &expected.file,
+            file_name,
+            "the sidecar describes another archive: it was altered or copied from another backup; do not trust this backup",
+        ));
     }
-    check.intact = check.findings.iter().all(|f| f.severity != super::findings::Severity::Error);
-    check
+    // An empty hash: the stream broke, its size and hash were never complete.
+    if !check.archive_sha256.is_empty() {
+        if expected.size != check.archive_bytes {
+            check.findings.push(Finding::error("archive", "size", expected.size, check.archive_bytes, FIX_DAMAGED));
+        }
+        if expected.sha256 != check.archive_sha256 {
+            check.findings.push(Finding::error("archive", "sha256", &expected.sha256, &check.archive_sha256, FIX_DAMAGED));
+        }
+    }
 }
 
 /// Matches members to manifest entries and remembers which were seen.

@@ -16,6 +16,7 @@ pub mod live_check;
 pub mod oplog_activity;
 pub mod report;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -26,6 +27,8 @@ pub use archive_check::ArchiveCheck;
 pub use findings::{Finding, Severity};
 pub use live_check::{LiveCheck, LiveStatus};
 
+use crate::crypto::sidecar::{is_sealed, open_details};
+use crate::crypto::{is_encrypted, Identities};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::store::s3::S3Settings;
@@ -53,6 +56,9 @@ pub struct VerifyOptions {
     pub poll_interval: Duration,
     /// How often an interrupted live scan is started again after a transient fault.
     pub retry: crate::retry::RetryPolicy,
+    /// The private keys an encrypted backup is decrypted with (`None`: its stored
+    /// bytes are checked against the sidecar only, with `--archive-only`).
+    pub identities: Option<Arc<Identities>>,
 }
 
 /// The overall verdict.
@@ -125,13 +131,27 @@ pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> R
     let backup = store::select(store.list().await?, &options.backup, &options.store, Latest::Newest)?;
     info!(backup = %backup.name, store = %options.store, "Verifying.");
     let mut findings = Vec::new();
-    let (archive, live) = match read_manifest(&backup) {
+    let encrypted = is_encrypted(&backup.archive);
+    if encrypted && options.identities.is_none() && options.uri.is_some() {
+        return Err(Error::usage(format!(
+            "backup {} is encrypted: give --identity FILE (or AGE_IDENTITY_FILE, or AGE_IDENTITY) to check its content and compare it with \
+             the live database, or --archive-only to check its stored bytes against the sidecar's size and SHA-256 only",
+            backup.name
+        )));
+    }
+    let (archive, live) = match read_manifest(&backup, options.identities.as_deref()) {
         Err(finding) => {
             findings.push(*finding);
             (ArchiveCheck::default(), None)
         }
+        Ok((manifest, _)) if encrypted && options.identities.is_none() => {
+            let archive = ciphertext_check(&store, &backup.archive, &manifest, &cancel).await;
+            findings.extend(archive.findings.iter().cloned());
+            (archive, None)
+        }
         Ok((manifest, sidecar)) => {
-            let archive_task = spawn_archive_check(store.clone(), backup.archive.clone(), manifest.clone(), sidecar, cancel.clone());
+            let archive_task =
+                spawn_archive_check(store.clone(), backup.archive.clone(), manifest.clone(), sidecar, options.identities.clone(), cancel.clone());
             let live = match &options.uri {
                 Some(uri) => Some(live_stage(uri, &manifest, options, &cancel).await),
                 None => None,
@@ -226,8 +246,9 @@ async fn wait_for_running_backups(store: &Store, options: &VerifyOptions, cancel
 }
 
 /// The manifest of a complete backup, also as plain JSON, or the finding that says why
-/// there is none.
-fn read_manifest(backup: &StoredBackup) -> std::result::Result<(Manifest, serde_json::Value), Box<Finding>> {
+/// there is none. A sidecar whose details are sealed is opened with `identities`;
+/// without them its readable part is returned (enough to check the stored bytes).
+fn read_manifest(backup: &StoredBackup, identities: Option<&Identities>) -> std::result::Result<(Manifest, serde_json::Value), Box<Finding>> {
     let Some(sidecar) = &backup.sidecar else {
         return Err(Box::new(Finding::error(
             format!("{}.manifest.json", backup.name),
@@ -248,7 +269,33 @@ fn read_manifest(backup: &StoredBackup) -> std::result::Result<(Manifest, serde_
     };
     let manifest = serde_json::from_slice::<Manifest>(sidecar).map_err(unreadable)?;
     let json = serde_json::from_slice::<serde_json::Value>(sidecar).map_err(unreadable)?;
-    Ok((manifest, json))
+    match identities {
+        Some(identities) if is_sealed(&manifest) => open_details(&manifest, identities).map_err(|cause| {
+            Box::new(Finding::error(
+                format!("{}.manifest.json", backup.name),
+                "sealed manifest",
+                "opened with the identity given",
+                cause,
+                "give the identity of one of the recipients the sidecar lists; if it is one of them, the sidecar was altered: do not trust this backup",
+            ))
+        }),
+        _ => Ok((manifest, json)),
+    }
+}
+
+/// An encrypted backup checked without its identity: the stored bytes against the
+/// sidecar's size and SHA-256, read once; the content is not checked, and the check says so.
+async fn ciphertext_check(store: &Store, file: &str, manifest: &Manifest, cancel: &CancellationToken) -> ArchiveCheck {
+    let (file, manifest, cancel) = (file.to_string(), manifest.clone(), cancel.clone());
+    match store.open_archive(&file).await {
+        Ok(stored) => tokio::task::spawn_blocking(move || archive_check::check_ciphertext(stored, &file, &manifest, &cancel))
+            .await
+            .expect("the ciphertext check does not panic"),
+        Err(error) => ArchiveCheck {
+            findings: vec![Finding::error(&file, "archive", "present and readable", error, "the archive object is missing or unreadable")],
+            ..ArchiveCheck::default()
+        },
+    }
 }
 
 fn spawn_archive_check(
@@ -256,13 +303,16 @@ fn spawn_archive_check(
     file: String,
     manifest: Manifest,
     sidecar: serde_json::Value,
+    identities: Option<Arc<Identities>>,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<ArchiveCheck> {
     tokio::spawn(async move {
         match store.open_archive(&file).await {
-            Ok(stored) => tokio::task::spawn_blocking(move || archive_check::check_archive(stored, &file, &manifest, &sidecar, &cancel))
-                .await
-                .expect("the archive check does not panic"),
+            Ok(stored) => {
+                tokio::task::spawn_blocking(move || archive_check::check_archive(stored, &file, &manifest, &sidecar, identities.as_deref(), &cancel))
+                    .await
+                    .expect("the archive check does not panic")
+            }
             Err(error) => ArchiveCheck {
                 findings: vec![Finding::error(&file, "archive", "present and readable", error, "the archive object is missing or unreadable")],
                 ..ArchiveCheck::default()

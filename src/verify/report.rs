@@ -20,6 +20,13 @@ pub fn render(report: &VerifyReport) -> String {
         archive.bson_bytes as f64 / (1 << 20) as f64,
         archive.archive_bytes
     );
+    if !archive.content_checked && !archive.archive_sha256.is_empty() {
+        let _ = writeln!(
+            out,
+            "content NOT checked: the archive is encrypted and no identity was given, so only its stored bytes were compared with the \
+             sidecar's size and SHA-256 (give --identity to check every document)"
+        );
+    }
     if let Some(live) = &report.live {
         let _ = writeln!(
             out,

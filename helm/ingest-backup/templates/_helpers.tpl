@@ -292,6 +292,14 @@ ok:{{ $text }}
 {{- if and $r.enabled (not (or (include "ingest-backup.retentionRules" . | trim))) -}}
 {{- fail "retention.enabled is true but no keep rule is set: give at least one of retention.keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly, keepWithin or keepPitr (a prune without one would remove every backup)" -}}
 {{- end -}}
+{{- range $i, $key := .Values.encryption.recipients -}}
+{{- if hasPrefix "AGE-SECRET-KEY-" (upper (toString $key)) -}}
+{{- fail (printf "encryption.recipients[%d] is a private key: values hold public keys only (age-keygen -y key.txt prints the public key); put the private key into the Secret named by encryption.identitySecret.name" $i) -}}
+{{- end -}}
+{{- if not (regexMatch "^age1[02-9ac-hj-np-z]{58}$" (toString $key)) -}}
+{{- fail (printf "encryption.recipients[%d] is not an age public key: give age1 followed by 58 characters, as age-keygen prints" $i) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.aws.roleArn (hasKey .Values.serviceAccount.annotations "eks.amazonaws.com/role-arn") -}}
 {{- fail "aws.roleArn and the IRSA annotation serviceAccount.annotations.eks.amazonaws.com/role-arn are both set: with IRSA the web-identity credentials already are the role, and assuming aws.roleArn on top breaks them. Keep the annotation and set aws.roleArn to \"\" (or drop the annotation to use keys plus aws.roleArn)" -}}
 {{- end -}}
@@ -464,6 +472,8 @@ The Job spec shared by the CronJobs and the restore Job: (dict "ctx" $ "job" .Va
 {{- $v := $.Values -}}
 {{- $job := .job -}}
 {{- $restore := eq .component "restore" -}}
+{{- /* Only these two read encrypted backups; the backup and pitr Jobs never get the key. */}}
+{{- $identity := has .component (list "verify" "restore") -}}
 metadata:
   {{- with .generateName }}
   # A new name for every run; kubectl create fills in the suffix.
@@ -535,6 +545,15 @@ spec:
             {{- if eq .component "backup" }}
             {{- include "ingest-backup.retentionEnv" $ | nindent 12 }}
             {{- end }}
+            {{- if and (has .component (list "backup" "pitr")) $v.encryption.recipients }}
+            # Public keys only: the backup and the oplog slices never hold a private key.
+            - name: AGE_RECIPIENTS
+              value: {{ join "," $v.encryption.recipients | quote }}
+            {{- end }}
+            {{- if and $identity $v.encryption.identitySecret.name }}
+            - name: AGE_IDENTITY_FILE
+              value: {{ printf "/etc/ingest-backup/age/%s" $v.encryption.identitySecret.key | quote }}
+            {{- end }}
           resources:
             {{- include "ingest-backup.resources" $ | nindent 12 }}
           securityContext:
@@ -544,6 +563,11 @@ spec:
               mountPath: {{ $v.spool.mountPath }}
             - name: tmp
               mountPath: /tmp
+            {{- if and $identity $v.encryption.identitySecret.name }}
+            - name: age-identity
+              mountPath: /etc/ingest-backup/age
+              readOnly: true
+            {{- end }}
       volumes:
         - name: spool
           emptyDir:
@@ -551,6 +575,16 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $v.tmp.sizeLimit }}
+        {{- if and $identity $v.encryption.identitySecret.name }}
+        # The private key, for the verify and restore Jobs only.
+        - name: age-identity
+          secret:
+            secretName: {{ $v.encryption.identitySecret.name }}
+            defaultMode: 0440
+            items:
+              - key: {{ $v.encryption.identitySecret.key }}
+                path: {{ $v.encryption.identitySecret.key }}
+        {{- end }}
       {{- with $v.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
