@@ -17,6 +17,7 @@ use crate::digest::{DigestSummary, NamespaceDigest};
 use crate::dump::bson_reader::{BsonReader, BsonStreamError};
 use crate::dump::{manifest_path, OPLOG_FILE};
 use crate::manifest::{Manifest, NamespaceEntry};
+use crate::progress::{ItemProgress, Progress};
 
 /// Largest JSON member (metadata or manifest) read into memory.
 const MAX_JSON_MEMBER: u64 = 64 << 20;
@@ -63,6 +64,9 @@ pub fn check_archive(
         return check;
     };
     let mut walker = Walker::new(manifest, sidecar);
+    let (live, _display) = Progress::show("verify", "bytes");
+    live.expect(Some(manifest.totals.documents), Some(manifest.totals.bytes));
+    walker.live = live;
     let walked = (|| -> std::io::Result<crate::archive::ArchiveDigest> {
         let mut reader = ArchiveReader::open(stored, file_name, format, identities)?;
         for entry in reader.entries()? {
@@ -174,6 +178,8 @@ struct Walker<'a> {
     manifest: &'a Manifest,
     /// The sidecar as JSON, without its `archive` field: what the embedded manifest must be.
     sidecar: serde_json::Value,
+    /// The progress display: documents and bytes against the manifest's totals.
+    live: Progress,
 }
 
 impl<'a> Walker<'a> {
@@ -190,6 +196,7 @@ impl<'a> Walker<'a> {
             by_metadata: manifest.namespaces.iter().map(|n| (n.metadata_file.as_str(), n)).collect(),
             seen: BTreeSet::new(),
             manifest,
+            live: Progress::hidden("verify"),
         }
     }
 
@@ -215,11 +222,13 @@ impl<'a> Walker<'a> {
             return Ok(());
         };
         if relative == OPLOG_FILE {
-            let summary = digest_bson(&mut entry, &path, check)?;
+            let summary = digest_bson(&mut entry, &path, check, None)?;
             self.compare_oplog(summary, &mut check.findings);
         } else if let Some(namespace) = self.by_bson.get(relative).copied() {
-            let summary = digest_bson(&mut entry, &path, check)?;
-            compare_namespace(namespace, summary, &mut check.findings);
+            let item = self.live.item(format!("{}.{}", namespace.database, namespace.collection), Some(namespace.bytes));
+            let summary = digest_bson(&mut entry, &path, check, Some(&item));
+            item.finish();
+            compare_namespace(namespace, summary?, &mut check.findings);
         } else if let Some(namespace) = self.by_metadata.get(relative).copied() {
             let bytes = read_json_member(&mut entry)?;
             compare_metadata(namespace, &bytes, &mut check.findings);
@@ -287,7 +296,7 @@ fn read_json_member(entry: &mut impl Read) -> std::io::Result<Vec<u8>> {
 /// Digests a `.bson` member document by document. `Ok(None)` when the member is
 /// malformed (a finding is recorded and the walk moves to the next member); `Err`
 /// when the stream itself broke.
-fn digest_bson(entry: &mut impl Read, path: &str, check: &mut ArchiveCheck) -> std::io::Result<Option<DigestSummary>> {
+fn digest_bson(entry: &mut impl Read, path: &str, check: &mut ArchiveCheck, live: Option<&ItemProgress>) -> std::io::Result<Option<DigestSummary>> {
     let mut reader = BsonReader::new(entry);
     let mut digest = NamespaceDigest::default();
     loop {
@@ -296,6 +305,9 @@ fn digest_bson(entry: &mut impl Read, path: &str, check: &mut ArchiveCheck) -> s
                 check.documents += 1;
                 check.bson_bytes += document.as_bytes().len() as u64;
                 digest.add_document(document.as_bytes());
+                if let Some(live) = live {
+                    live.add(1, document.as_bytes().len() as u64);
+                }
             }
             Ok(None) => return Ok(Some(digest.finish())),
             Err(BsonStreamError::Io { source, .. }) => return Err(source),
