@@ -9,7 +9,7 @@
 use bson::Document;
 
 use super::legacy_json;
-use super::plan::{is_auth_collection, users_or_roles_kind, NamespaceMap, Plan, PlannedNamespace, TIMESERIES_BUCKETS_PREFIX};
+use super::plan::{is_auth_collection, stores_buckets_raw, users_or_roles_kind, NamespaceMap, Plan, PlannedNamespace, TIMESERIES_BUCKETS_PREFIX};
 use crate::dump::{manifest_path, OPLOG_FILE};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
@@ -145,9 +145,7 @@ impl LegacyScan {
     /// Whether a time-series collection's buckets are stored in `system.buckets.<name>`
     /// (a source before MongoDB 8.3, or an unknown one) rather than under its own name.
     fn buckets_in_system_collection(&self) -> bool {
-        let Some(version) = &self.source_version else { return true };
-        let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
-        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (8, 3)
+        !self.source_version.as_deref().is_some_and(stores_buckets_raw)
     }
 
     /// The plan, once every member was seen.
@@ -271,11 +269,7 @@ impl LegacyScan {
                 bson_member,
                 expected: None,
             };
-            if users_or_roles.is_some() {
-                plan.users_and_roles.push(planned);
-            } else {
-                plan.namespaces.push(planned);
-            }
+            plan.add(planned);
         }
         let oplog = format!("{root}{OPLOG_FILE}");
         if self.files.contains(&oplog) {

@@ -477,11 +477,7 @@ async fn restore_into(
 /// take them only as `rawData` inserts, which this restore does not make: refused
 /// before anything is written rather than restored empty.
 fn refuse_timeseries_on_raw_data_servers(plan: &Plan, server_version: Option<&str>) -> Result<()> {
-    let Some(version) = server_version else { return Ok(()) };
-    let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
-    if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (8, 3) {
-        return Ok(());
-    }
+    let Some(version) = server_version.filter(|version| plan::stores_buckets_raw(version)) else { return Ok(()) };
     match plan.namespaces.iter().find(|n| n.is_timeseries()) {
         Some(planned) => Err(Error::Consistency(format!(
             "{} is a time-series collection and the target runs MongoDB {version}, which takes buckets only as rawData inserts that this \

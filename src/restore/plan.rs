@@ -142,6 +142,14 @@ impl PlannedNamespace {
 
 pub use crate::source::discovery::TIMESERIES_BUCKETS_PREFIX;
 
+/// Whether a MongoDB `version` ("8.3.0") keeps time-series buckets under the
+/// collection's own name (8.3 and later, reached only with `rawData`) rather than in
+/// `system.buckets.<name>`.
+pub fn stores_buckets_raw(version: &str) -> bool {
+    let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (8, 3)
+}
+
 /// A restore plan: the namespaces, where `oplog.bson` is, and the manifest's member.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -193,6 +201,16 @@ pub fn document_from_extjson(value: &serde_json::Value, what: &str) -> Result<Do
 }
 
 impl Plan {
+    /// Adds a planned namespace: to the users and roles, restored only with
+    /// `--users-and-roles`, or to the namespaces.
+    pub(super) fn add(&mut self, planned: PlannedNamespace) {
+        if planned.is_users_or_roles() {
+            self.users_and_roles.push(planned);
+        } else {
+            self.namespaces.push(planned);
+        }
+    }
+
     /// The plan for a backup with a manifest.
     ///
     /// # Errors
@@ -225,11 +243,7 @@ impl Plan {
                     content_hash: entry.content_hash.clone(),
                 }),
             };
-            if users_or_roles.is_some() {
-                plan.users_and_roles.push(planned);
-            } else {
-                plan.namespaces.push(planned);
-            }
+            plan.add(planned);
         }
         if manifest.consistency.oplog {
             plan.oplog_member = Some(format!("{}{OPLOG_FILE}", manifest.dump_root));

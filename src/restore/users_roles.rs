@@ -200,7 +200,7 @@ async fn one_by_one(admin: &Database, users: Vec<Document>, roles: Vec<Document>
     for role in &roles {
         let (Ok(name), Ok(db)) = (role.get_str("role"), role.get_str("db")) else { continue };
         let database = client.database(db);
-        let exists = role_exists(&database, name).await?;
+        let exists = is_listed(&database, "rolesInfo", "roles", name).await?;
         let mut command = if exists {
             doc! { "updateRole": name }
         } else {
@@ -232,7 +232,7 @@ async fn one_by_one(admin: &Database, users: Vec<Document>, roles: Vec<Document>
     for user in &users {
         let (Ok(name), Ok(db)) = (user.get_str("user"), user.get_str("db")) else { continue };
         let database = client.database(db);
-        let exists = user_exists(&database, name).await?;
+        let exists = is_listed(&database, "usersInfo", "users", name).await?;
         let mut command = if exists {
             doc! { "updateUser": name }
         } else {
@@ -304,12 +304,11 @@ async fn listed_names(database: &Database, command: &str, list: &str, field: &st
         .unwrap_or_default())
 }
 
-async fn role_exists(database: &Database, name: &str) -> Result<bool> {
-    let found = database.run_command(doc! { "rolesInfo": name }).await.map_err(Error::mongo(format!("looking up role {name}")))?;
-    Ok(found.get_array("roles").is_ok_and(|roles| !roles.is_empty()))
-}
-
-async fn user_exists(database: &Database, name: &str) -> Result<bool> {
-    let found = database.run_command(doc! { "usersInfo": name }).await.map_err(Error::mongo(format!("looking up user {name}")))?;
-    Ok(found.get_array("users").is_ok_and(|users| !users.is_empty()))
+/// Whether `usersInfo: name` or `rolesInfo: name` finds the user or role in `database`.
+async fn is_listed(database: &Database, command: &str, list: &str, name: &str) -> Result<bool> {
+    let found = database
+        .run_command(doc! { command: name })
+        .await
+        .map_err(Error::mongo(format!("looking up {name} in the {list} of {}", database.name())))?;
+    Ok(found.get_array(list).is_ok_and(|listed| !listed.is_empty()))
 }
