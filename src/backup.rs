@@ -25,7 +25,7 @@ use std::time::Instant;
 use bson::{doc, RawDocumentBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use mongodb::Client;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -34,12 +34,13 @@ use crate::archive::{ArchiveDigest, ArchiveWriter, Compression};
 use crate::crypto::sidecar::{sidecar_for, SidecarDetail};
 use crate::crypto::{Recipients, AGE_SUFFIX};
 use crate::digest::NamespaceDigest;
-use crate::dump::spool::{SpoolGauge, SpooledBson, Spooler};
+use crate::dump::spool::{join_ranges, SpoolGauge, SpooledBson, SpooledMember, Spooler};
 use crate::dump::{self, metadata::canonical_value, BsonSpool};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::manifest::{ArchiveInfo, Consistency, EncryptionInfo, Manifest, NamespaceEntry, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
 use crate::retry::RetryPolicy;
+use crate::source::id_ranges::{plan_id_ranges, unsplittable_reason, IdRange};
 use crate::source::oplog::entry_kept_by;
 use crate::source::{self, discover, list_index_specs, CollectionInfo, OplogWindow};
 use crate::store::lock::StoreLock;
@@ -57,8 +58,11 @@ pub struct BackupOptions {
     pub store: StoreLocation,
     /// S3 settings, for an S3 store.
     pub s3: Option<S3Settings>,
-    /// Collections read at once.
+    /// Cursors open at once, across collections and the `_id` ranges of split ones.
     pub parallel: usize,
+    /// A collection at least this large (BSON bytes, from `collStats`) is read as
+    /// `parallel` `_id` ranges on parallel cursors ([`crate::source::id_ranges`]).
+    pub split_min_bytes: u64,
     /// Archive compression.
     pub compression: Compression,
     /// Namespace include and exclude patterns.
@@ -136,7 +140,7 @@ impl BackupProgress {
 enum Member {
     Dir(String),
     Bytes { path: String, bytes: Vec<u8> },
-    Spooled { path: String, bson: SpooledBson },
+    Spooled { path: String, bson: SpooledMember },
     Finish,
 }
 
@@ -333,12 +337,19 @@ async fn produce(
         send(&members, Member::Dir(format!("{root}{database}/"))).await?;
     }
 
+    // Collections in flight (each holding its spool until the archive takes it) and
+    // open cursors (a whole collection, or one `_id` range of a split one) are bounded
+    // separately, both by --parallel.
     let permits = Arc::new(Semaphore::new(options.parallel.max(1)));
+    let cursors = Arc::new(Semaphore::new(options.parallel.max(1)));
     let mut readers = JoinSet::new();
     let mut entries = Vec::with_capacity(namespaces.len());
     for info in namespaces.iter().cloned() {
         let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
         let reader = CollectionReader {
+            cursors: cursors.clone(),
+            ranges: options.parallel,
+            split_min_bytes: options.split_min_bytes,
             client: client.clone(),
             spooler: spooler.clone(),
             batch_size: options.batch_size,
@@ -412,7 +423,7 @@ async fn capture_oplog(
         oplog_sha256: Some(bson.summary.sha256.clone()),
     };
     info!(entries = consistency.oplog_entries, end_t = end.t, end_i = end.i, "Captured the oplog window.");
-    send(members, Member::Spooled { path: format!("{root}{}", dump::OPLOG_FILE), bson }).await?;
+    send(members, Member::Spooled { path: format!("{root}{}", dump::OPLOG_FILE), bson: bson.into() }).await?;
     Ok(consistency)
 }
 
@@ -445,8 +456,15 @@ struct ReaderContext {
 }
 
 /// Reads one collection into archive members.
+#[derive(Clone)]
 struct CollectionReader {
     context: ReaderContext,
+    /// Open cursors across the backup, at most `--parallel`.
+    cursors: Arc<Semaphore>,
+    /// `_id` ranges a split collection is read as.
+    ranges: usize,
+    /// Collections at least this large are split.
+    split_min_bytes: u64,
     client: Client,
     spooler: Spooler,
     batch_size: u32,
@@ -466,8 +484,7 @@ impl CollectionReader {
         // An interrupted read starts the collection again: the attempt's spool (memory,
         // temporary file and its disk charge) is dropped with it, so the member holds
         // exactly one clean pass over the collection.
-        let bson =
-            if info.is_view() { None } else { Some(self.retry.run(&format!("reading {namespace}"), |_| reader.read_documents(info_ref)).await?) };
+        let bson = if info.is_view() { None } else { Some(self.read_collection(info_ref, &indexes).await?) };
         send(&self.members, Member::Bytes { path: format!("{}{metadata_file}", self.root), bytes: metadata.into_bytes() }).await?;
         let (summary, bson_file) = match bson {
             None => (NamespaceDigest::default().finish(), None),
@@ -495,19 +512,69 @@ impl CollectionReader {
         })
     }
 
-    async fn read_documents(&self, info: &CollectionInfo) -> Result<SpooledBson> {
+    /// Reads the collection's documents: on one cursor, or, when it is large enough
+    /// and can be split, as `_id` ranges on parallel cursors joined into one member.
+    async fn read_collection(&self, info: &CollectionInfo, indexes: &[bson::Document]) -> Result<SpooledMember> {
         let namespace = info.namespace();
+        let expected = self.context.sizes.get(&namespace).map(|(_, bytes)| *bytes);
+        let ranges = match expected {
+            Some(bytes) if bytes >= self.split_min_bytes => match unsplittable_reason(info, indexes) {
+                None => {
+                    let (ranges, reason) = plan_id_ranges(&self.client, info, self.ranges).await;
+                    if let Some(reason) = reason {
+                        info!(namespace = %namespace, bytes, reason = %reason, "Reading a large collection on one cursor.");
+                    }
+                    ranges
+                }
+                Some(reason) => {
+                    info!(namespace = %namespace, bytes, reason, "Reading a large collection on one cursor.");
+                    vec![IdRange::whole()]
+                }
+            },
+            _ => vec![IdRange::whole()],
+        };
+        if ranges.len() == 1 {
+            let _cursor = self.cursors.clone().acquire_owned().await.expect("the semaphore is never closed");
+            let bson = self.retry.run(&format!("reading {namespace}"), |_| self.read_range(info, &ranges[0], &namespace, expected)).await?;
+            return Ok(bson.into());
+        }
+        let count = ranges.len();
+        info!(namespace = %namespace, ranges = count, "Reading a large collection as _id ranges on parallel cursors.");
+        let mut readers = JoinSet::new();
+        for (index, range) in ranges.into_iter().enumerate() {
+            let (reader, info) = (self.clone(), info.clone());
+            let cursor = self.cursors.clone().acquire_owned();
+            let label = format!("{namespace} [{}/{count}]", index + 1);
+            readers.spawn(async move {
+                let _cursor: OwnedSemaphorePermit = cursor.await.expect("the semaphore is never closed");
+                let share = expected.map(|bytes| bytes / count as u64);
+                let bson = reader.retry.run(&format!("reading {label}"), |_| reader.read_range(&info, &range, &label, share)).await?;
+                Ok::<_, Error>((index, bson))
+            });
+        }
+        let mut pieces: Vec<Option<SpooledBson>> = (0..count).map(|_| None).collect();
+        while let Some(done) = readers.join_next().await {
+            let (index, bson) = done.expect("a range reader does not panic")?;
+            pieces[index] = Some(bson);
+        }
+        let pieces = pieces.into_iter().map(|piece| piece.expect("every range was read")).collect();
+        let joining = || format!("cannot read back the spooled ranges of {namespace}; check the spool directory");
+        off_the_runtime(|| join_ranges(pieces)).map_err(Error::io(joining(), &self.spooler.dir))
+    }
+
+    /// One attempt at reading a range (or the whole collection) into a new spool.
+    async fn read_range(&self, info: &CollectionInfo, range: &IdRange, label: &str, expected: Option<u64>) -> Result<SpooledBson> {
         let collection = self.client.database(&info.database).collection::<RawDocumentBuf>(&info.data_collection());
-        let mut find = collection.find(doc! {});
+        let mut find = collection.find(doc! {}).with_options(range.find_options());
         if self.batch_size > 0 {
             find = find.batch_size(self.batch_size);
         }
-        let reading = || format!("reading {namespace}");
-        let item = self.context.live.item(namespace.clone(), self.context.sizes.get(&namespace).map(|(_, bytes)| *bytes));
+        let reading = || format!("reading {label}");
+        let item = self.context.live.item(label.to_string(), expected);
         let read = async {
             let mut cursor = find.await.map_err(Error::mongo(reading()))?;
             let mut spool = self.spooler.spool();
-            let spool_error = || format!("cannot spool {namespace}; check free space in the spool directory");
+            let spool_error = || format!("cannot spool {label}; check free space in the spool directory");
             while cursor.advance().await.map_err(Error::mongo(reading()))? {
                 let document = cursor.current().as_bytes();
                 push(&mut spool, document).map_err(Error::io(spool_error(), &self.spooler.dir))?;
@@ -583,10 +650,11 @@ fn write_archive(
             Member::Dir(path) => writer.append_dir(&path).map_err(archive_error(&path))?,
             Member::Bytes { path, bytes } => writer.append_bytes(&path, &bytes).map_err(archive_error(&path))?,
             Member::Spooled { path, bson } => {
-                let data = CancellableReader { inner: bson.data, cancel };
-                let appended = match bson.codec {
-                    None => writer.append_file(&path, bson.summary.bytes, data),
-                    Some(codec) if codec == writer.codec() => writer.append_compressed(&path, bson.summary.bytes, data, bson.stored_bytes),
+                let (size, codec, stored_bytes) = (bson.summary.bytes, bson.codec(), bson.stored_bytes());
+                let data = CancellableReader { inner: bson.into_reader(), cancel };
+                let appended = match codec {
+                    None => writer.append_file(&path, size, data),
+                    Some(codec) if codec == writer.codec() => writer.append_compressed(&path, size, data, stored_bytes),
                     Some(codec) => Err(std::io::Error::other(format!("spooled as {codec:?} but the archive is {:?}", writer.codec()))),
                 };
                 match appended {

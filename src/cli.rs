@@ -240,9 +240,13 @@ pub struct BackupFlags {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub notify: NotifyArg,
-    /// Collections read at the same time.
+    /// Cursors open at the same time: whole collections, and the _id ranges of collections split by --split-min-mb.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
+    /// Read a collection of at least this many MiB (collStats size) as --parallel _id ranges on parallel cursors,
+    /// stored as one .bson in _id order (0: split every collection that can be).
+    #[arg(long, env = "SPLIT_MIN_MB", default_value_t = 256, value_name = "MIB")]
+    pub split_min_mb: u64,
     /// Archive compression.
     #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd"])]
     pub compression: String,
@@ -397,6 +401,7 @@ impl BackupFlags {
             store,
             s3,
             parallel: self.parallel,
+            split_min_bytes: self.split_min_mb.saturating_mul(1 << 20),
             compression,
             filter: self.namespaces.filter()?,
             spool_dir: self.spool_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("ingest-backup-spool")),

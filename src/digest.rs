@@ -77,6 +77,23 @@ impl NamespaceDigest {
         self.content.add_document(raw);
     }
 
+    /// Appends the next `_id` range of the same collection: `range` counted and
+    /// content-hashed its documents, and `bytes` replays them in file order for the
+    /// file SHA-256, which cannot be combined from parts.
+    ///
+    /// # Errors
+    /// `bytes` failed, or held a different number of bytes than `range` counted.
+    pub fn append_range(&mut self, range: &NamespaceDigest, mut bytes: impl std::io::Read) -> std::io::Result<()> {
+        let copied = std::io::copy(&mut bytes, &mut self.file_sha256)?;
+        if copied != range.bytes {
+            return Err(std::io::Error::other(format!("a spooled range replayed {copied} bytes where {} were read", range.bytes)));
+        }
+        self.documents += range.documents;
+        self.bytes += range.bytes;
+        self.content.merge(&range.content);
+        Ok(())
+    }
+
     /// The summary of everything added so far.
     pub fn finish(self) -> DigestSummary {
         DigestSummary {
@@ -144,5 +161,19 @@ mod tests {
         assert_eq!(s.documents, 2);
         assert_eq!(s.bytes, 5);
         assert_eq!(s.sha256, hex::encode(Sha256::digest(b"abcde")));
+    }
+
+    #[test]
+    fn ranges_appended_in_order_equal_one_pass_over_all_documents() {
+        let documents: [&[u8]; 5] = [b"one", b"two", b"three", b"four", b"five"];
+        let mut whole = NamespaceDigest::default();
+        documents.iter().for_each(|d| whole.add_document(d));
+        let (mut first, mut second) = (NamespaceDigest::default(), NamespaceDigest::default());
+        documents[..2].iter().for_each(|d| first.add_document(d));
+        documents[2..].iter().for_each(|d| second.add_document(d));
+        first.append_range(&second, &documents[2..].concat()[..]).unwrap();
+        assert_eq!(first.finish(), whole.finish());
+        let mut short = NamespaceDigest::default();
+        assert!(short.append_range(&second, &b"three"[..]).is_err(), "a replay shorter than the range is an error");
     }
 }

@@ -526,6 +526,8 @@ fn render_refuses_unsafe_or_incomplete_values() {
         (&["-f", &prod, "--set", "secrets.existingSecret=x,heartbeat.url=https://hc-ping.com/x"], "use one or the other"),
         (&["-f", &prod, "--set", "heartbeat.method=PUT"], "/heartbeat/method"),
         (&["-f", &prod, "--set", "spool.sizeLimit=4G"], "/spool/sizeLimit"),
+        (&["-f", &prod, "--set", "backup.splitMinMb=-1"], "/backup/splitMinMb"),
+        (&["-f", &prod, "--set", "backup.splitMinMb=1.5"], "/backup/splitMinMb"),
         (&["-f", &prod, "--set", "restore.enabled=true"], "restore.backup is required"),
         (&["-f", &prod, "--set", "restore.enabled=true,restore.backup=yesterday"], "not a backup name"),
         (&["-f", &prod, "--set", "restore.backoffLimit=2"], "/restore/backoffLimit"),
@@ -1591,6 +1593,11 @@ fn only_the_verify_and_restore_jobs_get_the_age_identity_and_the_backup_job_only
     assert!(container(verify)["args"].as_array().unwrap().iter().any(|a| a == "--archive-only"));
     assert!(!env_of(verify).contains_key("AGE_IDENTITY_FILE"));
     assert_eq!(container(object(&docs, "CronJob", "ingest-backup"))["args"], serde_json::json!(["backup", "--sidecar-detail", "full"]));
+    // The split threshold reaches the backup job only when set; 0 (split everything) is a value, not "unset".
+    for (set, expected) in [("backup.splitMinMb=64", "64"), ("backup.splitMinMb=0", "0")] {
+        let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", set]);
+        assert_eq!(container(object(&docs, "CronJob", "ingest-backup"))["args"], serde_json::json!(["backup", "--split-min-mb", expected]));
+    }
 
     // A private key or a malformed key among the recipients fails the render, unprinted.
     let secret = age::secrecy::ExposeSecret::expose_secret(&first.to_string()).to_string();

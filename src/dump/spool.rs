@@ -11,7 +11,8 @@
 //! and the temporary disk holds compressed bytes. Restore spools the oplog raw
 //! ([`BsonSpool::new`]), to replay it.
 
-use std::io::{self, Seek, SeekFrom, Write};
+use std::collections::VecDeque;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -100,8 +101,91 @@ pub struct SpooledBson {
     pub stored_bytes: u64,
     /// Count, size and hashes of the raw BSON.
     pub summary: DigestSummary,
+    /// The digests before they were finished, for [`join_ranges`].
+    pub digest: NamespaceDigest,
     /// The disk the bytes occupy, released when this is dropped.
     pub charge: DiskCharge,
+}
+
+/// One `.bson` tar member's spooled bytes: a collection read by one cursor, or its
+/// `_id` ranges in range order, whose blocks are stored one after the other (each
+/// piece ends on a whole gzip member or zstd frame, so the concatenation is one valid
+/// stream).
+pub struct SpooledMember {
+    /// The spools, in file order.
+    pub pieces: Vec<SpooledBson>,
+    /// Count, size and hashes of the whole member's raw BSON.
+    pub summary: DigestSummary,
+}
+
+impl From<SpooledBson> for SpooledMember {
+    fn from(bson: SpooledBson) -> Self {
+        Self { summary: bson.summary.clone(), pieces: vec![bson] }
+    }
+}
+
+impl SpooledMember {
+    /// The codec of the stored bytes (`None`: raw BSON), the same for every piece.
+    pub fn codec(&self) -> Option<Codec> {
+        self.pieces.first().and_then(|piece| piece.codec)
+    }
+
+    /// The bytes stored in all pieces.
+    pub fn stored_bytes(&self) -> u64 {
+        self.pieces.iter().map(|piece| piece.stored_bytes).sum()
+    }
+
+    /// The stored bytes of every piece in order; each piece's disk is released as soon
+    /// as it has been read.
+    pub fn into_reader(self) -> impl Read + Send {
+        PiecesReader { pieces: self.pieces.into() }
+    }
+}
+
+/// Reads spools one after the other, dropping each when it is exhausted.
+struct PiecesReader {
+    pieces: VecDeque<SpooledBson>,
+}
+
+impl Read for PiecesReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(piece) = self.pieces.front_mut() {
+            let n = piece.data.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.pieces.pop_front();
+        }
+        Ok(0)
+    }
+}
+
+/// Joins the spools of one collection's `_id` ranges (in range order) into one member:
+/// counts and content hashes add up, and the file SHA-256, which cannot be combined,
+/// continues from the first range over the others' bytes, decompressed once here.
+///
+/// # Errors
+/// A spool could not be read back or decompressed, or held other bytes than it counted.
+pub fn join_ranges(pieces: Vec<SpooledBson>) -> io::Result<SpooledMember> {
+    let mut pieces = pieces.into_iter();
+    let Some(first) = pieces.next() else {
+        return Ok(SpooledMember { pieces: Vec::new(), summary: NamespaceDigest::default().finish() });
+    };
+    let mut digest = first.digest.clone();
+    let mut joined = vec![first];
+    for mut piece in pieces {
+        {
+            let stored = io::Read::take(&mut piece.data, piece.stored_bytes);
+            match piece.codec {
+                None => digest.append_range(&piece.digest, stored)?,
+                Some(Codec::Gzip(_)) => digest.append_range(&piece.digest, flate2::read::MultiGzDecoder::new(stored))?,
+                Some(Codec::Zstd(_)) => digest.append_range(&piece.digest, zstd::stream::read::Decoder::new(stored)?)?,
+            }
+        }
+        piece.data.seek(SeekFrom::Start(0))?;
+        joined.push(piece);
+    }
+    Ok(SpooledMember { pieces: joined, summary: digest.finish() })
 }
 
 /// Opens the spools of one backup: all in one directory, with one memory limit, one
@@ -185,14 +269,14 @@ impl BsonSpool {
         };
         file.data.flush()?;
         file.data.seek(SeekFrom::Start(0))?;
-        Ok(SpooledBson { data: file.data, codec, stored_bytes: file.written, summary: self.digest.finish(), charge: file.charge })
+        let summary = self.digest.clone().finish();
+        Ok(SpooledBson { data: file.data, codec, stored_bytes: file.written, summary, digest: self.digest, charge: file.charge })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     #[test]
     fn small_spools_stay_in_memory_and_large_ones_are_counted_on_disk() {
@@ -250,5 +334,42 @@ mod tests {
         let mut decoded = Vec::new();
         zstd::stream::read::Decoder::new(&stored[..]).unwrap().read_to_end(&mut decoded).unwrap();
         assert_eq!(decoded, documents.concat());
+    }
+
+    #[test]
+    fn joined_ranges_read_and_digest_as_one_spool_of_all_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let documents: Vec<Vec<u8>> = (0..5000i32).map(|i| bson::rawdoc! { "_id": i, "s": "y".repeat(300) }.into_bytes()).collect();
+        for codec in [None, Some(Codec::Gzip(6)), Some(Codec::Zstd(3))] {
+            let open = || match codec {
+                None => BsonSpool::new(dir.path(), 64 << 10, &SpoolGauge::default()),
+                Some(codec) => BsonSpool::compressed(dir.path(), 64 << 10, &SpoolGauge::default(), codec, CompressorPool::new(2).unwrap()),
+            };
+            let mut whole = open();
+            documents.iter().for_each(|d| whole.push(d).unwrap());
+            let whole = whole.finish().unwrap();
+            let pieces: Vec<SpooledBson> = [&documents[..1200], &documents[1200..1201], &documents[1201..1201], &documents[1201..]]
+                .iter()
+                .map(|range| {
+                    let mut spool = open();
+                    range.iter().for_each(|d| spool.push(d).unwrap());
+                    spool.finish().unwrap()
+                })
+                .collect();
+            let joined = join_ranges(pieces).unwrap();
+            assert_eq!(joined.summary, whole.summary, "{codec:?}: the same counts and hashes as one pass");
+            assert_eq!(joined.codec(), codec);
+            let stored = joined.stored_bytes();
+            let mut bytes = Vec::new();
+            joined.into_reader().read_to_end(&mut bytes).unwrap();
+            assert_eq!(bytes.len() as u64, stored);
+            let mut decoded = Vec::new();
+            match codec {
+                None => decoded = bytes,
+                Some(Codec::Gzip(_)) => drop(flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut decoded).unwrap()),
+                Some(Codec::Zstd(_)) => drop(zstd::stream::read::Decoder::new(&bytes[..]).unwrap().read_to_end(&mut decoded).unwrap()),
+            }
+            assert_eq!(decoded, documents.concat(), "{codec:?}: the pieces concatenate into one stream");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! BSON and capturing the oplog window of a backup.
 
 pub mod discovery;
+pub mod id_ranges;
 pub mod oplog;
 
 use mongodb::options::ClientOptions;
