@@ -65,6 +65,8 @@ cargo test --release --no-fail-fast "$@"
 if [[ $# -eq 0 ]]; then
     # The round trips of the engine again with every collection that can be split read as
     # _id ranges on parallel cursors (--split-min-mb 0): the same documents must come back.
-    echo "test.sh: SPLIT_MIN_MB=0 cargo test --release --test restore --test official_tools --test verify" >&2
-    SPLIT_MIN_MB=0 cargo test --release --no-fail-fast --test restore --test official_tools --test verify
+    echo "test.sh: SPLIT_MIN_MB=0 INGEST_BACKUP_TEST_SPLIT_UNBOUNDED=1 cargo test --release --test restore --test official_tools --test verify" >&2
+    # SecantusDB shows no index bounds in its plans, where the tool declines to split
+    # unless INGEST_BACKUP_TEST_SPLIT_UNBOUNDED=1.
+    SPLIT_MIN_MB=0 INGEST_BACKUP_TEST_SPLIT_UNBOUNDED=1 cargo test --release --no-fail-fast --test restore --test official_tools --test verify
 fi

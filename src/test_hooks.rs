@@ -24,6 +24,17 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
         .map_or_else(chrono::Utc::now, |time| time.with_timezone(&chrono::Utc))
 }
 
+/// The environment variable that lets `backup` split collections into `_id` ranges on
+/// a server whose plan shows no index bounds (SecantusDB scans the whole collection for
+/// each range, so splitting is normally declined there): tests prove the ranges' content
+/// with it, benchmarks measure what declining saves.
+pub const SPLIT_UNBOUNDED_VARIABLE: &str = "INGEST_BACKUP_TEST_SPLIT_UNBOUNDED";
+
+/// Whether [`SPLIT_UNBOUNDED_VARIABLE`] is set to `1`.
+pub fn split_unbounded_scans() -> bool {
+    std::env::var(SPLIT_UNBOUNDED_VARIABLE).is_ok_and(|value| value == "1")
+}
+
 /// The environment variable that arms the hook.
 pub const PAUSE_VARIABLE: &str = "INGEST_BACKUP_TEST_PAUSE";
 

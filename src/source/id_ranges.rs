@@ -16,7 +16,9 @@
 //! server that refuses `$sample` or ignores `min`/`max` (probed on the collection
 //! itself: a cursor bounded above by `MinKey` must return nothing), or whose `_id`
 //! index orders the sampled boundaries differently from `$sort` (each inner range must
-//! hold its lower boundary; SecantusDB orders some embedded-document `_id`s this way).
+//! hold its lower boundary), or whose plan for a range shows no index bounds (it would
+//! scan the whole collection for every range: SecantusDB does, so splitting there makes
+//! a backup slower, and is declined).
 
 use bson::{doc, Bson, Document};
 use futures::TryStreamExt;
@@ -125,6 +127,15 @@ pub async fn plan_id_ranges(client: &Client, info: &CollectionInfo, ranges: usiz
         },
         Err(error) => return (vec![IdRange::whole()], Some(format!("the server refused a cursor bounded by min/max ({error})"))),
     }
+    // A range is only cheaper than the whole collection where the server scans the
+    // index between the bounds; a server that filters a full scan instead would read
+    // the collection once per range.
+    if !crate::test_hooks::split_unbounded_scans() && !plans_bounded_index_scan(client, info, &boundaries[0]).await {
+        return (
+            vec![IdRange::whole()],
+            Some("the server's plan for an _id range shows no index bounds, so each range would scan the whole collection".into()),
+        );
+    }
     // The boundaries were ordered by $sort; the ranges are read in the _id index's
     // order. They agree on MongoDB, but a server whose index orders some values
     // differently would make two ranges overlap: each range between two boundaries must
@@ -143,6 +154,29 @@ pub async fn plan_id_ranges(client: &Client, info: &CollectionInfo, ranges: usiz
         }
     }
     (ranges, None)
+}
+
+/// Whether the server plans a range read below `boundary` as an `_id` index scan with
+/// bounds (`explain` at `queryPlanner` verbosity: an `IXSCAN` stage with `indexBounds`,
+/// as MongoDB reports it). Plans only: nothing is read.
+async fn plans_bounded_index_scan(client: &Client, info: &CollectionInfo, boundary: &Bson) -> bool {
+    let command = doc! {
+        "explain": { "find": info.data_collection(), "filter": {}, "max": { "_id": boundary.clone() }, "hint": { "_id": 1 } },
+        "verbosity": "queryPlanner",
+    };
+    match client.database(&info.database).run_command(command).await {
+        Ok(explained) => explained.get_document("queryPlanner").and_then(|planner| planner.get_document("winningPlan")).is_ok_and(has_bounded_ixscan),
+        Err(_) => false,
+    }
+}
+
+/// Whether a plan stage, or one of its input stages, is an `IXSCAN` with `indexBounds`.
+fn has_bounded_ixscan(stage: &Document) -> bool {
+    if stage.get_str("stage") == Ok("IXSCAN") && stage.get_document("indexBounds").is_ok_and(|bounds| !bounds.is_empty()) {
+        return true;
+    }
+    let single = stage.get_document("inputStage").is_ok_and(has_bounded_ixscan);
+    single || stage.get_array("inputStages").is_ok_and(|stages| stages.iter().filter_map(Bson::as_document).any(has_bounded_ixscan))
 }
 
 /// `ranges - 1` boundaries at even quantiles of `sorted` (already in BSON order),
@@ -224,6 +258,18 @@ mod tests {
         assert_eq!(chosen, vec![Bson::Double(1.0), Bson::String("a".into()), Bson::String("b".into())]);
         assert!(boundaries(&[Bson::Int32(7)], 4).is_empty(), "one sampled _id cannot split");
         assert!(boundaries(&[], 4).is_empty(), "an empty collection is read whole");
+    }
+
+    #[test]
+    fn only_a_plan_with_index_bounds_counts_as_a_bounded_scan() {
+        let mongod =
+            doc! { "stage": "FETCH", "inputStage": { "stage": "IXSCAN", "keyPattern": { "_id": 1 }, "indexBounds": { "_id": ["[MinKey, 25600)"] } } };
+        assert!(has_bounded_ixscan(&mongod));
+        let unbounded = doc! { "stage": "FETCH", "inputStage": { "stage": "IXSCAN", "keyPattern": { "_id": 1 } } };
+        assert!(!has_bounded_ixscan(&unbounded), "an IXSCAN without bounds (SecantusDB's plan)");
+        assert!(!has_bounded_ixscan(&doc! { "stage": "COLLSCAN" }));
+        let nested = doc! { "stage": "SHARD_MERGE", "inputStages": [{ "stage": "LIMIT" }, mongod] };
+        assert!(has_bounded_ixscan(&nested));
     }
 
     #[test]
