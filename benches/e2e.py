@@ -14,11 +14,11 @@ For every size and shape it loads the data once, then runs, --repeat times each:
                       window from it), by the same driver: what the server charges for
                       point-in-time consistency, apart from the data
     ingest-backup     ingest-backup backup to s3://bucket/ours
-    seed-pipeline     mongodump --out, tar -czf, aws s3 cp (the seed's original pipeline)
+    original-scripts  mongodump --out, tar -czf, aws s3 cp (the original ingest backup scripts)
     archive-pipe      mongodump --archive --gzip | aws s3 cp - s3://... (best shell practice)
     verify            ingest-backup verify latest (archive + live comparison)
     restore           ingest-backup restore latest into a fresh server
-    mongorestore      mongorestore of the seed pipeline's dump directory into a fresh server
+    mongorestore      mongorestore of original-scripts' dump directory into a fresh server
 
 (--pipelines picks a subset, for the largest sizes) and records, per run, wall seconds, client CPU seconds (user + system of the command
 and its children), peak RSS of the largest process, temp disk and archive size. The
@@ -247,19 +247,19 @@ def run_once(shape, size_mb, args, source, minio, work, run):
 
 
 def run_mongodump_pipelines(args, source, minio, scratch, run, name, dump, wanted):
-    """The seed's pipeline (whose dump directory mongorestore reuses) and the archive
-    pipe, each when wanted."""
+    """The original ingest backup scripts' pipeline (whose dump directory mongorestore
+    reuses) and the archive pipe, each when wanted."""
     results = {}
     env = minio.env()
-    if "seed-pipeline" in wanted:
-        seed = timed(
+    if "original-scripts" in wanted:
+        original = timed(
             f"{args.tools}/mongodump --uri='{source.uri}' --oplog --out={dump} 2>/dev/null"
             f" && tar -czf {name}.tar.gz data/db/dump/{name}"
-            f" && aws --endpoint-url {minio.endpoint} s3 cp --quiet {name}.tar.gz s3://{BUCKET}/seed-{run}/{name}.tar.gz",
+            f" && aws --endpoint-url {minio.endpoint} s3 cp --quiet {name}.tar.gz s3://{BUCKET}/original-{run}/{name}.tar.gz",
             env=env, cwd=scratch)
-        seed["archive_bytes"] = du(scratch / f"{name}.tar.gz")
-        seed["temp_disk"] = du(scratch / "data") + seed["archive_bytes"]
-        results["seed-pipeline"] = seed
+        original["archive_bytes"] = du(scratch / f"{name}.tar.gz")
+        original["temp_disk"] = du(scratch / "data") + original["archive_bytes"]
+        results["original-scripts"] = original
     if "archive-pipe" in wanted:
         pipe = timed(
             f"{args.tools}/mongodump --uri='{source.uri}' --oplog --archive --gzip 2>/dev/null"
@@ -273,7 +273,9 @@ def run_mongodump_pipelines(args, source, minio, scratch, run, name, dump, wante
     return results
 
 
-ORDER = ["read-floor", "oplog-floor", "ingest-backup", "seed-pipeline", "archive-pipe", "verify", "restore", "mongorestore"]
+ORDER = ["read-floor", "oplog-floor", "ingest-backup", "original-scripts", "archive-pipe", "verify", "restore", "mongorestore"]
+# results.json files written before the pipeline was renamed, for --replot.
+RENAMED = {"seed-pipeline": "original-scripts"}
 
 
 def medians(runs):
@@ -287,18 +289,18 @@ def medians(runs):
 def markdown(shape, size_mb, table, repeat):
     floor = table["read-floor"]["wall"]
     consistent = floor + table["oplog-floor"]["wall"] if "oplog-floor" in table else None
-    seed = table["seed-pipeline"]["wall"] if "seed-pipeline" in table else None
+    original = table["original-scripts"]["wall"] if "original-scripts" in table else None
 
     def ratio(value, base):
         return f"{value / base:.2f}" if base else "-"
 
     lines = [f"### {shape}, {size_mb} MiB (median of {repeat})", "",
-             "| Pipeline | Wall s | x read floor | x read + oplog floor | x seed pipeline | CPU s | Peak RSS MiB | Temp disk MB | Archive MB |",
+             "| Pipeline | Wall s | x read floor | x read + oplog floor | x original scripts | CPU s | Peak RSS MiB | Temp disk MB | Archive MB |",
              "|---|---|---|---|---|---|---|---|---|"]
     for pipeline in (p for p in ORDER if p in table):
         row = table[pipeline]
         lines.append(f"| {pipeline} | {row['wall']:.1f} | {ratio(row['wall'], floor)} | {ratio(row['wall'], consistent)} | "
-                     f"{ratio(row['wall'], seed)} | {row['cpu']:.1f} | "
+                     f"{ratio(row['wall'], original)} | {row['cpu']:.1f} | "
                      f"{row['rss_mib']:.0f} | {row['temp_disk'] / 1e6:.1f} | {row['archive_bytes'] / 1e6:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -311,6 +313,10 @@ def plot(all_results, out_dir):
     except ImportError:
         print("e2e: matplotlib not importable; skipping plots", file=sys.stderr)
         return
+    for result in all_results:
+        for old, new in RENAMED.items():
+            if old in result["medians"]:
+                result["medians"][new] = result["medians"].pop(old)
     for metric, label in (("wall", "wall time (s)"), ("rss_mib", "peak RSS (MiB)")):
         for shape in sorted({r["shape"] for r in all_results}):
             rows = sorted((r for r in all_results if r["shape"] == shape), key=lambda r: r["size_mb"])
@@ -334,7 +340,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pipelines", default=",".join(ORDER),
                         help="comma-separated subset of: " + ", ".join(ORDER) + " (read-floor and ingest-backup always run; "
-                             "mongorestore needs seed-pipeline's dump)")
+                             "mongorestore needs original-scripts' dump)")
     parser.add_argument("--binary", default="target/release/ingest-backup")
     parser.add_argument("--python", default=os.environ.get("INGEST_TEST_PYTHON"))
     parser.add_argument("--tools", default=os.environ.get("INGEST_TEST_MONGO_TOOLS"))
@@ -352,8 +358,8 @@ def main():
     unknown = set(args.pipelines) - set(ORDER)
     if unknown:
         sys.exit(f"e2e: unknown pipelines {sorted(unknown)}; choose from {ORDER}")
-    if "mongorestore" in args.pipelines and "seed-pipeline" not in args.pipelines:
-        sys.exit("e2e: mongorestore restores seed-pipeline's dump; add seed-pipeline to --pipelines")
+    if "mongorestore" in args.pipelines and "original-scripts" not in args.pipelines:
+        sys.exit("e2e: mongorestore restores original-scripts' dump; add original-scripts to --pipelines")
     for flag in ("python", "tools", "minio"):
         if not getattr(args, flag):
             sys.exit(f"e2e: --{flag} is not set (run through benches/e2e.sh, which installs the peers)")
