@@ -7,6 +7,10 @@ Run by hand (not by CI), through its wrapper, which installs the peers and build
     benches/e2e.sh --size-mb 100 --repeat 3
     benches/e2e.sh --size-mb 100,500,2000 --shape sample,one-large,many-small --repeat 3
 
+Shapes (--shape): sample (the tool's sample ingest data set), one-large (90% of the bytes
+in one collection, the other 10% in 9 small ones) and many-small (1000 equal
+collections); the last two hold ~1 KiB documents with integer _id.
+
 For every size and shape it loads the data once, then runs, --repeat times each:
 
     read-floor        one bare driver scan of every collection, bytes discarded (pymongo, raw BSON)
@@ -147,23 +151,31 @@ def du(path):
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def layout(shape, size_mb):
+    """(collection, documents) of a generated shape, ~1 KiB documents."""
+    documents = max(1, size_mb * 1024)
+    if shape == "one-large":
+        large = max(1, round(documents * 0.9))
+        small = max(1, (documents - large) // 9)
+        return [("large", large)] + [(f"small-{i}", small) for i in range(1, 10)]
+    per = max(1, documents // 1000)
+    return [(f"c{c:04d}", per) for c in range(1000)]
+
+
 def load(shape, size_mb, uri, binary, python):
     """Loads a data set of about size_mb MiB in the given shape."""
     if shape == "sample":
         subprocess.run([binary, "sample-data", "--uri", uri, "--size-mb", str(size_mb)], check=True)
         return
-    documents = max(1, size_mb * 1024)  # about 1 KiB each
-    collections = 1 if shape == "one-large" else 1000
     script = f"""
-import os, pymongo
+import pymongo
 client = pymongo.MongoClient({uri!r})
 db = client["bench"]
-per = max(1, {documents} // {collections})
 payload = "x" * 900
-for c in range({collections}):
-    coll = db[f"c{{c:04d}}"]
+for name, count in {layout(shape, size_mb)!r}:
+    coll = db[name]
     batch = []
-    for i in range(per):
+    for i in range(count):
         batch.append({{"_id": i, "n": i, "payload": payload}})
         if len(batch) == 1000:
             coll.insert_many(batch, ordered=False); batch = []
