@@ -24,10 +24,12 @@ For every size and shape it loads the data once, then runs, --repeat times each:
     restore           ingest-backup restore latest into a fresh server
     mongorestore      mongorestore of original-scripts' dump directory into a fresh server
 
-(--pipelines picks a subset, for the largest sizes) and records, per run, wall seconds, client CPU seconds (user + system of the command
-and its children), peak RSS of the largest process, temp disk and archive size. The
-medians go to a Markdown table (stdout and --out-dir/results.md), every run to
-results.json, and, when matplotlib is importable, plots to --out-dir/*.png.
+(--pipelines picks a subset, for the largest sizes) and records, per run, wall seconds,
+client CPU seconds (user + system of the command and its children) and CPU seconds per
+GiB of BSON in the data set (the byte total the read floor prints), peak RSS of the
+largest process, temp disk and archive size. The medians go to a Markdown table (stdout
+and --out-dir/results.md), every run to results.json, and, when matplotlib is
+importable, plots to --out-dir/*.png.
 
 Only the standard library is needed, plus pymongo (in the test-peer virtualenv) for the
 read floor and the data shapes.
@@ -48,6 +50,7 @@ from pathlib import Path
 ACCESS_KEY = "benchadmin"
 SECRET_KEY = "bench-secret-key-1234"
 BUCKET = "bench"
+GIB = 1 << 30
 
 
 def free_port():
@@ -223,6 +226,7 @@ def run_once(shape, size_mb, args, source, minio, work, run):
     read_floor = Path(work) / "read_floor.py"
     read_floor.write_text(READ_FLOOR)
     results["read-floor"] = timed(f"{args.python} {read_floor} '{source.uri}'")
+    results["read-floor"]["bson_bytes"] = int(results["read-floor"]["stdout"].split()[-1])
     if "oplog-floor" in wanted:
         oplog_floor = Path(work) / "oplog_floor.py"
         oplog_floor.write_text(OPLOG_FLOOR)
@@ -253,8 +257,10 @@ def run_once(shape, size_mb, args, source, minio, work, run):
         finally:
             target.stop()
     shutil.rmtree(scratch)
+    gib = results["read-floor"]["bson_bytes"] / GIB
     for measured in results.values():
         measured.pop("stdout", None)
+        measured["cpu_per_gib"] = measured["cpu"] / gib if gib else 0.0
     return results
 
 
@@ -286,6 +292,7 @@ def run_mongodump_pipelines(args, source, minio, scratch, run, name, dump, wante
 
 
 ORDER = ["read-floor", "oplog-floor", "ingest-backup", "original-scripts", "archive-pipe", "verify", "restore", "mongorestore"]
+METRICS = ("wall", "cpu", "cpu_per_gib", "rss_mib", "archive_bytes", "temp_disk")
 # results.json files written before the pipeline was renamed, for --replot.
 RENAMED = {"seed-pipeline": "original-scripts"}
 
@@ -294,11 +301,11 @@ def medians(runs):
     table = {}
     for pipeline in (p for p in ORDER if p in runs[0]):
         rows = [r[pipeline] for r in runs]
-        table[pipeline] = {key: statistics.median(row.get(key, 0) for row in rows) for key in ("wall", "cpu", "rss_mib", "archive_bytes", "temp_disk")}
+        table[pipeline] = {key: statistics.median(row.get(key, 0) for row in rows) for key in METRICS}
     return table
 
 
-def markdown(shape, size_mb, table, repeat):
+def markdown(shape, size_mb, bson_bytes, table, repeat):
     floor = table["read-floor"]["wall"]
     consistent = floor + table["oplog-floor"]["wall"] if "oplog-floor" in table else None
     original = table["original-scripts"]["wall"] if "original-scripts" in table else None
@@ -306,13 +313,14 @@ def markdown(shape, size_mb, table, repeat):
     def ratio(value, base):
         return f"{value / base:.2f}" if base else "-"
 
-    lines = [f"### {shape}, {size_mb} MiB (median of {repeat})", "",
-             "| Pipeline | Wall s | x read floor | x read + oplog floor | x original scripts | CPU s | Peak RSS MiB | Temp disk MB | Archive MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"### {shape}, {size_mb} MiB ({bson_bytes / 1e6:.1f} MB of BSON; median of {repeat})", "",
+             "| Pipeline | Wall s | x read floor | x read + oplog floor | x original scripts | CPU s | CPU s/GiB | Peak RSS MiB | Temp disk MB"
+             " | Archive MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for pipeline in (p for p in ORDER if p in table):
         row = table[pipeline]
         lines.append(f"| {pipeline} | {row['wall']:.1f} | {ratio(row['wall'], floor)} | {ratio(row['wall'], consistent)} | "
-                     f"{ratio(row['wall'], original)} | {row['cpu']:.1f} | "
+                     f"{ratio(row['wall'], original)} | {row['cpu']:.1f} | {row['cpu_per_gib']:.1f} | "
                      f"{row['rss_mib']:.0f} | {row['temp_disk'] / 1e6:.1f} | {row['archive_bytes'] / 1e6:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -329,13 +337,16 @@ def plot(all_results, out_dir):
         for old, new in RENAMED.items():
             if old in result["medians"]:
                 result["medians"][new] = result["medians"].pop(old)
-    for metric, label in (("wall", "wall time (s)"), ("rss_mib", "peak RSS (MiB)")):
+    for metric, label in (("wall", "wall time (s)"), ("rss_mib", "peak RSS (MiB)"), ("cpu_per_gib", "client CPU s per GiB of BSON")):
         for shape in sorted({r["shape"] for r in all_results}):
             rows = sorted((r for r in all_results if r["shape"] == shape), key=lambda r: r["size_mb"])
             if len(rows) < 2:
                 continue
+            pipelines = [p for p in ORDER if all(metric in r["medians"].get(p, {}) for r in rows)]
+            if not pipelines:
+                continue
             figure, axes = plt.subplots()
-            for pipeline in (p for p in ORDER if all(p in r["medians"] for r in rows)):
+            for pipeline in pipelines:
                 axes.plot([r["size_mb"] for r in rows], [r["medians"][pipeline][metric] for r in rows], marker="o", label=pipeline)
             axes.set_xlabel("data set (MiB)")
             axes.set_ylabel(label)
@@ -396,8 +407,9 @@ def main():
                     finally:
                         source.stop()
                     table = medians(runs)
-                    all_results.append({"shape": shape, "size_mb": size_mb, "runs": runs, "medians": table})
-                    section = markdown(shape, size_mb, table, args.repeat)
+                    bson_bytes = statistics.median(r["read-floor"]["bson_bytes"] for r in runs)
+                    all_results.append({"shape": shape, "size_mb": size_mb, "bson_bytes": bson_bytes, "runs": runs, "medians": table})
+                    section = markdown(shape, size_mb, bson_bytes, table, args.repeat)
                     print(section, flush=True)
                     report.append(section)
                     # Written after every size, so a failure later keeps what was measured.
