@@ -1,22 +1,21 @@
 #!/usr/bin/env python3
 """End-to-end benchmark: ingest-backup beside the official mongodump pipelines, on the
-same data, the same SecantusDB server and the same MinIO, in one run.
+same data, the same server and the same MinIO, in one run.
 
 Run by hand (not by CI), through its wrapper, which installs the peers and builds:
 
     benches/e2e.sh --size-mb 100 --repeat 3
     benches/e2e.sh --size-mb 100,500,2000 --shape sample,one-large,many-small --repeat 3
+    benches/e2e.sh --server secantus,ferretdb --size-mb 100 --repeat 3
 
-Shapes (--shape): sample (the tool's sample ingest data set), one-large (90% of the bytes
-in one collection, the other 10% in 9 small ones) and many-small (1000 equal
-collections); the last two hold ~1 KiB documents with integer _id.
+For every server, size and shape it loads the data once into a fresh server, then runs,
+--repeat times each:
 
-For every size and shape it loads the data once, then runs, --repeat times each:
-
-    read-floor        one bare driver scan of every collection, bytes discarded (pymongo, raw BSON)
+    read-floor        one bare driver scan of every collection, bytes discarded (pymongo, raw
+                      BSON); its byte total is the data set's BSON size
     oplog-floor       the two oplog queries any consistent dump makes (newest entry; the
                       window from it), by the same driver: what the server charges for
-                      point-in-time consistency, apart from the data
+                      point-in-time consistency, apart from the data (replica sets only)
     ingest-backup     ingest-backup backup to s3://bucket/ours
     original-scripts  mongodump --out, tar -czf, aws s3 cp (the original ingest backup scripts)
     archive-pipe      mongodump --archive --gzip | aws s3 cp - s3://... (best shell practice)
@@ -24,21 +23,32 @@ For every size and shape it loads the data once, then runs, --repeat times each:
     restore           ingest-backup restore latest into a fresh server
     mongorestore      mongorestore of original-scripts' dump directory into a fresh server
 
+Servers (--server): secantus, a SecantusDB replica-set member in memory, and ferretdb,
+FerretDB v1 on SQLite, standalone: no oplog, so oplog-floor is skipped and mongodump runs
+without --oplog there, and mongorestore runs with --noIndexRestore (FerretDB refuses the
+`ns` field mongorestore adds to index specs). A pipeline that fails against FerretDB is
+skipped for that server with a note instead of stopping the run.
+
+Shapes (--shape): sample (the tool's sample ingest data set), one-large (90% of the bytes
+in one collection, the other 10% in 9 small ones) and many-small (1000 equal
+collections); the last two hold ~1 KiB documents with integer _id.
+
 (--pipelines picks a subset, for the largest sizes) and records, per run, wall seconds,
 client CPU seconds (user + system of the command and its children) and CPU seconds per
-GiB of BSON in the data set (the byte total the read floor prints), peak RSS of the
-largest process, temp disk and archive size. The medians go to a Markdown table (stdout
-and --out-dir/results.md), every run to results.json, and, when matplotlib is
-importable, plots to --out-dir/*.png.
+GiB of BSON in the data set, peak RSS of the largest process, temp disk and archive size.
+The medians go to a Markdown table (stdout and --out-dir/results.md), every run to
+results.json, and, when matplotlib is importable, plots to --out-dir/*.png.
 
 Only the standard library is needed, plus pymongo (in the test-peer virtualenv) for the
 read floor and the data shapes.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -51,6 +61,17 @@ ACCESS_KEY = "benchadmin"
 SECRET_KEY = "bench-secret-key-1234"
 BUCKET = "bench"
 GIB = 1 << 30
+
+ORDER = ["read-floor", "oplog-floor", "ingest-backup", "original-scripts", "archive-pipe", "verify", "restore", "mongorestore"]
+SERVERS = ["secantus", "ferretdb"]
+SHAPES = ["sample", "one-large", "many-small"]
+METRICS = ("wall", "cpu", "cpu_per_gib", "rss_mib", "archive_bytes", "temp_disk")
+# results.json files written before the pipeline was renamed, for --replot.
+RENAMED = {"seed-pipeline": "original-scripts"}
+
+
+class CommandFailed(Exception):
+    """A measured command exited with an error."""
 
 
 def free_port():
@@ -71,8 +92,43 @@ def wait_for_port(port, process, what):
     sys.exit(f"e2e: {what} did not start on port {port}")
 
 
-class Secantus:
+def die_with_parent():
+    """Run in a server's child process before exec: the kernel kills it when this script
+    dies, even by SIGKILL, so no server (FerretDB burns CPU when idle) outlives a run."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Server:
+    """A server process on a free port, stopped by stop() or on leaving a with block."""
+
+    kind = ""
+    replica_set = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+class Secantus(Server):
     """A SecantusDB replica-set server in memory on a free port."""
+
+    kind = "secantus"
+    replica_set = True
 
     def __init__(self, python, work, size_mb):
         self.port = free_port()
@@ -83,20 +139,60 @@ class Secantus:
         self.process = subprocess.Popen(
             [python, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", ":memory:",
              "--cache-size", cache],
-            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
-        wait_for_port(self.port, self.process, "SecantusDB")
+            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        try:
+            wait_for_port(self.port, self.process, "SecantusDB")
+        except SystemExit:
+            self.stop()
+            raise
         time.sleep(1)
 
     @property
     def uri(self):
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
-    def stop(self):
-        self.process.terminate()
+
+class FerretDb(Server):
+    """FerretDB v1 on SQLite, standalone (no oplog), as tests/common/ferretdb.rs starts it:
+    a fresh SQLite directory per start, free ports, telemetry off. The directory is
+    removed when it stops."""
+
+    kind = "ferretdb"
+    replica_set = False
+
+    def __init__(self, binary, work):
+        self.dir = Path(tempfile.mkdtemp(prefix="ferretdb-", dir=work))
+        data = self.dir / "data"
+        data.mkdir()
+        self.port = free_port()
+        debug_port = free_port()
+        while debug_port == self.port:
+            debug_port = free_port()
+        self.log = open(self.dir / "ferretdb.log", "w")
+        self.process = subprocess.Popen(
+            [binary, "--handler=sqlite", f"--sqlite-url=file:{data}/", f"--listen-addr=127.0.0.1:{self.port}",
+             f"--debug-addr=127.0.0.1:{debug_port}", f"--state-dir={self.dir}", "--telemetry=disable", "--log-level=warn"],
+            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+            wait_for_port(self.port, self.process, "FerretDB")
+        except SystemExit:
+            self.stop()
+            raise
+
+    @property
+    def uri(self):
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true&serverSelectionTimeoutMS=5000"
+
+    def stop(self):
+        super().stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start_server(kind, args, work, size_mb):
+    """A fresh, empty server of the given kind."""
+    if kind == "ferretdb":
+        return FerretDb(args.ferretdb, work)
+    return Secantus(args.python, work, size_mb)
 
 
 class Minio:
@@ -111,11 +207,15 @@ class Minio:
         self.process = subprocess.Popen(
             [binary, "server", "--quiet", "--address", f"127.0.0.1:{self.port}",
              "--console-address", f"127.0.0.1:{free_port()}", str(self.data)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, self.process, "MinIO")
-        time.sleep(1)
-        subprocess.run(["aws", "--endpoint-url", self.endpoint, "s3", "mb", f"s3://{BUCKET}"],
-                       env=self.env(), check=True, stdout=subprocess.DEVNULL)
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        try:
+            wait_for_port(self.port, self.process, "MinIO")
+            time.sleep(1)
+            subprocess.run(["aws", "--endpoint-url", self.endpoint, "s3", "mb", f"s3://{BUCKET}"],
+                           env=self.env(), check=True, stdout=subprocess.DEVNULL)
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def endpoint(self):
@@ -127,11 +227,16 @@ class Minio:
 
     def stop(self):
         self.process.terminate()
-        self.process.wait(timeout=15)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def timed(command, env=None, cwd=None):
-    """Runs a shell command under GNU time; returns wall, cpu and peak RSS (MiB)."""
+    """Runs a shell command under GNU time; returns wall, cpu and peak RSS (MiB), and its
+    stdout and stderr. Raises CommandFailed when it fails."""
     stats = tempfile.NamedTemporaryFile(delete=False)
     stats.close()
     start = time.monotonic()
@@ -139,10 +244,12 @@ def timed(command, env=None, cwd=None):
                             env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wall = time.monotonic() - start
     if result.returncode != 0:
-        sys.exit(f"e2e: command failed ({result.returncode}): {command}\n{result.stderr.decode()[-2000:]}")
+        os.unlink(stats.name)
+        raise CommandFailed(f"command failed ({result.returncode}): {command}\n{result.stderr.decode(errors='replace')[-2000:]}")
     user, system, rss_kib = Path(stats.name).read_text().split()[-3:]
     os.unlink(stats.name)
-    return {"wall": wall, "cpu": float(user) + float(system), "rss_mib": int(rss_kib) / 1024, "stdout": result.stdout}
+    return {"wall": wall, "cpu": float(user) + float(system), "rss_mib": int(rss_kib) / 1024,
+            "stdout": result.stdout, "stderr": result.stderr}
 
 
 def du(path):
@@ -165,14 +272,15 @@ def layout(shape, size_mb):
     return [(f"c{c:04d}", per) for c in range(1000)]
 
 
-def load(shape, size_mb, uri, binary, python):
+def load(shape, size_mb, server, binary, python):
     """Loads a data set of about size_mb MiB in the given shape."""
     if shape == "sample":
-        subprocess.run([binary, "sample-data", "--uri", uri, "--size-mb", str(size_mb)], check=True)
+        compat = ["--compat", "ferretdb"] if server.kind == "ferretdb" else []
+        subprocess.run([binary, "sample-data", "--uri", server.uri, "--size-mb", str(size_mb), *compat], check=True)
         return
     script = f"""
 import pymongo
-client = pymongo.MongoClient({uri!r})
+client = pymongo.MongoClient({server.uri!r})
 db = client["bench"]
 payload = "x" * 900
 for name, count in {layout(shape, size_mb)!r}:
@@ -216,96 +324,144 @@ print(total)
 """
 
 
-def run_once(shape, size_mb, args, source, minio, work, run):
+class Run:
+    """One repetition: the measurements so far, and notes of what was skipped and why."""
+
+    def __init__(self, args, source, notes):
+        self.args = args
+        self.source = source
+        self.notes = notes
+        self.results = {}
+
+    def note(self, message):
+        message = f"{self.source.kind}: {message}"
+        if message not in self.notes:
+            self.notes.append(message)
+            print(f"e2e: {message}", file=sys.stderr)
+
+    def measure(self, pipeline, action, required=False):
+        """Runs action() (which returns measurements) unless the pipeline failed on this
+        server earlier. A failure against FerretDB skips the pipeline for that server with
+        a note; anywhere else it ends the benchmark."""
+        failed = self.args.failed.setdefault(self.source.kind, set())
+        if pipeline in failed:
+            return None
+        try:
+            measured = action()
+        except CommandFailed as error:
+            if required or self.source.kind != "ferretdb":
+                sys.exit(f"e2e: {pipeline} on {self.source.kind}: {error}")
+            failed.add(pipeline)
+            self.note(f"{pipeline} failed and is skipped for this server: {str(error).splitlines()[-1][:300]}")
+            return None
+        self.results[pipeline] = measured
+        return measured
+
+
+def run_once(shape, size_mb, args, source, minio, work, run, notes):
     """One repetition of the chosen pipelines; returns {pipeline: measurements}."""
-    results = {}
+    this = Run(args, source, notes)
     wanted = set(args.pipelines)
     env = minio.env()
-    scratch = Path(work) / f"run-{shape}-{size_mb}-{run}"
+    scratch = Path(work) / f"run-{run}"
     scratch.mkdir()
     read_floor = Path(work) / "read_floor.py"
     read_floor.write_text(READ_FLOOR)
-    results["read-floor"] = timed(f"{args.python} {read_floor} '{source.uri}'")
-    results["read-floor"]["bson_bytes"] = int(results["read-floor"]["stdout"].split()[-1])
+    floor = this.measure("read-floor", lambda: timed(f"{args.python} {read_floor} '{source.uri}'"), required=True)
+    floor["bson_bytes"] = int(floor["stdout"].split()[-1])
     if "oplog-floor" in wanted:
-        oplog_floor = Path(work) / "oplog_floor.py"
-        oplog_floor.write_text(OPLOG_FLOOR)
-        results["oplog-floor"] = timed(f"{args.python} {oplog_floor} '{source.uri}'")
+        if not source.replica_set:
+            this.note("oplog-floor skipped: the server is standalone, with no oplog")
+        else:
+            oplog_floor = Path(work) / "oplog_floor.py"
+            oplog_floor.write_text(OPLOG_FLOOR)
+            this.measure("oplog-floor", lambda: timed(f"{args.python} {oplog_floor} '{source.uri}'"))
 
     spool = scratch / "spool"
-    ours = timed(f"{args.binary} backup --uri '{source.uri}' --store s3://{BUCKET}/ours-{run} --spool-dir {spool} --json", env=env)
-    report = json.loads(ours["stdout"])
-    ours["archive_bytes"] = report["archive_bytes"]
-    ours["temp_disk"] = report["peak_spool_disk_bytes"]
-    results["ingest-backup"] = ours
+
+    def backup(store):
+        measured = timed(f"{args.binary} backup --uri '{source.uri}' --store s3://{BUCKET}/{store} --spool-dir {spool} --json", env=env)
+        report = json.loads(measured["stdout"])
+        measured["archive_bytes"] = report["archive_bytes"]
+        measured["temp_disk"] = report["peak_spool_disk_bytes"]
+        return measured
+
+    this.measure("ingest-backup", lambda: backup(f"ours-{run}"), required=True)
 
     name = "2018-04-04T11_37"
     dump = scratch / "data/db/dump" / name
-    results.update(run_mongodump_pipelines(args, source, minio, scratch, run, name, dump, wanted))
+    run_mongodump_pipelines(this, minio, scratch, run, name, dump, wanted)
     if "verify" in wanted:
-        results["verify"] = timed(f"{args.binary} verify latest --uri '{source.uri}' --store s3://{BUCKET}/ours-{run}", env=env)
+        this.measure("verify", lambda: timed(f"{args.binary} verify latest --uri '{source.uri}' --store s3://{BUCKET}/ours-{run}",
+                                             env=env))
     if "restore" in wanted:
-        target = Secantus(args.python, work, size_mb)
-        try:
-            results["restore"] = timed(f"{args.binary} restore latest --uri '{target.uri}' --store s3://{BUCKET}/ours-{run}", env=env)
-        finally:
-            target.stop()
-    if "mongorestore" in wanted:
-        target = Secantus(args.python, work, size_mb)
-        try:
-            results["mongorestore"] = timed(f"{args.tools}/mongorestore --uri='{target.uri}' {dump} 2>/dev/null")
-        finally:
-            target.stop()
+        def restore():
+            with start_server(source.kind, args, work, size_mb) as target:
+                return timed(f"{args.binary} restore latest --uri '{target.uri}' --store s3://{BUCKET}/ours-{run}", env=env)
+        this.measure("restore", restore)
+    if "mongorestore" in wanted and "original-scripts" in this.results:
+        # FerretDB refuses the `ns` field mongorestore adds to every index spec (see
+        # tests/ferretdb.rs): documents only there.
+        no_indexes = ""
+        if source.kind == "ferretdb":
+            no_indexes = " --noIndexRestore"
+            this.note("mongorestore runs with --noIndexRestore (FerretDB refuses the index specs it sends)")
+
+        def mongorestore():
+            with start_server(source.kind, args, work, size_mb) as target:
+                return timed(f"{args.tools}/mongorestore --uri='{target.uri}'{no_indexes} {dump}")
+        this.measure("mongorestore", mongorestore)
     shutil.rmtree(scratch)
-    gib = results["read-floor"]["bson_bytes"] / GIB
-    for measured in results.values():
+    gib = floor["bson_bytes"] / GIB
+    for measured in this.results.values():
         measured.pop("stdout", None)
+        measured.pop("stderr", None)
         measured["cpu_per_gib"] = measured["cpu"] / gib if gib else 0.0
-    return results
+    return this.results
 
 
-def run_mongodump_pipelines(args, source, minio, scratch, run, name, dump, wanted):
+def run_mongodump_pipelines(this, minio, scratch, run, name, dump, wanted):
     """The original ingest backup scripts' pipeline (whose dump directory mongorestore
-    reuses) and the archive pipe, each when wanted."""
-    results = {}
+    reuses) and the archive pipe, each when wanted. Against a standalone server mongodump
+    runs without --oplog, which needs a replica set."""
+    args, source = this.args, this.source
     env = minio.env()
+    oplog = " --oplog" if source.replica_set else ""
     if "original-scripts" in wanted:
-        original = timed(
-            f"{args.tools}/mongodump --uri='{source.uri}' --oplog --out={dump} 2>/dev/null"
-            f" && tar -czf {name}.tar.gz data/db/dump/{name}"
-            f" && aws --endpoint-url {minio.endpoint} s3 cp --quiet {name}.tar.gz s3://{BUCKET}/original-{run}/{name}.tar.gz",
-            env=env, cwd=scratch)
-        original["archive_bytes"] = du(scratch / f"{name}.tar.gz")
-        original["temp_disk"] = du(scratch / "data") + original["archive_bytes"]
-        results["original-scripts"] = original
+        def original():
+            measured = timed(
+                f"{args.tools}/mongodump --uri='{source.uri}'{oplog} --out={dump}"
+                f" && tar -czf {name}.tar.gz data/db/dump/{name}"
+                f" && aws --endpoint-url {minio.endpoint} s3 cp --quiet {name}.tar.gz s3://{BUCKET}/original-{run}/{name}.tar.gz",
+                env=env, cwd=scratch)
+            measured["archive_bytes"] = du(scratch / f"{name}.tar.gz")
+            measured["temp_disk"] = du(scratch / "data") + measured["archive_bytes"]
+            return measured
+        this.measure("original-scripts", original)
     if "archive-pipe" in wanted:
-        pipe = timed(
-            f"{args.tools}/mongodump --uri='{source.uri}' --oplog --archive --gzip 2>/dev/null"
-            f" | aws --endpoint-url {minio.endpoint} s3 cp --quiet - s3://{BUCKET}/pipe-{run}/{name}.archive.gz",
-            env=env)
-        listing = subprocess.run(["aws", "--endpoint-url", minio.endpoint, "s3", "ls", f"s3://{BUCKET}/pipe-{run}/"],
-                                 env=env, stdout=subprocess.PIPE, check=True).stdout.decode().split()
-        pipe["archive_bytes"] = int(listing[2]) if len(listing) > 2 else 0
-        pipe["temp_disk"] = 0
-        results["archive-pipe"] = pipe
-    return results
-
-
-ORDER = ["read-floor", "oplog-floor", "ingest-backup", "original-scripts", "archive-pipe", "verify", "restore", "mongorestore"]
-METRICS = ("wall", "cpu", "cpu_per_gib", "rss_mib", "archive_bytes", "temp_disk")
-# results.json files written before the pipeline was renamed, for --replot.
-RENAMED = {"seed-pipeline": "original-scripts"}
+        def pipe():
+            measured = timed(
+                f"{args.tools}/mongodump --uri='{source.uri}'{oplog} --archive --gzip"
+                f" | aws --endpoint-url {minio.endpoint} s3 cp --quiet - s3://{BUCKET}/pipe-{run}/{name}.archive.gz",
+                env=env)
+            listing = subprocess.run(["aws", "--endpoint-url", minio.endpoint, "s3", "ls", f"s3://{BUCKET}/pipe-{run}/"],
+                                     env=env, stdout=subprocess.PIPE, check=True).stdout.decode().split()
+            measured["archive_bytes"] = int(listing[2]) if len(listing) > 2 else 0
+            measured["temp_disk"] = 0
+            return measured
+        this.measure("archive-pipe", pipe)
 
 
 def medians(runs):
+    """Per pipeline measured in every run, the median of each metric."""
     table = {}
-    for pipeline in (p for p in ORDER if p in runs[0]):
+    for pipeline in (p for p in ORDER if all(p in r for r in runs)):
         rows = [r[pipeline] for r in runs]
         table[pipeline] = {key: statistics.median(row.get(key, 0) for row in rows) for key in METRICS}
     return table
 
 
-def markdown(shape, size_mb, bson_bytes, table, repeat):
+def markdown(server, shape, size_mb, bson_bytes, table, repeat, notes):
     floor = table["read-floor"]["wall"]
     consistent = floor + table["oplog-floor"]["wall"] if "oplog-floor" in table else None
     original = table["original-scripts"]["wall"] if "original-scripts" in table else None
@@ -313,15 +469,18 @@ def markdown(shape, size_mb, bson_bytes, table, repeat):
     def ratio(value, base):
         return f"{value / base:.2f}" if base else "-"
 
-    lines = [f"### {shape}, {size_mb} MiB ({bson_bytes / 1e6:.1f} MB of BSON; median of {repeat})", "",
-             "| Pipeline | Wall s | x read floor | x read + oplog floor | x original scripts | CPU s | CPU s/GiB | Peak RSS MiB | Temp disk MB"
-             " | Archive MB |",
+    lines = [f"### {server}: {shape}, {size_mb} MiB ({bson_bytes / 1e6:.1f} MB of BSON; median of {repeat})", "",
+             "| Pipeline | Wall s | x read floor | x read + oplog floor | x original scripts | CPU s | CPU s/GiB"
+             " | Peak RSS MiB | Temp disk MB | Archive MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for pipeline in (p for p in ORDER if p in table):
         row = table[pipeline]
-        lines.append(f"| {pipeline} | {row['wall']:.1f} | {ratio(row['wall'], floor)} | {ratio(row['wall'], consistent)} | "
-                     f"{ratio(row['wall'], original)} | {row['cpu']:.1f} | {row['cpu_per_gib']:.1f} | "
+        lines.append(f"| {pipeline} | {row['wall']:.1f} | {ratio(row['wall'], floor)} | "
+                     f"{ratio(row['wall'], consistent)} | {ratio(row['wall'], original)} | {row['cpu']:.1f} | {row['cpu_per_gib']:.1f} | "
                      f"{row['rss_mib']:.0f} | {row['temp_disk'] / 1e6:.1f} | {row['archive_bytes'] / 1e6:.1f} |")
+    if notes:
+        lines.append("")
+        lines.extend(f"- {note}" for note in notes)
     return "\n".join(lines) + "\n"
 
 
@@ -334,12 +493,13 @@ def plot(all_results, out_dir):
         print("e2e: matplotlib not importable; skipping plots", file=sys.stderr)
         return
     for result in all_results:
+        result.setdefault("server", "secantus")
         for old, new in RENAMED.items():
             if old in result["medians"]:
                 result["medians"][new] = result["medians"].pop(old)
     for metric, label in (("wall", "wall time (s)"), ("rss_mib", "peak RSS (MiB)"), ("cpu_per_gib", "client CPU s per GiB of BSON")):
-        for shape in sorted({r["shape"] for r in all_results}):
-            rows = sorted((r for r in all_results if r["shape"] == shape), key=lambda r: r["size_mb"])
+        for server, shape in sorted({(r["server"], r["shape"]) for r in all_results}):
+            rows = sorted((r for r in all_results if r["server"] == server and r["shape"] == shape), key=lambda r: r["size_mb"])
             if len(rows) < 2:
                 continue
             pipelines = [p for p in ORDER if all(metric in r["medians"].get(p, {}) for r in rows)]
@@ -350,16 +510,17 @@ def plot(all_results, out_dir):
                 axes.plot([r["size_mb"] for r in rows], [r["medians"][pipeline][metric] for r in rows], marker="o", label=pipeline)
             axes.set_xlabel("data set (MiB)")
             axes.set_ylabel(label)
-            axes.set_title(f"{label}, {shape}")
+            axes.set_title(f"{label}, {server}, {shape}")
             axes.legend()
-            figure.savefig(Path(out_dir) / f"{shape}-{metric}.png", dpi=100)
+            figure.savefig(Path(out_dir) / f"{server}-{shape}-{metric}.png", dpi=100)
             plt.close(figure)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", default="secantus", help="comma-separated: " + ", ".join(SERVERS))
     parser.add_argument("--size-mb", default="100", help="comma-separated data set sizes in MiB")
-    parser.add_argument("--shape", default="sample", help="comma-separated: sample, one-large, many-small")
+    parser.add_argument("--shape", default="sample", help="comma-separated: " + ", ".join(SHAPES))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pipelines", default=",".join(ORDER),
                         help="comma-separated subset of: " + ", ".join(ORDER) + " (read-floor and ingest-backup always run; "
@@ -368,6 +529,7 @@ def main():
     parser.add_argument("--python", default=os.environ.get("INGEST_TEST_PYTHON"))
     parser.add_argument("--tools", default=os.environ.get("INGEST_TEST_MONGO_TOOLS"))
     parser.add_argument("--minio", default=os.environ.get("INGEST_TEST_MINIO"))
+    parser.add_argument("--ferretdb", default=os.environ.get("INGEST_TEST_FERRETDB"), help="the FerretDB binary (--server ferretdb)")
     parser.add_argument("--out-dir", default="target/e2e")
     parser.add_argument("--replot", nargs="+", metavar="RESULTS_JSON",
                         help="plot earlier runs' results.json files together into --out-dir, running nothing")
@@ -377,16 +539,26 @@ def main():
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
         plot(merged, args.out_dir)
         return
+    # SIGTERM unwinds like Ctrl-C, so every server is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.pipelines = args.pipelines.split(",")
     unknown = set(args.pipelines) - set(ORDER)
     if unknown:
         sys.exit(f"e2e: unknown pipelines {sorted(unknown)}; choose from {ORDER}")
     if "mongorestore" in args.pipelines and "original-scripts" not in args.pipelines:
         sys.exit("e2e: mongorestore restores original-scripts' dump; add original-scripts to --pipelines")
-    for flag in ("python", "tools", "minio"):
+    servers = args.server.split(",")
+    if set(servers) - set(SERVERS):
+        sys.exit(f"e2e: unknown servers {sorted(set(servers) - set(SERVERS))}; choose from {SERVERS}")
+    shapes = args.shape.split(",")
+    if set(shapes) - set(SHAPES):
+        sys.exit(f"e2e: unknown shapes {sorted(set(shapes) - set(SHAPES))}; choose from {SHAPES}")
+    needed = ["python", "tools", "minio"] + (["ferretdb"] if "ferretdb" in servers else [])
+    for flag in needed:
         if not getattr(args, flag):
             sys.exit(f"e2e: --{flag} is not set (run through benches/e2e.sh, which installs the peers)")
     args.binary = str(Path(args.binary).resolve())
+    args.failed = {}
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     all_results = []
@@ -394,27 +566,28 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ingest-e2e-") as work:
         minio = Minio(args.minio, work)
         try:
-            for shape in args.shape.split(","):
-                for size_mb in (int(s) for s in args.size_mb.split(",")):
-                    source = Secantus(args.python, work, size_mb)
-                    try:
-                        print(f"e2e: loading {shape} {size_mb} MiB", file=sys.stderr)
-                        load(shape, size_mb, source.uri, args.binary, args.python)
-                        runs = []
-                        for run in range(args.repeat):
-                            print(f"e2e: {shape} {size_mb} MiB run {run + 1}/{args.repeat}", file=sys.stderr)
-                            runs.append(run_once(shape, size_mb, args, source, minio, work, f"{shape}-{size_mb}-{run}"))
-                    finally:
-                        source.stop()
-                    table = medians(runs)
-                    bson_bytes = statistics.median(r["read-floor"]["bson_bytes"] for r in runs)
-                    all_results.append({"shape": shape, "size_mb": size_mb, "bson_bytes": bson_bytes, "runs": runs, "medians": table})
-                    section = markdown(shape, size_mb, bson_bytes, table, args.repeat)
-                    print(section, flush=True)
-                    report.append(section)
-                    # Written after every size, so a failure later keeps what was measured.
-                    (out_dir / "results.json").write_text(json.dumps(all_results, indent=2))
-                    (out_dir / "results.md").write_text("\n".join(report))
+            for server in servers:
+                for shape in shapes:
+                    for size_mb in (int(s) for s in args.size_mb.split(",")):
+                        notes = []
+                        with start_server(server, args, work, size_mb) as source:
+                            print(f"e2e: {server}: loading {shape} {size_mb} MiB", file=sys.stderr)
+                            load(shape, size_mb, source, args.binary, args.python)
+                            runs = []
+                            for run in range(args.repeat):
+                                print(f"e2e: {server}: {shape} {size_mb} MiB run {run + 1}/{args.repeat}", file=sys.stderr)
+                                runs.append(run_once(shape, size_mb, args, source, minio, work,
+                                                     f"{server}-{shape}-{size_mb}-{run}", notes))
+                        table = medians(runs)
+                        bson_bytes = statistics.median(r["read-floor"]["bson_bytes"] for r in runs)
+                        all_results.append({"server": server, "shape": shape, "size_mb": size_mb, "bson_bytes": bson_bytes,
+                                            "runs": runs, "medians": table, "notes": notes})
+                        section = markdown(server, shape, size_mb, bson_bytes, table, args.repeat, notes)
+                        print(section, flush=True)
+                        report.append(section)
+                        # Written after every size, so a failure later keeps what was measured.
+                        (out_dir / "results.json").write_text(json.dumps(all_results, indent=2))
+                        (out_dir / "results.md").write_text("\n".join(report))
         finally:
             minio.stop()
     (out_dir / "results.json").write_text(json.dumps(all_results, indent=2))
