@@ -11,17 +11,25 @@ Run by hand (not by CI), through its wrapper, which installs the peers and build
 For every server, size and shape it loads the data once into a fresh server, then runs,
 --repeat times each:
 
-    read-floor        one bare driver scan of every collection, bytes discarded (pymongo, raw
-                      BSON); its byte total is the data set's BSON size
-    oplog-floor       the two oplog queries any consistent dump makes (newest entry; the
-                      window from it), by the same driver: what the server charges for
-                      point-in-time consistency, apart from the data (replica sets only)
-    ingest-backup     ingest-backup backup to s3://bucket/ours
-    original-scripts  mongodump --out, tar -czf, aws s3 cp (the original ingest backup scripts)
-    archive-pipe      mongodump --archive --gzip | aws s3 cp - s3://... (best shell practice)
-    verify            ingest-backup verify latest (archive + live comparison)
-    restore           ingest-backup restore latest into a fresh server
-    mongorestore      mongorestore of original-scripts' dump directory into a fresh server
+    read-floor           one bare driver scan of every collection, bytes discarded (pymongo,
+                         raw BSON); its byte total is the data set's BSON size
+    range-scan-floor     a bare parallel range scan by the same driver: every collection over
+                         --split-min-mb cut into --cursors _id ranges (boundaries from $sample),
+                         each range read with find(min, max, hint _id) on its own thread,
+                         --cursors threads in all, smaller collections read whole; the floor
+                         the split backup is compared with
+    oplog-floor          the two oplog queries any consistent dump makes (newest entry; the
+                         window from it), by the same driver: what the server charges for
+                         point-in-time consistency, apart from the data (replica sets only)
+    ingest-backup        ingest-backup backup to s3://bucket/ours
+    ingest-backup-split  the same with --split-min-mb (collections over it read as _id ranges
+                         on parallel cursors); skipped when the binary lacks the flag
+    original-scripts     mongodump --out, tar -czf, aws s3 cp (the original ingest backup
+                         scripts' pipeline)
+    archive-pipe         mongodump --archive --gzip | aws s3 cp - s3://... (best shell practice)
+    verify               ingest-backup verify latest (archive + live comparison)
+    restore              ingest-backup restore latest into a fresh server
+    mongorestore         mongorestore of original-scripts' dump directory into a fresh server
 
 Servers (--server): secantus, a SecantusDB replica-set member in memory, and ferretdb,
 FerretDB v1 on SQLite, standalone: no oplog, so oplog-floor is skipped and mongodump runs
@@ -40,7 +48,7 @@ The medians go to a Markdown table (stdout and --out-dir/results.md), every run 
 results.json, and, when matplotlib is importable, plots to --out-dir/*.png.
 
 Only the standard library is needed, plus pymongo (in the test-peer virtualenv) for the
-read floor and the data shapes.
+floors and the data shapes.
 """
 
 import argparse
@@ -62,7 +70,8 @@ SECRET_KEY = "bench-secret-key-1234"
 BUCKET = "bench"
 GIB = 1 << 30
 
-ORDER = ["read-floor", "oplog-floor", "ingest-backup", "original-scripts", "archive-pipe", "verify", "restore", "mongorestore"]
+ORDER = ["read-floor", "range-scan-floor", "oplog-floor", "ingest-backup", "ingest-backup-split", "original-scripts",
+         "archive-pipe", "verify", "restore", "mongorestore"]
 SERVERS = ["secantus", "ferretdb"]
 SHAPES = ["sample", "one-large", "many-small"]
 METRICS = ("wall", "cpu", "cpu_per_gib", "rss_mib", "archive_bytes", "temp_disk")
@@ -314,6 +323,112 @@ print(total)
 """
 
 
+RANGE_SCAN_FLOOR = """
+import sys, time, pymongo
+from concurrent.futures import ThreadPoolExecutor
+from bson.raw_bson import RawBSONDocument
+from pymongo.errors import PyMongoError
+
+uri, cursors, split_min = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+raw = pymongo.MongoClient(uri, document_class=RawBSONDocument, maxPoolSize=cursors + 2)
+meta = pymongo.MongoClient(uri)
+HINT = [("_id", 1)]
+
+
+def note(message):
+    print(f"range-scan-floor: {message}", file=sys.stderr, flush=True)
+
+
+def why(error):
+    return (getattr(error, "details", None) or {}).get("errmsg") or str(error)
+
+
+fallbacks = {}  # reason -> collections read by one plain scan for it
+
+
+def fall_back(db, name, reason):
+    fallbacks.setdefault(reason, []).append(f"{db}.{name}")
+
+
+def size_of(db, name):
+    try:
+        return meta[db].command("collStats", name)["size"]
+    except (PyMongoError, KeyError) as error:
+        note(f"{db}.{name}: collStats failed ({why(error)}); treated as over the split size")
+        return split_min + 1
+
+
+def boundaries(db, name):
+    # cursors - 1 evenly spaced _id values of a sorted $sample, or a reason they cannot be used.
+    coll = meta[db][name]
+    try:
+        ids = [d["_id"] for d in coll.aggregate([{"$sample": {"size": 100 * cursors}}, {"$project": {"_id": 1}}, {"$sort": {"_id": 1}}])]
+    except PyMongoError as error:
+        return None, f"$sample refused ({why(error)})"
+    unique = [i for n, i in enumerate(ids) if n == 0 or ids[n - 1] != i]
+    picks = []
+    for k in range(1, cursors):
+        if unique:
+            candidate = unique[k * len(unique) // cursors]
+            if not picks or picks[-1] != candidate:
+                picks.append(candidate)
+    if not picks:
+        return None, "$sample returned no _id values"
+    # The server must honour min and max: from the first boundary the first document is
+    # that boundary, and the empty range [b, b) holds nothing.
+    try:
+        first = list(coll.find({}, {"_id": 1}, min={"_id": picks[0]}, hint=HINT).limit(1))
+        empty = list(coll.find({}, {"_id": 1}, min={"_id": picks[0]}, max={"_id": picks[0]}, hint=HINT).limit(1))
+    except PyMongoError as error:
+        return None, f"find with min/max refused ({why(error)})"
+    if not first or first[0]["_id"] != picks[0] or empty:
+        return None, "find ignored min/max (a probe read documents outside its range)"
+    return picks, None
+
+
+def scan(db, name, lo=None, hi=None):
+    bounds = {}
+    if lo is not None:
+        bounds["min"] = {"_id": lo}
+    if hi is not None:
+        bounds["max"] = {"_id": hi}
+    if bounds:
+        bounds["hint"] = HINT
+    return sum(len(doc.raw) for doc in raw[db][name].find({}, **bounds))
+
+
+started = time.monotonic()
+tasks = []
+split = 0
+for db in meta.list_database_names():
+    if db in ("local", "config", "admin"):
+        continue
+    for info in meta[db].list_collections():
+        if info.get("type", "collection") != "collection":
+            continue
+        name = info["name"]
+        picks = None
+        if cursors > 1 and size_of(db, name) > split_min:
+            picks, reason = boundaries(db, name)
+            if picks is None:
+                fall_back(db, name, reason)
+        if picks:
+            split += 1
+            edges = [None] + picks + [None]
+            tasks.extend((db, name, lo, hi) for lo, hi in zip(edges, edges[1:]))
+        else:
+            tasks.append((db, name, None, None))
+planned = time.monotonic()
+with ThreadPoolExecutor(max_workers=cursors) as pool:
+    total = sum(pool.map(lambda task: scan(*task), tasks))
+for reason, names in fallbacks.items():
+    note(f"{reason}: {len(names)} collection(s) read by one plain scan each ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
+note(f"{split} collection(s) split, {len(tasks)} cursor(s) on {cursors} thread(s)")
+# Bytes read, then seconds spent choosing the ranges (collStats, $sample, probes) and reading them.
+print(total, f"{planned - started:.3f}", f"{time.monotonic() - planned:.3f}")
+"""
+
+
 OPLOG_FLOOR = """
 import sys, pymongo
 from bson.raw_bson import RawBSONDocument
@@ -369,6 +484,22 @@ def run_once(shape, size_mb, args, source, minio, work, run, notes):
     read_floor.write_text(READ_FLOOR)
     floor = this.measure("read-floor", lambda: timed(f"{args.python} {read_floor} '{source.uri}'"), required=True)
     floor["bson_bytes"] = int(floor["stdout"].split()[-1])
+    if "range-scan-floor" in wanted:
+        script = Path(work) / "range_scan_floor.py"
+        script.write_text(RANGE_SCAN_FLOOR)
+        split_min = args.split_min_mb << 20
+        ranged = this.measure("range-scan-floor",
+                              lambda: timed(f"{args.python} {script} '{source.uri}' {args.cursors} {split_min}"))
+        if ranged:
+            for line in ranged["stderr"].decode(errors="replace").splitlines():
+                if line.startswith("range-scan-floor:"):
+                    this.note(line)
+            scanned, plan, reads = ranged["stdout"].decode().split()[-3:]
+            scanned = int(scanned)
+            ranged["plan_seconds"], ranged["read_seconds"] = float(plan), float(reads)
+            print(f"e2e: range-scan-floor: {plan} s choosing ranges, {reads} s reading", file=sys.stderr)
+            if scanned != floor["bson_bytes"]:
+                this.note(f"range-scan-floor read {scanned} bytes, the read floor {floor['bson_bytes']}")
     if "oplog-floor" in wanted:
         if not source.replica_set:
             this.note("oplog-floor skipped: the server is standalone, with no oplog")
@@ -379,14 +510,17 @@ def run_once(shape, size_mb, args, source, minio, work, run, notes):
 
     spool = scratch / "spool"
 
-    def backup(store):
-        measured = timed(f"{args.binary} backup --uri '{source.uri}' --store s3://{BUCKET}/{store} --spool-dir {spool} --json", env=env)
+    def backup(store, extra=""):
+        measured = timed(f"{args.binary} backup --uri '{source.uri}' --store s3://{BUCKET}/{store} --spool-dir {spool}{extra} --json",
+                         env=env)
         report = json.loads(measured["stdout"])
         measured["archive_bytes"] = report["archive_bytes"]
         measured["temp_disk"] = report["peak_spool_disk_bytes"]
         return measured
 
     this.measure("ingest-backup", lambda: backup(f"ours-{run}"), required=True)
+    if "ingest-backup-split" in wanted:
+        this.measure("ingest-backup-split", lambda: backup(f"split-{run}", f" --split-min-mb {args.split_min_mb}"))
 
     name = "2018-04-04T11_37"
     dump = scratch / "data/db/dump" / name
@@ -464,18 +598,19 @@ def medians(runs):
 def markdown(server, shape, size_mb, bson_bytes, table, repeat, notes):
     floor = table["read-floor"]["wall"]
     consistent = floor + table["oplog-floor"]["wall"] if "oplog-floor" in table else None
+    ranged = table["range-scan-floor"]["wall"] if "range-scan-floor" in table else None
     original = table["original-scripts"]["wall"] if "original-scripts" in table else None
 
     def ratio(value, base):
         return f"{value / base:.2f}" if base else "-"
 
     lines = [f"### {server}: {shape}, {size_mb} MiB ({bson_bytes / 1e6:.1f} MB of BSON; median of {repeat})", "",
-             "| Pipeline | Wall s | x read floor | x read + oplog floor | x original scripts | CPU s | CPU s/GiB"
+             "| Pipeline | Wall s | x read floor | x range-scan floor | x read + oplog floor | x original scripts | CPU s | CPU s/GiB"
              " | Peak RSS MiB | Temp disk MB | Archive MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for pipeline in (p for p in ORDER if p in table):
         row = table[pipeline]
-        lines.append(f"| {pipeline} | {row['wall']:.1f} | {ratio(row['wall'], floor)} | "
+        lines.append(f"| {pipeline} | {row['wall']:.1f} | {ratio(row['wall'], floor)} | {ratio(row['wall'], ranged)} | "
                      f"{ratio(row['wall'], consistent)} | {ratio(row['wall'], original)} | {row['cpu']:.1f} | {row['cpu_per_gib']:.1f} | "
                      f"{row['rss_mib']:.0f} | {row['temp_disk'] / 1e6:.1f} | {row['archive_bytes'] / 1e6:.1f} |")
     if notes:
@@ -516,6 +651,12 @@ def plot(all_results, out_dir):
             plt.close(figure)
 
 
+def split_supported(binary):
+    """Whether this ingest-backup has `backup --split-min-mb`."""
+    result = subprocess.run([binary, "backup", "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return b"--split-min-mb" in result.stdout
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", default="secantus", help="comma-separated: " + ", ".join(SERVERS))
@@ -525,6 +666,10 @@ def main():
     parser.add_argument("--pipelines", default=",".join(ORDER),
                         help="comma-separated subset of: " + ", ".join(ORDER) + " (read-floor and ingest-backup always run; "
                              "mongorestore needs original-scripts' dump)")
+    parser.add_argument("--cursors", type=int, default=4,
+                        help="range-scan-floor: threads and ranges per split collection (default 4, the tool's --parallel)")
+    parser.add_argument("--split-min-mb", type=int, default=1,
+                        help="collections over this many MiB are split, by ingest-backup-split and range-scan-floor alike")
     parser.add_argument("--binary", default="target/release/ingest-backup")
     parser.add_argument("--python", default=os.environ.get("INGEST_TEST_PYTHON"))
     parser.add_argument("--tools", default=os.environ.get("INGEST_TEST_MONGO_TOOLS"))
@@ -553,11 +698,16 @@ def main():
     shapes = args.shape.split(",")
     if set(shapes) - set(SHAPES):
         sys.exit(f"e2e: unknown shapes {sorted(set(shapes) - set(SHAPES))}; choose from {SHAPES}")
+    if args.cursors < 1:
+        sys.exit("e2e: --cursors must be at least 1")
     needed = ["python", "tools", "minio"] + (["ferretdb"] if "ferretdb" in servers else [])
     for flag in needed:
         if not getattr(args, flag):
             sys.exit(f"e2e: --{flag} is not set (run through benches/e2e.sh, which installs the peers)")
     args.binary = str(Path(args.binary).resolve())
+    if "ingest-backup-split" in args.pipelines and not split_supported(args.binary):
+        print(f"e2e: {args.binary} has no backup --split-min-mb; skipping ingest-backup-split", file=sys.stderr)
+        args.pipelines.remove("ingest-backup-split")
     args.failed = {}
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
