@@ -408,7 +408,7 @@ for db in meta.list_database_names():
             continue
         name = info["name"]
         picks = None
-        if cursors > 1 and size_of(db, name) > split_min:
+        if cursors > 1 and size_of(db, name) >= split_min:
             picks, reason = boundaries(db, name)
             if picks is None:
                 fall_back(db, name, reason)
