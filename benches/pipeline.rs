@@ -1,9 +1,28 @@
 //! The backup pipeline without a server: sample documents (raw BSON) -> spool with
 //! per-namespace digests, compressed into gzip or zstd blocks as it fills ->
 //! mongodump-layout tar -> archive SHA-256 -> a sink, on as many reader threads as a
-//! backup's default `--parallel` and one archive thread, beside the limits measured on
-//! the same bytes (a memory copy, SHA-256 alone, the compressor alone). Run with
-//! `cargo bench --bench pipeline`.
+//! backup's default `--parallel` and one archive thread, beside each stage's cost
+//! measured alone on the same bytes:
+//!
+//! | id | what |
+//! |---|---|
+//! | `limit/memcpy` | a memory copy of every file |
+//! | `limit/sha256` | SHA-256 of the file bytes alone (the `.bson` file hash) |
+//! | `stage/content-hash` | the content hash alone: one SHA-256 per document, summed ([`ContentHash`]) |
+//! | `stage/digests` | [`NamespaceDigest`]: both of the above in one pass, as the spool computes them |
+//! | `stage/spool` | an uncompressed spool (digests + copy into memory or a temp file) |
+//! | `limit/compressor/<codec>` | the compressor alone, same blocks and workers as the pipeline |
+//! | `whole/<codec>` | the whole pipeline |
+//! | `whole-encrypted/<codec>` | the whole pipeline with age encryption (default levels only) |
+//! | `stage/age-over-gzip` | age encryption alone over the gzip archive |
+//!
+//! `<codec>` is `gzip/<threads>-threads` (level 6), `zstd/<threads>-threads` (level 3,
+//! the default) and the zstd level sweep `zstd/<threads>-threads/level-<1|2>`, so a
+//! filter such as `whole/zstd/2-threads` selects the sweep at one thread count.
+//! Throughput is counted in BSON bytes everywhere, so the stages add up.
+//!
+//! Run with `cargo bench --bench pipeline` (add `-- --quick`, or a filter such as
+//! `-- limit/compressor/zstd`, for a short run).
 #![allow(missing_docs)]
 
 use std::io::{self, Write};
@@ -15,7 +34,7 @@ use ingest_backup::archive::block_encoder::BlockEncoder;
 use ingest_backup::archive::{ArchiveWriter, Compression};
 use ingest_backup::crypto::stream::SealWriter;
 use ingest_backup::crypto::Recipients;
-use ingest_backup::digest::NamespaceDigest;
+use ingest_backup::digest::{ContentHash, NamespaceDigest};
 use ingest_backup::dump::spool::{BsonSpool, SpoolGauge, SpooledBson, Spooler};
 use ingest_backup::sample::{SampleGenerator, SampleSpec, COLLECTIONS};
 use sha2::{Digest, Sha256};
@@ -127,6 +146,21 @@ fn bench(c: &mut Criterion) {
 
     group.bench_function("limit/memcpy", |b| b.iter(|| files.iter().map(|(_, bytes)| criterion::black_box(bytes.to_vec()).len()).sum::<usize>()));
     group.bench_function("limit/sha256", |b| b.iter(|| files.iter().map(|(_, bytes)| Sha256::digest(bytes)[0]).fold(0u8, |a, x| a ^ x)));
+    group.bench_function("stage/content-hash", |b| {
+        b.iter(|| {
+            files
+                .iter()
+                .map(|(_, bytes)| {
+                    let mut hash = ContentHash::default();
+                    documents(bytes).for_each(|d| hash.add_document(d));
+                    hash
+                })
+                .fold(ContentHash::default(), |mut all, hash| {
+                    all.merge(&hash);
+                    all
+                })
+        })
+    });
     group.bench_function("stage/digests", |b| {
         b.iter(|| {
             files
@@ -153,16 +187,23 @@ fn bench(c: &mut Criterion) {
         })
     });
     // In-line and with two workers (this machine's cores); the limit for each is the
-    // same compressor with the same threads, alone on the same bytes.
-    let compressions = [
-        Compression::Gzip { level: 6, threads: 0 },
-        Compression::Gzip { level: 6, threads: 2 },
-        Compression::Zstd { level: 3, threads: 0 },
-        Compression::Zstd { level: 3, threads: 2 },
-    ];
+    // same compressor with the same threads, alone on the same bytes. zstd is swept over
+    // levels 1 to 3 (3 is the default and keeps its unsuffixed id); encryption is
+    // measured at the default levels only.
+    let mut compressions = Vec::new();
+    for threads in [0, 2] {
+        compressions.push(Compression::Gzip { level: 6, threads });
+    }
+    for threads in [0, 2] {
+        for level in [1, 2, 3] {
+            compressions.push(Compression::Zstd { level, threads });
+        }
+    }
     for compression in compressions {
-        let label = match compression {
-            Compression::Gzip { threads, .. } | Compression::Zstd { threads, .. } => format!("{}/{threads}-threads", compression.name()),
+        let (label, default_level) = match compression {
+            Compression::Gzip { threads, .. } => (format!("gzip/{threads}-threads"), true),
+            Compression::Zstd { level: 3, threads } => (format!("zstd/{threads}-threads"), true),
+            Compression::Zstd { level, threads } => (format!("zstd/{threads}-threads/level-{level}"), false),
         };
         group.bench_with_input(BenchmarkId::new("limit/compressor", &label), &compression, |b, compression| {
             b.iter(|| compress_alone(*compression, &files))
@@ -170,9 +211,11 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("whole", &label), &compression, |b, compression| {
             b.iter(|| pipeline(&files, *compression, spool_dir.path(), None))
         });
-        group.bench_with_input(BenchmarkId::new("whole-encrypted", &label), &compression, |b, compression| {
-            b.iter(|| pipeline(&files, *compression, spool_dir.path(), Some(&recipients)))
-        });
+        if default_level {
+            group.bench_with_input(BenchmarkId::new("whole-encrypted", &label), &compression, |b, compression| {
+                b.iter(|| pipeline(&files, *compression, spool_dir.path(), Some(&recipients)))
+            });
+        }
     }
     group.finish();
 
