@@ -22,6 +22,7 @@ For every server, size and shape it loads the data once into a fresh server, the
                          window from it), by the same driver: what the server charges for
                          point-in-time consistency, apart from the data (replica sets only)
     ingest-backup        ingest-backup backup to s3://bucket/ours
+    ingest-backup-zstd   the same with --compression zstd (level 3)
     ingest-backup-split  the same with --split-min-mb (collections over it read as _id ranges
                          on parallel cursors); skipped when the binary lacks the flag
     ingest-backup-split-forced  the same, splitting even where the server's plan shows no
@@ -72,7 +73,7 @@ SECRET_KEY = "bench-secret-key-1234"
 BUCKET = "bench"
 GIB = 1 << 30
 
-ORDER = ["read-floor", "range-scan-floor", "oplog-floor", "ingest-backup", "ingest-backup-split", "ingest-backup-split-forced", "original-scripts",
+ORDER = ["read-floor", "range-scan-floor", "oplog-floor", "ingest-backup", "ingest-backup-zstd", "ingest-backup-split", "ingest-backup-split-forced", "original-scripts",
          "archive-pipe", "verify", "restore", "mongorestore"]
 SERVERS = ["secantus", "ferretdb"]
 SHAPES = ["sample", "one-large", "many-small"]
@@ -522,6 +523,8 @@ def run_once(shape, size_mb, args, source, minio, work, run, notes):
         return measured
 
     ours = this.measure("ingest-backup", lambda: backup(f"ours-{run}"), required=True)
+    if "ingest-backup-zstd" in wanted:
+        this.measure("ingest-backup-zstd", lambda: backup(f"zstd-{run}", " --compression zstd"))
     if "ingest-backup-split" in wanted:
         split = this.measure("ingest-backup-split", lambda: backup(f"split-{run}", f" --split-min-mb {args.split_min_mb}"))
         # A server that ignores a range bound would make a split backup hold documents twice.

@@ -256,19 +256,6 @@ async fn verify_native_restore_and_list_round_trip_on_ferretdb() {
     let store_arg = store.path().to_str().unwrap();
     let name = common::backup(&source.uri(), store.path(), &[])["name"].as_str().unwrap().to_string();
     let manifest = common::sidecar(store.path(), &name);
-    // Splitting into _id ranges, forced on: FerretDB's answers to $sample and min/max
-    // either split the collections or leave them whole, never change what is stored.
-    let split_store = tempfile::tempdir().unwrap();
-    let split_args = ["backup", "--uri", &source.uri(), "--store", split_store.path().to_str().unwrap(), "--json", "--split-min-mb", "0"];
-    let split = common::run_with_env(&split_args, &[("INGEST_BACKUP_TEST_SPLIT_UNBOUNDED".into(), "1".into())]);
-    assert!(split.status.success(), "{}", common::all_output(&split));
-    let split: serde_json::Value = serde_json::from_slice(&split.stdout).unwrap();
-    let totals = |m: &serde_json::Value| {
-        let entries = m["namespaces"].as_array().unwrap().iter();
-        entries.map(|e| (e["collection"].clone(), e["documents"].clone(), e["bytes"].clone(), e["content_hash"].clone())).collect::<Vec<_>>()
-    };
-    assert_eq!(totals(&common::sidecar(split_store.path(), split["name"].as_str().unwrap())), totals(&manifest));
-
     let (code, report, output) = common::run_json(&["verify", "latest", "--store", store_arg, "--uri", &source.uri(), "--json"]);
     assert_eq!(code, 0, "{output}");
     assert_eq!(report["status"], "passed", "{report}");
@@ -352,4 +339,34 @@ async fn ferretdb_scram_defeats_the_rust_driver_and_the_error_explains_it_while_
     let plain = default_auth.uri_with(&user.username, password, "authMechanism=PLAIN&authSource=%24external");
     let result = common::backup(&plain, store.path(), &[]);
     assert_eq!(result["documents"], 1, "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn splitting_is_declined_on_ferretdb_without_disturbing_the_other_collections_cursors() {
+    let Some(binary) = ferretdb::binary_or_skip("splitting_is_declined_on_ferretdb_without_disturbing_the_other_collections_cursors") else { return };
+    let source = FerretDb::start(&binary);
+    // Enough data for every collection's cursor to need getMores while the others are probed.
+    let spec = SampleSpec { database: "ingest".into(), target_bytes: 8 << 20, seed: 5 };
+    sample::load_for(&source.client().await, &spec, Compat::FerretDb).await.unwrap();
+    let totals = |store: &Path, result: &serde_json::Value| {
+        let manifest = common::sidecar(store, result["name"].as_str().unwrap());
+        let entries = manifest["namespaces"].as_array().unwrap().iter();
+        entries.map(|e| (e["collection"].clone(), e["documents"].clone(), e["bytes"].clone(), e["content_hash"].clone())).collect::<Vec<_>>()
+    };
+    let plain_store = tempfile::tempdir().unwrap();
+    let plain = totals(plain_store.path(), &common::backup(&source.uri(), plain_store.path(), &[]));
+    assert_eq!(plain.len(), 6);
+    // FerretDB's plan names no index bounds: every collection is read whole (its
+    // connection survives the question, so no other cursor is lost), and with the check
+    // lifted its refusal of $sample does the same.
+    for hook in ["0", "1"] {
+        let store = tempfile::tempdir().unwrap();
+        let args = ["backup", "--uri", &source.uri(), "--store", store.path().to_str().unwrap(), "--json", "--split-min-mb", "0"];
+        let output = common::run_with_env(&args, &[("INGEST_BACKUP_TEST_SPLIT_UNBOUNDED".into(), hook.into())]);
+        let log = common::all_output(&output);
+        assert!(output.status.success(), "{log}");
+        let reason = if hook == "1" { "could not sample _ids" } else { "shows no index bounds" };
+        assert!(log.contains(reason) && !log.contains(" ranges="), "{log}");
+        assert_eq!(totals(store.path(), &serde_json::from_slice(&output.stdout).unwrap()), plain);
+    }
 }

@@ -103,6 +103,15 @@ pub async fn plan_id_ranges(client: &Client, info: &CollectionInfo, ranges: usiz
     if ranges < 2 {
         return (vec![IdRange::whole()], Some("one cursor (--parallel 1)".into()));
     }
+    // A range is only cheaper than the whole collection where the server scans the
+    // index between the bounds; a server that filters a full scan instead would read
+    // the collection once per range. Asked first: a plan costs nothing, a sample may not.
+    if !crate::test_hooks::split_unbounded_scans() && !plans_bounded_index_scan(client, info).await {
+        return (
+            vec![IdRange::whole()],
+            Some("the server's plan for an _id range shows no index bounds, so each range would scan the whole collection".into()),
+        );
+    }
     let collection = client.database(&info.database).collection::<Document>(&info.data_collection());
     let pipeline =
         [doc! { "$sample": { "size": (ranges * SAMPLES_PER_RANGE) as i64 } }, doc! { "$project": { "_id": 1 } }, doc! { "$sort": { "_id": 1 } }];
@@ -127,15 +136,6 @@ pub async fn plan_id_ranges(client: &Client, info: &CollectionInfo, ranges: usiz
         },
         Err(error) => return (vec![IdRange::whole()], Some(format!("the server refused a cursor bounded by min/max ({error})"))),
     }
-    // A range is only cheaper than the whole collection where the server scans the
-    // index between the bounds; a server that filters a full scan instead would read
-    // the collection once per range.
-    if !crate::test_hooks::split_unbounded_scans() && !plans_bounded_index_scan(client, info, &boundaries[0]).await {
-        return (
-            vec![IdRange::whole()],
-            Some("the server's plan for an _id range shows no index bounds, so each range would scan the whole collection".into()),
-        );
-    }
     // The boundaries were ordered by $sort; the ranges are read in the _id index's
     // order. They agree on MongoDB, but a server whose index orders some values
     // differently would make two ranges overlap: each range between two boundaries must
@@ -156,12 +156,14 @@ pub async fn plan_id_ranges(client: &Client, info: &CollectionInfo, ranges: usiz
     (ranges, None)
 }
 
-/// Whether the server plans a range read below `boundary` as an `_id` index scan with
+/// Whether the server plans a range read (below `_id` 0) as an `_id` index scan with
 /// bounds (`explain` at `queryPlanner` verbosity: an `IXSCAN` stage with `indexBounds`,
-/// as MongoDB reports it). Plans only: nothing is read.
-async fn plans_bounded_index_scan(client: &Client, info: &CollectionInfo, boundary: &Bson) -> bool {
+/// as MongoDB reports it). Plans only: nothing is read. The bound is a plain number:
+/// FerretDB v1 drops the connection on a `MaxKey` bound, and with it every cursor the
+/// connection holds (other collections' reads).
+async fn plans_bounded_index_scan(client: &Client, info: &CollectionInfo) -> bool {
     let command = doc! {
-        "explain": { "find": info.data_collection(), "filter": {}, "max": { "_id": boundary.clone() }, "hint": { "_id": 1 } },
+        "explain": { "find": info.data_collection(), "filter": {}, "max": { "_id": 0 }, "hint": { "_id": 1 } },
         "verbosity": "queryPlanner",
     };
     match client.database(&info.database).run_command(command).await {
