@@ -358,7 +358,7 @@ fn cronjobs_follow_the_stage_files_and_run_hardened() {
             assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
             assert_eq!(c["image"], format!("{IMAGE}:0.1.0"), "{stage}: the tag defaults to the appVersion");
             // Measured peak RSS 122-167 MiB: the request above it, the limit with room.
-            assert_eq!(c["resources"]["requests"]["memory"], "192Mi");
+            assert_eq!(c["resources"]["requests"]["memory"], "228Mi");
             assert_eq!(c["resources"]["limits"]["memory"], "384Mi");
             // The spool (4Gi) and /tmp (64Mi) emptyDirs plus 64Mi of logs.
             assert_eq!(c["resources"]["requests"]["ephemeral-storage"], "4224Mi");
