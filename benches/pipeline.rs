@@ -248,7 +248,7 @@ fn bench(c: &mut Criterion) {
                     })
                     .collect::<Vec<_>>()
             },
-            |pieces| join_ranges(pieces).unwrap().summary.documents,
+            |pieces| join_ranges(pieces, &|| false).unwrap().summary.documents,
             criterion::BatchSize::PerIteration,
         )
     });

@@ -229,7 +229,7 @@ async fn backup_into(
 
     let root = dump::dump_root(&name);
     live.expect(Some(sizes.values().map(|(documents, _)| documents).sum()), Some(sizes.values().map(|(_, bytes)| bytes).sum()));
-    let readers = ReaderContext { live, sizes };
+    let readers = ReaderContext { live, sizes, stop: cancel.child_token() };
     let produced = tokio::select! {
         result = produce(options, &source.client, &namespaces, oplog.as_ref(), &root, &spooler, members.clone(), &cancel, progress, &readers) => result,
         _ = cancel.cancelled() => Err(Error::Cancelled),
@@ -364,13 +364,13 @@ async fn produce(
             entry
         });
         while let Some(done) = readers.try_join_next() {
-            let entry = done.expect("a collection reader does not panic")?;
+            let entry = done.expect("a collection reader does not panic").inspect_err(|_| context.stop.cancel())?;
             progress.dumped(&entry);
             entries.push(entry);
         }
     }
     while let Some(done) = readers.join_next().await {
-        let entry = done.expect("a collection reader does not panic")?;
+        let entry = done.expect("a collection reader does not panic").inspect_err(|_| context.stop.cancel())?;
         progress.dumped(&entry);
         entries.push(entry);
     }
@@ -453,6 +453,9 @@ async fn copy_oplog(options: &BackupOptions, window: &OplogWindow, spooler: &Spo
 struct ReaderContext {
     live: crate::progress::Progress,
     sizes: Arc<std::collections::HashMap<String, (u64, u64)>>,
+    /// Cancelled with the run, or when a collection fails: long blocking steps (joining
+    /// a split collection's ranges) stop early instead of holding the run's end up.
+    stop: CancellationToken,
 }
 
 /// Reads one collection into archive members.
@@ -520,7 +523,8 @@ impl CollectionReader {
         let ranges = match expected {
             Some(bytes) if bytes >= self.split_min_bytes => match unsplittable_reason(info, indexes) {
                 None => {
-                    let (ranges, reason) = plan_id_ranges(&self.client, info, self.ranges).await;
+                    let documents = self.context.sizes.get(&namespace).map_or(0, |(documents, _)| *documents);
+                    let (ranges, reason) = plan_id_ranges(&self.client, info, self.ranges, documents, bytes).await;
                     if let Some(reason) = reason {
                         info!(namespace = %namespace, bytes, reason = %reason, "Reading a large collection on one cursor.");
                     }
@@ -541,8 +545,12 @@ impl CollectionReader {
         let count = ranges.len();
         info!(namespace = %namespace, ranges = count, "Reading a large collection as _id ranges on parallel cursors.");
         let mut readers = JoinSet::new();
+        // The ranges share one spool's memory, so splitting does not multiply the
+        // spooled memory a collection may hold (README "Memory and disk").
+        let mut shares = self.clone();
+        shares.spooler.memory_limit = self.spooler.memory_limit / count;
         for (index, range) in ranges.into_iter().enumerate() {
-            let (reader, info) = (self.clone(), info.clone());
+            let (reader, info) = (shares.clone(), info.clone());
             let cursor = self.cursors.clone().acquire_owned();
             let label = format!("{namespace} [{}/{count}]", index + 1);
             readers.spawn(async move {
@@ -559,7 +567,8 @@ impl CollectionReader {
         }
         let pieces = pieces.into_iter().map(|piece| piece.expect("every range was read")).collect();
         let joining = || format!("cannot read back the spooled ranges of {namespace}; check the spool directory");
-        off_the_runtime(|| join_ranges(pieces)).map_err(Error::io(joining(), &self.spooler.dir))
+        let stop = &self.context.stop;
+        off_the_runtime(|| join_ranges(pieces, &|| stop.is_cancelled())).map_err(Error::io(joining(), &self.spooler.dir))
     }
 
     /// One attempt at reading a range (or the whole collection) into a new spool.

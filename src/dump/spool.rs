@@ -142,6 +142,22 @@ impl SpooledMember {
     }
 }
 
+/// A reader that fails once `stopped` says so.
+struct StoppableReader<'a, R> {
+    inner: R,
+    stopped: &'a dyn Fn() -> bool,
+}
+
+impl<R: Read> Read for StoppableReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if (self.stopped)() {
+            // Not ErrorKind::Interrupted, which io::copy retries.
+            return Err(io::Error::other("stopped: the backup was cancelled or failed"));
+        }
+        self.inner.read(buf)
+    }
+}
+
 /// Reads spools one after the other, dropping each when it is exhausted.
 struct PiecesReader {
     pieces: VecDeque<SpooledBson>,
@@ -164,9 +180,13 @@ impl Read for PiecesReader {
 /// counts and content hashes add up, and the file SHA-256, which cannot be combined,
 /// continues from the first range over the others' bytes, decompressed once here.
 ///
+/// `stopped` is asked before every read: a cancelled run does not wait for the rest
+/// of a large collection to be decompressed.
+///
 /// # Errors
-/// A spool could not be read back or decompressed, or held other bytes than it counted.
-pub fn join_ranges(pieces: Vec<SpooledBson>) -> io::Result<SpooledMember> {
+/// A spool could not be read back or decompressed, or held other bytes than it
+/// counted, or `stopped` said so.
+pub fn join_ranges(pieces: Vec<SpooledBson>, stopped: &dyn Fn() -> bool) -> io::Result<SpooledMember> {
     let mut pieces = pieces.into_iter();
     let Some(first) = pieces.next() else {
         return Ok(SpooledMember { pieces: Vec::new(), summary: NamespaceDigest::default().finish() });
@@ -175,7 +195,7 @@ pub fn join_ranges(pieces: Vec<SpooledBson>) -> io::Result<SpooledMember> {
     let mut joined = vec![first];
     for mut piece in pieces {
         {
-            let stored = io::Read::take(&mut piece.data, piece.stored_bytes);
+            let stored = StoppableReader { inner: io::Read::take(&mut piece.data, piece.stored_bytes), stopped };
             match piece.codec {
                 None => digest.append_range(&piece.digest, stored)?,
                 Some(Codec::Gzip(_)) => digest.append_range(&piece.digest, flate2::read::MultiGzDecoder::new(stored))?,
@@ -356,7 +376,7 @@ mod tests {
                     spool.finish().unwrap()
                 })
                 .collect();
-            let joined = join_ranges(pieces).unwrap();
+            let joined = join_ranges(pieces, &|| false).unwrap();
             assert_eq!(joined.summary, whole.summary, "{codec:?}: the same counts and hashes as one pass");
             assert_eq!(joined.codec(), codec);
             let stored = joined.stored_bytes();
@@ -371,5 +391,14 @@ mod tests {
             }
             assert_eq!(decoded, documents.concat(), "{codec:?}: the pieces concatenate into one stream");
         }
+        let pieces: Vec<SpooledBson> = documents
+            .chunks(2500)
+            .map(|range| {
+                let mut spool = BsonSpool::new(dir.path(), 64 << 10, &SpoolGauge::default());
+                range.iter().for_each(|d| spool.push(d).unwrap());
+                spool.finish().unwrap()
+            })
+            .collect();
+        assert!(join_ranges(pieces, &|| true).is_err(), "a stopped join returns instead of reading on");
     }
 }

@@ -28,7 +28,12 @@ use mongodb::Client;
 use super::CollectionInfo;
 
 /// `_id`s sampled per range to place the boundaries.
-const SAMPLES_PER_RANGE: usize = 64;
+const SAMPLES_PER_RANGE: u64 = 64;
+
+/// MongoDB answers `$sample` with a random cursor only when it asks for under 5% of the
+/// documents; above that it scans and sorts the whole collection. Beyond this size such
+/// a scan is not worth it: the sample shrinks to 5%, or the collection is read whole.
+const SAMPLE_SCAN_LIMIT_BYTES: u64 = 64 << 20;
 
 /// One `_id` range: from `min` (inclusive; `None`: the lowest `_id`) up to `max`
 /// (exclusive; `None`: past the highest).
@@ -99,10 +104,13 @@ fn is_simple_id_index(spec: &Document) -> bool {
 /// documents inserted while reading) still fall in exactly one range. A server that
 /// cannot sample or bound a cursor leaves the collection whole: splitting is an
 /// optimisation, never a reason for a backup to fail.
-pub async fn plan_id_ranges(client: &Client, info: &CollectionInfo, ranges: usize) -> (Vec<IdRange>, Option<String>) {
+pub async fn plan_id_ranges(client: &Client, info: &CollectionInfo, ranges: usize, documents: u64, bytes: u64) -> (Vec<IdRange>, Option<String>) {
     if ranges < 2 {
         return (vec![IdRange::whole()], Some("one cursor (--parallel 1)".into()));
     }
+    let Some(samples) = sample_size(ranges, documents, bytes) else {
+        return (vec![IdRange::whole()], Some("too few documents to sample without reading the whole collection".into()));
+    };
     // A range is only cheaper than the whole collection where the server scans the
     // index between the bounds; a server that filters a full scan instead would read
     // the collection once per range. Asked first: a plan costs nothing, a sample may not.
@@ -113,8 +121,7 @@ pub async fn plan_id_ranges(client: &Client, info: &CollectionInfo, ranges: usiz
         );
     }
     let collection = client.database(&info.database).collection::<Document>(&info.data_collection());
-    let pipeline =
-        [doc! { "$sample": { "size": (ranges * SAMPLES_PER_RANGE) as i64 } }, doc! { "$project": { "_id": 1 } }, doc! { "$sort": { "_id": 1 } }];
+    let pipeline = [doc! { "$sample": { "size": samples as i64 } }, doc! { "$project": { "_id": 1 } }, doc! { "$sort": { "_id": 1 } }];
     let sampled: Vec<Bson> = match collection.aggregate(pipeline).allow_disk_use(true).await {
         Ok(cursor) => match cursor.try_collect::<Vec<Document>>().await {
             Ok(documents) => documents.into_iter().filter_map(|mut d| d.remove("_id")).collect(),
@@ -138,18 +145,24 @@ pub async fn plan_id_ranges(client: &Client, info: &CollectionInfo, ranges: usiz
     }
     // The boundaries were ordered by $sort; the ranges are read in the _id index's
     // order. They agree on MongoDB, but a server whose index orders some values
-    // differently would make two ranges overlap: each range between two boundaries must
-    // hold its lower boundary (sampled, so it exists), or the collection is read whole.
+    // differently would make two ranges overlap: every range must be non-empty (each
+    // holds a sampled _id), and one starting at a boundary must start with it (min is
+    // inclusive), or the collection is read whole.
     let ranges = ranges_between(boundaries);
-    for range in ranges.iter().filter(|range| range.min.is_some() && range.max.is_some()) {
+    for range in &ranges {
         let mut probe = range.find_options();
         probe.projection = Some(doc! { "_id": 1 });
         probe.limit = Some(1);
-        let found = match collection.find(doc! {}).with_options(probe).await {
-            Ok(mut cursor) => cursor.try_next().await.ok().flatten().is_some(),
-            Err(_) => false,
+        let first = match collection.find(doc! {}).with_options(probe).await {
+            Ok(mut cursor) => cursor.try_next().await.ok().flatten().and_then(|mut d| d.remove("_id")),
+            Err(_) => None,
         };
-        if !found {
+        let starts_right = match (&first, &range.min) {
+            (None, _) => false,
+            (Some(found), Some(min)) => found == min,
+            (Some(_), None) => true,
+        };
+        if !starts_right {
             return (vec![IdRange::whole()], Some("the _id index does not order the sampled boundaries as $sort did (or they were deleted)".into()));
         }
     }
@@ -166,19 +179,39 @@ async fn plans_bounded_index_scan(client: &Client, info: &CollectionInfo) -> boo
         "explain": { "find": info.data_collection(), "filter": {}, "max": { "_id": 0 }, "hint": { "_id": 1 } },
         "verbosity": "queryPlanner",
     };
-    match client.database(&info.database).run_command(command).await {
+    // Asked of the member the reads go to (the URI's read preference), not always the primary.
+    let database = client.database(&info.database);
+    let mut explain = database.run_command(command);
+    if let Some(criteria) = database.selection_criteria() {
+        explain = explain.selection_criteria(criteria.clone());
+    }
+    match explain.await {
         Ok(explained) => explained.get_document("queryPlanner").and_then(|planner| planner.get_document("winningPlan")).is_ok_and(has_bounded_ixscan),
         Err(_) => false,
     }
 }
 
-/// Whether a plan stage, or one of its input stages, is an `IXSCAN` with `indexBounds`.
+/// Whether a plan stage, or one of its input stages, is an `IXSCAN` with `indexBounds`
+/// (also inside the `queryPlan` of a slot-based plan and the per-shard plans mongos
+/// reports).
 fn has_bounded_ixscan(stage: &Document) -> bool {
     if stage.get_str("stage") == Ok("IXSCAN") && stage.get_document("indexBounds").is_ok_and(|bounds| !bounds.is_empty()) {
         return true;
     }
-    let single = stage.get_document("inputStage").is_ok_and(has_bounded_ixscan);
-    single || stage.get_array("inputStages").is_ok_and(|stages| stages.iter().filter_map(Bson::as_document).any(has_bounded_ixscan))
+    let nested = ["inputStage", "queryPlan", "winningPlan"].iter().any(|key| stage.get_document(key).is_ok_and(has_bounded_ixscan));
+    let listed = |key: &str| stage.get_array(key).is_ok_and(|stages| stages.iter().filter_map(Bson::as_document).any(has_bounded_ixscan));
+    nested || listed("inputStages") || listed("shards")
+}
+
+/// How many `_id`s to sample for `ranges` ranges, or `None` when a useful sample would
+/// make the server read the whole (large) collection.
+fn sample_size(ranges: usize, documents: u64, bytes: u64) -> Option<u64> {
+    let wanted = ranges as u64 * SAMPLES_PER_RANGE;
+    if bytes < SAMPLE_SCAN_LIMIT_BYTES || wanted < documents / 20 {
+        return Some(wanted);
+    }
+    let affordable = documents / 20;
+    (affordable >= 2 * ranges as u64).then_some(affordable)
 }
 
 /// `ranges - 1` boundaries at even quantiles of `sorted` (already in BSON order),
@@ -270,8 +303,19 @@ mod tests {
         let unbounded = doc! { "stage": "FETCH", "inputStage": { "stage": "IXSCAN", "keyPattern": { "_id": 1 } } };
         assert!(!has_bounded_ixscan(&unbounded), "an IXSCAN without bounds (SecantusDB's plan)");
         assert!(!has_bounded_ixscan(&doc! { "stage": "COLLSCAN" }));
-        let nested = doc! { "stage": "SHARD_MERGE", "inputStages": [{ "stage": "LIMIT" }, mongod] };
+        let nested = doc! { "stage": "SHARD_MERGE", "inputStages": [{ "stage": "LIMIT" }, mongod.clone()] };
         assert!(has_bounded_ixscan(&nested));
+        let mongos = doc! { "stage": "SINGLE_SHARD", "shards": [{ "shardName": "s0", "winningPlan": mongod.clone() }] };
+        assert!(has_bounded_ixscan(&mongos));
+        assert!(has_bounded_ixscan(&doc! { "queryPlan": mongod }), "a slot-based plan wraps the stages");
+    }
+
+    #[test]
+    fn large_collections_are_sampled_without_a_whole_collection_scan() {
+        assert_eq!(sample_size(4, 50, 1 << 20), Some(256), "a small collection may be scanned for its sample");
+        assert_eq!(sample_size(4, 10_000_000, 10 << 30), Some(256), "a random cursor: far under 5% of the documents");
+        assert_eq!(sample_size(4, 4_000, 1 << 30), Some(200), "1 GiB of 256 KiB documents: 5% of them");
+        assert_eq!(sample_size(4, 100, 1 << 30), None, "too few documents to place the boundaries");
     }
 
     #[test]
