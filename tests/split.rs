@@ -3,9 +3,9 @@
 //! the backup of one cursor per collection: the same counts, bytes and content hashes
 //! in the manifest, `verify` passes, and both our `restore` and the official
 //! `mongorestore` bring back every document byte-identical. The split `.bson` member is
-//! one file in `_id` order across BSON types (numbers, strings, objects, binary,
-//! ObjectId, booleans, dates, null, MinKey, MaxKey), documents near the 16 MiB limit
-//! included; an empty collection, a capped one and a view are read whole.
+//! one file in `_id` order across BSON types (numbers, strings, binary, ObjectId,
+//! booleans, dates, null, MinKey, MaxKey), documents near the 16 MiB limit included
+//! (embedded-document `_id`s have a test of their own); an empty collection, a capped one and a view are read whole.
 //!
 //! SecantusDB answers a range read by filtering a full scan, which the tool detects
 //! (no index bounds in the plan) and declines to split; these tests lift that check
@@ -32,7 +32,9 @@ fn mixed_ids() -> Vec<Bson> {
             2 => Bson::String(format!("id-{i:05}")),
             3 => Bson::ObjectId(ObjectId::from_bytes([(i % 256) as u8, (i / 256) as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7])),
             4 => Bson::DateTime(DateTime::from_millis(1_522_841_820_000 + i)),
-            5 => Bson::Document(doc! { "part": i, "of": "compound" }),
+            // Embedded documents are left to the second test: SecantusDB's index orders
+            // them otherwise than $sort, which makes the tool (rightly) decline to split.
+            5 => Bson::Int32(-(i as i32)),
             6 => Bson::Binary(Binary { subtype: BinarySubtype::Generic, bytes: i.to_be_bytes().to_vec() }),
             _ => Bson::Double(i as f64 + 0.5),
         });
