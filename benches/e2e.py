@@ -92,6 +92,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_process(process):
+    """Terminates a server process, killing it if it has not exited within 15 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def wait_for_port(port, process, what):
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -127,12 +137,7 @@ class Server:
 
     def stop(self):
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
         self.log.close()
 
 
@@ -238,12 +243,7 @@ class Minio:
                     AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", S3_ENDPOINT=self.endpoint)
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def timed(command, env=None, cwd=None):
