@@ -15,5 +15,5 @@ eval "$(scripts/test-peers.sh env)"
 command -v aws >/dev/null || { echo "e2e: the AWS CLI is needed for the shell pipelines" >&2; exit 1; }
 # matplotlib for the plots, into the test-peer virtualenv (pymongo is already there).
 "$INGEST_TEST_PYTHON" -c 'import matplotlib' 2>/dev/null || "$INGEST_TEST_PYTHON" -m pip install -q 'matplotlib>=3.8'
-cargo build --release --bins
+cargo build --release --bins --features test-hooks
 exec "$INGEST_TEST_PYTHON" benches/e2e.py --binary "${CARGO_TARGET_DIR:-target}/release/ingest-backup" "$@"

@@ -50,23 +50,23 @@ trap cleanup EXIT
 scripts/test-peers.sh install
 eval "$(scripts/test-peers.sh env)"
 
-echo "test.sh: cargo build --release --bins" >&2
-cargo build --release --bins
+echo "test.sh: cargo build --release --bins --features test-hooks" >&2
+cargo build --release --bins --features test-hooks
 
 INGEST_BACKUP_BIN="$PWD/target/release/ingest-backup"
 [[ -x "$INGEST_BACKUP_BIN" ]] || { echo "test.sh: error: $INGEST_BACKUP_BIN was not built" >&2; exit 1; }
 export INGEST_BACKUP_BIN
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
 
-echo "test.sh: cargo test --release $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)" >&2
+echo "test.sh: cargo test --release --features test-hooks $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)" >&2
 # Under `set -e` a failing cargo test ends the script with its status; the
 # EXIT trap keeps that status.
-cargo test --release --no-fail-fast "$@"
+cargo test --release --features test-hooks --no-fail-fast "$@"
 if [[ $# -eq 0 ]]; then
     # The round trips of the engine again with every collection that can be split read as
     # _id ranges on parallel cursors (--split-min-mb 0): the same documents must come back.
     echo "test.sh: SPLIT_MIN_MB=0 INGEST_BACKUP_TEST_SPLIT_UNBOUNDED=1 cargo test --release --test restore --test official_tools --test verify" >&2
     # SecantusDB shows no index bounds in its plans, where the tool declines to split
     # unless INGEST_BACKUP_TEST_SPLIT_UNBOUNDED=1.
-    SPLIT_MIN_MB=0 INGEST_BACKUP_TEST_SPLIT_UNBOUNDED=1 cargo test --release --no-fail-fast --test restore --test official_tools --test verify
+    SPLIT_MIN_MB=0 INGEST_BACKUP_TEST_SPLIT_UNBOUNDED=1 cargo test --release --features test-hooks --no-fail-fast --test restore --test official_tools --test verify
 fi

@@ -158,13 +158,25 @@ pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> R
 /// # Errors
 /// As [`run_backup`].
 pub async fn run_backup_with_progress(options: &BackupOptions, cancel: CancellationToken, progress: &BackupProgress) -> Result<BackupReport> {
+    let store = store::open_with(&options.store, options.s3.clone()).await?;
+    run_backup_on(&store, options, cancel, progress).await
+}
+
+/// [`run_backup_with_progress`] into an opened store (`options.store` only names it).
+///
+/// # Errors
+/// As [`run_backup`].
+pub async fn run_backup_on(
+    store: &store::Store,
+    options: &BackupOptions,
+    cancel: CancellationToken,
+    progress: &BackupProgress,
+) -> Result<BackupReport> {
     let clock = Instant::now();
     let started = crate::test_hooks::now();
-    let s3 = options.s3.clone();
-    let store = store::open_with(&options.store, s3).await?;
     // Shared: other backups go on; a prune starting now waits for this one.
-    let lock = StoreLock::acquire(&store, "backup", false).await?;
-    let result = backup_into(options, cancel, progress, &store, started, clock).await;
+    let lock = StoreLock::acquire(store, "backup", false).await?;
+    let result = backup_into(options, cancel, progress, store, started, clock).await;
     if let Err(error) = lock.release().await {
         warn!(%error, "Cannot remove this backup's lock from the store; it expires on its own.");
     }

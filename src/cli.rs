@@ -28,7 +28,7 @@ use crate::store::s3::S3Settings;
 use crate::store::StoreLocation;
 use crate::verify::VerifyOptions;
 
-/// The source used when neither `--uri` nor `MONGO_URI` is given: the seed's
+/// The source used when neither `--uri` nor `MONGO_URI` is given: the original ingest backup scripts'
 /// Kubernetes service.
 pub const DEFAULT_URI: &str = "mongodb://mongo-service:27017";
 
@@ -45,6 +45,35 @@ pub struct Cli {
     /// When stderr is not a terminal, log one progress line this often (on a terminal the display is live).
     #[arg(long, global = true, env = "PROGRESS_INTERVAL", default_value = "10s", value_parser = parse_progress_interval, value_name = "DURATION")]
     pub progress_interval: std::time::Duration,
+    /// Print one JSON document describing the result on stdout (human text goes to stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// How long a store lock (of a backup, prune or slice) stays valid without a refresh; a run refreshes it every
+    /// third of this, so the lock of a killed run is taken over after at most this long.
+    #[arg(long, global = true, env = "INGEST_BACKUP_LOCK_TTL", default_value = "15m", value_parser = parse_lock_ttl, value_name = "DURATION", hide = true)]
+    pub lock_ttl: Duration,
+    /// The host name written into store locks, so that a person can find the run that holds one [default: /etc/hostname].
+    #[arg(long, global = true, env = "HOSTNAME", value_name = "NAME", hide = true)]
+    pub host_name: Option<String>,
+}
+
+impl Cli {
+    /// The store-lock settings these flags give.
+    pub fn lock_settings(&self) -> crate::store::lock::LockSettings {
+        crate::store::lock::LockSettings {
+            ttl: self.lock_ttl,
+            host: self.host_name.clone().filter(|h| !h.trim().is_empty()).unwrap_or_else(crate::store::lock::host_name_of_this_machine),
+        }
+    }
+}
+
+/// `--lock-ttl`: a duration of at least one second.
+fn parse_lock_ttl(value: &str) -> std::result::Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(ttl) if ttl >= Duration::from_secs(1) => Ok(ttl),
+        Ok(_) => Err(format!("{value:?} is too short: give at least 1s (15m is the default)")),
+        Err(error) => Err(format!("{value:?} is not a duration ({error}): give for example 15m")),
+    }
 }
 
 /// `--progress-interval`: a duration of at least one second.
@@ -133,7 +162,7 @@ pub struct StoreArg {
 }
 
 impl StoreArg {
-    /// The store this flag (or the seed's environment variables) selects.
+    /// The store this flag (or the original ingest backup scripts' environment variables) selects.
     ///
     /// # Errors
     /// A usage error for a malformed store or `S3_BUCKET`.
@@ -166,22 +195,53 @@ impl StoreArg {
     }
 }
 
-/// `--notify-success`, shared by the commands that send alerts (`SLACK_WEBHOOK_URL`,
-/// `ALERT_WEBHOOK_URL`; failures are always reported to the configured channels).
+/// Where alerts go and when: shared by the commands that send alerts. Failures are
+/// always reported to the configured channels. The URLs are credentials: give them in
+/// the environment (a flag shows in the process list); their values never appear in
+/// `--help`, logs or errors.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Alerts")]
 pub struct NotifyArg {
-    /// Also alert when the run succeeds, not only when it fails [env: NOTIFY_SUCCESS=true]
-    #[arg(long)]
+    /// Also alert when the run succeeds, not only when it fails (true or false).
+    #[arg(long, env = "NOTIFY_SUCCESS", value_name = "BOOL", value_parser = parse_notify_success, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value = "false")]
     pub notify_success: bool,
+    /// Slack incoming-webhook URL for alerts.
+    #[arg(long, env = crate::notify::SLACK_WEBHOOK_URL, hide_env_values = true, value_name = "URL")]
+    pub slack_webhook_url: Option<String>,
+    /// Generic webhook URL for alerts (a JSON document per event).
+    #[arg(long, env = crate::notify::ALERT_WEBHOOK_URL, hide_env_values = true, value_name = "URL")]
+    pub alert_webhook_url: Option<String>,
+    /// Heartbeat URL called on each success (`{operation}` is replaced by the operation's name).
+    #[arg(long, env = crate::notify::HEARTBEAT_URL, hide_env_values = true, value_name = "URL")]
+    pub heartbeat_url: Option<String>,
+    /// How the heartbeat URL is called: GET or POST.
+    #[arg(long, env = "HEARTBEAT_METHOD", value_name = "METHOD")]
+    pub heartbeat_method: Option<String>,
+}
+
+/// `--notify-success` / `NOTIFY_SUCCESS`: a boolean word.
+fn parse_notify_success(value: &str) -> std::result::Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "false" | "0" | "no" | "off" => Ok(false),
+        "true" | "1" | "yes" | "on" => Ok(true),
+        other => Err(format!("NOTIFY_SUCCESS / --notify-success {other:?} is not a boolean: use true or false")),
+    }
 }
 
 impl NotifyArg {
-    /// The alert channels configured by the environment, with this flag.
+    /// The alert channels these flags (or their variables) configure.
     ///
     /// # Errors
-    /// A usage error naming a malformed variable (never showing a webhook URL).
+    /// A usage error naming a malformed setting (never showing a webhook URL).
     pub fn notifier(&self) -> Result<Notifier> {
-        Notifier::from_env(self.notify_success)
+        Notifier::from_lookup(self.notify_success, |name| match name {
+            crate::notify::SLACK_WEBHOOK_URL => self.slack_webhook_url.clone(),
+            crate::notify::ALERT_WEBHOOK_URL => self.alert_webhook_url.clone(),
+            crate::notify::HEARTBEAT_URL => self.heartbeat_url.clone(),
+            crate::notify::HEARTBEAT_METHOD => self.heartbeat_method.clone(),
+            _ => None,
+        })
     }
 }
 
@@ -213,9 +273,6 @@ pub struct BackupArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub flags: BackupFlags,
-    /// Print one JSON document describing the result on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 impl BackupArgs {
@@ -499,9 +556,6 @@ pub struct PruneArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub notify: NotifyArg,
-    /// Print the report as one JSON document on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 impl PruneArgs {
@@ -524,9 +578,6 @@ pub struct ListArgs {
     /// Open uploads older than this are shown as a warning (a backup that died; `prune` removes them).
     #[arg(long, env = "PRUNE_STALE_AFTER", default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub stale_after: Duration,
-    /// Print one JSON document on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Flags of `verify`.
@@ -570,9 +621,6 @@ pub struct VerifyArgs {
     /// their link to a backup; optionally only slices meeting FROM..TO (RFC 3339 or T.I, either side may be empty).
     #[arg(long, value_name = "FROM..TO", num_args = 0..=1, default_missing_value = "..")]
     pub pitr: Option<String>,
-    /// Print the verification report as one JSON document on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 impl VerifyArgs {
@@ -658,9 +706,6 @@ pub struct RestoreArgs {
     /// The newest backup at or before it is restored (or the one named), then its oplog slices are replayed up to it.
     #[arg(long, value_name = "TIME")]
     pub to_time: Option<String>,
-    /// Print the restore report as one JSON document on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 impl RestoreArgs {
@@ -745,9 +790,6 @@ pub struct OplogArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub recipients: RecipientsArg,
-    /// Print the result as one JSON document on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 impl OplogArgs {
@@ -943,7 +985,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_follow_the_brief() {
+    fn defaults_follow_the_product_contract() {
         let options = backup_args(&[]).unwrap();
         assert_eq!(options.parallel, 4);
         // COMPRESS_THREADS in the environment (as a CI runner might set) is the default's only override.
@@ -979,7 +1021,7 @@ mod tests {
     }
 
     #[test]
-    fn schedule_defaults_follow_the_seed() {
+    fn schedule_defaults_follow_the_original_scripts() {
         let options = schedule_args(&[]).options().unwrap();
         assert_eq!(options.cron.as_str(), "0 0 * * *");
         assert_eq!(options.verify_delay, Duration::from_secs(30 * 60));
@@ -997,7 +1039,8 @@ mod tests {
         assert_eq!(schedule_args(&["--cron", "* * *"]).options().unwrap_err().exit_code(), 2);
         assert_eq!(schedule_args(&["--verify-parallel", "0"]).options().unwrap_err().exit_code(), 2);
         assert!(Cli::try_parse_from(["ingest-backup", "schedule", "--verify-delay", "soon"]).is_err());
-        assert!(Cli::try_parse_from(["ingest-backup", "schedule", "--json"]).is_err(), "schedule prints no JSON");
+        let schedule = Cli::try_parse_from(["ingest-backup", "schedule", "--json"]).expect("--json is global");
+        assert_eq!(crate::command::refuse_json(&schedule.command).unwrap_err().exit_code(), 2, "schedule prints no JSON");
     }
 
     #[test]

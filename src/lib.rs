@@ -11,11 +11,13 @@
 pub mod archive;
 pub mod backup;
 pub mod cli;
+pub mod command;
 pub mod crypto;
 pub mod digest;
 pub mod dump;
 pub mod error;
 pub mod filter;
+pub mod jobs;
 pub mod manifest;
 pub mod naming;
 pub mod notify;

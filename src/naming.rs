@@ -1,5 +1,5 @@
 //! Backup names. A backup is named after the UTC minute it started
-//! (`2018-04-04T11_37`, the seed's format); a second backup in the same minute gets
+//! (`2018-04-04T11_37`, the original ingest backup scripts' format); a second backup in the same minute gets
 //! the seconds appended, and a third in the same second a counter, so that nothing is
 //! ever overwritten.
 
@@ -61,7 +61,7 @@ mod tests {
     }
 
     #[test]
-    fn first_backup_of_a_minute_gets_the_seed_name() {
+    fn first_backup_of_a_minute_gets_the_original_scripts_name() {
         let name = choose_name(at(11, 37, 5), |_| Ok::<_, ()>(false)).unwrap();
         assert_eq!(name, "2018-04-04T11_37");
     }

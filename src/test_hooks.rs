@@ -1,9 +1,17 @@
-//! A pause point for integration tests, in the spirit of mongodump's own test hook
-//! that waits before choosing the oplog end: with `INGEST_BACKUP_TEST_PAUSE` set to
-//! `<stage>:<file>`, a backup reaching `<stage>` creates `<file>.waiting` and waits
-//! until `<file>` exists (or the run is cancelled). Tests use it to write to the
-//! server, kill it, or signal the process at a known point of a backup. Unset, it
-//! costs one environment lookup per stage.
+//! Hooks for the integration tests, compiled in only with the `test-hooks` cargo
+//! feature (the tests and benchmarks enable it; release builds and the image do not,
+//! so no environment variable can change a production backup's name or prune's clock).
+//! Without the feature every hook is inert: [`now`] is the wall clock,
+//! [`split_unbounded_scans`] is false and [`pause_at`] returns at once.
+//!
+//! - A pause point, in the spirit of mongodump's own test hook that waits before
+//!   choosing the oplog end: with `INGEST_BACKUP_TEST_PAUSE` set to `<stage>:<file>`, a
+//!   run reaching `<stage>` creates `<file>.waiting` and waits until `<file>` exists (or
+//!   the run is cancelled). Tests use it to write to the server, kill it, or signal the
+//!   process at a known point. Unset, it costs one environment lookup per stage.
+//! - A clock (`INGEST_BACKUP_TEST_NOW`) for backup names and prune's policy.
+//! - `INGEST_BACKUP_TEST_SPLIT_UNBOUNDED`, splitting where the server's plan shows no
+//!   index bounds.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,12 +20,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 
+/// Whether the hooks are compiled in (the `test-hooks` cargo feature).
+pub const ENABLED: bool = cfg!(feature = "test-hooks");
+
 /// The environment variable that sets the clock of `backup` and `prune` (RFC 3339):
 /// tests build a history of backups at chosen times with it.
 pub const CLOCK_VARIABLE: &str = "INGEST_BACKUP_TEST_NOW";
 
 /// The current time, or the time [`CLOCK_VARIABLE`] names.
 pub fn now() -> chrono::DateTime<chrono::Utc> {
+    if !ENABLED {
+        return chrono::Utc::now();
+    }
     std::env::var(CLOCK_VARIABLE)
         .ok()
         .and_then(|text| chrono::DateTime::parse_from_rfc3339(&text).ok())
@@ -32,7 +46,7 @@ pub const SPLIT_UNBOUNDED_VARIABLE: &str = "INGEST_BACKUP_TEST_SPLIT_UNBOUNDED";
 
 /// Whether [`SPLIT_UNBOUNDED_VARIABLE`] is set to `1`.
 pub fn split_unbounded_scans() -> bool {
-    std::env::var(SPLIT_UNBOUNDED_VARIABLE).is_ok_and(|value| value == "1")
+    ENABLED && std::env::var(SPLIT_UNBOUNDED_VARIABLE).is_ok_and(|value| value == "1")
 }
 
 /// The environment variable that arms the hook.
@@ -73,6 +87,9 @@ impl Stage {
 /// # Errors
 /// [`Error::Cancelled`] when the run is cancelled while waiting.
 pub async fn pause_at(stage: Stage, cancel: &CancellationToken) -> Result<()> {
+    if !ENABLED {
+        return Ok(());
+    }
     let Ok(setting) = std::env::var(PAUSE_VARIABLE) else { return Ok(()) };
     let Some((wanted, file)) = setting.split_once(':') else { return Ok(()) };
     if wanted != stage.label() {

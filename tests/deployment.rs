@@ -285,7 +285,7 @@ fn daily_plus_30(schedule: &str) -> Option<String> {
 }
 
 #[test]
-fn the_default_schedule_is_the_seeds_midnight() {
+fn the_default_schedule_is_the_original_midnight() {
     let Some(python) = python("the_default_schedule_is_the_seeds_midnight") else { return };
     let defaults = stage_values(&python, &chart().join("values.yaml"));
     assert_eq!(defaults["cronSchedule"], "0 0 * * *");
@@ -367,7 +367,7 @@ fn cronjobs_follow_the_stage_files_and_run_hardened() {
             assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > 60 + 30 + 5, "{stage}: {}", pod["terminationGracePeriodSeconds"]);
 
             let env = env_of(cronjob);
-            assert_eq!(env["MONGO_URI"]["value"], "mongodb://mongo-service:27017", "the seed's service");
+            assert_eq!(env["MONGO_URI"]["value"], "mongodb://mongo-service:27017", "the original ingest backup scripts' service");
             assert_eq!(env["S3_BUCKET"]["value"], values["s3"]["bucket"]);
             assert_eq!(env["BACKUP_DIR"]["value"], stage.as_str());
             // The spool and /tmp are size-limited emptyDirs on a read-only root.
@@ -916,7 +916,7 @@ fn setup_installs_with_irsa_or_an_existing_secret_without_a_csv() {
 }
 
 #[test]
-fn setup_runs_from_the_helm_directory_as_in_the_seed() {
+fn setup_runs_from_the_helm_directory_as_in_the_original_scripts() {
     let stubs = Stubs::new();
     let dir = tempfile::tempdir().unwrap();
     let csv = temp_file(dir.path(), "keys.csv", ACCESS_KEY_CSV.as_bytes());
@@ -1064,7 +1064,7 @@ fn reschedule_refuses_bad_expressions_before_patching_anything() {
 #[test]
 fn reschedule_patches_both_cronjobs_as_the_chart_would_schedule_them() {
     let stubs = Stubs::new();
-    // The seed's examples, as written (trailing blank included), through both names.
+    // The original ingest backup scripts' examples, as written (trailing blank included), through both names.
     for (program, expression, verify) in [
         ("./reschedule.sh", "0 0 * * * ", Some("30 0 * * *")),
         ("./reschedule", "*/5 * * * * ", None),

@@ -40,7 +40,7 @@ async fn official_mongorestore_restores_the_archive_byte_identical() {
     let result = common::backup(&source.uri(), &work.path().join("store"), &[]);
     let name = result["name"].as_str().unwrap();
 
-    // The seed's restore procedure: tar -xzf, then mongorestore data/db/dump/<name>.
+    // The original ingest backup scripts' restore procedure: tar -xzf, then mongorestore data/db/dump/<name>.
     common::untar(result["archive"].as_str().unwrap(), work.path());
     let dump = work.path().join(format!("data/db/dump/{name}"));
     assert!(dump.join("kitchen/types.bson").exists(), "tar -xzf yields data/db/dump/<name>/<db>/<coll>.bson");
@@ -93,7 +93,7 @@ async fn layout_and_metadata_match_the_official_mongodump() {
     assert!(our_files.remove("oplog.bson"), "a replica-set backup captures oplog.bson");
     // mongodump 100.12+ also writes prelude.json (server and tool versions) at the dump
     // root, which the same release of mongorestore then reports as "don't know what to do
-    // with file ... skipping"; the brief wants no such warning, so we record the server
+    // with file ... skipping"; no such warning is acceptable, so we record the server
     // version in the manifest instead.
     let mut their_files = files_under(&theirs);
     their_files.remove("prelude.json");

@@ -98,7 +98,7 @@ async fn tarballs_of_the_original_mongodump_pipeline_restore_with_no_manifest() 
     let ours = common::backup(&source.uri(), &store, &[]);
     let manifest = common::sidecar(&store, ours["name"].as_str().unwrap());
 
-    // A tarball shaped like the seed's: the dump directory only, packed by `tar -czf`,
+    // A tarball shaped like the original ingest backup scripts': the dump directory only, packed by `tar -czf`,
     // with no sidecar. Made with the official mongodump when it is available, else
     // from our own archive's dump directory.
     let legacy = "2018-04-04T11_37";

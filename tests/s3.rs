@@ -1,5 +1,5 @@
-//! The S3 store against a real S3 server (MinIO): the seed's variables select the
-//! bucket; the seed's restore steps with stock tools (`aws s3 cp`, `tar -xzf`, the
+//! The S3 store against a real S3 server (MinIO): the original ingest backup scripts' variables select the
+//! bucket; the original ingest backup scripts' restore steps with stock tools (`aws s3 cp`, `tar -xzf`, the
 //! official `mongorestore`) get every document back; large archives go up as real
 //! multipart uploads matching their sidecar; a server killed mid-upload and SIGTERM
 //! mid-upload leave no open multipart upload and no new backup; bad credentials, a
@@ -40,7 +40,7 @@ async fn backup_to_s3_restores_with_the_seeds_stock_tools() {
     let Some(binary) = minio::binary_or_skip("backup_to_s3_restores_with_the_seeds_stock_tools") else { return };
     let minio = Minio::start(binary).await;
     let source = source_with_sample(2).await;
-    // No --store: S3_BUCKET and BACKUP_DIR select s3://$S3_BUCKET/$BACKUP_DIR, as in the seed.
+    // No --store: S3_BUCKET and BACKUP_DIR select s3://$S3_BUCKET/$BACKUP_DIR, as in the original ingest backup scripts.
     let env = env_with(&minio, &[("S3_BUCKET", BUCKET), ("BACKUP_DIR", "dev")]);
     let result = backup_json(&common::run_with_env(&["backup", "--uri", &source.uri(), "--json"], &env));
     let name = result["name"].as_str().unwrap();
@@ -48,7 +48,7 @@ async fn backup_to_s3_restores_with_the_seeds_stock_tools() {
     let keys = minio.keys().await;
     assert!(keys.contains(&format!("dev/{name}.tar.gz")) && keys.contains(&format!("dev/{name}.manifest.json")), "{keys:?}");
 
-    // The seed's restore: aws s3 cp, tar -xzf, mongorestore.
+    // The original ingest backup scripts' restore: aws s3 cp, tar -xzf, mongorestore.
     let work = tempfile::tempdir().unwrap();
     let aws = Command::new("aws")
         .args(["--endpoint-url", &minio.endpoint(), "s3", "cp", result["archive"].as_str().unwrap(), "."])

@@ -412,7 +412,7 @@ mod tests {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("{tool} on PATH (the seed's tar needs gzip; tar --zstd needs zstd): {e}"));
+            .unwrap_or_else(|e| panic!("{tool} on PATH (the original ingest backup scripts' tar needs gzip; tar --zstd needs zstd): {e}"));
         let mut stdin = child.stdin.take().unwrap();
         let writer = thread::spawn(move || stdin.write_all(&encoded).unwrap());
         let output = child.wait_with_output().unwrap();

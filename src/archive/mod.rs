@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 /// workers shared by the whole backup, or on the calling thread with 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
-    /// gzip at a level from 0 (none) to 9 (smallest); the seed's `.tar.gz`, one gzip
+    /// gzip at a level from 0 (none) to 9 (smallest); the original ingest backup scripts' `.tar.gz`, one gzip
     /// member per block.
     Gzip {
         /// Compression level.

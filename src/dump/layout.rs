@@ -1,6 +1,6 @@
 //! Paths inside the archive and the namespaces mongodump keeps.
 //!
-//! `tar -xzf <name>.tar.gz` yields `data/db/dump/<name>/` (the seed's layout), and
+//! `tar -xzf <name>.tar.gz` yields `data/db/dump/<name>/` (the original ingest backup scripts' layout), and
 //! inside it one directory per database holding `<collection>.bson` and
 //! `<collection>.metadata.json`, plus `oplog.bson` at the root when captured.
 //! mongorestore treats every root directory as a database and warns about other root
@@ -88,7 +88,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seed_layout_paths() {
+    fn original_scripts_layout_paths() {
         assert_eq!(dump_root("2018-04-04T11_37"), "data/db/dump/2018-04-04T11_37/");
         assert_eq!(manifest_path("2018-04-04T11_37"), "data/db/dump/2018-04-04T11_37.manifest.json");
         assert_eq!(bson_path("ingest", "project"), "ingest/project.bson");

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::verify::VerifyReport;
 
 pub use delivery::{DeliveryFailure, RetryPolicy};
-pub use heartbeat::{Heartbeat, HEARTBEAT_URL};
+pub use heartbeat::{Heartbeat, HEARTBEAT_METHOD, HEARTBEAT_URL};
 
 /// The environment variable holding the Slack incoming-webhook URL.
 pub const SLACK_WEBHOOK_URL: &str = "SLACK_WEBHOOK_URL";
@@ -353,22 +353,16 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Reads `SLACK_WEBHOOK_URL`, `ALERT_WEBHOOK_URL`, `NOTIFY_SUCCESS` and the heartbeat's
-    /// `HEARTBEAT_URL` and `HEARTBEAT_METHOD`; successes are
-    /// reported when `notify_success_flag` (`--notify-success`) or `NOTIFY_SUCCESS` is true.
-    /// An unset or empty URL variable leaves its channel off.
+    /// The channels named by the settings `lookup` returns (`SLACK_WEBHOOK_URL`,
+    /// `ALERT_WEBHOOK_URL`, `NOTIFY_SUCCESS`, the heartbeat's `HEARTBEAT_URL` and
+    /// `HEARTBEAT_METHOD`: the command line reads them from its flags or the
+    /// environment); successes are reported when `notify_success_flag`
+    /// (`--notify-success`) or `NOTIFY_SUCCESS` is true. An unset or empty URL leaves
+    /// its channel off.
     ///
     /// # Errors
     /// A usage error (exit status 2) naming the variable, never showing a URL, for a
     /// malformed URL, a `NOTIFY_SUCCESS` that is not a boolean or a bad `HEARTBEAT_METHOD`.
-    pub fn from_env(notify_success_flag: bool) -> Result<Notifier> {
-        Self::from_lookup(notify_success_flag, |name| std::env::var(name).ok())
-    }
-
-    /// [`Notifier::from_env`] with the variables read through `lookup`.
-    ///
-    /// # Errors
-    /// As [`Notifier::from_env`].
     pub fn from_lookup(notify_success_flag: bool, lookup: impl Fn(&str) -> Option<String>) -> Result<Notifier> {
         let mut channels = Vec::new();
         for (kind, variable) in [(ChannelKind::Slack, SLACK_WEBHOOK_URL), (ChannelKind::Webhook, ALERT_WEBHOOK_URL)] {

@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
 use crate::naming::{is_backup_name, time_of};
 use crate::store::lock::StoreLock;
 use crate::store::s3::S3Settings;
@@ -163,12 +162,10 @@ pub async fn survey(store: &Store) -> Result<Survey> {
 }
 
 fn health_of(verification: Option<&[u8]>) -> Health {
-    let status =
-        verification.and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok()).and_then(|v| v["status"].as_str().map(str::to_string));
-    match status.as_deref() {
+    match verification.and_then(crate::verify::VerificationRecord::parse).map(|record| record.status) {
         None => Health::NotVerified,
-        Some("passed" | "passed_with_warnings") => Health::Passed,
-        Some(_) => Health::Failed,
+        Some(crate::verify::VerifyStatus::Passed | crate::verify::VerifyStatus::PassedWithWarnings) => Health::Passed,
+        Some(crate::verify::VerifyStatus::Failed) => Health::Failed,
     }
 }
 
@@ -190,7 +187,7 @@ pub fn plan(
     for backup in &survey.backups {
         match &backup.sidecar {
             Some(sidecar) => {
-                let manifest = serde_json::from_slice::<Manifest>(sidecar).ok();
+                let manifest = crate::store::parse_sidecar(sidecar).ok();
                 let started = manifest.as_ref().and_then(|m| DateTime::parse_from_rfc3339(&m.started_at).ok()).map(|t| t.with_timezone(&Utc));
                 let time = started.or_else(|| time_of(&backup.name)).or(backup.last_modified).unwrap_or(now);
                 // A sidecar that does not parse cannot be trusted for a restore.
@@ -506,7 +503,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::manifest::{Consistency, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
+    use crate::manifest::{Consistency, Manifest, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
     use crate::store::lock::{read_locks, LockRecord};
     use crate::store::memory::MemoryStore;
     use crate::store::{ObjectStore, PutMode};

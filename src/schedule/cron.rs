@@ -11,7 +11,7 @@ use croner::Cron;
 
 use crate::error::{Error, Result};
 
-/// The default schedule: every day at midnight UTC, as the seed's CronJob.
+/// The default schedule: every day at midnight UTC, as the original ingest backup scripts' CronJob.
 pub const DEFAULT_CRON: &str = "0 0 * * *";
 
 /// A validated cron expression.
@@ -24,7 +24,7 @@ pub struct CronSchedule {
 impl CronSchedule {
     /// Parses `text`: 5 fields (minute hour day-of-month month day-of-week), 6 fields
     /// with a leading seconds field, or an alias such as `@daily`. Surrounding spaces
-    /// are ignored (the seed's `'0 0 * * * '`).
+    /// are ignored (the original ingest backup scripts' `'0 0 * * * '`).
     ///
     /// # Errors
     /// A usage error naming the expression, saying what is wrong and giving a valid example.
@@ -118,14 +118,14 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_default_fires_at_midnight_utc() {
+    fn the_original_default_fires_at_midnight_utc() {
         let schedule = CronSchedule::parse(DEFAULT_CRON).unwrap();
         assert_eq!(schedule.next_after(at("2018-04-04T11:37:00Z")), Some(at("2018-04-05T00:00:00Z")));
         assert_eq!(schedule.next_after(at("2018-04-05T00:00:00Z")), Some(at("2018-04-06T00:00:00Z")), "strictly after");
     }
 
     #[test]
-    fn the_seeds_trailing_space_is_accepted() {
+    fn the_original_trailing_space_is_accepted() {
         let schedule = CronSchedule::parse("0 0 * * * ").unwrap();
         assert_eq!(schedule.as_str(), "0 0 * * *");
         assert_eq!(schedule.next_after(at("2018-04-04T11:37:00Z")), Some(at("2018-04-05T00:00:00Z")));

@@ -25,12 +25,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use crate::backup::{run_backup_with_progress, BackupOptions, BackupProgress};
+use crate::backup::BackupOptions;
 use crate::error::{Error, Result};
-use crate::notify::{Event, Notifier, Outcome};
-use crate::verify::{run_verify, VerifyOptions};
+use crate::jobs::{self, Context, EventRecorder, EventSink, Render};
+use crate::notify::{Event, Notifier};
+use crate::verify::VerifyOptions;
 
 use self::cron::CronSchedule;
 use self::metrics::Metrics;
@@ -77,12 +78,29 @@ pub struct OplogSchedule {
 }
 
 /// How the scheduler stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Stopped {
     /// No run was in progress, or it finished within the grace period (exit 0).
     Clean,
     /// A run outlived the grace period and was aborted (exit 1).
     AbortedRun,
+}
+
+impl Render for Stopped {
+    fn text(&self) -> String {
+        String::new()
+    }
+
+    fn succeeded(&self) -> bool {
+        *self == Stopped::Clean
+    }
+}
+
+impl EventRecorder for Metrics {
+    fn record(&self, event: &Event) {
+        Metrics::record(self, event, Utc::now());
+    }
 }
 
 /// What to do with a tick.
@@ -127,18 +145,19 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
 
     let ScheduleOptions { cron, oplog, backup, prune, verify, verify_delay, grace_period, notifier, run_now, .. } = options;
     let abort = CancellationToken::new();
+    let context = Context { events: EventSink::logged(notifier, metrics.clone()), store: backup.store.to_string(), cancel: abort.clone() };
     let slicer = oplog.map(|oplog| {
-        let slicer = OplogSlicer { oplog, store: backup.store.to_string(), notifier: notifier.clone(), metrics: metrics.clone() };
-        tokio::spawn(slicer.run(stop.clone(), abort.clone()))
+        let slicer = OplogSlicer { oplog, context: context.clone(), metrics: metrics.clone() };
+        tokio::spawn(slicer.run(stop.clone()))
     });
-    let runner = Runner { store: backup.store.to_string(), backup, prune, verify, verify_delay, notifier, metrics: metrics.clone() };
+    let runner = Runner { context, backup, prune, verify, verify_delay, metrics: metrics.clone() };
     // The run in progress, polled beside the clock by this task (the verification's
     // future is not `Send`, and one task is all a never-overlapping run needs).
     let mut current: Option<Pin<Box<dyn Future<Output = ()> + '_>>> = None;
     let mut last = Utc::now();
     if run_now {
         info!("Running a backup now (--run-now / RUN_ON_START), then on the schedule.");
-        current = Some(Box::pin(runner.run(last, abort.clone(), stop.clone())));
+        current = Some(Box::pin(runner.run(last, stop.clone())));
     }
     loop {
         let Some(next) = cron.next_after(last) else {
@@ -176,7 +195,7 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
                 warn!(tick = %tick.to_rfc3339(), "Tick skipped: the previous run (backup or its verification) is still in progress.");
                 metrics.skipped_tick();
             }
-            TickDecision::Run => current = Some(Box::pin(runner.run(tick, abort.clone(), stop.clone()))),
+            TickDecision::Run => current = Some(Box::pin(runner.run(tick, stop.clone()))),
         }
     }
 
@@ -221,13 +240,13 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
 #[derive(Debug)]
 struct OplogSlicer {
     oplog: OplogSchedule,
-    store: String,
-    notifier: Notifier,
+    /// Its token is the abort token: cancelled only when the grace period is over.
+    context: Context,
     metrics: Arc<Metrics>,
 }
 
 impl OplogSlicer {
-    async fn run(self, stop: CancellationToken, abort: CancellationToken) {
+    async fn run(self, stop: CancellationToken) {
         info!(every = %humantime::format_duration(self.oplog.every), "Point-in-time slices enabled.");
         let mut interval = tokio::time::interval(self.oplog.every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -237,59 +256,38 @@ impl OplogSlicer {
                 _ = interval.tick() => {}
             }
             let clock = Instant::now();
-            match crate::pitr::slice_job::run_oplog_slice(&self.oplog.slice, abort.clone()).await {
-                Ok(report) => {
-                    if let Some(slice) = &report.slice {
-                        info!(slice = %slice.file, entries = slice.entries, seconds = clock.elapsed().as_secs_f64(), "Oplog slice written.");
-                        self.metrics.record_slice(slice);
-                    }
-                }
-                Err(error) => {
-                    let event = Event::failed(crate::notify::Operation::Oplog, self.store.clone(), &error);
-                    error!(reason = event.reason.as_deref().unwrap_or(""), "{}", event.headline());
-                    self.metrics.record(&event, Utc::now());
-                    self.notifier.send(&event).await;
+            // A failure is logged, counted and alerted by the job.
+            if let Ok(report) = jobs::oplog::slice(&self.context, &self.oplog.slice).await {
+                if let Some(slice) = &report.slice {
+                    info!(slice = %slice.file, entries = slice.entries, seconds = clock.elapsed().as_secs_f64(), "Oplog slice written.");
+                    self.metrics.record_slice(slice);
                 }
             }
         }
     }
 }
 
-/// One scheduled run: a backup, then its verification.
+/// One scheduled run: a backup (and its prune), then its verification.
 #[derive(Debug)]
 struct Runner {
-    store: String,
+    /// Its token is the abort token: cancelled only when the grace period is over.
+    context: Context,
     backup: BackupOptions,
     prune: Option<crate::prune::PruneOptions>,
     verify: VerifyOptions,
     verify_delay: Duration,
-    notifier: Notifier,
     metrics: Arc<Metrics>,
 }
 
 impl Runner {
-    async fn run(&self, tick: DateTime<Utc>, abort: CancellationToken, stop: CancellationToken) {
+    async fn run(&self, tick: DateTime<Utc>, stop: CancellationToken) {
         info!(tick = %tick.to_rfc3339(), "Tick: starting a backup.");
-        let clock = Instant::now();
-        let progress = BackupProgress::default();
-        let result = run_backup_with_progress(&self.backup, abort.clone(), &progress).await;
-        let event = Event::backup_ended(&result, &self.store, &progress.snapshot(), clock.elapsed().as_secs_f64());
-        self.finish(&event).await;
-        let Ok(report) = result else { return };
-        let name = report.manifest.name;
-        if let Some(prune) = &self.prune {
-            match crate::prune::prune_after_backup(prune, abort.clone()).await {
-                Ok(Some(pruned)) => {
-                    info!(kept = pruned.kept_backups, removed = pruned.removed_backups, "Pruned the store after the backup.");
-                    self.metrics.record_prune(&pruned);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    self.finish(&Event::failed(crate::notify::Operation::Prune, self.store.clone(), &error)).await;
-                }
-            }
+        // Failures are logged, counted and alerted by the job.
+        let Ok(outcome) = jobs::backup::backup_and_prune(&self.context, &self.backup, self.prune.as_ref()).await else { return };
+        if let Some(pruned) = &outcome.report.prune {
+            self.metrics.record_prune(pruned);
         }
-
+        let name = outcome.report.name;
         info!(backup = %name, delay = %humantime::format_duration(self.verify_delay), "Verification scheduled.");
         tokio::select! {
             _ = stop.cancelled() => {
@@ -298,30 +296,8 @@ impl Runner {
             }
             _ = tokio::time::sleep(self.verify_delay) => {}
         }
-        let options = VerifyOptions { backup: name.clone(), wait_for_running: Duration::ZERO, ..self.verify.clone() };
-        let result = run_verify(&options, abort).await;
-        self.finish(&Event::verify_ended(&result, &self.store, &name)).await;
-    }
-
-    /// Logs, counts and alerts one finished operation.
-    async fn finish(&self, event: &Event) {
-        match event.outcome {
-            Outcome::Succeeded => info!(
-                documents = event.counts.documents,
-                archive_bytes = event.counts.archive_bytes,
-                seconds = event.duration_seconds,
-                "{}",
-                event.headline()
-            ),
-            Outcome::Failed => {
-                error!(reason = event.reason.as_deref().unwrap_or(""), "{}", event.headline());
-                for detail in &event.details {
-                    warn!("  {detail}");
-                }
-            }
-        }
-        self.metrics.record(event, Utc::now());
-        self.notifier.send(event).await;
+        let options = VerifyOptions { backup: name, wait_for_running: Duration::ZERO, ..self.verify.clone() };
+        let _ = jobs::verify::verify_backup(&self.context, &options).await;
     }
 }
 

@@ -31,12 +31,37 @@ pub const LOCK_PREFIX: &str = "locks/";
 /// of this, so a lock outlives its run by at most this long.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(15 * 60);
 
-/// The environment variable that shortens the lock lifetime (tests of a killed run).
-pub const LOCK_TTL_VARIABLE: &str = "INGEST_BACKUP_LOCK_TTL";
+/// How this process's locks are written: set once by the command line
+/// (`--lock-ttl` / `INGEST_BACKUP_LOCK_TTL`, `--host-name` / `HOSTNAME`) before any
+/// store is touched; [`LockSettings::default`] until then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockSettings {
+    /// How long a lock stays valid without a refresh.
+    pub ttl: Duration,
+    /// The host (pod) named in the lock, so that a person can find the run.
+    pub host: String,
+}
 
-/// The lock lifetime: [`DEFAULT_LOCK_TTL`], or [`LOCK_TTL_VARIABLE`] when set.
+impl Default for LockSettings {
+    fn default() -> Self {
+        LockSettings { ttl: DEFAULT_LOCK_TTL, host: host_name_of_this_machine() }
+    }
+}
+
+static SETTINGS: std::sync::OnceLock<LockSettings> = std::sync::OnceLock::new();
+
+/// Sets the lock settings of this process; the first call wins.
+pub fn configure(settings: LockSettings) {
+    let _ = SETTINGS.set(settings);
+}
+
+fn settings() -> &'static LockSettings {
+    SETTINGS.get_or_init(LockSettings::default)
+}
+
+/// The lock lifetime in force.
 pub fn lock_ttl() -> Duration {
-    std::env::var(LOCK_TTL_VARIABLE).ok().and_then(|text| humantime::parse_duration(&text).ok()).unwrap_or(DEFAULT_LOCK_TTL)
+    settings().ttl
 }
 
 /// What a lock object holds.
@@ -87,11 +112,12 @@ pub struct StoreLock {
     pub taken_over: Vec<FoundLock>,
 }
 
-fn host_name() -> String {
-    std::env::var("HOSTNAME")
+/// The machine's name from `/etc/hostname` (the command line passes `HOSTNAME` first).
+pub fn host_name_of_this_machine() -> String {
+    std::fs::read_to_string("/etc/hostname")
         .ok()
+        .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
         .unwrap_or_else(|| "unknown-host".to_string())
 }
 
@@ -111,7 +137,7 @@ impl StoreLock {
         let record = LockRecord {
             operation: operation.to_string(),
             exclusive,
-            host: host_name(),
+            host: settings().host.clone(),
             pid: std::process::id(),
             acquired_at: now,
             expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),

@@ -22,12 +22,14 @@ pub mod memory;
 pub mod object;
 pub mod parts;
 pub mod s3;
+pub mod sidecar;
 
 use std::path::PathBuf;
 
 pub use catalog::{open, open_with, select, Latest, Store, StoredBackup, LIST_CONCURRENCY, UNVERIFIED};
 pub use error::{StoreError, StoreErrorKind};
 pub use object::{ByteStream, MultipartUpload, ObjectMeta, ObjectStore, PendingUpload, PutMode};
+pub use sidecar::{open_sidecar, parse_sidecar, OpenedSidecar, SidecarProblem};
 
 use crate::error::{Error, Result};
 
@@ -86,7 +88,7 @@ impl StoreLocation {
     }
 
     /// The default store: `s3://$S3_BUCKET/$BACKUP_DIR` when `S3_BUCKET` is set (the
-    /// seed's variables), else `./backups`.
+    /// original ingest backup scripts' variables), else `./backups`.
     ///
     /// # Errors
     /// A usage error when `S3_BUCKET` is not a valid bucket name.
@@ -141,7 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_environment_selects_the_bucket_and_dir() {
+    fn original_environment_selects_the_bucket_and_dir() {
         assert_eq!(
             StoreLocation::from_env(Some("ingest-backups"), Some("dev")).unwrap(),
             StoreLocation::S3 { bucket: "ingest-backups".into(), prefix: "dev".into() }

@@ -1,10 +1,10 @@
 //! What a verification found: every difference, not just the first, each naming the
 //! thing that differs and what to do about it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The backup cannot be trusted: verification fails.

@@ -19,7 +19,7 @@ pub mod report;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -27,12 +27,11 @@ pub use archive_check::ArchiveCheck;
 pub use findings::{Finding, Severity};
 pub use live_check::{LiveCheck, LiveStatus};
 
-use crate::crypto::sidecar::{is_sealed, open_details};
 use crate::crypto::{is_encrypted, Identities};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::store::s3::S3Settings;
-use crate::store::{self, Latest, Store, StoreLocation, StoredBackup};
+use crate::store::{self, Latest, SidecarProblem, Store, StoreLocation, StoredBackup};
 
 /// What to verify and how.
 #[derive(Debug, Clone)]
@@ -62,7 +61,7 @@ pub struct VerifyOptions {
 }
 
 /// The overall verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VerifyStatus {
     /// Archive intact, every live difference explained.
@@ -74,6 +73,15 @@ pub enum VerifyStatus {
 }
 
 impl VerifyStatus {
+    /// The name in JSON and in `list` (`passed`, `passed_with_warnings`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyStatus::Passed => "passed",
+            VerifyStatus::PassedWithWarnings => "passed_with_warnings",
+            VerifyStatus::Failed => "failed",
+        }
+    }
+
     /// The word printed at the end of the table.
     pub fn label(self) -> &'static str {
         match self {
@@ -107,6 +115,37 @@ pub struct VerifyReport {
     pub recorded: Option<String>,
 }
 
+/// A verification as recorded beside its backup (`<name>.verify.json`), read back: the
+/// fields `list` and `prune` judge a backup by. The record is a [`VerifyReport`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerificationRecord {
+    /// The verdict.
+    pub status: VerifyStatus,
+    /// When the verification finished, RFC 3339 UTC.
+    pub verified_at: String,
+    /// The findings' severities (absent in a record that has none).
+    pub findings: Option<Vec<RecordedFinding>>,
+}
+
+/// The part of a recorded finding that `list` counts.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecordedFinding {
+    /// Error or warning.
+    pub severity: Severity,
+}
+
+impl VerificationRecord {
+    /// Reads a record; `None` when the bytes are not one (a damaged or foreign object).
+    pub fn parse(bytes: &[u8]) -> Option<VerificationRecord> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// Error findings, when the record lists its findings.
+    pub fn errors(&self) -> Option<usize> {
+        self.findings.as_ref().map(|findings| findings.iter().filter(|f| f.severity == Severity::Error).count())
+    }
+}
+
 impl VerifyReport {
     /// Whether the command should exit 0.
     pub fn passed(&self) -> bool {
@@ -125,8 +164,17 @@ impl VerifyReport {
 /// Configuration and store errors that prevent any verification (a missing store,
 /// an unknown backup name). Everything found about the backup itself is in the report.
 pub async fn run_verify(options: &VerifyOptions, cancel: CancellationToken) -> Result<VerifyReport> {
-    let clock = Instant::now();
     let store = store::open_with(&options.store, options.s3.clone()).await?;
+    verify_in(&store, options, cancel).await
+}
+
+/// [`run_verify`] in an opened store (`options.store` only names it).
+///
+/// # Errors
+/// As [`run_verify`].
+pub async fn verify_in(store: &Store, options: &VerifyOptions, cancel: CancellationToken) -> Result<VerifyReport> {
+    let clock = Instant::now();
+    let store = store.clone();
     wait_for_running_backups(&store, options, &cancel).await?;
     let backup = store::select(store.list().await?, &options.backup, &options.store, Latest::Newest)?;
     info!(backup = %backup.name, store = %options.store, "Verifying.");
@@ -249,37 +297,30 @@ async fn wait_for_running_backups(store: &Store, options: &VerifyOptions, cancel
 /// there is none. A sidecar whose details are sealed is opened with `identities`;
 /// without them its readable part is returned (enough to check the stored bytes).
 fn read_manifest(backup: &StoredBackup, identities: Option<&Identities>) -> std::result::Result<(Manifest, serde_json::Value), Box<Finding>> {
-    let Some(sidecar) = &backup.sidecar else {
-        return Err(Box::new(Finding::error(
-            format!("{}.manifest.json", backup.name),
+    let object = SidecarProblem::object(&backup.name);
+    match store::open_sidecar(backup, identities) {
+        Ok(opened) => Ok((opened.manifest, opened.json)),
+        Err(SidecarProblem::Missing) => Err(Box::new(Finding::error(
+            object,
             "sidecar",
             "present",
             "missing",
             "the backup is incomplete (its run failed or was interrupted before it finished); do not rely on it, run a new backup",
-        )));
-    };
-    let unreadable = |error: serde_json::Error| {
-        Box::new(Finding::error(
-            format!("{}.manifest.json", backup.name),
+        ))),
+        Err(SidecarProblem::Unreadable(error)) => Err(Box::new(Finding::error(
+            object,
             "sidecar",
             "a valid manifest",
             format!("unreadable: {error}"),
             "the sidecar is damaged; the backup cannot be verified or trusted",
-        ))
-    };
-    let manifest = serde_json::from_slice::<Manifest>(sidecar).map_err(unreadable)?;
-    let json = serde_json::from_slice::<serde_json::Value>(sidecar).map_err(unreadable)?;
-    match identities {
-        Some(identities) if is_sealed(&manifest) => open_details(&manifest, identities).map_err(|cause| {
-            Box::new(Finding::error(
-                format!("{}.manifest.json", backup.name),
-                "sealed manifest",
-                "opened with the identity given",
-                cause,
-                "give the identity of one of the recipients the sidecar lists; if it is one of them, the sidecar was altered: do not trust this backup",
-            ))
-        }),
-        _ => Ok((manifest, json)),
+        ))),
+        Err(SidecarProblem::Sealed(cause)) => Err(Box::new(Finding::error(
+            object,
+            "sealed manifest",
+            "opened with the identity given",
+            cause,
+            "give the identity of one of the recipients the sidecar lists; if it is one of them, the sidecar was altered: do not trust this backup",
+        ))),
     }
 }
 

@@ -239,7 +239,7 @@ pub fn all_output(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
-/// Extracts `archive` with the system `tar -xf` into `into` (the seed's restore step).
+/// Extracts `archive` with the system `tar -xf` into `into` (the original ingest backup scripts' restore step).
 pub fn untar(archive: &str, into: &Path) {
     let flag = if archive.ends_with(".tar.zst") { "--zstd" } else { "-z" };
     let status = Command::new("tar").args(["-x", flag, "-f", archive, "-C"]).arg(into).status().unwrap();

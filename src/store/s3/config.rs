@@ -1,4 +1,4 @@
-//! S3 client settings from the environment, as the seed and the AWS tools name them:
+//! S3 client settings from the environment, as the original ingest backup scripts and the AWS tools name them:
 //! the standard credential chain (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`,
 //! profiles, web identity / IRSA), `AWS_ROLE_ARN` to assume a role through STS first,
 //! `AWS_REGION`, and `S3_ENDPOINT` for S3-compatible servers (path-style addressing).

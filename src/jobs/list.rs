@@ -1,0 +1,229 @@
+//! The list job: every backup in the store, newest first, complete or not, with its
+//! latest verification; the point-in-time ranges the oplog slices cover; uploads left
+//! open by runs that died.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Render, TextTarget};
+use crate::cli::ListArgs;
+use crate::crypto::is_encrypted;
+use crate::error::Result;
+use crate::pitr::{self, Chain};
+use crate::prune;
+use crate::store::{self, StoredBackup};
+use crate::verify::{VerificationRecord, VerifyStatus};
+
+/// What `list` shows (field names are the `--json` contract).
+#[derive(Debug, Clone, Serialize)]
+pub struct ListReport {
+    /// The store listed.
+    pub store: String,
+    /// Every backup, newest first.
+    pub backups: Vec<ListedBackup>,
+    /// The point-in-time ranges, one per base backup with slices.
+    pub pitr: Vec<PitrRange>,
+    /// Multipart uploads open for longer than `--stale-after`.
+    pub stale_uploads: Vec<StaleUpload>,
+    /// `--stale-after`, for the warning text.
+    #[serde(skip)]
+    pub stale_after: Duration,
+}
+
+/// One backup in the listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedBackup {
+    /// The backup name.
+    pub name: String,
+    /// The archive's object name.
+    pub archive: String,
+    /// The archive's size in bytes.
+    pub size: u64,
+    /// Whether the sidecar manifest exists (and reads).
+    pub complete: bool,
+    /// Documents, from the manifest.
+    pub documents: Option<u64>,
+    /// Wall time of the backup, from the manifest.
+    pub duration_seconds: Option<f64>,
+    /// `gzip` or `zstd`, from the manifest.
+    pub compression: Option<String>,
+    /// Whether the archive is encrypted.
+    pub encrypted: bool,
+    /// The age recipients, when the manifest names them.
+    pub recipients: Option<Vec<String>>,
+    /// The latest verification, when there is one.
+    pub verification: Option<VerificationSummary>,
+}
+
+/// The latest verification of a backup, as `list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerificationSummary {
+    /// The verdict.
+    pub status: VerifyStatus,
+    /// When it finished.
+    pub verified_at: String,
+    /// Error findings.
+    pub errors: Option<usize>,
+}
+
+/// A point-in-time range: a base backup and the slices chained from it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PitrRange {
+    /// The base backup.
+    pub base: String,
+    /// The earliest restorable point (`T.I`).
+    pub from: String,
+    /// The newest restorable point (`T.I`).
+    pub to: String,
+    /// `from` as RFC 3339.
+    pub from_time: String,
+    /// `to` as RFC 3339.
+    pub to_time: String,
+    /// Slices in the chain.
+    pub slices: usize,
+    /// The first slice that does not continue the chain, when there is a gap.
+    pub broken_at: Option<String>,
+}
+
+/// A multipart upload a dead run left open.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaleUpload {
+    /// The object key.
+    pub key: String,
+    /// When the upload started, RFC 3339.
+    pub initiated: Option<String>,
+}
+
+/// `list`.
+///
+/// # Errors
+/// A usage error for a bad store; store errors.
+pub async fn run(args: &ListArgs) -> Result<ListReport> {
+    let location = args.store.location()?;
+    let store = store::open(&location, || args.store.s3_settings()).await?;
+    let backups = store.list().await?;
+    let mut chains = pitr::chains(&pitr::bases(&backups), &pitr::list_slices(&store).await?);
+    chains.retain(|chain| !chain.slices.is_empty());
+    let uploads = store.objects().list_multipart_uploads("").await?;
+    let stale_uploads = prune::stale_uploads(&uploads, chrono::Utc::now(), args.stale_after)
+        .into_iter()
+        .map(|upload| StaleUpload { key: upload.key.clone(), initiated: upload.initiated.map(|t| t.to_rfc3339()) })
+        .collect();
+    Ok(ListReport {
+        store: location.to_string(),
+        backups: backups.iter().map(ListedBackup::new).collect(),
+        pitr: chains.iter().map(PitrRange::new).collect(),
+        stale_uploads,
+        stale_after: args.stale_after,
+    })
+}
+
+impl ListedBackup {
+    fn new(backup: &StoredBackup) -> ListedBackup {
+        let manifest = backup.sidecar.as_deref().and_then(|bytes| store::parse_sidecar(bytes).ok());
+        let duration = manifest.as_ref().and_then(|m| {
+            let start = chrono::DateTime::parse_from_rfc3339(&m.started_at).ok()?;
+            let end = chrono::DateTime::parse_from_rfc3339(&m.finished_at).ok()?;
+            Some((end - start).num_milliseconds() as f64 / 1000.0)
+        });
+        let verification = backup.verification.as_deref().and_then(VerificationRecord::parse).map(|record| VerificationSummary {
+            status: record.status,
+            errors: record.errors(),
+            verified_at: record.verified_at,
+        });
+        ListedBackup {
+            name: backup.name.clone(),
+            archive: backup.archive.clone(),
+            size: backup.size,
+            complete: manifest.is_some(),
+            documents: manifest.as_ref().map(|m| m.totals.documents),
+            duration_seconds: duration,
+            compression: manifest.as_ref().map(|m| m.compression.clone()),
+            encrypted: manifest.as_ref().map_or(is_encrypted(&backup.archive), |m| m.encryption.is_some()),
+            recipients: manifest.as_ref().and_then(|m| m.encryption.as_ref()).map(|e| e.recipients.clone()),
+            verification,
+        }
+    }
+}
+
+impl PitrRange {
+    fn new(chain: &Chain) -> PitrRange {
+        PitrRange {
+            base: chain.base.clone(),
+            from: pitr::timestamp_label(chain.from),
+            to: pitr::timestamp_label(chain.to),
+            from_time: pitr::wall_time(chain.from).to_rfc3339(),
+            to_time: pitr::wall_time(chain.to).to_rfc3339(),
+            slices: chain.slices.len(),
+            broken_at: chain.broken_at.clone(),
+        }
+    }
+}
+
+impl Render for ListReport {
+    fn warnings(&self) -> String {
+        let mut out = String::new();
+        for upload in &self.stale_uploads {
+            let _ = writeln!(
+                out,
+                "WARNING: {} is an upload open since {} (older than {}): its backup died; `ingest-backup prune` aborts it",
+                upload.key,
+                upload.initiated.as_deref().unwrap_or("?"),
+                humantime::format_duration(self.stale_after)
+            );
+        }
+        out
+    }
+
+    fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{:<24} {:>12} {:>12} {:>9} {:<6} {:<36} STATUS", "NAME", "SIZE", "DOCUMENTS", "SECONDS", "COMPR", "VERIFIED");
+        for backup in &self.backups {
+            let verified = match &backup.verification {
+                None => "never".to_string(),
+                Some(v) => format!("{} {}", v.status.as_str(), v.verified_at),
+            };
+            let _ = writeln!(
+                out,
+                "{:<24} {:>12} {:>12} {:>9} {:<6} {:<36} {}",
+                backup.name,
+                backup.size,
+                backup.documents.map_or("-".into(), |d| d.to_string()),
+                backup.duration_seconds.map_or("-".into(), |d| format!("{d:.1}")),
+                backup.compression.as_deref().unwrap_or("-"),
+                verified,
+                if backup.complete { "complete" } else { "INCOMPLETE (no sidecar manifest)" }
+            );
+            if backup.encrypted {
+                let recipients = backup.recipients.as_deref().unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  encrypted (age) to {}",
+                    if recipients.is_empty() { "unknown recipients".to_string() } else { recipients.join(", ") }
+                );
+            }
+        }
+        for range in &self.pitr {
+            let _ = writeln!(
+                out,
+                "PITR: {} - {} (backup {} + {} oplog slices){}",
+                range.from_time,
+                range.to_time,
+                range.base,
+                range.slices,
+                range.broken_at.as_ref().map_or(String::new(), |slice| format!("; GAP: {slice} does not continue it"))
+            );
+        }
+        out
+    }
+
+    fn text_target(&self) -> TextTarget {
+        TextTarget::Stdout
+    }
+
+    fn text_beside_json(&self) -> bool {
+        false
+    }
+}
