@@ -121,7 +121,8 @@ pub struct VerifyReport {
 pub struct VerificationRecord {
     /// The verdict.
     pub status: VerifyStatus,
-    /// When the verification finished, RFC 3339 UTC.
+    /// When the verification finished, RFC 3339 UTC (empty when the record lacks it).
+    #[serde(default)]
     pub verified_at: String,
     /// The findings' severities (absent in a record that has none).
     pub findings: Option<Vec<RecordedFinding>>,
