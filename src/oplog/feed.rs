@@ -51,3 +51,54 @@ where
     reader.await.expect("the oplog reader does not panic")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::{NamespaceFilter, NamespaceMap};
+    use bson::{doc, RawDocumentBuf};
+
+    fn noop(t: u32) -> RawDocumentBuf {
+        RawDocumentBuf::from_document(&doc! { "op": "n", "ns": "", "ts": bson::Timestamp { time: t, increment: 0 }, "o": { "msg": "noop" } }).unwrap()
+    }
+
+    /// A client that is never reached: every entry here is skipped before a write.
+    async fn unreachable_client() -> mongodb::Client {
+        mongodb::Client::with_uri_str("mongodb://127.0.0.1:1/").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_loop_skips_what_was_replayed_and_the_replayer_what_is_past_its_limit() {
+        let client = unreachable_client().await;
+        let (filter, map) = (NamespaceFilter::default(), NamespaceMap::default());
+        let mut replayer = Replayer::new(&client, &filter, &map, Some(Timestamp { t: 5, i: 0 }));
+        let entries: Vec<RawDocumentBuf> = [1, 2, 3, 6].into_iter().map(noop).collect();
+        replay_entries(&mut replayer, Some(Timestamp { t: 2, i: 0 }), &CancellationToken::new(), move |sink| {
+            for entry in &entries {
+                assert!(sink.send(entry), "the replayer takes every entry");
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        // 1 and 2 were replayed already (not counted); 3 is a no-op; 6 is past the limit.
+        assert_eq!((replayer.report.applied, replayer.report.skipped, replayer.report.reached), (0, 2, Some(Timestamp { t: 3, i: 0 })));
+    }
+
+    #[tokio::test]
+    async fn a_reader_error_and_a_cancellation_stop_the_replay() {
+        let client = unreachable_client().await;
+        let (filter, map) = (NamespaceFilter::default(), NamespaceMap::default());
+        let mut replayer = Replayer::new(&client, &filter, &map, None);
+        let failed = replay_entries(&mut replayer, None, &CancellationToken::new(), |_| Err(Error::Consistency("unreadable".into()))).await;
+        assert_eq!(failed.unwrap_err().to_string(), "unreadable");
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let cancelled = replay_entries(&mut replayer, None, &cancel, |sink| {
+            sink.send(&noop(1));
+            Ok(())
+        })
+        .await;
+        assert!(matches!(cancelled, Err(Error::Cancelled)));
+    }
+}

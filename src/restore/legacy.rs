@@ -9,7 +9,7 @@
 use bson::Document;
 
 use super::legacy_json;
-use super::plan::{is_auth_collection, stores_buckets_raw, users_or_roles_kind, Plan, PlannedNamespace, TIMESERIES_BUCKETS_PREFIX};
+use super::plan::{stores_buckets_raw, Plan, PlannedNamespace, TIMESERIES_BUCKETS_PREFIX};
 use crate::dump::{manifest_path, OPLOG_FILE};
 use crate::error::{Error, Result};
 use crate::filter::{NamespaceFilter, NamespaceMap};
@@ -294,14 +294,8 @@ struct FoundCollection {
 /// Adds a found collection to the plan (or to its skipped namespaces).
 fn plan_collection(plan: &mut Plan, found: FoundCollection, filter: &NamespaceFilter, map: &NamespaceMap) {
     let FoundCollection { database, collection, metadata, bson_member } = found;
-    let source = format!("{database}.{collection}");
-    let users_or_roles = users_or_roles_kind(&database, &collection);
-    if users_or_roles.is_none() && (!filter.keeps(&database, &collection) || is_auth_collection(&database, &collection)) {
-        plan.skipped.push(source);
-        return;
-    }
-    let target_database = if users_or_roles.is_some() { "admin".to_string() } else { map.database(&database).to_string() };
-    let kind = match users_or_roles {
+    let Some(admitted) = plan.admit(&database, &collection, filter, map) else { return };
+    let kind = match admitted.users_or_roles {
         Some(kind) => kind,
         None => metadata.get_str("type").ok().filter(|kind| !kind.is_empty()).unwrap_or("collection").into(),
     };
@@ -320,7 +314,7 @@ fn plan_collection(plan: &mut Plan, found: FoundCollection, filter: &NamespaceFi
         Err(_) => Vec::new(),
     };
     let planned = PlannedNamespace {
-        target_database,
+        target_database: admitted.target_database,
         database,
         collection,
         kind,

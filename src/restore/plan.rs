@@ -123,14 +123,14 @@ pub struct Plan {
 
 /// Authentication data a plain insert cannot restore; `mongorestore
 /// --restoreDbUsersAndRoles` handles it.
-pub(super) fn is_auth_collection(database: &str, collection: &str) -> bool {
+fn is_auth_collection(database: &str, collection: &str) -> bool {
     (database == "admin" && matches!(collection, "system.users" | "system.roles" | "system.version")) || collection.starts_with("$admin.system.")
 }
 
 /// The plan kind of a collection holding users or roles: `admin.system.users` and
 /// `admin.system.roles` of a full dump, or the `$admin.system.users` /
 /// `$admin.system.roles` files of a database dumped with `--dumpDbUsersAndRoles`.
-pub(super) fn users_or_roles_kind(database: &str, collection: &str) -> Option<NamespaceKind> {
+fn users_or_roles_kind(database: &str, collection: &str) -> Option<NamespaceKind> {
     match (database, collection) {
         ("admin", "system.users") | (_, "$admin.system.users") => Some(NamespaceKind::Users),
         ("admin", "system.roles") | (_, "$admin.system.roles") => Some(NamespaceKind::Roles),
@@ -150,7 +150,29 @@ pub fn document_from_extjson(value: &serde_json::Value, what: &str) -> Result<Do
     }
 }
 
+/// Where a namespace the plan admits goes.
+pub(super) struct Admitted {
+    /// The target database: `admin` for users and roles, else the mapped one.
+    pub target_database: String,
+    /// `users` or `roles` for the backup's users and roles, `None` for anything else.
+    pub users_or_roles: Option<NamespaceKind>,
+}
+
 impl Plan {
+    /// Whether namespace `database.collection` of the backup enters the plan: the
+    /// backup's users and roles always do (restored only with `--users-and-roles`),
+    /// any other namespace unless the filters leave it out or it is authentication
+    /// data. A namespace left out is noted as skipped.
+    pub(super) fn admit(&mut self, database: &str, collection: &str, filter: &NamespaceFilter, map: &NamespaceMap) -> Option<Admitted> {
+        let users_or_roles = users_or_roles_kind(database, collection);
+        if users_or_roles.is_none() && (!filter.keeps(database, collection) || is_auth_collection(database, collection)) {
+            self.skipped.push(format!("{database}.{collection}"));
+            return None;
+        }
+        let target_database = if users_or_roles.is_some() { "admin".to_string() } else { map.database(database).to_string() };
+        Some(Admitted { target_database, users_or_roles })
+    }
+
     /// Adds a planned namespace: to the users and roles, restored only with
     /// `--users-and-roles`, or to the namespaces.
     pub(super) fn add(&mut self, planned: PlannedNamespace) {
@@ -168,21 +190,15 @@ impl Plan {
     pub fn from_manifest(manifest: &Manifest, filter: &NamespaceFilter, map: &NamespaceMap) -> Result<Self> {
         let mut plan = Plan::default();
         for entry in &manifest.namespaces {
+            let Some(admitted) = plan.admit(&entry.database, &entry.collection, filter, map) else { continue };
             let source = format!("{}.{}", entry.database, entry.collection);
-            let users_or_roles = users_or_roles_kind(&entry.database, &entry.collection);
-            if users_or_roles.is_none()
-                && (!filter.keeps(&entry.database, &entry.collection) || is_auth_collection(&entry.database, &entry.collection))
-            {
-                plan.skipped.push(source);
-                continue;
-            }
             let indexes =
                 entry.indexes.iter().map(|spec| document_from_extjson(spec, &format!("an index spec of {source}"))).collect::<Result<Vec<_>>>()?;
             let planned = PlannedNamespace {
                 database: entry.database.clone(),
                 collection: entry.collection.clone(),
-                target_database: if users_or_roles.is_some() { "admin".to_string() } else { map.database(&entry.database).to_string() },
-                kind: users_or_roles.unwrap_or_else(|| entry.kind.clone()),
+                target_database: admitted.target_database,
+                kind: admitted.users_or_roles.unwrap_or_else(|| entry.kind.clone()),
                 options: document_from_extjson(&entry.options, &format!("the options of {source}"))?,
                 indexes,
                 bson_member: entry.bson_file.as_ref().map(|file| format!("{}{file}", manifest.dump_root)),
