@@ -1,5 +1,6 @@
-//! `--ns-include` / `--ns-exclude`: `db.collection` patterns where `*` matches any run
-//! of characters (as mongorestore's `--nsInclude`). A namespace is kept when it
+//! Which namespaces, under which names: `--ns-include` / `--ns-exclude`, `db.collection`
+//! patterns where `*` matches any run of characters (as mongorestore's `--nsInclude`),
+//! and `--ns-from` / `--ns-to` ([`NamespaceMap`]). A namespace is kept when it
 //! matches some include pattern (or there are none) and no exclude pattern.
 //!
 //! The matcher is a few lines of hand-written code on purpose: glob crates give `?`,
@@ -78,6 +79,57 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// `--ns-from` / `--ns-to`: restore one database under another name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DatabaseRename {
+    /// Source database name.
+    pub from: String,
+    /// Target database name.
+    pub to: String,
+}
+
+impl DatabaseRename {
+    /// Parses the flags; both or neither must be given. `db` and `db.*` are accepted.
+    ///
+    /// # Errors
+    /// A usage error naming the bad flag.
+    pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<Option<Self>> {
+        let database = |flag: &str, value: &str| -> Result<String> {
+            let name = value.strip_suffix(".*").unwrap_or(value);
+            if name.is_empty() || name.contains(['.', '/', '\\', ' ', '"', '$', '*']) {
+                return Err(Error::usage(format!("{flag} {value:?} is not a database name: give a database such as ingest (or ingest.*)")));
+            }
+            Ok(name.to_string())
+        };
+        match (from, to) {
+            (None, None) => Ok(None),
+            (Some(from), Some(to)) => Ok(Some(Self { from: database("--ns-from", from)?, to: database("--ns-to", to)? })),
+            _ => Err(Error::usage("--ns-from and --ns-to go together: give both, for example --ns-from ingest --ns-to ingest_copy")),
+        }
+    }
+}
+
+/// Maps source namespaces to target namespaces.
+#[derive(Debug, Clone, Default)]
+pub struct NamespaceMap {
+    rename: Option<DatabaseRename>,
+}
+
+impl NamespaceMap {
+    /// A map applying `rename`, if any.
+    pub fn new(rename: Option<DatabaseRename>) -> Self {
+        Self { rename }
+    }
+
+    /// The target database of source database `database`.
+    pub fn database<'a>(&'a self, database: &'a str) -> &'a str {
+        match &self.rename {
+            Some(rename) if rename.from == database => &rename.to,
+            _ => database,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +161,16 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("db.collection"), "{err}");
         assert!(NamespaceFilter::new(&[], &[".x".into()]).is_err());
+    }
+
+    #[test]
+    fn renames_need_both_flags_and_plain_database_names() {
+        assert_eq!(DatabaseRename::parse(None, None).unwrap(), None);
+        assert_eq!(DatabaseRename::parse(Some("ingest.*"), Some("copy")).unwrap(), Some(DatabaseRename { from: "ingest".into(), to: "copy".into() }));
+        assert_eq!(DatabaseRename::parse(Some("ingest"), None).unwrap_err().exit_code(), 2);
+        assert_eq!(DatabaseRename::parse(Some("a.b"), Some("c")).unwrap_err().exit_code(), 2);
+        let map = NamespaceMap::new(DatabaseRename::parse(Some("ingest"), Some("copy")).unwrap());
+        assert_eq!(map.database("ingest"), "copy");
+        assert_eq!(map.database("other"), "other");
     }
 }

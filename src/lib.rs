@@ -2,11 +2,12 @@
 //! with a checksum manifest, and keep it in a store.
 //!
 //! Data flows one way, one module per stage:
-//! [`source`] (the live server: discovery, cursors, oplog) -> [`dump`] (mongodump file
+//! [`source`] (the live server: discovery, cursors, the oplog window) -> [`dump`] (mongodump file
 //! layout, metadata documents, per-namespace digests) -> [`archive`] (tar plus gzip or
 //! zstd, hashed as it is written) -> [`store`] (where finished archives live).
 //! [`backup`] wires the stages together with bounded channels and one cancellation
-//! token; the binary in `main.rs` only parses flags and reports.
+//! token; the binary in `main.rs` only parses flags and reports. [`oplog`] holds what
+//! oplog entries and timestamps mean, and their replay, for `restore` and [`pitr`].
 
 pub mod archive;
 pub mod backup;
@@ -21,6 +22,7 @@ pub mod jobs;
 pub mod manifest;
 pub mod naming;
 pub mod notify;
+pub mod oplog;
 pub mod pitr;
 pub mod progress;
 pub mod prune;
@@ -29,6 +31,7 @@ pub mod restore;
 pub mod retry;
 pub mod sample;
 pub mod schedule;
+pub mod server_codes;
 pub mod source;
 pub mod store;
 pub mod test_hooks;

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::source::Timestamp;
+use crate::oplog::Timestamp;
 
 /// Version of the manifest format; bumped on any incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
@@ -119,9 +119,9 @@ pub struct NamespaceEntry {
     pub database: String,
     /// Collection or view name.
     pub collection: String,
-    /// `collection` or `view`.
+    /// `collection`, `view` or `timeseries` (`listCollections`' `type`).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: NamespaceKind,
     /// Collection UUID (hex) when known.
     pub uuid: Option<String>,
     /// `listCollections` options, canonical Extended JSON.
@@ -140,6 +140,75 @@ pub struct NamespaceEntry {
     pub sha256: String,
     /// Order-independent content hash (see [`crate::digest::ContentHash`]).
     pub content_hash: String,
+}
+
+/// What a namespace is: `listCollections`' `type` (`collection`, `view`, `timeseries`),
+/// or, in a restore plan only, the backup's users or roles. Serialized as that string,
+/// so manifests and `--json` output read as they always did; a type this version does
+/// not know is kept as it was written ([`NamespaceKind::Other`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum NamespaceKind {
+    /// `collection`.
+    Collection,
+    /// `view`.
+    View,
+    /// `timeseries`: its `.bson` file holds the buckets.
+    Timeseries,
+    /// `users`: the backup's `admin.system.users` (a restore plan's kind).
+    Users,
+    /// `roles`: the backup's `admin.system.roles` (a restore plan's kind).
+    Roles,
+    /// Any other type, kept verbatim.
+    Other(String),
+}
+
+impl NamespaceKind {
+    /// The kind as written in manifests, metadata files and reports.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Collection => "collection",
+            Self::View => "view",
+            Self::Timeseries => "timeseries",
+            Self::Users => "users",
+            Self::Roles => "roles",
+            Self::Other(other) => other,
+        }
+    }
+}
+
+impl From<&str> for NamespaceKind {
+    fn from(kind: &str) -> Self {
+        match kind {
+            "collection" => Self::Collection,
+            "view" => Self::View,
+            "timeseries" => Self::Timeseries,
+            "users" => Self::Users,
+            "roles" => Self::Roles,
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<String> for NamespaceKind {
+    fn from(kind: String) -> Self {
+        Self::from(kind.as_str())
+    }
+}
+
+impl From<NamespaceKind> for String {
+    fn from(kind: NamespaceKind) -> Self {
+        match kind {
+            NamespaceKind::Other(other) => other,
+            known => known.as_str().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for NamespaceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Namespace patterns of a filtered backup.
@@ -215,5 +284,17 @@ mod tests {
         let parsed: Manifest = serde_json::from_slice(&manifest.to_json()).unwrap();
         assert_eq!(parsed, manifest);
         assert!(!String::from_utf8(manifest.to_json()).unwrap().contains("\"archive\""));
+    }
+
+    #[test]
+    fn namespace_kinds_serialize_as_the_strings_they_replaced() {
+        for text in ["collection", "view", "timeseries", "users", "roles", "someday"] {
+            let kind = NamespaceKind::from(text);
+            assert_eq!(serde_json::to_string(&kind).unwrap(), serde_json::to_string(text).unwrap());
+            assert_eq!(serde_json::from_str::<NamespaceKind>(&format!("{text:?}")).unwrap(), kind);
+            assert_eq!((kind.as_str(), kind.to_string()), (text, text.to_string()));
+        }
+        assert_eq!(NamespaceKind::from("view"), NamespaceKind::View);
+        assert_eq!(NamespaceKind::from("someday"), NamespaceKind::Other("someday".into()));
     }
 }

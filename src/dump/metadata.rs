@@ -4,10 +4,12 @@
 
 use bson::{Bson, Document};
 
+use crate::manifest::NamespaceKind;
+
 /// Renders the metadata document of one collection or view.
 ///
 /// `indexes` are the specs exactly as `listIndexes` returned them (empty for a view).
-pub fn metadata_json(collection: &str, kind: &str, options: &Document, uuid: Option<&str>, indexes: &[Document]) -> String {
+pub fn metadata_json(collection: &str, kind: &NamespaceKind, options: &Document, uuid: Option<&str>, indexes: &[Document]) -> String {
     let mut meta = Document::new();
     if !options.is_empty() {
         meta.insert("options", options.clone());
@@ -17,8 +19,8 @@ pub fn metadata_json(collection: &str, kind: &str, options: &Document, uuid: Opt
         meta.insert("uuid", uuid);
     }
     meta.insert("collectionName", collection);
-    if !kind.is_empty() {
-        meta.insert("type", kind);
+    if !kind.as_str().is_empty() {
+        meta.insert("type", kind.as_str());
     }
     canonical_extjson(&meta)
 }
@@ -45,7 +47,7 @@ mod tests {
     #[test]
     fn field_order_and_canonical_numbers_match_mongodump() {
         let index = doc! { "v": 2, "key": { "_id": 1 }, "name": "_id_" };
-        let json = metadata_json("project", "collection", &capped_options(4096), Some("0a0b"), &[index]);
+        let json = metadata_json("project", &NamespaceKind::Collection, &capped_options(4096), Some("0a0b"), &[index]);
         assert_eq!(
             json,
             r#"{"options":{"capped":true,"size":{"$numberLong":"4096"}},"indexes":[{"v":{"$numberInt":"2"},"key":{"_id":{"$numberInt":"1"}},"name":"_id_"}],"uuid":"0a0b","collectionName":"project","type":"collection"}"#
@@ -54,7 +56,7 @@ mod tests {
 
     #[test]
     fn empty_options_and_missing_uuid_are_omitted() {
-        let json = metadata_json("v", "view", &Document::new(), None, &[]);
+        let json = metadata_json("v", &NamespaceKind::View, &Document::new(), None, &[]);
         assert_eq!(json, r#"{"indexes":[],"collectionName":"v","type":"view"}"#);
     }
 }

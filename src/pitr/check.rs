@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::replay::{fetch_checked, read_entries};
 use super::{bases, chains, Chain, TargetTime};
 use crate::error::{Error, Result};
-use crate::source::Timestamp;
+use crate::oplog::timestamp::{timestamp_label, wall_time, Timestamp};
 use crate::store::Store;
 
 /// What `verify --pitr` found.
@@ -58,8 +58,8 @@ pub async fn check_pitr(
             findings.push(format!(
                 "{broken}: does not start where the chain of backup {} ends ({}): a hole or an overlap; restores reach only {}",
                 chain.base,
-                super::timestamp_label(chain.to),
-                super::wall_time(chain.to).to_rfc3339()
+                timestamp_label(chain.to),
+                wall_time(chain.to).to_rfc3339()
             ));
         }
     }
@@ -109,8 +109,8 @@ pub async fn check_pitr(
                 findings.push(format!(
                     "{}: {outside} entries lie outside its range ({} .. {})",
                     slice.file,
-                    super::timestamp_label(start),
-                    super::timestamp_label(end)
+                    timestamp_label(start),
+                    timestamp_label(end)
                 ));
             }
             Ok(_) => {}

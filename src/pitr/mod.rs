@@ -17,13 +17,13 @@ pub mod slice_job;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::source::Timestamp;
+use crate::oplog::timestamp::Timestamp;
 use crate::store::{object, Store, StoreErrorKind, StoredBackup};
 
 /// The folder of slices, relative to the store's root.
@@ -85,15 +85,9 @@ pub fn scratch_file(what: &str) -> Result<std::fs::File> {
     std::fs::create_dir_all(&dir).and_then(|()| tempfile::tempfile_in(&dir)).map_err(Error::io(format!("cannot create {what}"), &dir))
 }
 
-/// `T.I`, zero-padded so that names sort in time order.
-pub fn timestamp_label(ts: Timestamp) -> String {
-    format!("{:010}.{:010}", ts.t, ts.i)
-}
-
-/// The wall time of a timestamp's second.
-pub fn wall_time(ts: Timestamp) -> DateTime<Utc> {
-    DateTime::from_timestamp(i64::from(ts.t), 0).unwrap_or_default()
-}
+// Transition: `main.rs` calls `pitr::timestamp_label` and `pitr::wall_time`; they live in
+// `crate::oplog::timestamp` now, where new code takes them from.
+pub use crate::oplog::timestamp::{timestamp_label, wall_time};
 
 /// The object key of the slice from `start` to `end` (`.bson.gz`, `.bson.gz.age` when encrypted).
 pub fn slice_key(start: Timestamp, end: Timestamp, encrypted: bool) -> String {
@@ -129,10 +123,8 @@ impl TargetTime {
                 .map_err(|_| Error::usage(format!("--to-time {text:?} is outside the range of oplog timestamps (1970 to 2106)")))?;
             return Ok(TargetTime(Timestamp { t: seconds, i: u32::MAX }));
         }
-        if let Some((t, i)) = text.split_once('.') {
-            if let (Ok(t), Ok(i)) = (t.parse::<u32>(), i.parse::<u32>()) {
-                return Ok(TargetTime(Timestamp { t, i }));
-            }
+        if let Some(ts) = Timestamp::parse_label(text) {
+            return Ok(TargetTime(ts));
         }
         Err(Error::usage(format!("--to-time {text:?} is neither an RFC 3339 time (2026-12-01T10:20:00Z) nor an oplog timestamp T.I (1764584400.3)")))
     }

@@ -1,6 +1,6 @@
 //! Replaying oplog slices over a restored backup, up to a target time, with the
-//! restore module's [`Replayer`] (idempotent inserts, `$v: 2` updates, commands,
-//! transactions as `applyOps`).
+//! oplog module's [`Replayer`] (idempotent inserts, `$v: 2` updates, commands,
+//! transactions as `applyOps`) fed by its one replay loop ([`replay_entries`]).
 //!
 //! Each slice is fetched whole into a temporary file and its size and SHA-256 are
 //! checked against its sidecar before any of its entries is applied: a damaged slice
@@ -9,10 +9,8 @@
 use std::io::{Read, Seek, Write};
 use std::sync::Arc;
 
-use bson::RawDocumentBuf;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -21,10 +19,9 @@ use crate::crypto::stream::OpenReader;
 use crate::crypto::{is_encrypted, Identities};
 use crate::dump::bson_reader::BsonReader;
 use crate::error::{Error, Result};
-use crate::filter::NamespaceFilter;
-use crate::restore::oplog_replay::{ReplayReport, Replayer};
-use crate::restore::plan::NamespaceMap;
-use crate::source::Timestamp;
+use crate::oplog::feed::replay_entries;
+use crate::oplog::replay::Replayer;
+use crate::oplog::timestamp::Timestamp;
 use crate::store::Store;
 
 /// Fetches a slice into a temporary file and checks it against its sidecar.
@@ -75,22 +72,19 @@ pub fn read_entries(
     Ok(())
 }
 
-/// Applies `slices` in order to the target, up to and including `target`.
+/// Applies `slices` in order with `replayer`, up to and including its limit (the
+/// target); its report counts what was applied.
 ///
 /// # Errors
 /// A damaged slice, a target that refuses an entry (named), [`Error::Cancelled`].
-#[allow(clippy::too_many_arguments)] // two call sites; each argument is a distinct seam of the replay
 pub async fn replay_slices(
     store: &Store,
-    client: &mongodb::Client,
+    replayer: &mut Replayer<'_>,
     slices: &[SliceMeta],
-    filter: &NamespaceFilter,
-    map: &NamespaceMap,
-    target: Timestamp,
     identities: Option<Arc<Identities>>,
     cancel: &CancellationToken,
-) -> Result<ReplayReport> {
-    let mut replayer = Replayer::new(client, filter, map, Some(target));
+) -> Result<()> {
+    let target = replayer.limit();
     // Slices of a chain may overlap (two runs over one window): entries at or before
     // the end of the slices already replayed are skipped, so each is applied once.
     // (Entries can share a timestamp, the writes of one transaction on some servers,
@@ -98,27 +92,16 @@ pub async fn replay_slices(
     let mut replayed_through: Option<Timestamp> = None;
     for slice in slices {
         let file = fetch_checked(store, slice).await?;
-        let (entries, mut received) = mpsc::channel::<RawDocumentBuf>(256);
         let (name, identities) = (slice.file.clone(), identities.clone());
-        let reader = tokio::task::spawn_blocking(move || {
+        replay_entries(replayer, replayed_through, cancel, move |sink| {
             read_entries(file, &name, identities.as_deref(), |entry| {
-                let past_target = entry.get_timestamp("ts").is_ok_and(|ts| Timestamp::from(ts) > target);
-                Ok(!past_target && entries.blocking_send(entry.to_raw_document_buf()).is_ok())
+                let past_target = entry.get_timestamp("ts").is_ok_and(|ts| target.is_some_and(|target| Timestamp::from(ts) > target));
+                Ok(!past_target && sink.send(entry))
             })
-        });
-        while let Some(entry) = received.recv().await {
-            if cancel.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let ts = entry.get_timestamp("ts").ok().map(Timestamp::from);
-            if ts.is_some() && ts <= replayed_through {
-                continue;
-            }
-            replayer.apply(&entry).await?;
-        }
-        reader.await.expect("the slice reader does not panic")?;
+        })
+        .await?;
         replayed_through = replayed_through.max(Some(slice.end));
         info!(slice = %slice.file, applied = replayer.report.applied, "Replayed an oplog slice.");
     }
-    Ok(replayer.report)
+    Ok(())
 }

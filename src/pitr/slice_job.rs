@@ -23,14 +23,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{bases, chains, list_slices, sidecar_key, slice_key, wall_time, SliceMeta};
+use super::{bases, chains, list_slices, sidecar_key, slice_key, SliceMeta};
 use crate::crypto::stream::SealWriter;
 use crate::crypto::Recipients;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
+use crate::oplog::entry::entry_kept_by;
+use crate::oplog::timestamp::{timestamp_label, wall_time, Timestamp};
 use crate::retry::RetryPolicy;
-use crate::source::oplog::entry_kept_by;
-use crate::source::{self, Timestamp};
+use crate::source;
 use crate::store::s3::S3Settings;
 use crate::store::{self, PutMode, Store, StoreLocation};
 use crate::test_hooks::{pause_at, Stage};
@@ -170,7 +171,7 @@ impl Window<'_> {
         };
         let cutoff = until.map_or(newest, |until| until.min(newest));
         if cutoff <= start {
-            info!(start = %super::timestamp_label(start), base = %base, "No oplog entry since the chain's end: nothing to write.");
+            info!(start = %timestamp_label(start), base = %base, "No oplog entry since the chain's end: nothing to write.");
             return Ok(None);
         }
         let recipients = self.options.recipients.clone();
@@ -226,9 +227,9 @@ async fn ensure_still_held(oplog: &mongodb::Collection<RawDocumentBuf>, start: T
             "gap in point-in-time recovery: the oplog no longer holds {} ({}), where the chain of backup {base} ends; its oldest entry is {}. \
              The writes in between are lost to point-in-time recovery and nothing was written. Run a full backup now (`ingest-backup backup`): \
              the next slice chains from it. Then enlarge the oplog or take slices more often",
-            super::timestamp_label(start),
+            timestamp_label(start),
             wall_time(start).to_rfc3339(),
-            oldest.map_or("none (empty)".to_string(), |o| format!("{} ({})", super::timestamp_label(o), wall_time(o).to_rfc3339()))
+            oldest.map_or("none (empty)".to_string(), |o| format!("{} ({})", timestamp_label(o), wall_time(o).to_rfc3339()))
         ))),
     }
 }

@@ -9,10 +9,10 @@
 use bson::Document;
 
 use super::legacy_json;
-use super::plan::{is_auth_collection, stores_buckets_raw, users_or_roles_kind, NamespaceMap, Plan, PlannedNamespace, TIMESERIES_BUCKETS_PREFIX};
+use super::plan::{stores_buckets_raw, Plan, PlannedNamespace, TIMESERIES_BUCKETS_PREFIX};
 use crate::dump::{manifest_path, OPLOG_FILE};
 use crate::error::{Error, Result};
-use crate::filter::NamespaceFilter;
+use crate::filter::{NamespaceFilter, NamespaceMap};
 
 const METADATA_SUFFIX: &str = ".metadata.json";
 const SYSTEM_INDEXES_FILE: &str = "system.indexes.bson";
@@ -151,6 +151,21 @@ impl LegacyScan {
     /// The plan, once every member was seen.
     pub fn into_plan(self, filter: &NamespaceFilter, map: &NamespaceMap) -> Plan {
         let mut plan = Plan::default();
+        let layout = self.layout();
+        let mut found = self.described_collections(&layout.root, &mut plan);
+        found.extend(self.undescribed_collections(&layout, &mut plan));
+        for collection in found {
+            plan_collection(&mut plan, collection, filter, map);
+        }
+        let oplog = format!("{}{OPLOG_FILE}", layout.root);
+        if self.files.contains(&oplog) {
+            plan.oplog_member = Some(oplog);
+        }
+        plan
+    }
+
+    /// Where the dump directory is and which data files its metadata files describe.
+    fn layout(&self) -> Layout {
         let bson_files: Vec<(String, String)> = self.files.iter().map(|path| split(path)).filter(|(_, file)| file.ends_with(".bson")).collect();
         // The dump directory: where the metadata files are, else where most data files are.
         let root = match self.metadata.first() {
@@ -158,21 +173,25 @@ impl LegacyScan {
             None => most_common(bson_files.iter().filter(|(_, file)| file != OPLOG_FILE).map(|(dir, _)| self.root_of(dir))).unwrap_or_default(),
         };
         // `oplog.bson` at the dump's root is the oplog; anywhere else it is a collection.
-        let data_files: Vec<(String, String)> = bson_files.into_iter().filter(|(dir, file)| !(file == OPLOG_FILE && *dir == root)).collect();
-        let systems_buckets = self.buckets_in_system_collection();
-        // The data file each metadata file describes, by path.
-        let data_file_of = |file: &MetadataFile| -> String {
-            if file.metadata.get_str("type") == Ok("timeseries") && systems_buckets {
-                format!("{}{TIMESERIES_BUCKETS_PREFIX}{}.bson", file.dir, file.stem)
-            } else {
-                format!("{}{}.bson", file.dir, file.stem)
-            }
-        };
-        let described: std::collections::HashSet<String> = self.metadata.iter().map(data_file_of).collect();
-        let dirs_with_metadata: std::collections::HashSet<&str> = self.metadata.iter().map(|file| file.dir.as_str()).collect();
+        let data_files = bson_files.into_iter().filter(|(dir, file)| !(file == OPLOG_FILE && *dir == root)).collect();
+        let described = self.metadata.iter().map(|file| self.data_file_of(file)).collect();
+        let dirs_with_metadata = self.metadata.iter().map(|file| file.dir.clone()).collect();
+        Layout { root, data_files, described, dirs_with_metadata }
+    }
 
-        // Collections to restore: (directory, database, collection, metadata, data file).
-        let mut found: Vec<(String, String, Document, Option<String>)> = Vec::new();
+    /// The data file a metadata file describes, by path.
+    fn data_file_of(&self, file: &MetadataFile) -> String {
+        if file.metadata.get_str("type") == Ok("timeseries") && self.buckets_in_system_collection() {
+            format!("{}{TIMESERIES_BUCKETS_PREFIX}{}.bson", file.dir, file.stem)
+        } else {
+            format!("{}{}.bson", file.dir, file.stem)
+        }
+    }
+
+    /// The collections of the metadata files inside the dump directory `root` (the
+    /// others are noted as unread).
+    fn described_collections(&self, root: &str, plan: &mut Plan) -> Vec<FoundCollection> {
+        let mut found = Vec::new();
         for file in &self.metadata {
             let Some(database) = self.database_of(&file.dir) else {
                 plan.unread_files.push(format!("{}{}{METADATA_SUFFIX}: {}", file.dir, file.stem, TOP_LEVEL));
@@ -182,13 +201,21 @@ impl LegacyScan {
                 plan.unread_files.push(format!("{}{}{METADATA_SUFFIX}: outside the dump directory {root}", file.dir, file.stem));
                 continue;
             }
-            let data = data_file_of(file);
+            let data = self.data_file_of(file);
             let data = self.files.contains(&data).then_some(data);
-            found.push((database, file.collection.clone(), file.metadata.clone(), data));
+            found.push(FoundCollection { database, collection: file.collection.clone(), metadata: file.metadata.clone(), bson_member: data });
         }
-        for (dir, file) in &data_files {
+        found
+    }
+
+    /// The collections of the `.bson` files no metadata file describes; files that are
+    /// not restored are noted as unread, or refused.
+    fn undescribed_collections(&self, layout: &Layout, plan: &mut Plan) -> Vec<FoundCollection> {
+        let root = &layout.root;
+        let mut found = Vec::new();
+        for (dir, file) in &layout.data_files {
             let path = format!("{dir}{file}");
-            if described.contains(&path) {
+            if layout.described.contains(&path) {
                 continue;
             }
             let Some(database) = self.database_of(dir) else {
@@ -196,10 +223,10 @@ impl LegacyScan {
                 continue;
             };
             let collection = unescape(file.trim_end_matches(".bson"));
-            if self.root_of(dir) != root {
+            if self.root_of(dir) != *root {
                 plan.unread_files.push(format!("{path}: outside the dump directory {root}"));
             } else if file == SYSTEM_INDEXES_FILE {
-                if dirs_with_metadata.contains(dir.as_str()) {
+                if layout.dirs_with_metadata.contains(dir) {
                     plan.unread_files
                         .push(format!("{path}: not read, as mongorestore does not, because the database's .metadata.json files hold its indexes"));
                 }
@@ -211,72 +238,92 @@ impl LegacyScan {
                      (the collection's options are needed to recreate it)"
                 ));
             } else {
-                // Pre-3.0 dumps keep index definitions in system.indexes.bson, each with its `ns`.
-                let indexes = self
-                    .system_indexes
-                    .iter()
-                    .filter(|found| found.dir == *dir)
-                    .flat_map(|found| found.specs.iter())
-                    .filter(|spec| spec.get_str("ns").ok().and_then(|ns| ns.split_once('.')).map(|(_, c)| c) == Some(collection.as_str()))
-                    .cloned()
-                    .map(with_simple_collation)
-                    .map(|mut spec| {
-                        // Options of MongoDB 2.x that current servers refuse.
-                        spec.remove("dropDups");
-                        spec.remove("safe");
-                        spec
-                    })
-                    .collect::<Vec<_>>();
+                let indexes = self.system_indexes_of(dir, &collection);
                 let mut metadata = Document::new();
                 if !indexes.is_empty() {
                     metadata.insert("indexes", indexes);
                 }
-                found.push((database, collection, metadata, Some(path)));
+                found.push(FoundCollection { database, collection, metadata, bson_member: Some(path) });
             }
         }
-        for (database, collection, metadata, bson_member) in found {
-            let source = format!("{database}.{collection}");
-            let users_or_roles = users_or_roles_kind(&database, &collection);
-            if users_or_roles.is_none() && (!filter.keeps(&database, &collection) || is_auth_collection(&database, &collection)) {
-                plan.skipped.push(source);
-                continue;
-            }
-            let kind = match users_or_roles {
-                Some(kind) => kind.to_string(),
-                None => metadata.get_str("type").ok().filter(|kind| !kind.is_empty()).unwrap_or("collection").to_string(),
-            };
-            // As mongorestore: the server picks the index version (a pre-3.0 `v: 0` is
-            // refused by every current server) and the namespace is the target's.
-            let indexes = match metadata.get_array("indexes") {
-                Ok(specs) => specs
-                    .iter()
-                    .filter_map(|spec| spec.as_document().cloned())
-                    .map(|mut spec| {
-                        spec.remove("v");
-                        spec.remove("ns");
-                        spec
-                    })
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            let planned = PlannedNamespace {
-                target_database: if users_or_roles.is_some() { "admin".to_string() } else { map.database(&database).to_string() },
-                database,
-                collection,
-                kind,
-                options: metadata.get_document("options").cloned().unwrap_or_default(),
-                indexes,
-                bson_member,
-                expected: None,
-            };
-            plan.add(planned);
-        }
-        let oplog = format!("{root}{OPLOG_FILE}");
-        if self.files.contains(&oplog) {
-            plan.oplog_member = Some(oplog);
-        }
-        plan
+        found
     }
+
+    /// Pre-3.0 dumps keep index definitions in `system.indexes.bson`, each with its `ns`:
+    /// those of `collection` in directory `dir`.
+    fn system_indexes_of(&self, dir: &str, collection: &str) -> Vec<Document> {
+        self.system_indexes
+            .iter()
+            .filter(|found| found.dir == dir)
+            .flat_map(|found| found.specs.iter())
+            .filter(|spec| spec.get_str("ns").ok().and_then(|ns| ns.split_once('.')).map(|(_, c)| c) == Some(collection))
+            .cloned()
+            .map(with_simple_collation)
+            .map(|mut spec| {
+                // Options of MongoDB 2.x that current servers refuse.
+                spec.remove("dropDups");
+                spec.remove("safe");
+                spec
+            })
+            .collect()
+    }
+}
+
+/// Where a legacy dump directory is, and what its metadata files describe.
+struct Layout {
+    /// The dump directory (with a trailing slash, empty at the top).
+    root: String,
+    /// `.bson` files (directory, file name), `oplog.bson` at the root left out.
+    data_files: Vec<(String, String)>,
+    /// Paths of the data files the metadata files describe.
+    described: std::collections::HashSet<String>,
+    /// Directories holding metadata files.
+    dirs_with_metadata: std::collections::HashSet<String>,
+}
+
+/// A collection found in a legacy tarball, before the filters.
+struct FoundCollection {
+    database: String,
+    collection: String,
+    /// Its metadata (empty without a metadata file).
+    metadata: Document,
+    /// Its `.bson` member, when the archive has one.
+    bson_member: Option<String>,
+}
+
+/// Adds a found collection to the plan (or to its skipped namespaces).
+fn plan_collection(plan: &mut Plan, found: FoundCollection, filter: &NamespaceFilter, map: &NamespaceMap) {
+    let FoundCollection { database, collection, metadata, bson_member } = found;
+    let Some(admitted) = plan.admit(&database, &collection, filter, map) else { return };
+    let kind = match admitted.users_or_roles {
+        Some(kind) => kind,
+        None => metadata.get_str("type").ok().filter(|kind| !kind.is_empty()).unwrap_or("collection").into(),
+    };
+    // As mongorestore: the server picks the index version (a pre-3.0 `v: 0` is
+    // refused by every current server) and the namespace is the target's.
+    let indexes = match metadata.get_array("indexes") {
+        Ok(specs) => specs
+            .iter()
+            .filter_map(|spec| spec.as_document().cloned())
+            .map(|mut spec| {
+                spec.remove("v");
+                spec.remove("ns");
+                spec
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let planned = PlannedNamespace {
+        target_database: admitted.target_database,
+        database,
+        collection,
+        kind,
+        options: metadata.get_document("options").cloned().unwrap_or_default(),
+        indexes,
+        bson_member,
+        expected: None,
+    };
+    plan.add(planned);
 }
 
 /// An index definition of `system.indexes.bson` as mongorestore builds it: nothing in

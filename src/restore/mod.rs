@@ -1,13 +1,15 @@
-//! `restore`: a stored backup into a target server, natively and streaming. The plan
-//! ([`plan`]) says what goes where; collections are created with their options
-//! ([`target`]); the archive is read once ([`stream`]) and its documents inserted in
-//! parallel batches, each namespace's SHA-256 checked as it passes; indexes are built;
-//! views are created; finally `oplog.bson` is replayed up to the backup's consistency
-//! point ([`oplog_replay`]).
+//! `restore`: a stored backup into a target server, natively and streaming, as one
+//! `Restore` run phase by phase. Before anything is written, the plan ([`plan`]) says
+//! what goes where. Then: prepare (collections dropped and created with their options,
+//! [`target`]); stream (the archive read once, [`stream`], its documents inserted in
+//! parallel batches); check (each namespace's SHA-256 against the manifest,
+//! [`check`]; users and roles merged, indexes built, views created); replay
+//! (`oplog.bson` up to the backup's consistency point, and with `--to-time` the oplog
+//! slices after it: [`crate::oplog`]'s one replay loop serves both).
 
+pub mod check;
 pub mod legacy;
 mod legacy_json;
-pub mod oplog_replay;
 pub mod plan;
 pub mod stream;
 pub mod target;
@@ -26,16 +28,22 @@ use tracing::{info, warn};
 use crate::archive::reader::{ArchiveFormat, ArchiveReader};
 use crate::crypto::sidecar::{is_sealed, open_details};
 use crate::crypto::{is_encrypted, Identities};
+use crate::digest::DigestSummary;
 use crate::dump::bson_reader::BsonReader;
+use crate::dump::spool::SpooledBson;
 use crate::error::{Error, Result};
-use crate::filter::NamespaceFilter;
-use crate::manifest::Manifest;
-use crate::source::Timestamp;
+use crate::filter::{NamespaceFilter, NamespaceMap};
+use crate::manifest::{Manifest, NamespaceKind};
+use crate::oplog::{replay_entries, timestamp_label, ReplayReport, Replayer, Timestamp};
+use crate::pitr::RestorePlan;
+use crate::progress::Progress;
+use crate::source::Source;
 use crate::store::s3::S3Settings;
 use crate::store::{self, Latest, Store, StoreLocation, StoredBackup};
 use legacy::LegacyScan;
-use oplog_replay::{ReplayReport, Replayer};
-use plan::{DatabaseRename, NamespaceMap, Plan, PlannedNamespace};
+use plan::{Plan, PlannedNamespace};
+use stream::Streamed;
+use target::InsertTally;
 
 /// What to restore, where, and how.
 #[derive(Debug, Clone)]
@@ -53,7 +61,7 @@ pub struct RestoreOptions {
     /// Which namespaces of the backup to restore.
     pub filter: NamespaceFilter,
     /// Restore one database under another name.
-    pub rename: Option<DatabaseRename>,
+    pub rename: Option<crate::filter::DatabaseRename>,
     /// Replay `oplog.bson` to the recorded point, when the backup has one.
     pub oplog_replay: bool,
     /// Insert batches in flight.
@@ -86,8 +94,8 @@ pub struct RestoredNamespace {
     pub source: String,
     /// `db.collection` in the target.
     pub target: String,
-    /// `collection` or `view`.
-    pub kind: String,
+    /// `collection`, `view`, `timeseries`, `users` or `roles`.
+    pub kind: NamespaceKind,
     /// Documents read from the archive.
     pub documents: u64,
     /// Documents inserted.
@@ -152,6 +160,287 @@ impl RestoreReport {
 /// target that goes away). Per-namespace differences are in the report's problems.
 pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) -> Result<RestoreReport> {
     let clock = Instant::now();
+    let (restore, archive) = Restore::open(options, cancel, clock).await?;
+    let client = restore.target.client.clone();
+    let fills_temporary = restore.plan.namespaces.iter().any(PlannedNamespace::is_users_or_roles);
+    let restored = restore.run(archive).await;
+    if fills_temporary {
+        // Whatever stopped the restore, no password hash stays in a temporary collection.
+        users_roles::drop_temporary(&client).await;
+    }
+    // Closing the pool before the runtime goes: dropped with writes just ended (a
+    // damaged member stopping the restore), the driver's pool worker panicked while
+    // the process exited.
+    client.shutdown().await;
+    restored
+}
+
+/// The stored archive, opened for reading.
+type Archive = ArchiveReader<Box<dyn Read + Send>>;
+
+/// One restore: decided before anything is written ([`Restore::open`]), then run
+/// phase by phase ([`Restore::run`]): prepare the target collections, stream the
+/// archive into them, check what was read and finish the namespaces, replay the oplog.
+struct Restore<'a> {
+    options: &'a RestoreOptions,
+    cancel: CancellationToken,
+    clock: Instant,
+    store: Store,
+    backup: StoredBackup,
+    map: NamespaceMap,
+    manifest: Option<Manifest>,
+    /// The whole manifest as JSON (a sealed sidecar's opened), with the archive digest.
+    sidecar_json: Option<Vec<u8>>,
+    plan: Plan,
+    /// With `--to-time`: the base backup's slices and the target.
+    pitr: Option<RestorePlan>,
+    target: Source,
+    /// Acknowledged inserts per planned namespace (empty until the stream phase ends).
+    tallies: Vec<InsertTally>,
+    /// Everything that makes the restore not a faithful copy.
+    problems: Vec<String>,
+}
+
+impl<'a> Restore<'a> {
+    /// Everything decided and refused before a document is written: the backup (or the
+    /// point-in-time plan's base), its manifest, the plan, the archive opened (an
+    /// encrypted one's start authenticated) and the target connected.
+    async fn open(options: &'a RestoreOptions, cancel: CancellationToken, clock: Instant) -> Result<(Self, Archive)> {
+        let (store, backup, pitr) = choose_backup(options).await?;
+        let format =
+            ArchiveFormat::of_file(&backup.archive).ok_or_else(|| Error::usage(format!("{} is neither .tar.gz nor .tar.zst", backup.archive)))?;
+        let map = NamespaceMap::new(options.rename.clone());
+        let identities = options.identities.as_deref();
+        if is_encrypted(&backup.archive) && identities.is_none() {
+            return Err(Error::Consistency(format!(
+                "backup {} is encrypted and no identity was given, so nothing was written: give --identity FILE (or AGE_IDENTITY_FILE, \
+                 or AGE_IDENTITY) holding the private key of one of its recipients",
+                backup.name
+            )));
+        }
+        let (manifest, sidecar_json) = match read_manifest(&backup, options.no_manifest, identities)? {
+            Some((manifest, json)) => (Some(manifest), Some(json)),
+            None => (None, None),
+        };
+        let plan = make_plan(options, &store, &backup, format, manifest.as_ref(), &map).await?;
+        // The archive is opened, and an encrypted one's header and first chunk
+        // authenticated, before anything is written to the target.
+        let archive = open_reader(&store, &backup.archive, format, options.identities.clone()).await?;
+        let target = crate::source::connect_retrying(&options.uri, &options.retry).await?;
+        refuse_timeseries_on_raw_data_servers(&plan, target.server_version.as_deref())?;
+        let restore = Restore {
+            options,
+            cancel,
+            clock,
+            store,
+            backup,
+            map,
+            manifest,
+            sidecar_json,
+            plan,
+            pitr,
+            target,
+            tallies: Vec::new(),
+            problems: Vec::new(),
+        };
+        Ok((restore, archive))
+    }
+
+    /// The phases, in order, and the report.
+    async fn run(mut self, archive: Archive) -> Result<RestoreReport> {
+        let options = self.options;
+        info!(backup = %self.backup.name, namespaces = self.plan.namespaces.len(), drop = options.drop, "Restoring.");
+        let client = &self.target.client;
+        options
+            .retry
+            .run("preparing the target collections", |_| target::prepare(client, &self.plan.namespaces, options.drop, options.parallel))
+            .await?;
+        let (live, _display) = crate::progress::Progress::show("restore", "bytes");
+        let mut streamed = self.stream(archive, &live).await?;
+        let (namespaces, users_and_roles) = self.check(&streamed).await?;
+        let (oplog, pitr) = self.replay(streamed.oplog.take()).await?;
+        let report = RestoreReport {
+            name: self.backup.name.clone(),
+            target: self.target.hosts.clone(),
+            checked: self.manifest.is_some(),
+            duration_seconds: self.clock.elapsed().as_secs_f64(),
+            documents: namespaces.iter().map(|n| n.inserted).sum(),
+            bytes: streamed.digests.iter().flatten().map(|d| d.bytes).sum(),
+            namespaces,
+            skipped: self.plan.skipped,
+            unread_files: self.plan.unread_files,
+            users_and_roles,
+            oplog,
+            oplog_limit: self.manifest.as_ref().and_then(|m| m.consistency.end),
+            pitr,
+            to_time: self.pitr.map(|point| point.target),
+            problems: self.problems,
+        };
+        info!(backup = %report.name, documents = report.documents, seconds = format!("{:.2}", report.duration_seconds), "Restore finished.");
+        Ok(report)
+    }
+
+    /// A failure once the target holds documents: it says how many, per namespace.
+    fn interrupted(&self, error: Error) -> Error {
+        if matches!(error, Error::Cancelled) {
+            return error;
+        }
+        let written = self.plan.namespaces.iter().zip(&self.tallies).map(|(planned, tally)| (planned.target(), tally.inserted)).collect();
+        Error::RestoreInterrupted { written, source: Box::new(error) }
+    }
+
+    /// The stream phase: the archive read once on a blocking thread, its batches
+    /// inserted `parallel` at once (a channel of `2 x parallel` batches between them).
+    async fn stream(&mut self, archive: Archive, live: &Progress) -> Result<Streamed> {
+        let expected = self.plan.namespaces.iter().map(|n| n.expected.as_ref()).collect::<Option<Vec<_>>>();
+        if let Some(expected) = expected {
+            live.expect(Some(expected.iter().map(|e| e.documents).sum()), Some(expected.iter().map(|e| e.bytes).sum()));
+        }
+        let options = self.options;
+        let namespaces = Arc::new(self.plan.namespaces.clone());
+        let (batches, receiver) = mpsc::channel(options.parallel.max(1) * 2);
+        let inserter = tokio::spawn(target::insert_batches(self.target.client.clone(), namespaces, receiver, options.parallel));
+        let feed = stream::Feed {
+            batches,
+            batch_documents: options.batch_documents,
+            spool_dir: options.spool_dir.clone(),
+            cancel: self.cancel.clone(),
+            live: live.clone(),
+        };
+        let plan = self.plan.clone();
+        let streamed =
+            tokio::task::spawn_blocking(move || stream::stream_archive(archive, &plan, &feed)).await.expect("the archive reader does not panic");
+        let inserted = inserter.await.expect("the inserter does not panic");
+        self.tallies = inserted.tallies;
+        // The inserter's failure explains the reader's "the inserts stopped".
+        if let Some(error) = inserted.error {
+            return Err(self.interrupted(error));
+        }
+        let streamed = streamed.map_err(|error| self.interrupted(error))?;
+        if self.cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        Ok(streamed)
+    }
+
+    /// The check phase: the archive and each namespace against the manifest, then the
+    /// namespaces finished (users and roles merged, indexes built, views created).
+    async fn check(&mut self, streamed: &Streamed) -> Result<(Vec<RestoredNamespace>, Option<users_roles::UsersAndRoles>)> {
+        let options = self.options;
+        if let Some(manifest) = &self.manifest {
+            self.problems.extend(check::archive_problem(manifest, &streamed.archive));
+            if let Some(sidecar) = self.sidecar_json.as_deref() {
+                self.problems.extend(check::embedded_manifest_problem(manifest, sidecar, streamed.embedded_manifest.as_deref()));
+            }
+        }
+        // Users and roles right after the inserts: the temporary collections hold password
+        // hashes, so they live no longer than needed (and are dropped on every path).
+        let client = &self.target.client;
+        let users_and_roles = match users_roles_scope(&self.plan, &options.filter) {
+            Some(scope) => {
+                let merged = users_roles::merge(client, &scope, options.drop).await.map_err(|error| self.interrupted(error))?;
+                self.problems.extend(merged.problems.iter().cloned());
+                Some(merged)
+            }
+            None => None,
+        };
+        let client = &self.target.client;
+        let indexes_built = options
+            .retry
+            .run("building the indexes", |_| target::build_all_indexes(client, &self.plan.namespaces, options.parallel))
+            .await
+            .map_err(|error| self.interrupted(error))?;
+        let restored = self.restored_namespaces(streamed, &indexes_built);
+        let client = &self.target.client;
+        for planned in self.plan.namespaces.iter().filter(|n| n.is_view()) {
+            options
+                .retry
+                .run(&format!("creating the view {}", planned.target()), |_| target::create_view(client, planned))
+                .await
+                .map_err(|error| self.interrupted(error))?;
+        }
+        Ok((restored, users_and_roles))
+    }
+
+    /// Each planned namespace as restored, its checksum verdict and refusals noted.
+    fn restored_namespaces(&mut self, streamed: &Streamed, indexes_built: &[usize]) -> Vec<RestoredNamespace> {
+        let mut restored = Vec::new();
+        for (index, planned) in self.plan.namespaces.iter().enumerate() {
+            let tally = &self.tallies[index];
+            let digest = streamed.digests[index].as_ref();
+            let (checksum, mismatch) = check::checksum(planned, digest);
+            self.problems.extend(mismatch);
+            self.problems.extend(check::tally_problems(planned, tally));
+            restored.push(RestoredNamespace {
+                source: planned.source(),
+                target: planned.target(),
+                kind: planned.kind.clone(),
+                documents: digest.map_or(0, |d| d.documents),
+                inserted: tally.inserted,
+                duplicates: tally.duplicates,
+                failed: tally.failed,
+                indexes: indexes_built[index],
+                checksum: checksum.to_string(),
+            });
+        }
+        restored
+    }
+
+    /// The replay phase: the backup's `oplog.bson` up to its consistency point (unless
+    /// it failed its check, or with `--oplog-replay=false`), then with `--to-time` the
+    /// oplog slices up to the target. Returns the two replays' reports.
+    async fn replay(&mut self, spooled: Option<(SpooledBson, DigestSummary)>) -> Result<(Option<ReplayReport>, Option<ReplayReport>)> {
+        let oplog_problem = self.manifest.as_ref().and_then(|m| check::oplog_problem(m, spooled.as_ref().map(|(_, digest)| digest)));
+        let oplog = match spooled {
+            Some(_) if oplog_problem.is_some() => None,
+            Some((spooled, _)) if self.options.oplog_replay => {
+                Some(self.replay_backup_oplog(spooled).await.map_err(|error| self.interrupted(error))?)
+            }
+            Some(_) => {
+                warn!(
+                    "--oplog-replay=false: the backup's oplog.bson was not replayed, so the target holds the dump as read, not a single point in time."
+                );
+                None
+            }
+            None => None,
+        };
+        self.problems.extend(oplog_problem);
+        let pitr = match &self.pitr {
+            Some(point) => {
+                let mut replayer = Replayer::new(&self.target.client, &self.options.filter, &self.map, Some(point.target));
+                crate::pitr::replay::replay_slices(&self.store, &mut replayer, &point.slices, self.options.identities.clone(), &self.cancel)
+                    .await
+                    .map_err(|error| self.interrupted(error))?;
+                Some(replayer.report)
+            }
+            None => None,
+        };
+        Ok((oplog, pitr))
+    }
+
+    /// Replays the spooled `oplog.bson`, read on a blocking thread, up to the backup's
+    /// consistency point.
+    async fn replay_backup_oplog(&self, spooled: SpooledBson) -> Result<ReplayReport> {
+        let limit = self.manifest.as_ref().and_then(|m| m.consistency.end);
+        let mut replayer = Replayer::new(&self.target.client, &self.options.filter, &self.map, limit);
+        replay_entries(&mut replayer, None, &self.cancel, move |sink| {
+            let mut reader = BsonReader::new(spooled.data);
+            while let Some(entry) = reader.next_document().map_err(|e| Error::Consistency(format!("the spooled oplog is unreadable: {e}")))? {
+                if !sink.send(entry) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        info!(applied = replayer.report.applied, skipped = replayer.report.skipped, "Replayed the oplog.");
+        Ok(replayer.report)
+    }
+}
+
+/// The store, the backup to restore and, with `--to-time`, the point-in-time plan
+/// that chose it (the newest chain covering the target, or the named backup's).
+async fn choose_backup(options: &RestoreOptions) -> Result<(Store, StoredBackup, Option<RestorePlan>)> {
     let latest = if options.no_manifest { Latest::Newest } else { Latest::NewestComplete };
     let store = store::open_with(&options.store, options.s3.clone()).await?;
     let listing = store.list().await?;
@@ -170,28 +459,25 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     let wanted = pitr.as_ref().map_or(options.backup.as_str(), |plan| plan.base.as_str());
     let backup = store::select(listing, wanted, &options.store, latest)?;
     if let Some(plan) = &pitr {
-        info!(backup = %plan.base, slices = plan.slices.len(), target = %crate::pitr::timestamp_label(plan.target), "Restoring to a point in time.");
+        info!(backup = %plan.base, slices = plan.slices.len(), target = %timestamp_label(plan.target), "Restoring to a point in time.");
     }
-    let format =
-        ArchiveFormat::of_file(&backup.archive).ok_or_else(|| Error::usage(format!("{} is neither .tar.gz nor .tar.zst", backup.archive)))?;
-    let map = NamespaceMap::new(options.rename.clone());
-    let identities = options.identities.as_deref();
-    if is_encrypted(&backup.archive) && identities.is_none() {
-        return Err(Error::Consistency(format!(
-            "backup {} is encrypted and no identity was given, so nothing was written: give --identity FILE (or AGE_IDENTITY_FILE, \
-             or AGE_IDENTITY) holding the private key of one of its recipients",
-            backup.name
-        )));
-    }
-    let (manifest, sidecar_json) = match read_manifest(&backup, options.no_manifest, identities)? {
-        Some((manifest, json)) => (Some(manifest), Some(json)),
-        None => (None, None),
-    };
-    let mut plan = match &manifest {
-        Some(manifest) => Plan::from_manifest(manifest, &options.filter, &map)?,
-        None => {
-            legacy_plan(store.clone(), &backup, format, options.database_level.clone(), &options.filter, &map, options.identities.clone()).await?
-        }
+    Ok((store, backup, pitr))
+}
+
+/// The plan, from the manifest or a legacy tarball's first pass, with the users and
+/// roles in it only with `--users-and-roles`; logged, and refused when the archive
+/// holds nothing restorable, before anything is written.
+async fn make_plan(
+    options: &RestoreOptions,
+    store: &Store,
+    backup: &StoredBackup,
+    format: ArchiveFormat,
+    manifest: Option<&Manifest>,
+    map: &NamespaceMap,
+) -> Result<Plan> {
+    let mut plan = match manifest {
+        Some(manifest) => Plan::from_manifest(manifest, &options.filter, map)?,
+        None => legacy_plan(store.clone(), backup, format, options.database_level.clone(), &options.filter, map, options.identities.clone()).await?,
     };
     let users_and_roles = std::mem::take(&mut plan.users_and_roles);
     if options.users_and_roles {
@@ -202,7 +488,24 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     } else {
         plan.skipped.extend(users_and_roles.iter().map(|planned| planned.source()));
     }
-    // What was found, before anything is written.
+    log_plan(&plan);
+    if !plan.refusals.is_empty() {
+        return Err(Error::Consistency(format!("{} cannot be restored, so nothing was written: {}", backup.archive, plan.refusals.join("; "))));
+    }
+    // Never a silent empty restore of a tarball: nothing to restore and nothing filtered out.
+    if manifest.is_none() && plan.namespaces.is_empty() && plan.skipped.is_empty() {
+        let found = if plan.unread_files.is_empty() { "no .bson or .metadata.json file at all".to_string() } else { plan.unread_files.join("; ") };
+        return Err(Error::Consistency(format!(
+            "{} holds nothing that can be restored, so nothing was written: {found}. A dump directory made by mongodump holds \
+             <database>/<collection>.bson files (with or without .metadata.json) inside one directory",
+            backup.archive
+        )));
+    }
+    Ok(plan)
+}
+
+/// What was found, before anything is written.
+fn log_plan(plan: &Plan) {
     for planned in &plan.namespaces {
         info!(
             namespace = %planned.source(),
@@ -218,44 +521,6 @@ pub async fn run_restore(options: &RestoreOptions, cancel: CancellationToken) ->
     for file in &plan.unread_files {
         warn!(file = %file, "A file of the archive is not restored.");
     }
-    if !plan.refusals.is_empty() {
-        return Err(Error::Consistency(format!("{} cannot be restored, so nothing was written: {}", backup.archive, plan.refusals.join("; "))));
-    }
-    // Never a silent empty restore of a tarball: nothing to restore and nothing filtered out.
-    if manifest.is_none() && plan.namespaces.is_empty() && plan.skipped.is_empty() {
-        let found = if plan.unread_files.is_empty() { "no .bson or .metadata.json file at all".to_string() } else { plan.unread_files.join("; ") };
-        return Err(Error::Consistency(format!(
-            "{} holds nothing that can be restored, so nothing was written: {found}. A dump directory made by mongodump holds \
-             <database>/<collection>.bson files (with or without .metadata.json) inside one directory",
-            backup.archive
-        )));
-    }
-    // The archive is opened, and an encrypted one's header and first chunk
-    // authenticated, before anything is written to the target.
-    let archive = open_reader(&store, &backup.archive, format, options.identities.clone()).await?;
-    let target = crate::source::connect_retrying(&options.uri, &options.retry).await?;
-    refuse_timeseries_on_raw_data_servers(&plan, target.server_version.as_deref())?;
-    let client = target.client.clone();
-    let fills_temporary = plan.namespaces.iter().any(PlannedNamespace::is_users_or_roles);
-    let opened = Opened { manifest, sidecar_json, archive };
-    let restored = restore_into(options, cancel, clock, store, backup, map, opened, plan, target, pitr).await;
-    if fills_temporary {
-        // Whatever stopped the restore, no password hash stays in a temporary collection.
-        users_roles::drop_temporary(&client).await;
-    }
-    // Closing the pool before the runtime goes: dropped with writes just ended (a
-    // damaged member stopping the restore), the driver's pool worker panicked while
-    // the process exited.
-    client.shutdown().await;
-    restored
-}
-
-/// The stored archive opened for reading, with the manifest it is checked against.
-struct Opened {
-    manifest: Option<Manifest>,
-    /// The whole manifest as JSON (a sealed sidecar's opened), with the archive digest.
-    sidecar_json: Option<Vec<u8>>,
-    archive: ArchiveReader<Box<dyn Read + Send>>,
 }
 
 /// Opens archive `file` for reading on a blocking thread (an encrypted one decrypted with
@@ -263,12 +528,7 @@ struct Opened {
 ///
 /// # Errors
 /// The archive is missing, or an encrypted one cannot be opened (the cause named).
-async fn open_reader(
-    store: &Store,
-    file: &str,
-    format: ArchiveFormat,
-    identities: Option<Arc<Identities>>,
-) -> Result<ArchiveReader<Box<dyn Read + Send>>> {
+async fn open_reader(store: &Store, file: &str, format: ArchiveFormat, identities: Option<Arc<Identities>>) -> Result<Archive> {
     let stored = store.open_archive(file).await?;
     let name = file.to_string();
     tokio::task::spawn_blocking(move || {
@@ -277,200 +537,6 @@ async fn open_reader(
     })
     .await
     .expect("opening the archive does not panic")
-}
-
-/// The part of [`run_restore`] that writes to the connected target.
-#[allow(clippy::too_many_arguments)]
-async fn restore_into(
-    options: &RestoreOptions,
-    cancel: CancellationToken,
-    clock: Instant,
-    store: Store,
-    backup: StoredBackup,
-    map: NamespaceMap,
-    opened: Opened,
-    plan: Plan,
-    target: crate::source::Source,
-    pitr: Option<crate::pitr::RestorePlan>,
-) -> Result<RestoreReport> {
-    let Opened { manifest, sidecar_json, archive } = opened;
-    let retry = &options.retry;
-    info!(backup = %backup.name, namespaces = plan.namespaces.len(), drop = options.drop, "Restoring.");
-    let client = &target.client;
-    retry.run("preparing the target collections", |_| target::prepare(client, &plan.namespaces, options.drop, options.parallel)).await?;
-
-    let (live, _display) = crate::progress::Progress::show("restore", "bytes");
-    let expected = plan.namespaces.iter().map(|n| n.expected.as_ref()).collect::<Option<Vec<_>>>();
-    if let Some(expected) = expected {
-        live.expect(Some(expected.iter().map(|e| e.documents).sum()), Some(expected.iter().map(|e| e.bytes).sum()));
-    }
-    let namespaces = Arc::new(plan.namespaces.clone());
-    let (batches, receiver) = mpsc::channel(options.parallel.max(1) * 2);
-    let inserter = tokio::spawn(target::insert_batches(target.client.clone(), namespaces.clone(), receiver, options.parallel));
-    let streamed = {
-        let (plan, cancel, spool_dir, live) = (plan.clone(), cancel.clone(), options.spool_dir.clone(), live.clone());
-        let batch_documents = options.batch_documents;
-        tokio::task::spawn_blocking(move || stream::stream_archive(archive, &plan, batches, batch_documents, &spool_dir, &cancel, &live))
-            .await
-            .expect("the archive reader does not panic")
-    };
-    let inserted = inserter.await.expect("the inserter does not panic");
-    let tallies = inserted.tallies;
-    // From here on the target holds documents: a failure says how many, per namespace.
-    let interrupted = |error: Error| {
-        if matches!(error, Error::Cancelled) {
-            return error;
-        }
-        let written = plan.namespaces.iter().zip(&tallies).map(|(planned, tally)| (planned.target(), tally.inserted)).collect();
-        Error::RestoreInterrupted { written, source: Box::new(error) }
-    };
-    // The inserter's failure explains the reader's "the inserts stopped".
-    if let Some(error) = inserted.error {
-        return Err(interrupted(error));
-    }
-    let streamed = streamed.map_err(interrupted)?;
-    if cancel.is_cancelled() {
-        return Err(Error::Cancelled);
-    }
-
-    let mut problems = Vec::new();
-    if let Some(expected) = manifest.as_ref().and_then(|m| m.archive.as_ref()) {
-        if expected.sha256 != streamed.archive.sha256 || expected.size != streamed.archive.size {
-            problems.push(format!(
-                "the archive's bytes differ from the sidecar (size {} vs {}, sha256 {} vs {}): it was altered after the backup",
-                streamed.archive.size, expected.size, streamed.archive.sha256, expected.sha256
-            ));
-        }
-    }
-    if let Some((manifest, sidecar)) = manifest.as_ref().zip(sidecar_json.as_deref()) {
-        problems.extend(embedded_manifest_problem(manifest, sidecar, streamed.embedded_manifest.as_deref()));
-    }
-    // Users and roles right after the inserts: the temporary collections hold password
-    // hashes, so they live no longer than needed (and are dropped on every path).
-    let users_and_roles = match users_roles_scope(&plan, &options.filter) {
-        Some(scope) => {
-            let merged = users_roles::merge(client, &scope, options.drop).await.map_err(interrupted)?;
-            problems.extend(merged.problems.iter().cloned());
-            Some(merged)
-        }
-        None => None,
-    };
-    let indexes_built =
-        retry.run("building the indexes", |_| target::build_all_indexes(client, &plan.namespaces, options.parallel)).await.map_err(interrupted)?;
-    let mut restored = Vec::new();
-    for (index, planned) in plan.namespaces.iter().enumerate() {
-        let tally = &tallies[index];
-        let digest = streamed.digests[index].as_ref();
-        let checksum = match (&planned.expected, digest) {
-            (None, _) => "unchecked",
-            (Some(_), None) if planned.is_view() => "ok",
-            (Some(_), None) => {
-                problems.push(format!("{}: its .bson file is missing from the archive", planned.source()));
-                "MISMATCH"
-            }
-            (Some(expected), Some(found))
-                if expected.sha256 == found.sha256
-                    && expected.documents == found.documents
-                    && expected.bytes == found.bytes
-                    && expected.content_hash == found.content_hash =>
-            {
-                "ok"
-            }
-            (Some(expected), Some(found)) => {
-                problems.push(format!(
-                    "{}: the .bson file's sha256 is {} but the manifest says {} ({} documents, manifest {}; {} bytes, manifest {}; content hash {}, manifest {}): \
-                     the archive or its manifest is damaged",
-                    planned.source(),
-                    found.sha256,
-                    expected.sha256,
-                    found.documents,
-                    expected.documents,
-                    found.bytes,
-                    expected.bytes,
-                    found.content_hash,
-                    expected.content_hash
-                ));
-                "MISMATCH"
-            }
-        };
-        if tally.duplicates > 0 {
-            problems.push(format!(
-                "{}: {} documents were not restored because documents with the same key already exist; use --drop to replace the collection",
-                planned.target(),
-                tally.duplicates
-            ));
-        }
-        if tally.failed > 0 {
-            problems.push(format!("{}: {} documents were refused: {}", planned.target(), tally.failed, tally.first_failure.as_deref().unwrap_or("")));
-        }
-        restored.push(RestoredNamespace {
-            source: planned.source(),
-            target: planned.target(),
-            kind: planned.kind.clone(),
-            documents: digest.map_or(0, |d| d.documents),
-            inserted: tally.inserted,
-            duplicates: tally.duplicates,
-            failed: tally.failed,
-            indexes: indexes_built[index],
-            checksum: checksum.to_string(),
-        });
-    }
-    for planned in plan.namespaces.iter().filter(|n| n.is_view()) {
-        retry.run(&format!("creating the view {}", planned.target()), |_| target::create_view(client, planned)).await.map_err(interrupted)?;
-    }
-
-    let oplog_limit = manifest.as_ref().and_then(|m| m.consistency.end);
-    let oplog_problem = manifest.as_ref().and_then(|m| oplog_problem(m, streamed.oplog.as_ref().map(|(_, digest)| digest)));
-    let oplog = match streamed.oplog {
-        Some(_) if oplog_problem.is_some() => None,
-        Some((spooled, _)) if options.oplog_replay => {
-            Some(replay(&target.client, spooled, &options.filter, &map, oplog_limit, &cancel).await.map_err(interrupted)?)
-        }
-        Some(_) => {
-            warn!(
-                "--oplog-replay=false: the backup's oplog.bson was not replayed, so the target holds the dump as read, not a single point in time."
-            );
-            None
-        }
-        None => None,
-    };
-    problems.extend(oplog_problem);
-    let pitr_replay = match &pitr {
-        Some(point) => Some(
-            crate::pitr::replay::replay_slices(
-                &store,
-                &target.client,
-                &point.slices,
-                &options.filter,
-                &map,
-                point.target,
-                options.identities.clone(),
-                &cancel,
-            )
-            .await
-            .map_err(interrupted)?,
-        ),
-        None => None,
-    };
-    let report = RestoreReport {
-        name: backup.name.clone(),
-        target: target.hosts.clone(),
-        checked: manifest.is_some(),
-        duration_seconds: clock.elapsed().as_secs_f64(),
-        documents: restored.iter().map(|n| n.inserted).sum(),
-        bytes: streamed.digests.iter().flatten().map(|d| d.bytes).sum(),
-        namespaces: restored,
-        skipped: plan.skipped,
-        unread_files: plan.unread_files,
-        users_and_roles,
-        oplog,
-        oplog_limit,
-        pitr: pitr_replay,
-        to_time: pitr.map(|point| point.target),
-        problems,
-    };
-    info!(backup = %report.name, documents = report.documents, seconds = format!("{:.2}", report.duration_seconds), "Restore finished.");
-    Ok(report)
 }
 
 /// MongoDB 8.3 and later keep a time-series collection's buckets under its own name and
@@ -511,54 +577,10 @@ fn users_roles_scope(plan: &Plan, filter: &NamespaceFilter) -> Option<users_role
         users_roles::DatabaseScope::All
     };
     Some(users_roles::Scope {
-        users: authz.iter().any(|n| n.kind == users_roles::USERS_KIND),
-        roles: authz.iter().any(|n| n.kind == users_roles::ROLES_KIND),
+        users: authz.iter().any(|n| n.kind == NamespaceKind::Users),
+        roles: authz.iter().any(|n| n.kind == NamespaceKind::Roles),
         databases,
     })
-}
-
-/// Why the archive's own manifest is not the sidecar (its `archive` field aside), if
-/// it is not: one of the two was altered, and the sidecar is what the restore followed.
-fn embedded_manifest_problem(manifest: &Manifest, sidecar: &[u8], embedded: Option<&[u8]>) -> Option<String> {
-    let member = crate::dump::manifest_path(&manifest.name);
-    let Some(embedded) = embedded else {
-        return Some(format!("the archive lacks its own manifest ({member}): it is damaged or is not this backup's"));
-    };
-    let mut expected: serde_json::Value = serde_json::from_slice(sidecar).ok()?;
-    expected.as_object_mut()?.remove("archive");
-    match serde_json::from_slice::<serde_json::Value>(embedded) {
-        Ok(found) if found == expected => None,
-        _ => Some(format!(
-            "the sidecar {}.manifest.json differs from the archive's own manifest ({member}): one was altered after the backup; \
-             the restore followed the sidecar, so check the target or restore an older backup",
-            manifest.name
-        )),
-    }
-}
-
-/// Why `oplog.bson` must not be replayed, if it must not: it is missing though the
-/// manifest records one, or its entries or SHA-256 differ from the manifest's.
-fn oplog_problem(manifest: &Manifest, found: Option<&crate::digest::DigestSummary>) -> Option<String> {
-    let consistency = &manifest.consistency;
-    if !consistency.oplog {
-        return None;
-    }
-    let Some(found) = found else {
-        return Some(format!("oplog.bson is missing from the archive of {}: nothing was replayed", manifest.name));
-    };
-    let sha_differs = consistency.oplog_sha256.as_deref().is_some_and(|expected| expected != found.sha256);
-    if sha_differs || consistency.oplog_entries != found.documents {
-        return Some(format!(
-            "oplog.bson in the archive of {} is damaged ({} entries, sha256 {}; the manifest says {} entries, sha256 {}): \
-             it was not replayed, so the target holds the collections as dumped, not one point in time; restore an older backup",
-            manifest.name,
-            found.documents,
-            found.sha256,
-            consistency.oplog_entries,
-            consistency.oplog_sha256.as_deref().unwrap_or("none")
-        ));
-    }
-    None
 }
 
 /// The manifest of the backup and its JSON (a sealed sidecar opened with
@@ -636,35 +658,4 @@ async fn legacy_plan(
         info!(version = %version, "The dump's prelude.json names the server it was taken from.");
     }
     Ok(scan.into_plan(filter, map))
-}
-
-/// Replays a spooled `oplog.bson`, read on a blocking thread, up to `limit`.
-async fn replay(
-    client: &mongodb::Client,
-    spooled: crate::dump::spool::SpooledBson,
-    filter: &NamespaceFilter,
-    map: &NamespaceMap,
-    limit: Option<Timestamp>,
-    cancel: &CancellationToken,
-) -> Result<ReplayReport> {
-    let (entries, mut receiver) = mpsc::channel::<bson::RawDocumentBuf>(256);
-    let reader = tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut reader = BsonReader::new(spooled.data);
-        while let Some(entry) = reader.next_document().map_err(|e| Error::Consistency(format!("the spooled oplog is unreadable: {e}")))? {
-            if entries.blocking_send(entry.to_raw_document_buf()).is_err() {
-                break;
-            }
-        }
-        Ok(())
-    });
-    let mut replayer = Replayer::new(client, filter, map, limit);
-    while let Some(entry) = receiver.recv().await {
-        if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
-        replayer.apply(&entry).await?;
-    }
-    reader.await.expect("the oplog reader does not panic")?;
-    info!(applied = replayer.report.applied, skipped = replayer.report.skipped, "Replayed the oplog.");
-    Ok(replayer.report)
 }

@@ -6,62 +6,10 @@
 
 use bson::{Bson, Document};
 
-use super::users_roles::{ROLES_KIND, TEMP_ROLES, TEMP_USERS, USERS_KIND};
 use crate::dump::{manifest_path, OPLOG_FILE};
 use crate::error::{Error, Result};
-use crate::filter::NamespaceFilter;
-use crate::manifest::Manifest;
-
-/// `--ns-from` / `--ns-to`: restore one database under another name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DatabaseRename {
-    /// Source database name.
-    pub from: String,
-    /// Target database name.
-    pub to: String,
-}
-
-impl DatabaseRename {
-    /// Parses the flags; both or neither must be given. `db` and `db.*` are accepted.
-    ///
-    /// # Errors
-    /// A usage error naming the bad flag.
-    pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<Option<Self>> {
-        let database = |flag: &str, value: &str| -> Result<String> {
-            let name = value.strip_suffix(".*").unwrap_or(value);
-            if name.is_empty() || name.contains(['.', '/', '\\', ' ', '"', '$', '*']) {
-                return Err(Error::usage(format!("{flag} {value:?} is not a database name: give a database such as ingest (or ingest.*)")));
-            }
-            Ok(name.to_string())
-        };
-        match (from, to) {
-            (None, None) => Ok(None),
-            (Some(from), Some(to)) => Ok(Some(Self { from: database("--ns-from", from)?, to: database("--ns-to", to)? })),
-            _ => Err(Error::usage("--ns-from and --ns-to go together: give both, for example --ns-from ingest --ns-to ingest_copy")),
-        }
-    }
-}
-
-/// Maps source namespaces to target namespaces.
-#[derive(Debug, Clone, Default)]
-pub struct NamespaceMap {
-    rename: Option<DatabaseRename>,
-}
-
-impl NamespaceMap {
-    /// A map applying `rename`, if any.
-    pub fn new(rename: Option<DatabaseRename>) -> Self {
-        Self { rename }
-    }
-
-    /// The target database of source database `database`.
-    pub fn database<'a>(&'a self, database: &'a str) -> &'a str {
-        match &self.rename {
-            Some(rename) if rename.from == database => &rename.to,
-            _ => database,
-        }
-    }
-}
+use crate::filter::{NamespaceFilter, NamespaceMap};
+use crate::manifest::{Manifest, NamespaceKind};
 
 /// Expected digests of a `.bson` file, from the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +33,8 @@ pub struct PlannedNamespace {
     pub collection: String,
     /// Target database (after `--ns-from` / `--ns-to`).
     pub target_database: String,
-    /// `collection`, `view` or `timeseries`.
-    pub kind: String,
+    /// `collection`, `view`, `timeseries`, or the backup's `users` or `roles`.
+    pub kind: NamespaceKind,
     /// `listCollections` options to create it with.
     pub options: Document,
     /// Index specs to build after the documents are in.
@@ -110,17 +58,17 @@ impl PlannedNamespace {
 
     /// Whether this is a view.
     pub fn is_view(&self) -> bool {
-        self.kind == "view"
+        self.kind == NamespaceKind::View
     }
 
     /// Whether this is the backup's users or roles (`restore --users-and-roles`).
     pub fn is_users_or_roles(&self) -> bool {
-        self.kind == USERS_KIND || self.kind == ROLES_KIND
+        matches!(self.kind, NamespaceKind::Users | NamespaceKind::Roles)
     }
 
     /// Whether this is a time-series collection (its `.bson` file holds buckets).
     pub fn is_timeseries(&self) -> bool {
-        self.kind == "timeseries"
+        self.kind == NamespaceKind::Timeseries
     }
 
     /// The collection the documents of the `.bson` file go into: the collection itself,
@@ -128,19 +76,21 @@ impl PlannedNamespace {
     /// its buckets (as mongorestore inserts them into MongoDB before 8.3), and for users
     /// and roles the temporary collection they are merged from.
     pub fn data_collection(&self) -> String {
-        if self.kind == USERS_KIND {
-            TEMP_USERS.to_string()
-        } else if self.kind == ROLES_KIND {
-            TEMP_ROLES.to_string()
-        } else if self.is_timeseries() {
-            format!("{TIMESERIES_BUCKETS_PREFIX}{}", self.collection)
-        } else {
-            self.collection.clone()
+        match self.kind {
+            NamespaceKind::Users => TEMP_USERS.to_string(),
+            NamespaceKind::Roles => TEMP_ROLES.to_string(),
+            NamespaceKind::Timeseries => format!("{TIMESERIES_BUCKETS_PREFIX}{}", self.collection),
+            _ => self.collection.clone(),
         }
     }
 }
 
 pub use crate::source::discovery::TIMESERIES_BUCKETS_PREFIX;
+
+/// The temporary collection of `admin` the users are inserted into (mongorestore's name).
+pub const TEMP_USERS: &str = "tempusers";
+/// The temporary collection of `admin` the roles are inserted into (mongorestore's name).
+pub const TEMP_ROLES: &str = "temproles";
 
 /// Whether a MongoDB `version` ("8.3.0") keeps time-series buckets under the
 /// collection's own name (8.3 and later, reached only with `rawData`) rather than in
@@ -173,17 +123,17 @@ pub struct Plan {
 
 /// Authentication data a plain insert cannot restore; `mongorestore
 /// --restoreDbUsersAndRoles` handles it.
-pub(super) fn is_auth_collection(database: &str, collection: &str) -> bool {
+fn is_auth_collection(database: &str, collection: &str) -> bool {
     (database == "admin" && matches!(collection, "system.users" | "system.roles" | "system.version")) || collection.starts_with("$admin.system.")
 }
 
 /// The plan kind of a collection holding users or roles: `admin.system.users` and
 /// `admin.system.roles` of a full dump, or the `$admin.system.users` /
 /// `$admin.system.roles` files of a database dumped with `--dumpDbUsersAndRoles`.
-pub(super) fn users_or_roles_kind(database: &str, collection: &str) -> Option<&'static str> {
+fn users_or_roles_kind(database: &str, collection: &str) -> Option<NamespaceKind> {
     match (database, collection) {
-        ("admin", "system.users") | (_, "$admin.system.users") => Some(USERS_KIND),
-        ("admin", "system.roles") | (_, "$admin.system.roles") => Some(ROLES_KIND),
+        ("admin", "system.users") | (_, "$admin.system.users") => Some(NamespaceKind::Users),
+        ("admin", "system.roles") | (_, "$admin.system.roles") => Some(NamespaceKind::Roles),
         _ => None,
     }
 }
@@ -200,7 +150,29 @@ pub fn document_from_extjson(value: &serde_json::Value, what: &str) -> Result<Do
     }
 }
 
+/// Where a namespace the plan admits goes.
+pub(super) struct Admitted {
+    /// The target database: `admin` for users and roles, else the mapped one.
+    pub target_database: String,
+    /// `users` or `roles` for the backup's users and roles, `None` for anything else.
+    pub users_or_roles: Option<NamespaceKind>,
+}
+
 impl Plan {
+    /// Whether namespace `database.collection` of the backup enters the plan: the
+    /// backup's users and roles always do (restored only with `--users-and-roles`),
+    /// any other namespace unless the filters leave it out or it is authentication
+    /// data. A namespace left out is noted as skipped.
+    pub(super) fn admit(&mut self, database: &str, collection: &str, filter: &NamespaceFilter, map: &NamespaceMap) -> Option<Admitted> {
+        let users_or_roles = users_or_roles_kind(database, collection);
+        if users_or_roles.is_none() && (!filter.keeps(database, collection) || is_auth_collection(database, collection)) {
+            self.skipped.push(format!("{database}.{collection}"));
+            return None;
+        }
+        let target_database = if users_or_roles.is_some() { "admin".to_string() } else { map.database(database).to_string() };
+        Some(Admitted { target_database, users_or_roles })
+    }
+
     /// Adds a planned namespace: to the users and roles, restored only with
     /// `--users-and-roles`, or to the namespaces.
     pub(super) fn add(&mut self, planned: PlannedNamespace) {
@@ -218,21 +190,15 @@ impl Plan {
     pub fn from_manifest(manifest: &Manifest, filter: &NamespaceFilter, map: &NamespaceMap) -> Result<Self> {
         let mut plan = Plan::default();
         for entry in &manifest.namespaces {
+            let Some(admitted) = plan.admit(&entry.database, &entry.collection, filter, map) else { continue };
             let source = format!("{}.{}", entry.database, entry.collection);
-            let users_or_roles = users_or_roles_kind(&entry.database, &entry.collection);
-            if users_or_roles.is_none()
-                && (!filter.keeps(&entry.database, &entry.collection) || is_auth_collection(&entry.database, &entry.collection))
-            {
-                plan.skipped.push(source);
-                continue;
-            }
             let indexes =
                 entry.indexes.iter().map(|spec| document_from_extjson(spec, &format!("an index spec of {source}"))).collect::<Result<Vec<_>>>()?;
             let planned = PlannedNamespace {
                 database: entry.database.clone(),
                 collection: entry.collection.clone(),
-                target_database: if users_or_roles.is_some() { "admin".to_string() } else { map.database(&entry.database).to_string() },
-                kind: users_or_roles.map_or_else(|| entry.kind.clone(), str::to_string),
+                target_database: admitted.target_database,
+                kind: admitted.users_or_roles.unwrap_or_else(|| entry.kind.clone()),
                 options: document_from_extjson(&entry.options, &format!("the options of {source}"))?,
                 indexes,
                 bson_member: entry.bson_file.as_ref().map(|file| format!("{}{file}", manifest.dump_root)),
@@ -250,21 +216,5 @@ impl Plan {
         }
         plan.manifest_member = Some(manifest_path(&manifest.name));
         Ok(plan)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renames_need_both_flags_and_plain_database_names() {
-        assert_eq!(DatabaseRename::parse(None, None).unwrap(), None);
-        assert_eq!(DatabaseRename::parse(Some("ingest.*"), Some("copy")).unwrap(), Some(DatabaseRename { from: "ingest".into(), to: "copy".into() }));
-        assert_eq!(DatabaseRename::parse(Some("ingest"), None).unwrap_err().exit_code(), 2);
-        assert_eq!(DatabaseRename::parse(Some("a.b"), Some("c")).unwrap_err().exit_code(), 2);
-        let map = NamespaceMap::new(DatabaseRename::parse(Some("ingest"), Some("copy")).unwrap());
-        assert_eq!(map.database("ingest"), "copy");
-        assert_eq!(map.database("other"), "other");
     }
 }

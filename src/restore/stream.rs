@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bson::RawDocumentBuf;
 use tokio::sync::mpsc;
@@ -41,29 +41,35 @@ pub struct Streamed {
     pub archive: ArchiveDigest,
 }
 
+/// Where the documents read go, and how they are cut and spooled.
+pub struct Feed {
+    /// The inserters' channel (`2 x --parallel` batches).
+    pub batches: mpsc::Sender<Batch>,
+    /// Documents per insert batch (`--batch-size`).
+    pub batch_documents: usize,
+    /// Where `oplog.bson` is spooled for the replay.
+    pub spool_dir: PathBuf,
+    /// Stops the read between batches and members.
+    pub cancel: CancellationToken,
+    /// What a person watches.
+    pub live: Progress,
+}
+
 /// Reads the archive opened as `reader` (decrypted when encrypted, see
-/// [`ArchiveReader::open`]) and feeds `batches`. Blocks: run it on a blocking thread.
+/// [`ArchiveReader::open`]) and feeds `feed`'s batches. Blocks: run it on a blocking
+/// thread.
 ///
 /// # Errors
 /// The archive is unreadable or a member is malformed (named), the spool failed, the
 /// inserts stopped, or the run was cancelled.
-#[allow(clippy::too_many_arguments)] // one call site; each argument is a distinct seam of the restore
-pub fn stream_archive<R: Read>(
-    mut reader: ArchiveReader<R>,
-    plan: &Plan,
-    batches: mpsc::Sender<Batch>,
-    batch_documents: usize,
-    spool_dir: &Path,
-    cancel: &CancellationToken,
-    live: &Progress,
-) -> Result<Streamed> {
+pub fn stream_archive<R: Read>(mut reader: ArchiveReader<R>, plan: &Plan, feed: &Feed) -> Result<Streamed> {
     let by_member: HashMap<&str, usize> = plan.namespaces.iter().enumerate().filter_map(|(i, n)| Some((n.bson_member.as_deref()?, i))).collect();
     let mut digests = vec![None; plan.namespaces.len()];
     let mut oplog = None;
     let mut embedded_manifest = None;
     let unreadable = |e: std::io::Error| Error::Archive { context: "reading the archive".into(), source: e };
     for entry in reader.entries().map_err(unreadable)? {
-        if cancel.is_cancelled() {
+        if feed.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         let mut entry = entry.map_err(unreadable)?;
@@ -73,8 +79,8 @@ pub fn stream_archive<R: Read>(
                 return Err(duplicated(&path));
             }
             let planned = &plan.namespaces[index];
-            let item = live.item(planned.target(), planned.expected.as_ref().map(|expected| expected.bytes));
-            let summary = send_documents(&mut entry, &path, index, &batches, batch_documents, cancel, &item)?;
+            let item = feed.live.item(planned.target(), planned.expected.as_ref().map(|expected| expected.bytes));
+            let summary = send_documents(&mut entry, &path, index, feed, &item)?;
             item.finish();
             info!(namespace = %plan.namespaces[index].target(), documents = summary.documents, "Read from the archive.");
             digests[index] = Some(summary);
@@ -82,7 +88,7 @@ pub fn stream_archive<R: Read>(
             if oplog.is_some() {
                 return Err(duplicated(&path));
             }
-            oplog = Some(spool_oplog(&mut entry, &path, spool_dir)?);
+            oplog = Some(spool_oplog(&mut entry, &path, &feed.spool_dir)?);
         } else if plan.manifest_member.as_deref() == Some(path.as_str()) {
             let mut bytes = Vec::new();
             (&mut entry).take(MAX_MANIFEST_BYTES).read_to_end(&mut bytes).map_err(unreadable)?;
@@ -106,28 +112,22 @@ fn damaged(path: &str, error: BsonStreamError) -> Error {
     }
 }
 
-fn send_documents(
-    member: &mut impl Read,
-    path: &str,
-    namespace: usize,
-    batches: &mpsc::Sender<Batch>,
-    batch_documents: usize,
-    cancel: &CancellationToken,
-    progress: &ItemProgress,
-) -> Result<DigestSummary> {
+/// Cuts one member's documents into batches for plan namespace `namespace`, digesting them.
+fn send_documents(member: &mut impl Read, path: &str, namespace: usize, feed: &Feed, progress: &ItemProgress) -> Result<DigestSummary> {
+    let batch_documents = feed.batch_documents;
     let mut reader = BsonReader::new(member);
     let mut digest = NamespaceDigest::default();
     let mut documents = Vec::with_capacity(batch_documents);
     let mut bytes = 0;
     let send = |documents: Vec<RawDocumentBuf>| {
-        batches.blocking_send(Batch { namespace, documents }).map_err(|_| Error::Consistency("the inserts stopped".into()))
+        feed.batches.blocking_send(Batch { namespace, documents }).map_err(|_| Error::Consistency("the inserts stopped".into()))
     };
     while let Some(document) = reader.next_document().map_err(|e| damaged(path, e))? {
         digest.add_document(document.as_bytes());
         bytes += document.as_bytes().len();
         documents.push(document.to_raw_document_buf());
         if documents.len() >= batch_documents || bytes >= MAX_BATCH_BYTES {
-            if cancel.is_cancelled() {
+            if feed.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             progress.add(documents.len() as u64, bytes as u64);

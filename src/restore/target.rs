@@ -12,14 +12,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tracing::info;
 
-use super::oplog_replay::server_code;
 use super::plan::PlannedNamespace;
 use crate::error::{Error, Result};
-
-const NAMESPACE_NOT_FOUND: i32 = 26;
-const NAMESPACE_EXISTS: i32 = 48;
-/// MongoDB's code for a duplicate key.
-const DUPLICATE_KEY: i32 = 11000;
+use crate::server_codes::{server_code, DUPLICATE_KEY, NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND};
 
 /// Documents bound for one namespace of the plan.
 pub struct Batch {

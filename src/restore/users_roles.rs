@@ -14,21 +14,10 @@ use mongodb::{Client, Database};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::oplog_replay::server_code;
+use super::plan::{TEMP_ROLES, TEMP_USERS};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
-
-/// Plan kind of the backup's `admin.system.users`.
-pub const USERS_KIND: &str = "users";
-/// Plan kind of the backup's `admin.system.roles`.
-pub const ROLES_KIND: &str = "roles";
-/// The temporary collection of `admin` the users are inserted into (mongorestore's name).
-pub const TEMP_USERS: &str = "tempusers";
-/// The temporary collection of `admin` the roles are inserted into (mongorestore's name).
-pub const TEMP_ROLES: &str = "temproles";
-
-const COMMAND_NOT_FOUND: i32 = 59;
-const NAMESPACE_NOT_FOUND: i32 = 26;
+use crate::server_codes::{server_code, COMMAND_NOT_FOUND, NAMESPACE_NOT_FOUND};
 
 /// What restoring the users and roles did.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -9,6 +9,7 @@ use mongodb::Client;
 use crate::dump::is_dumped_namespace;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
+use crate::manifest::NamespaceKind;
 
 /// One collection or view as `listCollections` described it.
 #[derive(Debug, Clone)]
@@ -18,7 +19,7 @@ pub struct CollectionInfo {
     /// Collection or view name.
     pub name: String,
     /// `collection`, `view` or `timeseries`.
-    pub kind: String,
+    pub kind: NamespaceKind,
     /// The `options` document, verbatim.
     pub options: Document,
     /// The collection UUID as lowercase hex, when the server reports one.
@@ -33,13 +34,13 @@ impl CollectionInfo {
 
     /// Whether this is a view (metadata only, no documents).
     pub fn is_view(&self) -> bool {
-        self.kind == "view"
+        self.kind == NamespaceKind::View
     }
 
     /// Whether this is a time-series collection (its documents are the buckets of
     /// `system.buckets.<name>`).
     pub fn is_timeseries(&self) -> bool {
-        self.kind == "timeseries"
+        self.kind == NamespaceKind::Timeseries
     }
 
     /// The collection whose documents are dumped: the collection itself, or for a
@@ -108,7 +109,7 @@ fn collection_info(database: &str, spec: &Document) -> Result<CollectionInfo> {
     Ok(CollectionInfo {
         database: database.to_string(),
         name: name.to_string(),
-        kind: spec.get_str("type").unwrap_or("collection").to_string(),
+        kind: spec.get_str("type").unwrap_or("collection").into(),
         options: spec.get_document("options").cloned().unwrap_or_default(),
         uuid,
     })

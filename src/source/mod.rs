@@ -1,5 +1,6 @@
 //! The live server: connecting, discovering what to dump, reading collections as raw
-//! BSON and capturing the oplog window of a backup.
+//! BSON and capturing the oplog window of a backup. (What oplog entries and timestamps
+//! mean, apart from any server, is [`crate::oplog`].)
 
 pub mod discovery;
 pub mod id_ranges;
@@ -12,8 +13,10 @@ use crate::error::{Error, Result};
 use crate::redact::redact_uri;
 use crate::retry::RetryPolicy;
 
+/// Transition: `backup.rs` names it `source::Timestamp`; new code takes [`crate::oplog::Timestamp`].
+pub use crate::oplog::Timestamp;
 pub use discovery::{discover, list_index_specs, CollectionInfo};
-pub use oplog::{OplogWindow, Timestamp};
+pub use oplog::OplogWindow;
 
 /// A connected server and what it said about itself.
 pub struct Source {

@@ -7,30 +7,13 @@
 use bson::{doc, RawDocument, RawDocumentBuf};
 use mongodb::options::FindOptions;
 use mongodb::{Client, Collection};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::oplog::entry::refuse_unreplayable;
+use crate::oplog::Timestamp;
 
-/// A BSON timestamp: seconds and an increment within the second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Timestamp {
-    /// Seconds since the Unix epoch.
-    pub t: u32,
-    /// Ordinal within the second.
-    pub i: u32,
-}
-
-impl From<bson::Timestamp> for Timestamp {
-    fn from(ts: bson::Timestamp) -> Self {
-        Timestamp { t: ts.time, i: ts.increment }
-    }
-}
-
-impl From<Timestamp> for bson::Timestamp {
-    fn from(ts: Timestamp) -> Self {
-        bson::Timestamp { time: ts.t, increment: ts.i }
-    }
-}
+/// Transition: `backup.rs` imports it from here; new code takes [`crate::oplog::entry::entry_kept_by`].
+pub use crate::oplog::entry::entry_kept_by;
 
 /// The oplog of a replica set, seen from one backup.
 pub struct OplogWindow {
@@ -111,46 +94,6 @@ impl OplogWindow {
     }
 }
 
-/// Whether a filtered backup keeps an oplog entry: document writes by their `ns`;
-/// commands (`<db>.$cmd`) by the collection their first field names (`create`, `drop`,
-/// `createIndexes`, ...); commands that name no collection (`dropDatabase`,
-/// `applyOps`) when the filter keeps anything of that database could match `<db>.`;
-/// entries with no namespace (no-ops) always.
-pub fn entry_kept_by(filter: &crate::filter::NamespaceFilter, entry: &RawDocument) -> bool {
-    let Ok(ns) = entry.get_str("ns") else { return true };
-    let Some((database, collection)) = ns.split_once('.') else { return true };
-    if collection != "$cmd" {
-        return filter.keeps(database, collection);
-    }
-    let Ok(command) = entry.get_document("o") else { return true };
-    // A transaction: applyOps holds the writes (kept when any of them is kept);
-    // commitTransaction / abortTransaction entries of prepared transactions are kept.
-    if let Ok(inner) = command.get_array("applyOps") {
-        return inner.into_iter().filter_map(|op| op.ok()?.as_document().map(|d| d.to_raw_document_buf())).any(|op| entry_kept_by(filter, &op));
-    }
-    let first = command.into_iter().next().and_then(|field| field.ok());
-    match first {
-        Some(("commitTransaction" | "abortTransaction", _)) => true,
-        Some((_, value)) => match value.as_str() {
-            Some(collection) => filter.keeps(database, collection),
-            None => filter.keeps(database, ""),
-        },
-        None => true,
-    }
-}
-
-/// Entries that make a dump plus oplog impossible to replay, as mongodump refuses them.
-fn refuse_unreplayable(entry: &RawDocument) -> Result<()> {
-    if let Ok(object) = entry.get_document("o") {
-        if let Ok(Some(_)) = object.get("renameCollection") {
-            return Err(Error::Consistency(
-                "a collection was renamed while the backup ran, so the oplog cannot be replayed consistently; run the backup again".into(),
-            ));
-        }
-    }
-    Ok(())
-}
-
 async fn newest_entry(collection: &Collection<RawDocumentBuf>) -> Result<Option<Timestamp>> {
     entry_at_end(collection, -1).await
 }
@@ -164,34 +107,4 @@ async fn entry_at_end(collection: &Collection<RawDocumentBuf>, direction: i32) -
     }
     let ts = cursor.current().get_timestamp("ts").map_err(|e| Error::Consistency(format!("an oplog entry has no valid ts field: {e}")))?;
     Ok(Some(ts.into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::filter::NamespaceFilter;
-
-    fn raw(document: bson::Document) -> RawDocumentBuf {
-        RawDocumentBuf::from_document(&document).unwrap()
-    }
-
-    #[test]
-    fn filtered_backups_keep_only_their_namespaces_entries() {
-        let filter = NamespaceFilter::new(&["ingest.*".into()], &["ingest.file".into()]).unwrap();
-        let kept = |d| entry_kept_by(&filter, &raw(d));
-        assert!(kept(doc! { "op": "i", "ns": "ingest.project", "o": { "_id": 1 } }));
-        assert!(!kept(doc! { "op": "i", "ns": "ingest.file", "o": { "_id": 1 } }));
-        assert!(!kept(doc! { "op": "u", "ns": "other.project", "o": {}, "o2": { "_id": 1 } }));
-        assert!(kept(doc! { "op": "c", "ns": "ingest.$cmd", "o": { "create": "audit" } }));
-        assert!(!kept(doc! { "op": "c", "ns": "ingest.$cmd", "o": { "drop": "file" } }));
-        assert!(!kept(doc! { "op": "c", "ns": "other.$cmd", "o": { "dropDatabase": 1 } }));
-        assert!(kept(doc! { "op": "c", "ns": "ingest.$cmd", "o": { "dropDatabase": 1 } }));
-        assert!(kept(doc! { "op": "n", "ns": "", "o": { "msg": "noop" } }));
-        let transaction = |ns: &str| doc! { "op": "c", "ns": "admin.$cmd", "o": { "applyOps": [{ "op": "i", "ns": ns, "o": { "_id": 1 } }] } };
-        assert!(kept(transaction("ingest.project")), "a transaction writing a kept namespace");
-        assert!(!kept(transaction("other.project")));
-        assert!(kept(doc! { "op": "c", "ns": "admin.$cmd", "o": { "commitTransaction": 1 } }));
-        let everything = NamespaceFilter::default();
-        assert!(entry_kept_by(&everything, &raw(doc! { "op": "i", "ns": "x.y", "o": {} })));
-    }
 }

@@ -354,7 +354,7 @@ fn compare_metadata(namespace: &NamespaceEntry, bytes: &[u8], findings: &mut Vec
         ("options", &namespace.options, &empty),
         ("uuid", &uuid, &Value::Null),
         ("collectionName", &Value::String(namespace.collection.clone()), &Value::Null),
-        ("type", &Value::String(namespace.kind.clone()), &Value::Null),
+        ("type", &Value::String(namespace.kind.to_string()), &Value::Null),
     ];
     for (field, expected, absent) in fields {
         let actual = metadata.get(field).unwrap_or(absent);

@@ -16,8 +16,9 @@ use crate::dump::metadata::canonical_value;
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::manifest::{Manifest, NamespaceEntry};
+use crate::oplog::Timestamp;
 use crate::retry::RetryPolicy;
-use crate::source::{discover, live_digest, CollectionInfo, Source, Timestamp};
+use crate::source::{discover, live_digest, CollectionInfo, Source};
 
 /// How a namespace compares with the live database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -151,7 +152,7 @@ async fn compare_namespace(
     let writes = activity.writes_to(&entry.database, &entry.collection);
     let (live_documents, difference) = match live {
         None => (None, Some("missing from the live database".to_string())),
-        Some(info) if info.is_view() || entry.kind == "view" => {
+        Some(info) if info.is_view() || entry.kind == crate::manifest::NamespaceKind::View => {
             let same = info.kind == entry.kind && canonical_value(&info.options) == entry.options;
             (Some(0), (!same).then(|| "the view's definition differs".to_string()))
         }

@@ -10,7 +10,7 @@ use mongodb::Client;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::source::Timestamp;
+use crate::oplog::Timestamp;
 
 /// What the oplog of the verified server says happened after the reference point.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -3,21 +3,18 @@
 //! --oplogReplay`). Entries are applied one by one with ordinary commands rather than
 //! `applyOps` (which not every server has), each made idempotent: an insert is an
 //! upsert by `_id` (the dump may already hold the document), an update applies its
-//! `$v: 2` diff as `$set` / `$unset`, a delete removes by `_id`.
+//! `$v: 2` diff as `$set` / `$unset`, a delete removes by `_id`. [`super::feed`] feeds
+//! it; `restore --to-time` uses the same replayer across the oplog slices.
 
 use bson::{doc, Bson, Document, RawDocument};
 use mongodb::Client;
 use tracing::warn;
 
-use super::plan::NamespaceMap;
+use super::timestamp::Timestamp;
 use crate::error::{Error, Result};
-use crate::filter::NamespaceFilter;
-use crate::source::Timestamp;
-
-/// Server error codes a replay tolerates: the effect is already there.
-const NAMESPACE_NOT_FOUND: i32 = 26;
-const INDEX_NOT_FOUND: i32 = 27;
-const NAMESPACE_EXISTS: i32 = 48;
+use crate::filter::{NamespaceFilter, NamespaceMap};
+// Server error codes a replay tolerates: the effect is already there.
+use crate::server_codes::{server_code, INDEX_NOT_FOUND, NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND};
 
 /// What a replay did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -44,6 +41,11 @@ impl<'a> Replayer<'a> {
     /// A replayer for entries up to `limit` (inclusive; `None`: every entry).
     pub fn new(client: &'a Client, filter: &'a NamespaceFilter, map: &'a NamespaceMap, limit: Option<Timestamp>) -> Self {
         Self { client, filter, map, limit, report: ReplayReport::default() }
+    }
+
+    /// The newest timestamp applied (`None`: every entry).
+    pub fn limit(&self) -> Option<Timestamp> {
+        self.limit
     }
 
     /// Applies one top-level entry; entries past the limit are counted as skipped.
@@ -202,15 +204,6 @@ impl<'a> Replayer<'a> {
             Err(error) if tolerated.contains(&server_code(&error).unwrap_or(0)) => Ok(true),
             Err(error) => Err(Error::Mongo { context: format!("running {command} on {database}"), source: error }),
         }
-    }
-}
-
-/// The server's error code, when it sent one.
-pub fn server_code(error: &mongodb::error::Error) -> Option<i32> {
-    match &*error.kind {
-        mongodb::error::ErrorKind::Command(command) => Some(command.code),
-        mongodb::error::ErrorKind::Write(mongodb::error::WriteFailure::WriteError(write)) => Some(write.code),
-        _ => None,
     }
 }
 
