@@ -39,9 +39,9 @@ use crate::dump::{self, metadata::canonical_value, BsonSpool};
 use crate::error::{Error, Result};
 use crate::filter::NamespaceFilter;
 use crate::manifest::{ArchiveInfo, Consistency, EncryptionInfo, Manifest, NamespaceEntry, Selection, SourceInfo, ToolInfo, Totals, FORMAT_VERSION};
+use crate::oplog::entry::entry_kept_by;
 use crate::retry::RetryPolicy;
 use crate::source::id_ranges::{plan_id_ranges, unsplittable_reason, IdRange};
-use crate::source::oplog::entry_kept_by;
 use crate::source::{self, discover, list_index_specs, CollectionInfo, OplogWindow};
 use crate::store::lock::StoreLock;
 use crate::store::parts::{upload_parts, PartWriter};
@@ -200,22 +200,9 @@ async fn backup_into(
     let suffix = if options.recipients.is_some() { AGE_SUFFIX } else { "" };
     let file_name = format!("{name}.{}{suffix}", options.compression.extension());
     info!(backup = %name, store = %options.store, "Starting backup.");
-
-    let retry = &options.retry;
-    let client = &source.client;
-    let oplog = match source.replica_set {
-        Some(_) => Some(retry.run("opening the oplog", |_| OplogWindow::open(client)).await?),
-        None => None,
-    };
-    let namespaces = retry.run("discovering namespaces", |_| discover(client, &options.filter)).await?;
-    progress.update(|p| p.namespaces_found = Some(namespaces.len() as u64));
-    info!(namespaces = namespaces.len(), oplog = oplog.is_some(), "Discovered namespaces.");
+    let Discovered { oplog, namespaces, sizes } = discover_source(options, &source, progress, &cancel).await?;
     // What the progress display expects to read (before the upload starts: a cancel here leaves nothing).
     let (live, _display) = crate::progress::Progress::show("backup", "bytes");
-    let sizes = tokio::select! {
-        sizes = source::discovery::collection_sizes(client, &namespaces, options.parallel) => Arc::new(sizes),
-        _ = cancel.cancelled() => return Err(Error::Cancelled),
-    };
 
     let pool = options.compression.pool().map_err(|source| Error::Archive { context: "starting the compression workers".into(), source })?;
     // From here on every path ends in the upload's explicit complete or abort.
@@ -242,57 +229,27 @@ async fn backup_into(
     let root = dump::dump_root(&name);
     live.expect(Some(sizes.values().map(|(documents, _)| documents).sum()), Some(sizes.values().map(|(_, bytes)| bytes).sum()));
     let readers = ReaderContext { live, sizes, stop: cancel.child_token() };
+    let production = Production {
+        options,
+        client: &source.client,
+        oplog: oplog.as_ref(),
+        root: &root,
+        spooler: &spooler,
+        members: members.clone(),
+        progress,
+        readers: &readers,
+    };
     let produced = tokio::select! {
-        result = produce(options, &source.client, &namespaces, oplog.as_ref(), &root, &spooler, members.clone(), &cancel, progress, &readers) => result,
+        result = produce(production, &namespaces, &cancel) => result,
         _ = cancel.cancelled() => Err(Error::Cancelled),
     };
-    let manifest = produced.map(|(entries, consistency)| Manifest {
-        format_version: FORMAT_VERSION,
-        tool: ToolInfo::current(),
-        name: name.clone(),
-        source: SourceInfo { hosts: source.hosts.clone(), replica_set: source.replica_set.clone(), server_version: source.server_version.clone() },
-        started_at: rfc3339(started),
-        finished_at: rfc3339(started + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default()),
-        compression: options.compression.name().to_string(),
-        dump_root: root.clone(),
-        consistency,
-        selection: Selection { include: options.filter.include().to_vec(), exclude: options.filter.exclude().to_vec() },
-        totals: Totals {
-            namespaces: entries.len() as u64,
-            documents: entries.iter().map(|e| e.documents).sum(),
-            bytes: entries.iter().map(|e| e.bytes).sum(),
-        },
-        namespaces: entries,
-        encryption: options.recipients.as_ref().map(|r| EncryptionInfo { format: "age".into(), recipients: r.public_keys(), sealed_manifest: None }),
-        archive: None,
+    let finished_at = started + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
+    let manifest = produced.map(|(entries, consistency)| {
+        let header = ManifestHeader { name: &name, source: &source, started, finished_at, root: &root };
+        manifest_of(options, header, entries, consistency)
     });
-    if let Ok(manifest) = &manifest {
-        let sent = async {
-            members.send(Member::Bytes { path: dump::manifest_path(&name), bytes: manifest.to_json() }).await?;
-            members.send(Member::Finish).await
-        };
-        // A failed send means the archive thread stopped; its own error is reported below.
-        let _ = sent.await;
-    }
-    drop(members);
-    let written = archive_task.await.expect("the archive thread does not panic");
-    let (mut upload, sent) = uploading.await.expect("the part upload task does not panic");
-    let finished = match (manifest, written, sent) {
-        // The store's own failure explains the archive thread's "upload stopped".
-        (_, _, Err(store_error)) => Err(store_error.into()),
-        (_, Err(archive_error), _) => Err(archive_error),
-        (Err(error), _, _) => Err(error),
-        (Ok(_), Ok(None), _) => Err(Error::Cancelled),
-        (Ok(_), Ok(Some(_)), Ok(())) if cancel.is_cancelled() => Err(Error::Cancelled),
-        (Ok(manifest), Ok(Some(digest)), Ok(())) => Ok((manifest, digest)),
-    };
-    let (mut manifest, digest, archive) = match finished {
-        Ok((manifest, digest)) => match upload.complete().await {
-            Ok(archive) => (manifest, digest, archive),
-            Err(error) => return Err(abort_upload(upload.as_mut(), error.into()).await),
-        },
-        Err(error) => return Err(abort_upload(upload.as_mut(), error).await),
-    };
+    let tasks = ArchiveTasks { members, archive: archive_task, uploading };
+    let (mut manifest, digest, archive) = finish_archive(tasks, manifest, &name, &cancel).await?;
     let archive_info = ArchiveInfo { file: file_name, size: digest.size, sha256: digest.sha256 };
     manifest = sidecar_for(&manifest, archive_info, options.sidecar_detail, options.recipients.as_ref())
         .map_err(|source| Error::Archive { context: "sealing the sidecar's namespace details".into(), source })?;
@@ -311,6 +268,117 @@ async fn backup_into(
     Ok(report)
 }
 
+/// What a backup reads: the oplog window (on a replica set), the namespaces, and their
+/// sizes for the progress display.
+struct Discovered {
+    oplog: Option<OplogWindow>,
+    namespaces: Vec<CollectionInfo>,
+    sizes: Arc<std::collections::HashMap<String, (u64, u64)>>,
+}
+
+/// Opens the oplog window (its start is the backup's first consistency point), then
+/// discovers the namespaces and their sizes.
+async fn discover_source(
+    options: &BackupOptions,
+    source: &source::Source,
+    progress: &BackupProgress,
+    cancel: &CancellationToken,
+) -> Result<Discovered> {
+    let (retry, client) = (&options.retry, &source.client);
+    let oplog = match source.replica_set {
+        Some(_) => Some(retry.run("opening the oplog", |_| OplogWindow::open(client)).await?),
+        None => None,
+    };
+    let namespaces = retry.run("discovering namespaces", |_| discover(client, &options.filter)).await?;
+    progress.update(|p| p.namespaces_found = Some(namespaces.len() as u64));
+    info!(namespaces = namespaces.len(), oplog = oplog.is_some(), "Discovered namespaces.");
+    let sizes = tokio::select! {
+        sizes = source::discovery::collection_sizes(client, &namespaces, options.parallel) => Arc::new(sizes),
+        _ = cancel.cancelled() => return Err(Error::Cancelled),
+    };
+    Ok(Discovered { oplog, namespaces, sizes })
+}
+
+/// The parts of a manifest that come from the run rather than from the namespaces.
+struct ManifestHeader<'a> {
+    name: &'a str,
+    source: &'a source::Source,
+    started: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    root: &'a str,
+}
+
+/// The manifest of a backup whose namespaces were read into `entries`.
+fn manifest_of(options: &BackupOptions, header: ManifestHeader<'_>, entries: Vec<NamespaceEntry>, consistency: Consistency) -> Manifest {
+    let source = header.source;
+    Manifest {
+        format_version: FORMAT_VERSION,
+        tool: ToolInfo::current(),
+        name: header.name.to_string(),
+        source: SourceInfo { hosts: source.hosts.clone(), replica_set: source.replica_set.clone(), server_version: source.server_version.clone() },
+        started_at: rfc3339(header.started),
+        finished_at: rfc3339(header.finished_at),
+        compression: options.compression.name().to_string(),
+        dump_root: header.root.to_string(),
+        consistency,
+        selection: Selection { include: options.filter.include().to_vec(), exclude: options.filter.exclude().to_vec() },
+        totals: Totals {
+            namespaces: entries.len() as u64,
+            documents: entries.iter().map(|e| e.documents).sum(),
+            bytes: entries.iter().map(|e| e.bytes).sum(),
+        },
+        namespaces: entries,
+        encryption: options.recipients.as_ref().map(|r| EncryptionInfo { format: "age".into(), recipients: r.public_keys(), sealed_manifest: None }),
+        archive: None,
+    }
+}
+
+/// The two tasks a backup's members flow through: the archive thread and the upload.
+struct ArchiveTasks {
+    members: mpsc::Sender<Member>,
+    archive: tokio::task::JoinHandle<Result<Option<ArchiveDigest>>>,
+    uploading: tokio::task::JoinHandle<crate::store::parts::Uploaded>,
+}
+
+/// Ends the archive: the manifest as its last member, then the upload completed, or
+/// aborted (awaited) when anything failed or the run was cancelled. Returns the
+/// manifest, the stored archive's digest and where it is.
+async fn finish_archive(
+    tasks: ArchiveTasks,
+    manifest: Result<Manifest>,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<(Manifest, ArchiveDigest, String)> {
+    let ArchiveTasks { members, archive: archive_task, uploading } = tasks;
+    if let Ok(manifest) = &manifest {
+        let sent = async {
+            members.send(Member::Bytes { path: dump::manifest_path(name), bytes: manifest.to_json() }).await?;
+            members.send(Member::Finish).await
+        };
+        // A failed send means the archive thread stopped; its own error is reported below.
+        let _ = sent.await;
+    }
+    drop(members);
+    let written = archive_task.await.expect("the archive thread does not panic");
+    let (mut upload, sent) = uploading.await.expect("the part upload task does not panic");
+    let finished = match (manifest, written, sent) {
+        // The store's own failure explains the archive thread's "upload stopped".
+        (_, _, Err(store_error)) => Err(store_error.into()),
+        (_, Err(archive_error), _) => Err(archive_error),
+        (Err(error), _, _) => Err(error),
+        (Ok(_), Ok(None), _) => Err(Error::Cancelled),
+        (Ok(_), Ok(Some(_)), Ok(())) if cancel.is_cancelled() => Err(Error::Cancelled),
+        (Ok(manifest), Ok(Some(digest)), Ok(())) => Ok((manifest, digest)),
+    };
+    match finished {
+        Ok((manifest, digest)) => match upload.complete().await {
+            Ok(archive) => Ok((manifest, digest, archive)),
+            Err(error) => Err(abort_upload(upload.as_mut(), error.into()).await),
+        },
+        Err(error) => Err(abort_upload(upload.as_mut(), error).await),
+    }
+}
+
 /// Aborts the archive upload of a failed run (awaited, so nothing remains when the run
 /// returns) and gives back the run's error. A failed abort is logged with the fix.
 async fn abort_upload(upload: &mut dyn MultipartUpload, error: Error) -> Error {
@@ -327,20 +395,26 @@ fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Reads every namespace and the oplog window into archive members.
-#[allow(clippy::too_many_arguments)] // one call site; each argument is a distinct seam of the run
-async fn produce(
-    options: &BackupOptions,
-    client: &Client,
-    namespaces: &[CollectionInfo],
-    oplog: Option<&OplogWindow>,
-    root: &str,
-    spooler: &Spooler,
+/// What the collection readers and the oplog capture of one backup share.
+struct Production<'a> {
+    options: &'a BackupOptions,
+    client: &'a Client,
+    oplog: Option<&'a OplogWindow>,
+    root: &'a str,
+    spooler: &'a Spooler,
     members: mpsc::Sender<Member>,
+    progress: &'a BackupProgress,
+    readers: &'a ReaderContext,
+}
+
+/// Reads every namespace (at most `--parallel` at once) and then the oplog window into
+/// archive members; returns the manifest entries and the consistency point.
+async fn produce(
+    production: Production<'_>,
+    namespaces: &[CollectionInfo],
     cancel: &CancellationToken,
-    progress: &BackupProgress,
-    context: &ReaderContext,
 ) -> Result<(Vec<NamespaceEntry>, Consistency)> {
+    let Production { options, client, oplog, root, spooler, members, progress, readers: context } = production;
     pause_at(Stage::BeforeCollections, cancel).await?;
     send(&members, Member::Dir(root.to_string())).await?;
     let mut databases: Vec<&str> = namespaces.iter().map(|n| n.database.as_str()).collect();
@@ -440,7 +514,7 @@ async fn capture_oplog(
 }
 
 /// One attempt at the oplog window: a new spool, filled from the start point.
-async fn copy_oplog(options: &BackupOptions, window: &OplogWindow, spooler: &Spooler) -> Result<(SpooledBson, source::Timestamp)> {
+async fn copy_oplog(options: &BackupOptions, window: &OplogWindow, spooler: &Spooler) -> Result<(SpooledBson, crate::oplog::Timestamp)> {
     let mut spool = spooler.spool();
     let mut first_entry = None;
     let end = window

@@ -8,7 +8,6 @@ use tracing::info;
 
 use super::{Context, Render};
 use crate::backup::{run_backup_with_progress, BackupOptions, BackupProgress, BackupReport};
-use crate::cli::BackupFlags;
 use crate::error::{Error, Result};
 use crate::manifest::Consistency;
 use crate::notify::{Event, Operation};
@@ -68,22 +67,13 @@ pub struct BackupOutcome {
     pub prune_error: Option<Error>,
 }
 
-/// `backup`: validates the flags, runs the job; a failed prune after a good backup
-/// fails the command (after its summary is shown).
+/// `backup`: the backup, then the prune; a failed prune after a good backup fails
+/// the command (after the backup's summary is shown).
 ///
 /// # Errors
-/// A usage error for bad flags (alerted when it is about the backup itself), the
-/// backup's error, or the prune's.
-pub async fn run(context: &Context, flags: &BackupFlags) -> Result<BackupJobReport> {
-    let prune = flags.prune_options()?;
-    let options = match flags.options() {
-        Ok(options) => options,
-        Err(error) => {
-            context.events.emit(&Event::backup_failed(context.store.clone(), &error, &Default::default(), 0.0)).await;
-            return Err(error);
-        }
-    };
-    let outcome = backup_and_prune(context, &options, prune.as_ref()).await?;
+/// The backup's error, or the prune's.
+pub async fn run(context: &Context, options: &BackupOptions, prune: Option<&PruneOptions>) -> Result<BackupJobReport> {
+    let outcome = backup_and_prune(context, options, prune).await?;
     match outcome.prune_error {
         None => Ok(outcome.report),
         Some(error) => {

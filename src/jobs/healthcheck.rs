@@ -4,7 +4,6 @@
 use serde::Serialize;
 
 use super::Render;
-use crate::cli::HealthcheckArgs;
 use crate::error::{Error, Result};
 
 /// What `/healthz` answered.
@@ -23,11 +22,10 @@ pub struct HealthReport {
 /// `healthcheck`: exit 0 on 200, 1 otherwise.
 ///
 /// # Errors
-/// A usage error for a bad `--listen`; the HTTP client could not be built.
-pub async fn run(args: &HealthcheckArgs) -> Result<HealthReport> {
-    let url = args.url()?;
+/// The HTTP client could not be built.
+pub async fn run(url: String, timeout: std::time::Duration) -> Result<HealthReport> {
     let client = reqwest::Client::builder()
-        .timeout(args.timeout)
+        .timeout(timeout)
         .build()
         .map_err(|error| Error::Store { message: format!("cannot build an HTTP client: {error}"), retryable: false })?;
     let (http_status, error) = match client.get(&url).send().await {

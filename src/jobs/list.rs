@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Render, TextTarget};
-use crate::cli::ListArgs;
 use crate::crypto::is_encrypted;
 use crate::error::Result;
+use crate::oplog;
 use crate::pitr::{self, Chain};
 use crate::prune;
-use crate::store::{self, StoredBackup};
+use crate::store::{Store, StoreLocation, StoredBackup};
 use crate::verify::{VerificationRecord, VerifyStatus};
 
 /// What `list` shows (field names are the `--json` contract).
@@ -99,15 +99,13 @@ pub struct StaleUpload {
 /// `list`.
 ///
 /// # Errors
-/// A usage error for a bad store; store errors.
-pub async fn run(args: &ListArgs) -> Result<ListReport> {
-    let location = args.store.location()?;
-    let store = store::open(&location, || args.store.s3_settings()).await?;
+/// Store errors.
+pub async fn run(location: &StoreLocation, store: &Store, stale_after: Duration) -> Result<ListReport> {
     let backups = store.list().await?;
     let mut chains = pitr::chains(&pitr::bases(&backups), &pitr::list_slices(&store).await?);
     chains.retain(|chain| !chain.slices.is_empty());
     let uploads = store.objects().list_multipart_uploads("").await?;
-    let stale_uploads = prune::stale_uploads(&uploads, chrono::Utc::now(), args.stale_after)
+    let stale_uploads = prune::stale_uploads(&uploads, chrono::Utc::now(), stale_after)
         .into_iter()
         .map(|upload| StaleUpload { key: upload.key.clone(), initiated: upload.initiated.map(|t| t.to_rfc3339()) })
         .collect();
@@ -116,13 +114,13 @@ pub async fn run(args: &ListArgs) -> Result<ListReport> {
         backups: backups.iter().map(ListedBackup::new).collect(),
         pitr: chains.iter().map(PitrRange::new).collect(),
         stale_uploads,
-        stale_after: args.stale_after,
+        stale_after,
     })
 }
 
 impl ListedBackup {
     fn new(backup: &StoredBackup) -> ListedBackup {
-        let manifest = backup.sidecar.as_deref().and_then(|bytes| store::parse_sidecar(bytes).ok());
+        let manifest = backup.sidecar.as_deref().and_then(|bytes| crate::store::parse_sidecar(bytes).ok());
         let duration = manifest.as_ref().and_then(|m| {
             let start = chrono::DateTime::parse_from_rfc3339(&m.started_at).ok()?;
             let end = chrono::DateTime::parse_from_rfc3339(&m.finished_at).ok()?;
@@ -152,10 +150,10 @@ impl PitrRange {
     fn new(chain: &Chain) -> PitrRange {
         PitrRange {
             base: chain.base.clone(),
-            from: pitr::timestamp_label(chain.from),
-            to: pitr::timestamp_label(chain.to),
-            from_time: pitr::wall_time(chain.from).to_rfc3339(),
-            to_time: pitr::wall_time(chain.to).to_rfc3339(),
+            from: oplog::timestamp_label(chain.from),
+            to: oplog::timestamp_label(chain.to),
+            from_time: oplog::wall_time(chain.from).to_rfc3339(),
+            to_time: oplog::wall_time(chain.to).to_rfc3339(),
             slices: chain.slices.len(),
             broken_at: chain.broken_at.clone(),
         }

@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 
 pub use render::{error_document, Render, Rendered, TextTarget};
 
-use crate::cli::StoreArg;
+use crate::error::{Error, Result};
 use crate::notify::{Event, Notifier, Outcome};
 
 /// What every job runs with: where its events go, the store as alerts name it, and
@@ -46,6 +46,18 @@ impl Context {
     /// A context for a one-shot command: events are alerted, not logged or counted.
     pub fn one_shot(notifier: Notifier, store: impl Into<String>, cancel: CancellationToken) -> Context {
         Context { events: EventSink::alerts(notifier), store: store.into(), cancel }
+    }
+
+    /// Passes `options` through, or emits the failure of a job whose options did not
+    /// validate (the event `failed` builds) and returns the error.
+    ///
+    /// # Errors
+    /// The validation error, unchanged.
+    pub async fn refused<T>(&self, options: Result<T>, failed: impl FnOnce(&Error) -> Event) -> Result<T> {
+        if let Err(error) = &options {
+            self.events.emit(&failed(error)).await;
+        }
+        options
     }
 }
 
@@ -99,9 +111,4 @@ impl EventSink {
         }
         self.notifier.send(event).await;
     }
-}
-
-/// The store as alerts show it, even when it is misconfigured.
-pub fn store_display(store: &StoreArg) -> String {
-    store.location().map_or_else(|_| "(not configured)".to_string(), |location| location.to_string())
 }

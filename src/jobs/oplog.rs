@@ -2,23 +2,10 @@
 //! alerted when it fails. `oplog` and `schedule --oplog-every` run this.
 
 use super::{Context, Render};
-use crate::cli::OplogArgs;
 use crate::error::Result;
 use crate::notify::{Event, Operation};
-use crate::pitr;
 use crate::pitr::slice_job::{SliceOptions, SliceReport};
-
-/// `oplog`.
-///
-/// # Errors
-/// A usage error for bad flags, or what stopped the slice (alerted).
-pub async fn run(context: &Context, args: &OplogArgs) -> Result<SliceReport> {
-    let options = match args.options() {
-        Ok(options) => options,
-        Err(error) => return Err(failed(context, error).await),
-    };
-    slice(context, &options).await
-}
+use crate::{oplog, pitr};
 
 /// Takes one slice; a failure is emitted as an event.
 ///
@@ -32,8 +19,13 @@ pub async fn slice(context: &Context, options: &SliceOptions) -> Result<SliceRep
 }
 
 async fn failed(context: &Context, error: crate::Error) -> crate::Error {
-    context.events.emit(&Event::failed(Operation::Oplog, context.store.clone(), &error)).await;
+    context.events.emit(&failure(context, &error)).await;
     error
+}
+
+/// The event of a slice job that failed with `error`.
+pub fn failure(context: &Context, error: &crate::Error) -> Event {
+    Event::failed(Operation::Oplog, context.store.clone(), error)
 }
 
 impl Render for SliceReport {
@@ -45,7 +37,7 @@ impl Render for SliceReport {
             ),
             None => format!(
                 "no oplog entry since {} (chain of backup {}): nothing written\n",
-                self.start.map(pitr::timestamp_label).unwrap_or_default(),
+                self.start.map(oplog::timestamp_label).unwrap_or_default(),
                 self.base_backup.as_deref().unwrap_or_default()
             ),
         }

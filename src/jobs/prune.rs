@@ -1,21 +1,25 @@
 //! The prune job: the retention policy applied to the store, alerted when it fails.
 
 use super::{Context, Render, TextTarget};
-use crate::cli::PruneArgs;
 use crate::error::Result;
 use crate::notify::{Event, Operation};
-use crate::prune::{self, PruneReport};
+use crate::prune::{self, PruneOptions, PruneReport};
 
 /// `prune`.
 ///
 /// # Errors
-/// A usage error for bad flags or an empty policy, or what stopped the prune (alerted).
-pub async fn run(context: &Context, args: &PruneArgs) -> Result<PruneReport> {
-    let result = async { prune::run_prune(&args.options()?, context.cancel.clone()).await }.await;
+/// An empty policy, or what stopped the prune (alerted).
+pub async fn run(context: &Context, options: &PruneOptions) -> Result<PruneReport> {
+    let result = prune::run_prune(options, context.cancel.clone()).await;
     if let Err(error) = &result {
-        context.events.emit(&Event::failed(Operation::Prune, context.store.clone(), error)).await;
+        context.events.emit(&failure(context, error)).await;
     }
     result
+}
+
+/// The event of a prune that failed with `error`.
+pub fn failure(context: &Context, error: &crate::Error) -> Event {
+    Event::failed(Operation::Prune, context.store.clone(), error)
 }
 
 impl Render for PruneReport {

@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Render;
 use crate::error::Result;
-use crate::pitr;
+use crate::oplog;
 use crate::restore::{self, RestoreOptions, RestoreReport};
 
 /// `restore`.
@@ -40,8 +40,8 @@ impl Render for RestoreReport {
             let _ = writeln!(
                 out,
                 "oplog slices replayed to {} ({}): {} entries applied, {} skipped, reached {reached}",
-                pitr::timestamp_label(target),
-                pitr::wall_time(target).to_rfc3339(),
+                oplog::timestamp_label(target),
+                oplog::wall_time(target).to_rfc3339(),
                 slices.applied,
                 slices.skipped
             );

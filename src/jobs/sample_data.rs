@@ -4,9 +4,8 @@
 use serde::Serialize;
 
 use super::Render;
-use crate::cli::SampleDataArgs;
 use crate::error::{Error, Result};
-use crate::sample::{self, SampleSpec};
+use crate::sample::{self, Compat, SampleSpec};
 use crate::source;
 
 /// What `sample-data` loaded.
@@ -22,28 +21,25 @@ pub struct SampleDataReport {
     pub skipped: Option<String>,
 }
 
-/// `sample-data`.
+/// `sample-data`: `size_mb` MiB of the data set `spec` into the server at `uri`;
+/// with `if_empty`, nothing when it already holds a database of its own.
 ///
 /// # Errors
-/// A usage error for a bad database name; server errors.
-pub async fn run(args: &SampleDataArgs) -> Result<SampleDataReport> {
-    if args.database.is_empty() || args.database.contains(['.', '/', ' ', '$']) {
-        return Err(Error::usage(format!("--database {:?} is not a valid database name", args.database)));
-    }
-    let skipped = |reason: String| SampleDataReport { database: args.database.clone(), documents: 0, bytes: 0, skipped: Some(reason) };
-    if args.size_mb == 0 {
+/// Server errors.
+pub async fn run(uri: &str, spec: &SampleSpec, if_empty: bool, compat: Compat) -> Result<SampleDataReport> {
+    let skipped = |reason: String| SampleDataReport { database: spec.database.clone(), documents: 0, bytes: 0, skipped: Some(reason) };
+    if spec.target_bytes == 0 {
         return Ok(skipped("--size-mb 0: no sample data loaded".to_string()));
     }
-    let source = source::connect(&args.uri.uri).await?;
-    if args.if_empty {
+    let source = source::connect(uri).await?;
+    if if_empty {
         let names = source.client.list_database_names().await.map_err(Error::mongo("listing the databases"))?;
         if let Some(existing) = names.iter().find(|name| !matches!(name.as_str(), "admin" | "config" | "local")) {
             return Ok(skipped(format!("the server already holds database {existing:?}: no sample data loaded (--if-empty)")));
         }
     }
-    let spec = SampleSpec { database: args.database.clone(), target_bytes: args.size_mb << 20, seed: args.seed };
-    let summary = sample::load_for(&source.client, &spec, args.compat).await?;
-    Ok(SampleDataReport { database: spec.database, documents: summary.documents, bytes: summary.bytes, skipped: None })
+    let summary = sample::load_for(&source.client, spec, compat).await?;
+    Ok(SampleDataReport { database: spec.database.clone(), documents: summary.documents, bytes: summary.bytes, skipped: None })
 }
 
 impl Render for SampleDataReport {

@@ -1,37 +1,28 @@
 //! The verify job: a stored backup against its manifest and the live database, or
 //! (`--pitr`) the oplog slices of a time range; the result alerted.
 
-use super::{Context, Render, Rendered};
-use crate::cli::VerifyArgs;
+use super::{Context, Render};
+use std::sync::Arc;
+
+use crate::crypto::Identities;
 use crate::error::Result;
 use crate::notify::Event;
+use crate::oplog::Timestamp;
 use crate::pitr;
 use crate::pitr::check::PitrCheck;
 use crate::store;
 use crate::verify::{self, VerifyOptions, VerifyReport};
 
-/// `verify`: the backup named, or with `--pitr` the slices of a range.
+/// `verify --pitr FROM..TO`: the oplog slices of a range (open ends: the whole chain), read from `store`.
 ///
 /// # Errors
-/// A usage error for bad flags; errors that stopped the verification before it had a
-/// report (an unknown backup, an unreachable store). A failed verification is a report.
-pub async fn run(context: &Context, args: &VerifyArgs) -> Result<Rendered> {
-    if let Some(range) = &args.pitr {
-        let (from, to) = pitr::check::parse_range(range)?;
-        let (location, s3) = args.store.resolve()?;
-        let store = store::open_with(&location, s3).await?;
-        let check = pitr::check::check_pitr(&store, from, to, args.identity.resolve()?).await?;
-        return Ok(Rendered::of(&check));
-    }
-    let options = match args.options() {
-        Ok(options) => options,
-        Err(error) => {
-            let failed = Err(error);
-            context.events.emit(&Event::verify_ended(&failed, &context.store, &args.backup)).await;
-            return failed.map(|report: VerifyReport| Rendered::of(&report));
-        }
-    };
-    verify_backup(context, &options).await.map(|report| Rendered::of(&report))
+/// Store errors that stop the check; what it finds is in the report.
+pub async fn check_pitr(
+    store: &store::Store,
+    range: (Option<Timestamp>, Option<Timestamp>),
+    identities: Option<Arc<Identities>>,
+) -> Result<PitrCheck> {
+    pitr::check::check_pitr(store, range.0, range.1, identities).await
 }
 
 /// Verifies one backup (`options.backup`: a name, `latest` or `unverified`) and emits

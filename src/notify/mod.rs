@@ -220,12 +220,15 @@ impl Event {
     pub fn verify_ended(result: &Result<VerifyReport>, store: &str, backup: &str) -> Event {
         match result {
             Ok(report) => Event::verify_finished(report),
-            Err(error) => {
-                let mut event = Event::failed(Operation::Verify, store, error);
-                event.backup = Some(backup.to_string());
-                event
-            }
+            Err(error) => Event::verify_refused(store, backup, error),
         }
+    }
+
+    /// A `verify` of `backup` refused before it started (bad flags).
+    pub fn verify_refused(store: &str, backup: &str, error: &Error) -> Event {
+        let mut event = Event::failed(Operation::Verify, store, error);
+        event.backup = Some(backup.to_string());
+        event
     }
 
     /// The one-line summary used as the Slack notification text and the webhook's `summary`.

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::oplog::timestamp::Timestamp;
+use crate::oplog::{timestamp_label, wall_time};
 use crate::store::{object, Store, StoreErrorKind, StoredBackup};
 
 /// The folder of slices, relative to the store's root.
@@ -84,10 +85,6 @@ pub fn scratch_file(what: &str) -> Result<std::fs::File> {
     let dir = scratch_dir();
     std::fs::create_dir_all(&dir).and_then(|()| tempfile::tempfile_in(&dir)).map_err(Error::io(format!("cannot create {what}"), &dir))
 }
-
-// Transition: `main.rs` calls `pitr::timestamp_label` and `pitr::wall_time`; they live in
-// `crate::oplog::timestamp` now, where new code takes them from.
-pub use crate::oplog::timestamp::{timestamp_label, wall_time};
 
 /// The object key of the slice from `start` to `end` (`.bson.gz`, `.bson.gz.age` when encrypted).
 pub fn slice_key(start: Timestamp, end: Timestamp, encrypted: bool) -> String {

@@ -200,6 +200,20 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
     }
 
     alive.store(false, Ordering::SeqCst);
+    let stopped = stop_within_grace(current, slicer, grace_period, &abort).await;
+    http_shutdown.cancel();
+    let _ = server.await;
+    Ok(stopped)
+}
+
+/// After a stop: the run in progress (and the slice in progress) may finish within
+/// `grace_period`; after it they are aborted, which cleans up as a signal does.
+async fn stop_within_grace(
+    current: Option<Pin<Box<dyn Future<Output = ()> + '_>>>,
+    slicer: Option<tokio::task::JoinHandle<()>>,
+    grace_period: Duration,
+    abort: &CancellationToken,
+) -> Stopped {
     let stopped = match current {
         None => {
             info!("Stopped: no run was in progress.");
@@ -230,9 +244,7 @@ pub async fn run_schedule(options: ScheduleOptions, stop: CancellationToken) -> 
             let _ = slicer.await;
         }
     }
-    http_shutdown.cancel();
-    let _ = server.await;
-    Ok(stopped)
+    stopped
 }
 
 /// The point-in-time loop of `--oplog-every`: a slice at each interval, independent of

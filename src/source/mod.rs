@@ -13,8 +13,6 @@ use crate::error::{Error, Result};
 use crate::redact::redact_uri;
 use crate::retry::RetryPolicy;
 
-/// Transition: `backup.rs` names it `source::Timestamp`; new code takes [`crate::oplog::Timestamp`].
-pub use crate::oplog::Timestamp;
 pub use discovery::{discover, list_index_specs, CollectionInfo};
 pub use oplog::OplogWindow;
 

@@ -12,9 +12,6 @@ use crate::error::{Error, Result};
 use crate::oplog::entry::refuse_unreplayable;
 use crate::oplog::Timestamp;
 
-/// Transition: `backup.rs` imports it from here; new code takes [`crate::oplog::entry::entry_kept_by`].
-pub use crate::oplog::entry::entry_kept_by;
-
 /// The oplog of a replica set, seen from one backup.
 pub struct OplogWindow {
     client: Client,
