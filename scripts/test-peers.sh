@@ -7,7 +7,8 @@
 # Peers: secantus (SecantusDB + pymongo in a virtualenv), mongo-tools (the official
 # mongodump, mongorestore, bsondump from ../shared/tools), minio, ferretdb (FerretDB v1 on
 # SQLite, from its Go module), deploy (helm, shellcheck, hadolint, kubernetes-validate,
-# check-jsonschema), age (the stock age and age-keygen, from their Go module).
+# check-jsonschema), age (the stock age and age-keygen, from their Go module), docs
+# (mdBook, from crates.io with cargo install, for the book's build test).
 #
 # Environment:
 #   INGEST_BACKUP_CACHE      cache dir (default: $HOME/.cache/ingest-backup)
@@ -16,6 +17,7 @@
 #   MONGO_TOOLS_BIN          directory already holding mongodump, mongorestore, bsondump
 #   INGEST_PEERS_SKIP_TOOLS  set to 1 to skip the mongo-tools step (MinIO is still installed)
 #   INGEST_PEERS_SKIP_DEPLOY set to 1 to skip the deployment checkers
+#   INGEST_PEERS_SKIP_DOCS   set to 1 to skip mdBook
 #
 # This script never starts servers: the tests spawn (and kill) their own servers.
 set -euo pipefail
@@ -34,7 +36,7 @@ die() { printf 'test-peers: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat >&2 <<USAGE
-usage: $0 install [secantus|mongo-tools|minio|ferretdb|deploy|age]... | env
+usage: $0 install [secantus|mongo-tools|minio|ferretdb|deploy|age|docs]... | env
   install  install the named test peers (default: all) into $CACHE
   env      print export lines (eval "\$($0 env)")
 USAGE
@@ -260,6 +262,45 @@ install_age() {
     fi
 }
 
+# mdBook, which builds the book in docs/ (tests/cli_reference.rs). Built once with cargo
+# install (no default features: no server, watcher or search index, which the test does
+# not need) into the cache; an mdbook of the pinned version already on the PATH is
+# linked instead of built again. The build takes several minutes on a small machine, so
+# it runs at the lowest priority, with its own target directory (removed afterwards).
+MDBOOK_VERSION="0.4.52"
+MDBOOK_DIR="$CACHE/mdbook/$MDBOOK_VERSION"
+MDBOOK_BIN="$MDBOOK_DIR/bin/mdbook"
+
+mdbook_is_pinned() { # path
+    [[ -x "$1" ]] && [[ "$("$1" --version 2>/dev/null)" == "mdbook v$MDBOOK_VERSION" ]]
+}
+
+install_docs() {
+    if mdbook_is_pinned "$MDBOOK_BIN"; then
+        return 0
+    fi
+    local found
+    found="$(command -v mdbook || true)"
+    if [[ -n "$found" ]] && mdbook_is_pinned "$found"; then
+        mkdir -p "$MDBOOK_DIR/bin"
+        ln -sfn "$(cd "$(dirname "$found")" && pwd -P)/$(basename "$found")" "$MDBOOK_BIN"
+        log "linked mdbook v$MDBOOK_VERSION from $found"
+        return 0
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        log "warning: cargo is not installed, cannot build mdbook; the book's build test will fail in CI"
+        return 0
+    fi
+    log "building mdbook $MDBOOK_VERSION with cargo install (several minutes once)"
+    mkdir -p "$MDBOOK_DIR"
+    local target="$CACHE/mdbook/target"
+    if ! CARGO_TARGET_DIR="$target" timeout 3600 nice -n 19 cargo install mdbook --version "$MDBOOK_VERSION" \
+        --no-default-features --locked --root "$MDBOOK_DIR" >&2; then
+        log "warning: cargo install mdbook@$MDBOOK_VERSION failed; the book's build test will fail in CI"
+    fi
+    rm -rf "$target"
+}
+
 status_line() { # name ok-test path
     if eval "$2"; then echo "$1: OK $3"; else echo "$1: UNAVAILABLE"; fi
 }
@@ -267,7 +308,7 @@ status_line() { # name ok-test path
 cmd_install() {
     local peers=("$@") peer
     if ((${#peers[@]} == 0)); then
-        peers=(secantus mongo-tools minio ferretdb deploy age)
+        peers=(secantus mongo-tools minio ferretdb deploy age docs)
     fi
     for peer in "${peers[@]}"; do
         case "$peer" in
@@ -280,6 +321,12 @@ cmd_install() {
                 fi ;;
             minio) install_minio; status_line minio '[[ -x "$MINIO_BIN" ]]' "$MINIO_BIN" ;;
             age) install_age; status_line age '[[ -x "$AGE_DIR/age" ]]' "$AGE_DIR" ;;
+            docs)
+                if [[ "${INGEST_PEERS_SKIP_DOCS:-0}" == "1" ]]; then
+                    echo "docs (mdbook): SKIPPED (INGEST_PEERS_SKIP_DOCS=1)"
+                else
+                    install_docs; status_line mdbook 'mdbook_is_pinned "$MDBOOK_BIN"' "$MDBOOK_BIN"
+                fi ;;
             ferretdb) install_ferretdb; status_line ferretdb '[[ -x "$FERRETDB_BIN" ]]' "$FERRETDB_BIN" ;;
             deploy)
                 if [[ "${INGEST_PEERS_SKIP_DEPLOY:-0}" == "1" ]]; then
@@ -311,6 +358,9 @@ cmd_env() {
     fi
     if [[ -x "$HELM_BIN" ]]; then
         printf 'export INGEST_TEST_HELM=%q\n' "$HELM_BIN"
+    fi
+    if mdbook_is_pinned "$MDBOOK_BIN"; then
+        printf 'export INGEST_TEST_MDBOOK=%q\n' "$MDBOOK_BIN"
     fi
     if command -v shellcheck >/dev/null 2>&1; then
         printf 'export INGEST_TEST_SHELLCHECK=%q\n' "$(command -v shellcheck)"
