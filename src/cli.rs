@@ -138,6 +138,24 @@ impl HealthcheckArgs {
     }
 }
 
+/// `--spool-dir`: where every command stages what does not fit in memory (large
+/// collections of a backup, oplog slices on their way to or from the store, a
+/// restore's `oplog.bson`). One rule for all: the flag or `INGEST_BACKUP_SPOOL_DIR`,
+/// else `ingest-backup-spool` in the system temporary directory; created when missing.
+#[derive(Debug, Clone, Args)]
+pub struct SpoolArg {
+    /// Directory for spool files (large collections, oplog slices) [default: ingest-backup-spool in the system temp directory].
+    #[arg(long, env = "INGEST_BACKUP_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl SpoolArg {
+    /// The spool directory in force.
+    pub fn dir(&self) -> PathBuf {
+        self.spool_dir.clone().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or_else(|| std::env::temp_dir().join("ingest-backup-spool"))
+    }
+}
+
 /// `--uri`, shared by the commands that talk to a server.
 #[derive(Debug, Args)]
 pub struct UriArg {
@@ -317,9 +335,9 @@ pub struct BackupFlags {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub namespaces: NamespaceArg,
-    /// Directory for spool files of large collections [default: the system temp directory].
-    #[arg(long, env = "INGEST_BACKUP_SPOOL_DIR")]
-    pub spool_dir: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub spool: SpoolArg,
     /// MiB of one collection's compressed bytes kept in memory before it is spooled to disk.
     #[arg(long, default_value_t = 4)]
     pub spool_memory_mb: usize,
@@ -460,7 +478,7 @@ impl BackupFlags {
             split_min_bytes: self.split_min_mb.saturating_mul(1 << 20),
             compression,
             filter: self.namespaces.filter()?,
-            spool_dir: self.spool_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("ingest-backup-spool")),
+            spool_dir: self.spool.dir(),
             spool_memory_limit: self.spool_memory_mb << 20,
             batch_size: self.batch_size,
             retry: self.retries.policy()?,
@@ -620,6 +638,9 @@ pub struct VerifyArgs {
     /// their link to a backup; optionally only slices meeting FROM..TO (RFC 3339 or T.I, either side may be empty).
     #[arg(long, value_name = "FROM..TO", num_args = 0..=1, default_missing_value = "..")]
     pub pitr: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub spool: SpoolArg,
 }
 
 impl VerifyArgs {
@@ -705,6 +726,9 @@ pub struct RestoreArgs {
     /// The newest backup at or before it is restored (or the one named), then its oplog slices are replayed up to it.
     #[arg(long, value_name = "TIME")]
     pub to_time: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub spool: SpoolArg,
 }
 
 impl RestoreArgs {
@@ -740,7 +764,7 @@ impl RestoreArgs {
             users_and_roles: self.users_and_roles,
             to_time: self.to_time.as_deref().map(TargetTime::parse).transpose()?,
             retry: self.retries.policy()?,
-            spool_dir: std::env::temp_dir().join("ingest-backup-spool"),
+            spool_dir: self.spool.dir(),
             identities: self.identity.resolve()?,
         })
     }
@@ -789,6 +813,9 @@ pub struct OplogArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub recipients: RecipientsArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub spool: SpoolArg,
 }
 
 impl OplogArgs {
@@ -806,6 +833,7 @@ impl OplogArgs {
             retry: self.retries.policy()?,
             skip_without_backup: false,
             recipients: self.recipients.resolve()?,
+            spool_dir: self.spool.dir(),
         })
     }
 }
@@ -928,6 +956,7 @@ impl ScheduleArgs {
                     retry: backup.retry,
                     skip_without_backup: true,
                     recipients: backup.recipients.clone(),
+                    spool_dir: backup.spool_dir.clone(),
                 },
             }),
         };

@@ -68,7 +68,7 @@ async fn verify(args: &VerifyArgs, cancel: CancellationToken) -> Result<Rendered
         let range = crate::pitr::check::parse_range(range)?;
         let (location, s3) = args.store.resolve()?;
         let store = store::open_with(&location, s3).await?;
-        return Ok(Rendered::of(&jobs::verify::check_pitr(&store, range, args.identity.resolve()?).await?));
+        return Ok(Rendered::of(&jobs::verify::check_pitr(&store, range, args.identity.resolve()?, &args.spool.dir()).await?));
     }
     let context = Context::one_shot(args.notify.notifier()?, store_display(&args.store), cancel);
     let options = context.refused(args.options(), |error| Event::verify_refused(&context.store, &args.backup, error)).await?;

@@ -53,9 +53,19 @@ pub enum Error {
         /// Whether trying again later can help.
         retryable: bool,
     },
-    /// The data read from the server cannot be backed up consistently.
+    /// Data read back is damaged: an archive member, an oplog slice, a sidecar, a
+    /// metadata file. The message names the object and what to do (usually: use an
+    /// older backup). Trying again does not help.
     #[error("{0}")]
-    Consistency(String),
+    Damaged(String),
+    /// The command refuses to go on, before anything is written: no such backup, an
+    /// incomplete one, a restore that could not be faithful. The message names the fix.
+    #[error("{0}")]
+    Refused(String),
+    /// What the source server returned cannot be backed up consistently (an empty
+    /// oplog, a collection entry without a name).
+    #[error("{0}")]
+    Inconsistent(String),
     /// The oplog rolled over past the end of a point-in-time chain: writes are lost to
     /// point-in-time recovery until the next full backup.
     #[error("{0}")]

@@ -151,7 +151,7 @@ mod tests {
         let other = Error::Mongo { context: "reading a.b".into(), source: mongodb::error::Error::custom("not a fault of the network") };
         assert!(!is_transient(&other));
         assert!(!is_transient(&Error::usage("bad flag")));
-        assert!(!is_transient(&Error::Consistency("damaged".into())));
+        assert!(!is_transient(&Error::Damaged("damaged".into())));
         assert!(!is_transient(&Error::Io { context: "spool".into(), path: "/tmp".into(), source: std::io::ErrorKind::StorageFull.into() }));
         assert!(!is_transient(&Error::GaveUp { retries: 3, source: Box::new(network()) }), "a run that gave up is not retried again");
     }
@@ -191,11 +191,11 @@ mod tests {
         let permanent = policy
             .run("reading a.b", |_| {
                 calls.fetch_add(1, Ordering::Relaxed);
-                async { Err::<(), _>(Error::Consistency("damaged".into())) }
+                async { Err::<(), _>(Error::Damaged("damaged".into())) }
             })
             .await
             .unwrap_err();
-        assert!(matches!(permanent, Error::Consistency(_)));
+        assert!(matches!(permanent, Error::Damaged(_)));
         assert_eq!(calls.load(Ordering::Relaxed), 1, "a permanent error is not retried");
     }
 }

@@ -222,7 +222,7 @@ async fn a_wrong_or_missing_identity_and_a_damaged_ciphertext_fail_naming_the_ca
         || async { kept.find_one(doc! { "_id": "already-there" }).await.unwrap().is_some() && kept.count_documents(doc! {}).await.unwrap() == 1 };
 
     let output = restore(None);
-    assert_eq!(output.status.code(), Some(1), "{}", common::all_output(&output));
+    assert_eq!(output.status.code(), Some(2), "a missing identity is a configuration error, as in verify: {}", common::all_output(&output));
     assert!(common::all_output(&output).contains("is encrypted and no identity was given"), "{}", common::all_output(&output));
     assert!(untouched().await, "a restore without identity wrote nothing");
 

@@ -21,8 +21,9 @@ pub async fn check_pitr(
     store: &store::Store,
     range: (Option<Timestamp>, Option<Timestamp>),
     identities: Option<Arc<Identities>>,
+    spool_dir: &std::path::Path,
 ) -> Result<PitrCheck> {
-    pitr::check::check_pitr(store, range.0, range.1, identities).await
+    pitr::check::check_pitr(store, range.0, range.1, identities, spool_dir).await
 }
 
 /// Verifies one backup (`options.backup`: a name, `latest` or `unverified`) and emits

@@ -252,7 +252,9 @@ pub fn failure_stage(error: &Error) -> &'static str {
         Error::Io { .. } => "local disk",
         Error::Archive { .. } => "archive",
         Error::Store { .. } => "store",
-        Error::Consistency(_) => "consistency",
+        Error::Damaged(_) => "damaged data",
+        Error::Refused(_) => "refused",
+        Error::Inconsistent(_) => "consistency",
         Error::Locked(_) => "store lock",
         Error::OplogGap(_) => "pitr",
         Error::Cancelled => "cancelled",
@@ -491,7 +493,9 @@ mod tests {
         assert_eq!(failure_stage(&Error::io("x", "/p")(io())), "local disk");
         assert_eq!(failure_stage(&Error::Archive { context: "x".into(), source: io() }), "archive");
         assert_eq!(failure_stage(&Error::Store { message: "x".into(), retryable: true }), "store");
-        assert_eq!(failure_stage(&Error::Consistency("x".into())), "consistency");
+        assert_eq!(failure_stage(&Error::Damaged("x".into())), "damaged data");
+        assert_eq!(failure_stage(&Error::Refused("x".into())), "refused");
+        assert_eq!(failure_stage(&Error::Inconsistent("x".into())), "consistency");
         assert_eq!(failure_stage(&Error::Cancelled), "cancelled");
         let driver = mongodb::error::Error::custom("x");
         assert_eq!(failure_stage(&Error::mongo("x")(driver)), "reading from MongoDB");
@@ -499,7 +503,7 @@ mod tests {
 
     #[test]
     fn failed_event_carries_stage_and_reason() {
-        let event = Event::failed(Operation::Verify, "s3://b/p", &Error::Consistency("hash mismatch".into()));
+        let event = Event::failed(Operation::Verify, "s3://b/p", &Error::Damaged("hash mismatch".into()));
         assert_eq!(event.outcome, Outcome::Failed);
         assert_eq!(event.stage.as_deref(), Some("consistency"));
         assert_eq!(event.reason.as_deref(), Some("hash mismatch"));

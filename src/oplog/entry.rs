@@ -41,7 +41,7 @@ pub fn entry_kept_by(filter: &NamespaceFilter, entry: &RawDocument) -> bool {
 pub fn refuse_unreplayable(entry: &RawDocument) -> Result<()> {
     if let Ok(object) = entry.get_document("o") {
         if let Ok(Some(_)) = object.get("renameCollection") {
-            return Err(Error::Consistency(
+            return Err(Error::Refused(
                 "a collection was renamed while the backup ran, so the oplog cannot be replayed consistently; run the backup again".into(),
             ));
         }

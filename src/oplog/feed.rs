@@ -90,7 +90,7 @@ mod tests {
         let client = unreachable_client().await;
         let (filter, map) = (NamespaceFilter::default(), NamespaceMap::default());
         let mut replayer = Replayer::new(&client, &filter, &map, None);
-        let failed = replay_entries(&mut replayer, None, &CancellationToken::new(), |_| Err(Error::Consistency("unreadable".into()))).await;
+        let failed = replay_entries(&mut replayer, None, &CancellationToken::new(), |_| Err(Error::Damaged("unreadable".into()))).await;
         assert_eq!(failed.unwrap_err().to_string(), "unreadable");
         let cancel = CancellationToken::new();
         cancel.cancel();

@@ -60,7 +60,7 @@ impl<'a> Replayer<'a> {
                 return Ok(());
             }
         }
-        let entry = bson::Document::try_from(entry).map_err(|e| Error::Consistency(format!("an oplog entry is not valid BSON: {e}")))?;
+        let entry = bson::Document::try_from(entry).map_err(|e| Error::Damaged(format!("an oplog entry is not valid BSON: {e}")))?;
         let applied = Box::pin(self.apply_document(&entry)).await.map_err(|error| match error {
             Error::Mongo { context, source } => Error::Mongo {
                 context: format!(

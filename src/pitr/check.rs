@@ -48,6 +48,7 @@ pub async fn check_pitr(
     from: Option<Timestamp>,
     to: Option<Timestamp>,
     identities: Option<std::sync::Arc<crate::crypto::Identities>>,
+    spool_dir: &std::path::Path,
 ) -> Result<PitrCheck> {
     let backups = store.list().await?;
     let bases = bases(&backups);
@@ -78,9 +79,9 @@ pub async fn check_pitr(
     let mut checked = 0;
     for slice in slices.iter().filter(|s| from.is_none_or(|f| s.end >= f) && to.is_none_or(|t| s.start <= t)) {
         checked += 1;
-        let file = match fetch_checked(store, slice).await {
+        let file = match fetch_checked(store, slice, spool_dir).await {
             Ok(file) => file,
-            Err(error @ Error::Consistency(_)) => {
+            Err(error @ Error::Damaged(_)) => {
                 findings.push(error.to_string());
                 continue;
             }

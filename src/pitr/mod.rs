@@ -70,20 +70,13 @@ pub struct SliceMeta {
     pub recipients: Option<Vec<String>>,
 }
 
-/// Where slices are staged on their way to or from the store: the spool directory
-/// (`INGEST_BACKUP_SPOOL_DIR`, a large volume in Kubernetes) when set, else the system
-/// temporary directory.
-pub fn scratch_dir() -> std::path::PathBuf {
-    std::env::var_os("INGEST_BACKUP_SPOOL_DIR").filter(|dir| !dir.is_empty()).map_or_else(std::env::temp_dir, Into::into)
-}
-
-/// An unnamed temporary file in [`scratch_dir`] (gone when closed).
+/// An unnamed temporary file in the spool directory `dir` (created when missing; the
+/// file is gone when closed): where slices are staged on their way to or from the store.
 ///
 /// # Errors
 /// The directory cannot be created or written, named with `what`.
-pub fn scratch_file(what: &str) -> Result<std::fs::File> {
-    let dir = scratch_dir();
-    std::fs::create_dir_all(&dir).and_then(|()| tempfile::tempfile_in(&dir)).map_err(Error::io(format!("cannot create {what}"), &dir))
+pub fn scratch_file(dir: &std::path::Path, what: &str) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(&dir)).map_err(Error::io(format!("cannot create {what}"), &dir))
 }
 
 /// The object key of the slice from `start` to `end` (`.bson.gz`, `.bson.gz.age` when encrypted).

@@ -28,10 +28,10 @@ use crate::store::Store;
 ///
 /// # Errors
 /// The store could not be read; the slice's size or SHA-256 differs from its sidecar.
-pub async fn fetch_checked(store: &Store, slice: &SliceMeta) -> Result<std::fs::File> {
+pub async fn fetch_checked(store: &Store, slice: &SliceMeta, spool_dir: &std::path::Path) -> Result<std::fs::File> {
     let mut stream = store.objects().get(&slice.file).await?;
-    let temp = super::scratch_dir();
-    let mut file = super::scratch_file("a temporary file for an oplog slice")?;
+    let temp = spool_dir;
+    let mut file = super::scratch_file(spool_dir, "a temporary file for an oplog slice")?;
     let (mut sha256, mut size) = (Sha256::new(), 0u64);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
@@ -41,7 +41,7 @@ pub async fn fetch_checked(store: &Store, slice: &SliceMeta) -> Result<std::fs::
     }
     let digest = hex::encode(sha256.finalize());
     if size != slice.stored_bytes || digest != slice.sha256 {
-        return Err(Error::Consistency(format!(
+        return Err(Error::Damaged(format!(
             "the oplog slice {} is damaged: {size} bytes with SHA-256 {digest}, its sidecar says {} bytes with {}; nothing of it was applied",
             slice.file, slice.stored_bytes, slice.sha256
         )));
@@ -61,10 +61,10 @@ pub fn read_entries(
     mut each: impl FnMut(&bson::RawDocument) -> Result<bool>,
 ) -> Result<()> {
     let opened = OpenReader::new(std::io::BufReader::new(file), is_encrypted(name), identities)
-        .map_err(|e| Error::Consistency(format!("the oplog slice {name} cannot be read: {e}")))?;
+        .map_err(|e| Error::Damaged(format!("the oplog slice {name} cannot be read: {e}")))?;
     let decoder: Box<dyn Read> = Box::new(flate2::read::MultiGzDecoder::new(opened));
     let mut reader = BsonReader::new(decoder);
-    while let Some(entry) = reader.next_document().map_err(|e| Error::Consistency(format!("the oplog slice {name} is unreadable: {e}")))? {
+    while let Some(entry) = reader.next_document().map_err(|e| Error::Damaged(format!("the oplog slice {name} is unreadable: {e}")))? {
         if !each(entry)? {
             break;
         }
@@ -82,6 +82,7 @@ pub async fn replay_slices(
     replayer: &mut Replayer<'_>,
     slices: &[SliceMeta],
     identities: Option<Arc<Identities>>,
+    spool_dir: &std::path::Path,
     cancel: &CancellationToken,
 ) -> Result<()> {
     let target = replayer.limit();
@@ -91,7 +92,7 @@ pub async fn replay_slices(
     // so the boundary is the slices' ends, never the last entry applied.)
     let mut replayed_through: Option<Timestamp> = None;
     for slice in slices {
-        let file = fetch_checked(store, slice).await?;
+        let file = fetch_checked(store, slice, spool_dir).await?;
         let (name, identities) = (slice.file.clone(), identities.clone());
         replay_entries(replayer, replayed_through, cancel, move |sink| {
             read_entries(file, &name, identities.as_deref(), |entry| {

@@ -54,6 +54,8 @@ pub struct SliceOptions {
     pub skip_without_backup: bool,
     /// Encrypt each slice to these public keys (`None`: not encrypted), as the backups.
     pub recipients: Option<Recipients>,
+    /// Where the slice is staged before its upload (the spool directory).
+    pub spool_dir: std::path::PathBuf,
 }
 
 /// What the job did.
@@ -121,7 +123,7 @@ pub async fn run_oplog_slice(options: &SliceOptions, cancel: CancellationToken) 
             info!(store = %options.store, "No backup to chain oplog slices from yet: nothing written.");
             return Ok(SliceReport { slice: None, start: None, base_backup: None });
         }
-        return Err(Error::Consistency(format!(
+        return Err(Error::Refused(format!(
             "{} holds no complete backup with an oplog consistency point to chain slices from; run `ingest-backup backup` against the replica set first",
             options.store
         )));
@@ -175,7 +177,7 @@ impl Window<'_> {
             return Ok(None);
         }
         let recipients = self.options.recipients.clone();
-        let spooled = spool_window(self.oplog, start, cutoff, &self.options.filter, recipients, self.cancel).await?;
+        let spooled = spool_window(self.oplog, start, cutoff, &self.options.filter, recipients, &self.options.spool_dir, self.cancel).await?;
         // The oplog may have rolled over while it was read: the window must still start at the chain's end.
         ensure_still_held(self.oplog, start, base).await?;
         // The slice ends at the last entry it read, never at the cutoff: the server's
@@ -204,7 +206,7 @@ impl Window<'_> {
             exclude: patterns(self.options.filter.exclude()),
             recipients: self.options.recipients.as_ref().map(Recipients::public_keys),
         };
-        upload(self.store, &key, spooled.file, self.cancel).await?;
+        upload(self.store, &key, spooled.file, &self.options.spool_dir, self.cancel).await?;
         let sidecar = serde_json::to_vec_pretty(&meta).expect("a slice sidecar always serializes");
         self.store.objects().put(&sidecar_key(&key), sidecar.into(), PutMode::Create).await?;
         info!(slice = %key, entries = meta.entries, bytes = meta.bytes, base = %base, "Oplog slice written.");
@@ -247,12 +249,13 @@ async fn spool_window(
     cutoff: Timestamp,
     filter: &NamespaceFilter,
     recipients: Option<Recipients>,
+    spool_dir: &std::path::Path,
     cancel: &CancellationToken,
 ) -> Result<Spooled> {
     let (entries, mut received) = mpsc::channel::<RawDocumentBuf>(256);
+    let temp = spool_dir.to_path_buf();
     let writer = tokio::task::spawn_blocking(move || -> Result<(std::fs::File, String, u64)> {
-        let temp = super::scratch_dir();
-        let file = super::scratch_file("the slice's temporary file")?;
+        let file = super::scratch_file(&temp, "the slice's temporary file")?;
         let cannot_write = || Error::io("cannot write the slice's temporary file", &temp);
         // gzip, then age when encrypted, then the hash of the stored bytes.
         let sealed = SealWriter::new(HashingFile { file, sha256: Sha256::new(), size: 0 }, recipients.as_ref()).map_err(cannot_write())?;
@@ -277,7 +280,7 @@ async fn spool_window(
             }
             let entry = cursor.current();
             let ts: Timestamp =
-                entry.get_timestamp("ts").map_err(|e| Error::Consistency(format!("an oplog entry has no valid ts field: {e}")))?.into();
+                entry.get_timestamp("ts").map_err(|e| Error::Inconsistent(format!("an oplog entry has no valid ts field: {e}")))?.into();
             end = Some(ts);
             if !entry_kept_by(filter, entry) {
                 continue;
@@ -299,7 +302,7 @@ async fn spool_window(
 }
 
 /// Uploads the spooled slice under `key`; on any failure the upload is aborted.
-async fn upload(store: &Store, key: &str, file: std::fs::File, cancel: &CancellationToken) -> Result<()> {
+async fn upload(store: &Store, key: &str, file: std::fs::File, spool_dir: &std::path::Path, cancel: &CancellationToken) -> Result<()> {
     let upload = store.objects().put_multipart(key).await?;
     let (mut sink, uploading) = store::parts::upload_parts(upload);
     let copied = tokio::task::spawn_blocking(move || {
@@ -311,7 +314,7 @@ async fn upload(store: &Store, key: &str, file: std::fs::File, cancel: &Cancella
     let (mut upload, sent) = uploading.await.expect("the part upload task does not panic");
     let outcome = match (sent, copied) {
         (Err(error), _) => Err(error.into()),
-        (_, Err(error)) => Err(Error::io("cannot read the slice's temporary file", super::scratch_dir())(error)),
+        (_, Err(error)) => Err(Error::io("cannot read the slice's temporary file", spool_dir)(error)),
         _ if cancel.is_cancelled() => Err(Error::Cancelled),
         _ => upload.complete().await.map(|_| ()).map_err(Into::into),
     };

@@ -98,13 +98,13 @@ impl LegacyScan {
         };
         if file == PRELUDE_FILE {
             let prelude: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-                Error::Consistency(format!("{path} is not valid JSON ({e}); mongorestore refuses such a dump too: repair or remove the file"))
+                Error::Damaged(format!("{path} is not valid JSON ({e}); mongorestore refuses such a dump too: repair or remove the file"))
             })?;
             self.source_version = prelude.get("ServerVersion").and_then(|v| v.as_str()).map(str::to_string);
             return Ok(());
         }
         if file == SYSTEM_INDEXES_FILE {
-            let specs = read_bson_documents(bytes).map_err(|e| Error::Consistency(format!("{path} is not a BSON file: {e}")))?;
+            let specs = read_bson_documents(bytes).map_err(|e| Error::Damaged(format!("{path} is not a BSON file: {e}")))?;
             self.system_indexes.push(SystemIndexes { dir, specs });
             self.files.push(path);
             return Ok(());

@@ -21,13 +21,13 @@ pub fn parse_metadata(bytes: &[u8], path: &str) -> Result<Document> {
         Ok(value) => value,
         Err(error) => match shell_to_json(&text).and_then(|converted| serde_json::from_str(&converted).ok()) {
             Some(value) => value,
-            None => return Err(Error::Consistency(format!("{path} is not valid JSON: {error}"))),
+            None => return Err(Error::Damaged(format!("{path} is not valid JSON: {error}"))),
         },
     };
     match Bson::try_from(upgrade_legacy(value)) {
         Ok(Bson::Document(document)) => Ok(document),
-        Ok(other) => Err(Error::Consistency(format!("{path} is not a JSON object: {other}"))),
-        Err(error) => Err(Error::Consistency(format!("{path} is not valid Extended JSON: {error}"))),
+        Ok(other) => Err(Error::Damaged(format!("{path} is not a JSON object: {other}"))),
+        Err(error) => Err(Error::Damaged(format!("{path} is not valid Extended JSON: {error}"))),
     }
 }
 

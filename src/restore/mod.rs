@@ -206,13 +206,15 @@ impl<'a> Restore<'a> {
     /// point-in-time plan's base), its manifest, the plan, the archive opened (an
     /// encrypted one's start authenticated) and the target connected.
     async fn open(options: &'a RestoreOptions, cancel: CancellationToken, clock: Instant) -> Result<(Self, Archive)> {
+        std::fs::create_dir_all(&options.spool_dir)
+            .map_err(Error::io("cannot create the spool directory; set --spool-dir to a writable directory", &options.spool_dir))?;
         let (store, backup, pitr) = choose_backup(options).await?;
         let format =
             ArchiveFormat::of_file(&backup.archive).ok_or_else(|| Error::usage(format!("{} is neither .tar.gz nor .tar.zst", backup.archive)))?;
         let map = NamespaceMap::new(options.rename.clone());
         let identities = options.identities.as_deref();
         if is_encrypted(&backup.archive) && identities.is_none() {
-            return Err(Error::Consistency(format!(
+            return Err(Error::usage(format!(
                 "backup {} is encrypted and no identity was given, so nothing was written: give --identity FILE (or AGE_IDENTITY_FILE, \
                  or AGE_IDENTITY) holding the private key of one of its recipients",
                 backup.name
@@ -408,9 +410,16 @@ impl<'a> Restore<'a> {
         let pitr = match &self.pitr {
             Some(point) => {
                 let mut replayer = Replayer::new(&self.target.client, &self.options.filter, &self.map, Some(point.target));
-                crate::pitr::replay::replay_slices(&self.store, &mut replayer, &point.slices, self.options.identities.clone(), &self.cancel)
-                    .await
-                    .map_err(|error| self.interrupted(error))?;
+                crate::pitr::replay::replay_slices(
+                    &self.store,
+                    &mut replayer,
+                    &point.slices,
+                    self.options.identities.clone(),
+                    &self.options.spool_dir,
+                    &self.cancel,
+                )
+                .await
+                .map_err(|error| self.interrupted(error))?;
                 Some(replayer.report)
             }
             None => None,
@@ -425,7 +434,7 @@ impl<'a> Restore<'a> {
         let mut replayer = Replayer::new(&self.target.client, &self.options.filter, &self.map, limit);
         replay_entries(&mut replayer, None, &self.cancel, move |sink| {
             let mut reader = BsonReader::new(spooled.data);
-            while let Some(entry) = reader.next_document().map_err(|e| Error::Consistency(format!("the spooled oplog is unreadable: {e}")))? {
+            while let Some(entry) = reader.next_document().map_err(|e| Error::Damaged(format!("the spooled oplog is unreadable: {e}")))? {
                 if !sink.send(entry) {
                     break;
                 }
@@ -490,12 +499,12 @@ async fn make_plan(
     }
     log_plan(&plan);
     if !plan.refusals.is_empty() {
-        return Err(Error::Consistency(format!("{} cannot be restored, so nothing was written: {}", backup.archive, plan.refusals.join("; "))));
+        return Err(Error::Refused(format!("{} cannot be restored, so nothing was written: {}", backup.archive, plan.refusals.join("; "))));
     }
     // Never a silent empty restore of a tarball: nothing to restore and nothing filtered out.
     if manifest.is_none() && plan.namespaces.is_empty() && plan.skipped.is_empty() {
         let found = if plan.unread_files.is_empty() { "no .bson or .metadata.json file at all".to_string() } else { plan.unread_files.join("; ") };
-        return Err(Error::Consistency(format!(
+        return Err(Error::Refused(format!(
             "{} holds nothing that can be restored, so nothing was written: {found}. A dump directory made by mongodump holds \
              <database>/<collection>.bson files (with or without .metadata.json) inside one directory",
             backup.archive
@@ -533,7 +542,7 @@ async fn open_reader(store: &Store, file: &str, format: ArchiveFormat, identitie
     let name = file.to_string();
     tokio::task::spawn_blocking(move || {
         ArchiveReader::open(stored, &name, format, identities.as_deref())
-            .map_err(|e| Error::Consistency(format!("{name} cannot be read, so nothing was written: {e}")))
+            .map_err(|e| Error::Damaged(format!("{name} cannot be read, so nothing was written: {e}")))
     })
     .await
     .expect("opening the archive does not panic")
@@ -545,7 +554,7 @@ async fn open_reader(store: &Store, file: &str, format: ArchiveFormat, identitie
 fn refuse_timeseries_on_raw_data_servers(plan: &Plan, server_version: Option<&str>) -> Result<()> {
     let Some(version) = server_version.filter(|version| plan::stores_buckets_raw(version)) else { return Ok(()) };
     match plan.namespaces.iter().find(|n| n.is_timeseries()) {
-        Some(planned) => Err(Error::Consistency(format!(
+        Some(planned) => Err(Error::Refused(format!(
             "{} is a time-series collection and the target runs MongoDB {version}, which takes buckets only as rawData inserts that this \
              version does not make; nothing was written. Exclude it with --ns-exclude {} and restore it with mongorestore",
             planned.source(),
@@ -588,14 +597,12 @@ fn users_roles_scope(plan: &Plan, filter: &NamespaceFilter) -> Option<users_role
 fn read_manifest(backup: &StoredBackup, no_manifest: bool, identities: Option<&Identities>) -> Result<Option<(Manifest, Vec<u8>)>> {
     match (&backup.sidecar, no_manifest) {
         (Some(sidecar), _) => {
-            let manifest: Manifest = serde_json::from_slice(sidecar).map_err(|e| {
-                Error::Consistency(format!("the sidecar manifest of {} is unreadable ({e}); the backup cannot be trusted", backup.name))
-            })?;
+            let manifest: Manifest = serde_json::from_slice(sidecar)
+                .map_err(|e| Error::Damaged(format!("the sidecar manifest of {} is unreadable ({e}); the backup cannot be trusted", backup.name)))?;
             match identities {
                 Some(identities) if is_sealed(&manifest) => {
-                    let (manifest, json) = open_details(&manifest, identities).map_err(|cause| {
-                        Error::Consistency(format!("the sidecar of {} cannot be used, so nothing was written: {cause}", backup.name))
-                    })?;
+                    let (manifest, json) = open_details(&manifest, identities)
+                        .map_err(|cause| Error::Refused(format!("the sidecar of {} cannot be used, so nothing was written: {cause}", backup.name)))?;
                     Ok(Some((manifest, serde_json::to_vec(&json).expect("JSON serializes"))))
                 }
                 _ => Ok(Some((manifest, sidecar.clone()))),
@@ -605,7 +612,7 @@ fn read_manifest(backup: &StoredBackup, no_manifest: bool, identities: Option<&I
             warn!(backup = %backup.name, "Restoring without a manifest: nothing can be checked against checksums.");
             Ok(None)
         }
-        (None, false) => Err(Error::Consistency(format!(
+        (None, false) => Err(Error::Refused(format!(
             "backup {} has no sidecar manifest. If ingest-backup made it, its run did not finish: it is incomplete and is not restored. \
              If it is a tarball made by the original mongodump + tar -czf pipeline, restore it with --no-manifest (no checksums to check).",
             backup.name
@@ -649,7 +656,7 @@ async fn legacy_plan(
     .await
     .expect("the scan does not panic")?;
     if scan.has_manifest {
-        return Err(Error::Consistency(format!(
+        return Err(Error::Refused(format!(
             "{} holds an ingest-backup manifest but its sidecar is missing: the backup did not finish and is not restored",
             backup.archive
         )));

@@ -145,8 +145,8 @@ fn users_or_roles_kind(database: &str, collection: &str) -> Option<NamespaceKind
 pub fn document_from_extjson(value: &serde_json::Value, what: &str) -> Result<Document> {
     match Bson::try_from(value.clone()) {
         Ok(Bson::Document(document)) => Ok(document),
-        Ok(other) => Err(Error::Consistency(format!("{what} is not a document: {other}"))),
-        Err(error) => Err(Error::Consistency(format!("{what} is not valid Extended JSON: {error}"))),
+        Ok(other) => Err(Error::Damaged(format!("{what} is not a document: {other}"))),
+        Err(error) => Err(Error::Damaged(format!("{what} is not valid Extended JSON: {error}"))),
     }
 }
 

@@ -102,13 +102,13 @@ pub fn stream_archive<R: Read>(mut reader: ArchiveReader<R>, plan: &Plan, feed: 
 /// A member that appears a second time: a mongodump layout holds each file once, so the
 /// archive was altered (its documents would otherwise be inserted twice).
 fn duplicated(path: &str) -> Error {
-    Error::Consistency(format!("{path} appears twice in the archive, which is damaged; the restore stopped, restore an older backup"))
+    Error::Damaged(format!("{path} appears twice in the archive, which is damaged; the restore stopped, restore an older backup"))
 }
 
 fn damaged(path: &str, error: BsonStreamError) -> Error {
     match error {
         BsonStreamError::Io { source, .. } => Error::Archive { context: format!("reading {path}"), source },
-        malformed => Error::Consistency(format!("{path} in the archive is damaged ({malformed}); the restore stopped, restore an older backup")),
+        malformed => Error::Damaged(format!("{path} in the archive is damaged ({malformed}); the restore stopped, restore an older backup")),
     }
 }
 
@@ -120,7 +120,7 @@ fn send_documents(member: &mut impl Read, path: &str, namespace: usize, feed: &F
     let mut documents = Vec::with_capacity(batch_documents);
     let mut bytes = 0;
     let send = |documents: Vec<RawDocumentBuf>| {
-        feed.batches.blocking_send(Batch { namespace, documents }).map_err(|_| Error::Consistency("the inserts stopped".into()))
+        feed.batches.blocking_send(Batch { namespace, documents }).map_err(|_| Error::Damaged("the inserts stopped".into()))
     };
     while let Some(document) = reader.next_document().map_err(|e| damaged(path, e))? {
         digest.add_document(document.as_bytes());

@@ -101,7 +101,7 @@ async fn create(client: &Client, planned: &PlannedNamespace) -> Result<()> {
     command.extend(planned.options.clone());
     match client.database(&planned.target_database).run_command(command).await {
         Ok(_) => Ok(()),
-        Err(error) if server_code(&error) == Some(NAMESPACE_EXISTS) && planned.is_timeseries() => Err(Error::Consistency(format!(
+        Err(error) if server_code(&error) == Some(NAMESPACE_EXISTS) && planned.is_timeseries() => Err(Error::Refused(format!(
             "the time-series collection {} already exists on the target, and buckets cannot be merged into it: restore with --drop to \
              replace it (mongorestore refuses it too)",
             planned.target()

@@ -236,7 +236,7 @@ mod tests {
         let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
         metrics.record(&backup_succeeded(), now);
         metrics.record(&backup_succeeded(), now);
-        metrics.record(&Event::failed(Operation::Verify, "s3://b/p", &Error::Consistency("x".into())), now);
+        metrics.record(&Event::failed(Operation::Verify, "s3://b/p", &Error::Damaged("x".into())), now);
         metrics.skipped_tick();
         metrics.missed_ticks(2);
         let text = metrics.render();

@@ -84,7 +84,7 @@ pub async fn discover(client: &Client, filter: &NamespaceFilter) -> Result<Vec<C
             if info.is_timeseries() && !names.contains(&info.data_collection().as_str()) {
                 // MongoDB 8.3 and later keep a time-series collection's buckets under its
                 // own name, readable only with the rawData option.
-                return Err(Error::Consistency(format!(
+                return Err(Error::Inconsistent(format!(
                     "{} is a time-series collection without a {} collection (MongoDB 8.3 or later), which this version cannot back up \
                      without losing its buckets; exclude it with --ns-exclude {} and back it up with mongodump",
                     info.namespace(),
@@ -101,7 +101,7 @@ pub async fn discover(client: &Client, filter: &NamespaceFilter) -> Result<Vec<C
 
 fn collection_info(database: &str, spec: &Document) -> Result<CollectionInfo> {
     let name =
-        spec.get_str("name").map_err(|_| Error::Consistency(format!("listCollections on {database} returned an entry without a name: {spec}")))?;
+        spec.get_str("name").map_err(|_| Error::Inconsistent(format!("listCollections on {database} returned an entry without a name: {spec}")))?;
     let uuid = match spec.get_document("info").ok().and_then(|info| info.get("uuid")) {
         Some(Bson::Binary(binary)) => Some(hex::encode(&binary.bytes)),
         _ => None,

@@ -29,7 +29,7 @@ impl OplogWindow {
         let collection = client.database("local").collection::<RawDocumentBuf>("oplog.rs");
         let start = newest_entry(&collection)
             .await?
-            .ok_or_else(|| Error::Consistency("the oplog local.oplog.rs is empty, so no consistency point can be recorded".into()))?;
+            .ok_or_else(|| Error::Inconsistent("the oplog local.oplog.rs is empty, so no consistency point can be recorded".into()))?;
         Ok(Self { client: client.clone(), collection, start })
     }
 
@@ -50,7 +50,7 @@ impl OplogWindow {
         let oldest = entry_at_end(&self.collection, 1).await?;
         match oldest {
             Some(oldest) if oldest <= self.start => Ok(()),
-            _ => Err(Error::Consistency(format!(
+            _ => Err(Error::Inconsistent(format!(
                 "the oplog rolled over during the backup: its start point {}:{} is gone, so the dump cannot be made consistent; \
                  enlarge the oplog or back up when the write load is lower",
                 self.start.t, self.start.i
@@ -83,7 +83,7 @@ impl OplogWindow {
         while cursor.advance().await.map_err(Error::mongo(context))? {
             let entry = cursor.current();
             refuse_unreplayable(entry)?;
-            let ts = entry.get_timestamp("ts").map_err(|e| Error::Consistency(format!("an oplog entry has no valid ts field: {e}")))?;
+            let ts = entry.get_timestamp("ts").map_err(|e| Error::Inconsistent(format!("an oplog entry has no valid ts field: {e}")))?;
             end = ts.into();
             each(entry, end)?;
         }
@@ -102,6 +102,6 @@ async fn entry_at_end(collection: &Collection<RawDocumentBuf>, direction: i32) -
     if !cursor.advance().await.map_err(Error::mongo("reading local.oplog.rs"))? {
         return Ok(None);
     }
-    let ts = cursor.current().get_timestamp("ts").map_err(|e| Error::Consistency(format!("an oplog entry has no valid ts field: {e}")))?;
+    let ts = cursor.current().get_timestamp("ts").map_err(|e| Error::Inconsistent(format!("an oplog entry has no valid ts field: {e}")))?;
     Ok(Some(ts.into()))
 }

@@ -59,14 +59,12 @@ pub fn select(backups: Vec<StoredBackup>, wanted: &str, store: &StoreLocation, l
     if wanted == UNVERIFIED {
         let newest_complete = backups.iter().find(|b| b.sidecar.is_some()).map(|b| b.name.clone());
         return backups.into_iter().find(|b| b.sidecar.is_some() && b.verification.is_none()).ok_or_else(|| match newest_complete {
-            Some(name) => Error::Consistency(format!(
+            Some(name) => Error::Refused(format!(
                 "{store} holds no complete backup without a verification: the newest complete one, {name}, is verified already, \
                  so no backup finished since the last verification; check the backup runs (kubectl get jobs, or the backup's alerts), \
                  or name a backup to verify it again"
             )),
-            None => {
-                Error::Consistency(format!("{store} holds no complete backup to verify; check that backups run and finish (`ingest-backup list`)"))
-            }
+            None => Error::Refused(format!("{store} holds no complete backup to verify; check that backups run and finish (`ingest-backup list`)")),
         });
     }
     if wanted == "latest" {
@@ -160,7 +158,7 @@ impl Store {
         match self.objects.put(&key, Bytes::copy_from_slice(manifest), PutMode::Create).await {
             Ok(()) => Ok(self.objects.location(&key)),
             Err(error) if error.kind() == StoreErrorKind::AlreadyExists => {
-                Err(Error::Consistency(format!("{} already exists; refusing to overwrite it", self.objects.location(&key))))
+                Err(Error::Refused(format!("{} already exists; refusing to overwrite it", self.objects.location(&key))))
             }
             Err(error) => Err(error.into()),
         }
