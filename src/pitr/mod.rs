@@ -22,7 +22,6 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
 use crate::oplog::timestamp::Timestamp;
 use crate::oplog::{timestamp_label, wall_time};
 use crate::store::{object, Store, StoreErrorKind, StoredBackup};
@@ -134,7 +133,7 @@ pub fn bases(backups: &[StoredBackup]) -> Vec<Base> {
     let mut found: Vec<Base> = backups
         .iter()
         .filter_map(|backup| {
-            let manifest: Manifest = serde_json::from_slice(backup.sidecar.as_deref()?).ok()?;
+            let manifest = crate::store::parse_sidecar(backup.sidecar.as_deref()?).ok()?;
             Some(Base { name: backup.name.clone(), end: manifest.consistency.end? })
         })
         .collect();

@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::archive::reader::{ArchiveFormat, ArchiveReader};
-use crate::crypto::sidecar::{is_sealed, open_details};
 use crate::crypto::{is_encrypted, Identities};
 use crate::digest::DigestSummary;
 use crate::dump::bson_reader::BsonReader;
@@ -39,7 +38,7 @@ use crate::pitr::RestorePlan;
 use crate::progress::Progress;
 use crate::source::Source;
 use crate::store::s3::S3Settings;
-use crate::store::{self, Latest, Store, StoreLocation, StoredBackup};
+use crate::store::{self, Latest, SidecarProblem, Store, StoreLocation, StoredBackup};
 use legacy::LegacyScan;
 use plan::{Plan, PlannedNamespace};
 use stream::Streamed;
@@ -595,24 +594,19 @@ fn users_roles_scope(plan: &Plan, filter: &NamespaceFilter) -> Option<users_role
 /// The manifest of the backup and its JSON (a sealed sidecar opened with
 /// `identities`), `None` for an accepted legacy tarball.
 fn read_manifest(backup: &StoredBackup, no_manifest: bool, identities: Option<&Identities>) -> Result<Option<(Manifest, Vec<u8>)>> {
-    match (&backup.sidecar, no_manifest) {
-        (Some(sidecar), _) => {
-            let manifest: Manifest = serde_json::from_slice(sidecar)
-                .map_err(|e| Error::Damaged(format!("the sidecar manifest of {} is unreadable ({e}); the backup cannot be trusted", backup.name)))?;
-            match identities {
-                Some(identities) if is_sealed(&manifest) => {
-                    let (manifest, json) = open_details(&manifest, identities)
-                        .map_err(|cause| Error::Refused(format!("the sidecar of {} cannot be used, so nothing was written: {cause}", backup.name)))?;
-                    Ok(Some((manifest, serde_json::to_vec(&json).expect("JSON serializes"))))
-                }
-                _ => Ok(Some((manifest, sidecar.clone()))),
-            }
+    match (store::open_sidecar(backup, identities), no_manifest) {
+        (Ok(opened), _) => Ok(Some((opened.manifest, serde_json::to_vec(&opened.json).expect("JSON serializes")))),
+        (Err(SidecarProblem::Unreadable(e)), _) => {
+            Err(Error::Damaged(format!("the sidecar manifest of {} is unreadable ({e}); the backup cannot be trusted", backup.name)))
         }
-        (None, true) => {
+        (Err(SidecarProblem::Sealed(cause)), _) => {
+            Err(Error::Refused(format!("the sidecar of {} cannot be used, so nothing was written: {cause}", backup.name)))
+        }
+        (Err(SidecarProblem::Missing), true) => {
             warn!(backup = %backup.name, "Restoring without a manifest: nothing can be checked against checksums.");
             Ok(None)
         }
-        (None, false) => Err(Error::Refused(format!(
+        (Err(SidecarProblem::Missing), false) => Err(Error::Refused(format!(
             "backup {} has no sidecar manifest. If ingest-backup made it, its run did not finish: it is incomplete and is not restored. \
              If it is a tarball made by the original mongodump + tar -czf pipeline, restore it with --no-manifest (no checksums to check).",
             backup.name
