@@ -144,19 +144,11 @@ enum Member {
     Finish,
 }
 
-/// Runs one backup.
+/// Runs one backup, recording its name and counts in `progress` as it goes.
 ///
 /// # Errors
 /// Any failure of the server, the spool, the archive or the store, or
 /// [`Error::Cancelled`]; in every case nothing is left in the store.
-pub async fn run_backup(options: &BackupOptions, cancel: CancellationToken) -> Result<BackupReport> {
-    run_backup_with_progress(options, cancel, &BackupProgress::default()).await
-}
-
-/// [`run_backup`], recording its name and counts in `progress` as it goes.
-///
-/// # Errors
-/// As [`run_backup`].
 pub async fn run_backup_with_progress(options: &BackupOptions, cancel: CancellationToken, progress: &BackupProgress) -> Result<BackupReport> {
     let store = store::open_with(&options.store, options.s3.clone()).await?;
     run_backup_on(&store, options, cancel, progress).await
@@ -165,7 +157,7 @@ pub async fn run_backup_with_progress(options: &BackupOptions, cancel: Cancellat
 /// [`run_backup_with_progress`] into an opened store (`options.store` only names it).
 ///
 /// # Errors
-/// As [`run_backup`].
+/// As [`run_backup_with_progress`].
 pub async fn run_backup_on(
     store: &store::Store,
     options: &BackupOptions,

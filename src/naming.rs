@@ -17,6 +17,7 @@ pub fn minute_name(start: DateTime<Utc>) -> String {
 ///
 /// # Errors
 /// Returns the error `taken` returns.
+#[cfg(test)]
 pub fn choose_name<E>(start: DateTime<Utc>, mut taken: impl FnMut(&str) -> Result<bool, E>) -> Result<String, E> {
     for candidate in candidate_names(start) {
         if !taken(&candidate)? {
@@ -26,7 +27,7 @@ pub fn choose_name<E>(start: DateTime<Utc>, mut taken: impl FnMut(&str) -> Resul
     unreachable!("the candidates never run out")
 }
 
-/// The names [`choose_name`] tries, in order: the UTC minute, then with seconds, then
+/// The names a backup may take (`Store::choose_name` takes the first free one), in order: the UTC minute, then with seconds, then
 /// with seconds and a counter from 2 (endless).
 pub fn candidate_names(start: DateTime<Utc>) -> impl Iterator<Item = String> {
     let second = start.format("%Y-%m-%dT%H_%M_%S").to_string();

@@ -102,7 +102,7 @@ pub struct StaleUpload {
 /// Store errors.
 pub async fn run(location: &StoreLocation, store: &Store, stale_after: Duration) -> Result<ListReport> {
     let backups = store.list().await?;
-    let mut chains = pitr::chains(&pitr::bases(&backups), &pitr::list_slices(&store).await?);
+    let mut chains = pitr::chains(&pitr::bases(&backups), &pitr::list_slices(store).await?);
     chains.retain(|chain| !chain.slices.is_empty());
     let uploads = store.objects().list_multipart_uploads("").await?;
     let stale_uploads = prune::stale_uploads(&uploads, chrono::Utc::now(), stale_after)

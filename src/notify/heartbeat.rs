@@ -76,6 +76,7 @@ impl Heartbeat {
     }
 
     /// The method the heartbeat is called with.
+    #[cfg(test)]
     pub fn method(&self) -> HeartbeatMethod {
         self.method
     }

@@ -75,7 +75,7 @@ pub struct SliceMeta {
 /// # Errors
 /// The directory cannot be created or written, named with `what`.
 pub fn scratch_file(dir: &std::path::Path, what: &str) -> Result<std::fs::File> {
-    std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(&dir)).map_err(Error::io(format!("cannot create {what}"), &dir))
+    std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir)).map_err(Error::io(format!("cannot create {what}"), dir))
 }
 
 /// The object key of the slice from `start` to `end` (`.bson.gz`, `.bson.gz.age` when encrypted).

@@ -16,7 +16,7 @@
 
 pub mod policy;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -33,6 +33,7 @@ use crate::test_hooks::{pause_at, Stage};
 use policy::{Candidate, Health, Policy};
 
 /// The default of `--stale-after`: an incomplete archive or open upload this old is a leftover.
+#[cfg(test)]
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything a prune needs, validated.
@@ -490,8 +491,9 @@ pub fn stale_uploads(uploads: &[PendingUpload], now: DateTime<Utc>, stale_after:
     uploads.iter().filter(|upload| older_than(upload.initiated, now, stale_after)).collect()
 }
 
-/// Names of the backups removed by a report, for the unit tests and the metrics.
-pub fn removed_names(report: &PruneReport) -> BTreeSet<String> {
+/// Names of the backups removed by a report, for the unit tests.
+#[cfg(test)]
+pub fn removed_names(report: &PruneReport) -> std::collections::BTreeSet<String> {
     report.backups.iter().filter(|b| b.action == Action::Remove).map(|b| b.name.clone()).collect()
 }
 
