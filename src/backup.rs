@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use crate::archive::{ArchiveDigest, ArchiveWriter, Compression};
 use crate::crypto::sidecar::{sidecar_for, SidecarDetail};
-use crate::crypto::{Recipients, AGE_SUFFIX};
+use crate::crypto::Recipients;
 use crate::digest::NamespaceDigest;
 use crate::dump::spool::{join_ranges, SpoolGauge, SpooledBson, SpooledMember, Spooler};
 use crate::dump::{self, metadata::canonical_value, BsonSpool};
@@ -189,8 +189,7 @@ async fn backup_into(
     let source = source::connect_retrying(&options.uri, &options.retry).await?;
     let name = store.choose_name(started).await?;
     progress.update(|p| p.name = Some(name.clone()));
-    let suffix = if options.recipients.is_some() { AGE_SUFFIX } else { "" };
-    let file_name = format!("{name}.{}{suffix}", options.compression.extension());
+    let file_name = store::keys::archive_key(&name, options.compression.extension(), options.recipients.is_some());
     info!(backup = %name, store = %options.store, "Starting backup.");
     let Discovered { oplog, namespaces, sizes } = discover_source(options, &source, progress, &cancel).await?;
     // What the progress display expects to read (before the upload starts: a cancel here leaves nothing).

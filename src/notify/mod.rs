@@ -505,9 +505,9 @@ mod tests {
     fn failed_event_carries_stage_and_reason() {
         let event = Event::failed(Operation::Verify, "s3://b/p", &Error::Damaged("hash mismatch".into()));
         assert_eq!(event.outcome, Outcome::Failed);
-        assert_eq!(event.stage.as_deref(), Some("consistency"));
+        assert_eq!(event.stage.as_deref(), Some("damaged data"));
         assert_eq!(event.reason.as_deref(), Some("hash mismatch"));
-        assert_eq!(event.headline(), "ingest-backup verify FAILED at stage consistency (s3://b/p)");
+        assert_eq!(event.headline(), "ingest-backup verify FAILED at stage damaged data (s3://b/p)");
     }
 
     #[test]

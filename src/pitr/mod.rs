@@ -23,11 +23,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::oplog::timestamp::Timestamp;
-use crate::oplog::{timestamp_label, wall_time};
+use crate::oplog::wall_time;
 use crate::store::{object, Store, StoreErrorKind, StoredBackup};
 
 /// The folder of slices, relative to the store's root.
-pub const SLICE_PREFIX: &str = "oplog/";
+pub use crate::store::keys::{is_slice_key, slice_key, slice_sidecar_key as sidecar_key, SLICE_PREFIX};
 
 /// The sidecar of one slice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,23 +76,6 @@ pub struct SliceMeta {
 /// The directory cannot be created or written, named with `what`.
 pub fn scratch_file(dir: &std::path::Path, what: &str) -> Result<std::fs::File> {
     std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir)).map_err(Error::io(format!("cannot create {what}"), dir))
-}
-
-/// The object key of the slice from `start` to `end` (`.bson.gz`, `.bson.gz.age` when encrypted).
-pub fn slice_key(start: Timestamp, end: Timestamp, encrypted: bool) -> String {
-    let suffix = if encrypted { crate::crypto::AGE_SUFFIX } else { "" };
-    format!("{SLICE_PREFIX}{}_{}.bson.gz{suffix}", timestamp_label(start), timestamp_label(end))
-}
-
-/// Whether `key` is a slice object (`.bson.gz`, or `.bson.gz.age`).
-pub fn is_slice_key(key: &str) -> bool {
-    key.starts_with(SLICE_PREFIX) && key.strip_suffix(crate::crypto::AGE_SUFFIX).unwrap_or(key).ends_with(".bson.gz")
-}
-
-/// The sidecar key of a slice key.
-pub fn sidecar_key(slice_key: &str) -> String {
-    let slice_key = slice_key.strip_suffix(crate::crypto::AGE_SUFFIX).unwrap_or(slice_key);
-    format!("{}.json", slice_key.trim_end_matches(".bson.gz"))
 }
 
 /// A point to restore to: a wall time (every entry of that second included) or an

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::naming::{is_backup_name, time_of};
 use crate::store::lock::StoreLock;
 use crate::store::s3::S3Settings;
-use crate::store::{self, ObjectMeta, PendingUpload, Store, StoreLocation, StoredBackup, SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
+use crate::store::{self, keys, ObjectMeta, PendingUpload, Store, StoreLocation, StoredBackup, SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
 use crate::test_hooks::{pause_at, Stage};
 use policy::{Candidate, Health, Policy};
 
@@ -265,13 +265,13 @@ fn slice_leftovers(survey: &Survey, kept: &HashSet<&str>, now: DateTime<Utc>, st
         // The sidecar first, as for backups: a prune killed in between leaves a slice
         // without its sidecar (never used, removed later), never a sidecar naming a
         // missing slice.
-        for key in [crate::pitr::sidecar_key(&slice.file), slice.file.clone()] {
+        for key in [keys::slice_sidecar_key(&slice.file), slice.file.clone()] {
             let reason = format!("an oplog slice of backup {}, which is not kept", slice.base_backup);
             found.push(Leftover { kind: "oplog slice".into(), key, upload_id: None, action: Action::Remove, reason });
         }
     }
     let complete: HashSet<&str> = survey.slices.iter().map(|s| s.file.as_str()).collect();
-    for object in survey.objects.iter().filter(|o| crate::pitr::is_slice_key(&o.key)) {
+    for object in survey.objects.iter().filter(|o| keys::is_slice_key(&o.key)) {
         if !complete.contains(object.key.as_str()) && older_than(object.last_modified, Utc::now().max(now), stale_after) {
             let reason =
                 format!("an oplog slice without its sidecar for longer than --stale-after {}: its job died", humantime::format_duration(stale_after));
@@ -438,7 +438,7 @@ async fn prune_locked(options: &PruneOptions, store: &Store, lock: &mut StoreLoc
 /// pauses are the test hooks of a prune killed between two steps.
 async fn remove_backup(store: &Store, backup: &StoredBackup, first: bool, cancel: &CancellationToken) -> Result<()> {
     let objects = store.objects();
-    objects.delete(&format!("{}{SIDECAR_SUFFIX}", backup.name)).await?;
+    objects.delete(&keys::sidecar_key(&backup.name)).await?;
     if first {
         pause_at(Stage::PruneAfterSidecar, cancel).await?;
     }
@@ -446,7 +446,7 @@ async fn remove_backup(store: &Store, backup: &StoredBackup, first: bool, cancel
     if first {
         pause_at(Stage::PruneAfterArchive, cancel).await?;
     }
-    objects.delete(&format!("{}{VERIFICATION_SUFFIX}", backup.name)).await?;
+    objects.delete(&keys::verification_key(&backup.name)).await?;
     Ok(())
 }
 

@@ -243,7 +243,7 @@ mod tests {
         for line in [
             r#"ingest_backup_runs_total{operation="backup",outcome="success"} 2"#,
             r#"ingest_backup_runs_total{operation="verify",outcome="failure"} 1"#,
-            r#"ingest_backup_failures_total{operation="verify",stage="consistency"} 1"#,
+            r#"ingest_backup_failures_total{operation="verify",stage="damaged data"} 1"#,
             r#"ingest_backup_last_success_timestamp_seconds{operation="backup"} 1700000000.0"#,
             r#"ingest_backup_last_duration_seconds{operation="backup"} 2.5"#,
             "ingest_backup_last_backup_archive_bytes 1024",

@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::error::StoreErrorKind;
 use super::object::{self, MultipartUpload, ObjectStore, PutMode};
-use super::{StoreLocation, SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
+use super::StoreLocation;
 use crate::error::{Error, Result};
 use crate::naming::{candidate_names, is_backup_name};
 
@@ -154,7 +154,7 @@ impl Store {
     /// # Errors
     /// The sidecar exists already, or the store refused the write.
     pub async fn put_sidecar(&self, name: &str, manifest: &[u8]) -> Result<String> {
-        let key = format!("{name}{SIDECAR_SUFFIX}");
+        let key = super::keys::sidecar_key(name);
         match self.objects.put(&key, Bytes::copy_from_slice(manifest), PutMode::Create).await {
             Ok(()) => Ok(self.objects.location(&key)),
             Err(error) if error.kind() == StoreErrorKind::AlreadyExists => {
@@ -170,7 +170,7 @@ impl Store {
     /// # Errors
     /// The store refused the write.
     pub async fn put_verification(&self, name: &str, result: &[u8]) -> Result<String> {
-        let key = format!("{name}{VERIFICATION_SUFFIX}");
+        let key = super::keys::verification_key(name);
         self.objects.put(&key, Bytes::copy_from_slice(result), PutMode::Overwrite).await?;
         Ok(self.objects.location(&key))
     }
@@ -202,7 +202,7 @@ impl Store {
             .iter()
             .enumerate()
             .flat_map(|(index, backup)| {
-                [(index, true, format!("{}{SIDECAR_SUFFIX}", backup.name)), (index, false, format!("{}{VERIFICATION_SUFFIX}", backup.name))]
+                [(index, true, super::keys::sidecar_key(&backup.name)), (index, false, super::keys::verification_key(&backup.name))]
             })
             .filter(|(_, _, key)| present.contains(key.as_str()))
             .collect();

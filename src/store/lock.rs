@@ -24,8 +24,7 @@ use super::error::StoreErrorKind;
 use super::object::{self, PutMode};
 use crate::error::{Error, Result};
 
-/// The folder of lock objects, relative to the store's root.
-pub const LOCK_PREFIX: &str = "locks/";
+pub use super::keys::LOCK_PREFIX;
 
 /// How long a lock stays valid without a refresh. A run refreshes its lock every third
 /// of this, so a lock outlives its run by at most this long.
@@ -143,7 +142,7 @@ impl StoreLock {
             expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
             removing: Vec::new(),
         };
-        let key = format!("{LOCK_PREFIX}{operation}-{}-{:08x}.json", now.format("%Y%m%dT%H%M%S%.6fZ"), rand::random::<u32>());
+        let key = super::keys::lock_key(operation, now, rand::random::<u32>());
         store.objects().put(&key, encode(&record), PutMode::Create).await?;
         let mut lock = StoreLock { store: store.clone(), key, record, ttl, refresher: None, taken_over: Vec::new() };
         match lock.check_others().await {

@@ -16,6 +16,7 @@
 mod catalog;
 pub mod conformance;
 pub mod error;
+pub mod keys;
 pub mod local;
 pub mod lock;
 pub mod memory;
@@ -33,11 +34,7 @@ pub use sidecar::{open_sidecar, parse_sidecar, OpenedSidecar, SidecarProblem};
 
 use crate::error::{Error, Result};
 
-/// File suffix of the sidecar manifest.
-pub const SIDECAR_SUFFIX: &str = ".manifest.json";
-
-/// File suffix of the latest verification result of a backup (`verify` rewrites it).
-pub const VERIFICATION_SUFFIX: &str = ".verify.json";
+pub use keys::{SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
 
 /// Where backups are kept, as given by `--store` or the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]

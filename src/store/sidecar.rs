@@ -8,7 +8,6 @@ use crate::crypto::Identities;
 use crate::manifest::Manifest;
 
 use super::catalog::StoredBackup;
-use super::SIDECAR_SUFFIX;
 
 /// A sidecar read, and opened when it was sealed and an identity was given.
 #[derive(Debug, Clone)]
@@ -34,7 +33,7 @@ pub enum SidecarProblem {
 impl SidecarProblem {
     /// The sidecar's object name for `backup`.
     pub fn object(backup: &str) -> String {
-        format!("{backup}{SIDECAR_SUFFIX}")
+        super::keys::sidecar_key(backup)
     }
 }
 
