@@ -454,7 +454,7 @@ async fn encrypted_oplog_slices_replay_with_the_identity_and_decrypt_with_stock_
         run_env(&args, &[])
     };
     let output = restore(None);
-    assert_eq!(output.status.code(), Some(1), "no identity: {}", common::all_output(&output));
+    assert_eq!(output.status.code(), Some(2), "no identity is a configuration error: {}", common::all_output(&output));
     let output = restore(Some(&owner.file));
     assert!(output.status.success(), "restore --to-time: {}", common::all_output(&output));
     assert_eq!(
