@@ -140,6 +140,9 @@ fn render(helm: &Path, python: &Path, args: &[&str]) -> (String, Vec<Value>) {
     let output = template(helm, args);
     assert!(output.status.success(), "helm template {args:?} failed: {}", text(&output));
     let yaml = String::from_utf8(output.stdout).unwrap();
+    // Regression: an empty include piped to nindent left a line of spaces in the env list.
+    let blank: Vec<(usize, &str)> = yaml.lines().enumerate().filter(|(_, l)| !l.is_empty() && l.trim().is_empty()).collect();
+    assert!(blank.is_empty(), "helm template {args:?} rendered whitespace-only lines at {:?}", blank.iter().map(|(n, _)| n + 1).collect::<Vec<_>>());
     let docs = yaml_to_json(python, &yaml);
     (yaml, docs)
 }
@@ -1220,6 +1223,10 @@ fn compose_file_is_valid_and_runs_scheduled_backups() {
     // A first look: a backup at start, sample data only when asked and the database is
     // empty, a healthcheck through the binary (the image has no curl), and time to stop.
     assert_eq!(env["RUN_ON_START"], "${RUN_ON_START:-true}");
+    // podman-compose passes an empty default (`${VAR:-}`) on literally, and the tool then
+    // refuses the value and restarts in a loop: unset alert variables are plain `${VAR}`.
+    let compose_text = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    assert!(!compose_text.contains(":-}"), "docker-compose.yml has an empty ${{VAR:-}} default");
     assert!(env.contains_key("HEARTBEAT_URL"));
     assert_eq!(backup["healthcheck"]["test"], serde_json::json!(["CMD", "/usr/local/bin/ingest-backup", "healthcheck"]));
     assert_eq!(backup["stop_grace_period"], "150s", "25 s grace period + 60 s abort + 30 s alert, with room");

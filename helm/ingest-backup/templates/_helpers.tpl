@@ -543,7 +543,9 @@ spec:
           env:
             {{- include "ingest-backup.env" (dict "ctx" $ "restore" $restore) | trim | nindent 12 }}
             {{- if eq .component "backup" }}
-            {{- include "ingest-backup.retentionEnv" $ | nindent 12 }}
+            {{- with include "ingest-backup.retentionEnv" $ | trim }}
+            {{- . | nindent 12 }}
+            {{- end }}
             {{- end }}
             {{- if and (has .component (list "backup" "pitr")) $v.encryption.recipients }}
             # Public keys only: the backup and the oplog slices never hold a private key.
