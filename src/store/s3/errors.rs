@@ -6,15 +6,16 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::store::error::{StoreError, StoreErrorKind};
 
-/// Describes a failed S3 request on `url` while `doing` something.
-pub fn describe<E>(error: &SdkError<E, HttpResponse>, url: &str, doing: &str) -> StoreError
+/// Describes a failed S3 request on `url` while `doing` something; `assumes_role`
+/// (the settings name a role, `AWS_ROLE_ARN`) words a credential failure as the role's.
+pub fn describe<E>(error: &SdkError<E, HttpResponse>, url: &str, doing: &str, assumes_role: bool) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match error {
         // Neither I/O nor a timeout: the request was never signed, because the
         // credentials (or the role assumption) failed.
-        SdkError::DispatchFailure(failure) if !failure.is_io() && !failure.is_timeout() => credential_problem(error, url, doing),
+        SdkError::DispatchFailure(failure) if !failure.is_io() && !failure.is_timeout() => credential_problem(error, url, doing, assumes_role),
         SdkError::DispatchFailure(failure) => {
             let cause = if failure.is_timeout() {
                 "the connection timed out"
@@ -32,7 +33,7 @@ where
             )
         }
         SdkError::TimeoutError(_) => StoreError::new(StoreErrorKind::Retryable, format!("{doing} {url}: the S3 request timed out; retry later")),
-        SdkError::ConstructionFailure(_) => credential_problem(error, url, doing),
+        SdkError::ConstructionFailure(_) => credential_problem(error, url, doing, assumes_role),
         _ => {
             let code = error.code().unwrap_or("");
             let status = error.raw_response().map(|response| response.status().as_u16());
@@ -61,12 +62,12 @@ fn deepest_cause(error: &(dyn std::error::Error + 'static)) -> String {
     deepest
 }
 
-fn credential_problem<E>(error: &SdkError<E, HttpResponse>, url: &str, doing: &str) -> StoreError
+fn credential_problem<E>(error: &SdkError<E, HttpResponse>, url: &str, doing: &str, assumes_role: bool) -> StoreError
 where
     E: std::error::Error + 'static,
 {
     let chain = deepest_cause(error);
-    let assume_role = chain.contains("AssumeRole") || chain.contains("assume") || std::env::var_os("AWS_ROLE_ARN").is_some();
+    let assume_role = chain.contains("AssumeRole") || chain.contains("assume") || assumes_role;
     let message = if assume_role {
         format!(
             "{doing} {url}: the role in AWS_ROLE_ARN could not be assumed ({}); check the ARN, that the base credentials may call sts:AssumeRole on it, and the role's trust policy",

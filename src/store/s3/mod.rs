@@ -29,6 +29,13 @@ pub struct S3Store {
     settings: S3Settings,
 }
 
+impl S3Store {
+    /// Whether the settings name a role to assume (`AWS_ROLE_ARN`).
+    fn assumes_role(&self) -> bool {
+        self.settings.role_arn.is_some()
+    }
+}
+
 impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Store").field("bucket", &self.bucket).field("prefix", &self.prefix).finish_non_exhaustive()
@@ -56,7 +63,7 @@ impl S3Store {
         // ListObjectsV2 rather than HeadBucket: a HEAD response has no body, so a
         // rejected signature and a denied permission would both be a bare 403.
         store.client.list_objects_v2().bucket(&store.bucket).prefix(store.key("")).max_keys(1).send().await.map_err(|e| {
-            let error = describe(&e, &store.location(""), "checking the bucket");
+            let error = describe(&e, &store.location(""), "checking the bucket", store.settings.role_arn.is_some());
             match error.kind() {
                 StoreErrorKind::NotFound => StoreError::new(
                     StoreErrorKind::Misconfigured,
@@ -106,7 +113,7 @@ impl ObjectStore for S3Store {
             request = request.if_none_match("*");
         }
         let request = self.settings.apply_to_put(request);
-        request.send().await.map_err(|e| describe(&e, &self.location(key), "writing"))?;
+        request.send().await.map_err(|e| describe(&e, &self.location(key), "writing", self.assumes_role()))?;
         Ok(())
     }
 
@@ -116,7 +123,14 @@ impl ObjectStore for S3Store {
 
     async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
         let location = self.location(key);
-        let object = self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await.map_err(|e| describe(&e, &location, "reading"))?;
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| describe(&e, &location, "reading", self.assumes_role()))?;
         let chunks = futures::stream::unfold((object.body, location), |(mut body, location)| async move {
             match body.next().await? {
                 Ok(chunk) => Some((Ok(chunk), (body, location))),
@@ -137,7 +151,7 @@ impl ObjectStore for S3Store {
             .key(self.key(key))
             .send()
             .await
-            .map_err(|e| describe(&e, &self.location(key), "looking up"))?;
+            .map_err(|e| describe(&e, &self.location(key), "looking up", self.assumes_role()))?;
         Ok(ObjectMeta { key: key.to_string(), size: head.content_length().unwrap_or(0).max(0) as u64, last_modified: to_utc(head.last_modified()) })
     }
 
@@ -145,7 +159,7 @@ impl ObjectStore for S3Store {
         let mut found = Vec::new();
         let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(self.key(prefix)).into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| describe(&e, &self.location(prefix), "listing objects under"))?;
+            let page = page.map_err(|e| describe(&e, &self.location(prefix), "listing objects under", self.assumes_role()))?;
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
                 found.push(ObjectMeta {
@@ -165,7 +179,7 @@ impl ObjectStore for S3Store {
             .key(self.key(key))
             .send()
             .await
-            .map_err(|e| describe(&e, &self.location(key), "deleting"))?;
+            .map_err(|e| describe(&e, &self.location(key), "deleting", self.assumes_role()))?;
         Ok(())
     }
 
@@ -184,7 +198,7 @@ impl ObjectStore for S3Store {
                 .set_upload_id_marker(id_marker.take())
                 .send()
                 .await
-                .map_err(|e| describe(&e, &self.location(prefix), "listing multipart uploads under"))?;
+                .map_err(|e| describe(&e, &self.location(prefix), "listing multipart uploads under", self.assumes_role()))?;
             for upload in page.uploads() {
                 if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
                     if key.starts_with(&wanted) {
@@ -215,7 +229,7 @@ impl ObjectStore for S3Store {
             .upload_id(upload_id)
             .send()
             .await
-            .map_err(|e| describe(&e, &self.location(key), "aborting the upload of"))?;
+            .map_err(|e| describe(&e, &self.location(key), "aborting the upload of", self.assumes_role()))?;
         Ok(())
     }
 }

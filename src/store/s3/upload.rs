@@ -36,6 +36,8 @@ pub struct S3Upload {
     part_size: usize,
     parts_in_flight: usize,
     next_part: i32,
+    /// The settings name a role to assume (for the wording of credential errors).
+    assumes_role: bool,
     uploading: JoinSet<Result<CompletedPart, StoreError>>,
     completed: Vec<CompletedPart>,
     open: bool,
@@ -56,7 +58,8 @@ impl S3Upload {
             .set_ssekms_key_id(settings.sse_kms_key_id.clone())
             .set_storage_class(settings.storage_class.clone());
         let url = format!("s3://{bucket}/{key}");
-        let created = request.send().await.map_err(|e| describe(&e, &url, "starting the upload of"))?;
+        let assumes_role = settings.role_arn.is_some();
+        let created = request.send().await.map_err(|e| describe(&e, &url, "starting the upload of", assumes_role))?;
         let upload_id =
             created.upload_id().ok_or_else(|| StoreError::new(StoreErrorKind::Retryable, format!("{url}: the server returned no upload id")))?;
         Ok(Self {
@@ -67,6 +70,7 @@ impl S3Upload {
             part_size: settings.part_size,
             parts_in_flight: settings.parts_in_flight.max(1),
             next_part: 1,
+            assumes_role,
             uploading: JoinSet::new(),
             completed: Vec::new(),
             open: true,
@@ -112,9 +116,9 @@ impl MultipartUpload for S3Upload {
         self.next_part += 1;
         let request =
             self.client.upload_part().bucket(&self.bucket).key(&self.key).upload_id(&self.upload_id).part_number(number).body(ByteStream::from(part));
-        let url = self.url();
+        let (url, assumes_role) = (self.url(), self.assumes_role);
         self.uploading.spawn(async move {
-            let uploaded = request.send().await.map_err(|e| describe(&e, &url, &format!("uploading part {number} of")))?;
+            let uploaded = request.send().await.map_err(|e| describe(&e, &url, &format!("uploading part {number} of"), assumes_role))?;
             Ok(CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag().map(str::to_string)).build())
         });
         Ok(())
@@ -139,7 +143,7 @@ impl MultipartUpload for S3Upload {
             // Never replace an archive another run finished under the same name.
             .if_none_match("*")
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
-        request.send().await.map_err(|e| describe(&e, &self.url(), "completing the upload of"))?;
+        request.send().await.map_err(|e| describe(&e, &self.url(), "completing the upload of", self.assumes_role))?;
         self.open = false;
         Ok(self.url())
     }
@@ -153,7 +157,7 @@ impl MultipartUpload for S3Upload {
             let attempt = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(&self.upload_id).send().await;
             let error = match attempt {
                 Ok(_) => break,
-                Err(error) => describe(&error, &url, "aborting the upload of"),
+                Err(error) => describe(&error, &url, "aborting the upload of", self.assumes_role),
             };
             if error.kind() == StoreErrorKind::NotFound {
                 break; // aborted already (or completed by a retried request)
