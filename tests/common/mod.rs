@@ -134,14 +134,19 @@ impl Server {
             .stdin(Stdio::null())
             .spawn()
             .expect("start SecantusDB");
-        let server = Server { child, port, log };
+        let mut server = Server { child, port, log };
         server.wait_until_ready();
         server
     }
 
-    fn wait_until_ready(&self) {
+    fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
+            // A server that exited (its port taken by another process) must not be
+            // mistaken for whatever else answers on that port.
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("SecantusDB on port {} exited ({status}); log: {}", self.port, std::fs::read_to_string(&self.log).unwrap_or_default());
+            }
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
@@ -188,9 +193,18 @@ impl Drop for Server {
     }
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, and never handed out before in this test
+/// process: tests run in parallel threads, and two servers given the same port made
+/// one test talk to the other's server (regression: restore tests that saw each
+/// other's data).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The `ingest-backup` binary under test.
