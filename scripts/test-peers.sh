@@ -30,6 +30,8 @@ TOOLS_BIN="$TOOLS_DIR/bin"
 TOOLS=(mongodump mongorestore bsondump)
 SECANTUS_SPEC='SecantusDB==0.7.0b3'
 PYMONGO_SPEC='pymongo>=4.8'
+# MinIO's admin API (users and policies for the least-privilege tests).
+MINIO_PY_SPEC='minio==7.2.20'
 
 log() { printf 'test-peers: %s\n' "$*" >&2; }
 die() { printf 'test-peers: error: %s\n' "$*" >&2; exit 1; }
@@ -51,7 +53,7 @@ tools_complete() {
 }
 
 install_secantus() {
-    if [[ -x "$PY" ]] && "$PY" -c 'import secantus, pymongo' >/dev/null 2>&1; then
+    if [[ -x "$PY" ]] && "$PY" -c 'import secantus, pymongo, minio.minioadmin' >/dev/null 2>&1; then
         return 0
     fi
     command -v python3 >/dev/null 2>&1 || die "python3 not found; it is needed to create $VENV"
@@ -61,10 +63,10 @@ install_secantus() {
         python3 -m venv "$VENV" || die "python3 -m venv $VENV failed (on Debian: apt-get install python3-venv)"
     fi
     log "installing $SECANTUS_SPEC and $PYMONGO_SPEC into $VENV"
-    "$PY" -m pip install -q "$SECANTUS_SPEC" "$PYMONGO_SPEC" \
-        || die "pip install of $SECANTUS_SPEC / $PYMONGO_SPEC failed"
-    "$PY" -c 'import secantus, pymongo' \
-        || die "SecantusDB installed but 'import secantus, pymongo' still fails in $PY"
+    "$PY" -m pip install -q "$SECANTUS_SPEC" "$PYMONGO_SPEC" "$MINIO_PY_SPEC" \
+        || die "pip install of $SECANTUS_SPEC / $PYMONGO_SPEC / $MINIO_PY_SPEC failed"
+    "$PY" -c 'import secantus, pymongo, minio.minioadmin' \
+        || die "SecantusDB installed but 'import secantus, pymongo, minio.minioadmin' still fails in $PY"
 }
 
 # The official tools come from the archive in ../shared/tools beside the repository

@@ -80,6 +80,8 @@ pub struct BackupOptions {
     pub recipients: Option<Recipients>,
     /// How much of an encrypted backup's manifest the sidecar shows.
     pub sidecar_detail: SidecarDetail,
+    /// Lock every object of the backup (`--lock-mode`), checked before the database is read.
+    pub lock: Option<crate::immutable::LockRequest>,
 }
 
 /// What a finished backup produced.

@@ -103,8 +103,38 @@ pub enum Command {
     Prune(PruneArgs),
     /// Run forever: a backup on every cron tick, verified after a delay; /healthz and /metrics over HTTP.
     Schedule(ScheduleArgs),
+    /// Put an S3 legal hold on every object of a backup: kept whatever the retention policy says, until `release`.
+    Hold(HoldArgs),
+    /// Clear the legal hold that `hold` put on a backup; its retention lock (if any) still applies.
+    Release(HoldArgs),
+    /// Print the least-privilege IAM policy (JSON) of one job: backup, prune, verify or restore.
+    IamPolicy(IamPolicyArgs),
     /// Ask a running `schedule` for its /healthz (exit 0 when healthy): the container healthcheck of an image without curl.
     Healthcheck(HealthcheckArgs),
+}
+
+/// Flags of `hold` and `release`.
+#[derive(Debug, Args)]
+pub struct HoldArgs {
+    /// The backup (its name, as `list` shows it).
+    pub backup: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArg,
+}
+
+/// Flags of `iam-policy`.
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    /// The job the policy is for.
+    #[arg(long, value_parser = ["backup", "prune", "verify", "restore"])]
+    pub role: String,
+    /// The bucket [default: $S3_BUCKET].
+    #[arg(long, env = "S3_BUCKET", hide_env = true)]
+    pub bucket: String,
+    /// The key prefix of the store in the bucket [default: $BACKUP_DIR].
+    #[arg(long, env = "BACKUP_DIR", hide_env = true, default_value = "", hide_default_value = true)]
+    pub prefix: String,
 }
 
 /// Flags of `healthcheck`.
@@ -357,6 +387,61 @@ pub struct BackupFlags {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub encryption: EncryptionFlags,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub lock: LockArg,
+}
+
+/// S3 Object Lock of `backup` and `schedule`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Object Lock")]
+pub struct LockArg {
+    /// Write every object of each backup with an S3 Object Lock in this mode, governance or compliance (the bucket
+    /// needs Object Lock; checked before the database is read). Verification records and oplog slices get their backup's lock.
+    #[arg(long, env = "LOCK_MODE", value_name = "MODE")]
+    pub lock_mode: Option<String>,
+    /// How long a new backup is locked: whole days (7) or a duration with a unit (36h) [default: from the retention
+    /// flags: --keep-within, else the shortest of the keep-hourly (N hours), keep-daily (N days) and keep-last windows].
+    /// `prune` extends the lock of each backup it keeps to the end of the tier it fills.
+    #[arg(long, env = "LOCK_DAYS", value_name = "DAYS", value_parser = parse_lock_days)]
+    pub lock_days: Option<Duration>,
+}
+
+/// `--lock-days`: whole days, or a duration with a unit; at least one second.
+fn parse_lock_days(value: &str) -> std::result::Result<Duration, String> {
+    let value = value.trim();
+    let parsed = match value.parse::<u64>() {
+        Ok(days) => days.checked_mul(86_400).map(Duration::from_secs).ok_or_else(|| format!("{value} days is too long")),
+        Err(_) => humantime::parse_duration(value)
+            .map_err(|error| format!("{value:?} is neither a number of days nor a duration ({error}): give for example 30 or 36h")),
+    }?;
+    if parsed < Duration::from_secs(1) {
+        return Err(format!("{value:?} would lock nothing: give at least 1 day (or 1s in a test)"));
+    }
+    Ok(parsed)
+}
+
+impl LockArg {
+    /// The lock asked for, following `policy` when no `--lock-days` is given.
+    ///
+    /// # Errors
+    /// A usage error for a mode other than governance or compliance, or a window too large.
+    pub fn request(&self, policy: impl FnOnce() -> Result<Policy>) -> Result<Option<crate::immutable::LockRequest>> {
+        let Some(text) = self.lock_mode.as_deref().map(str::trim).filter(|text| !text.is_empty()) else {
+            if self.lock_days.is_some() {
+                return Err(Error::usage("--lock-days (LOCK_DAYS) without --lock-mode locks nothing: give --lock-mode governance or compliance"));
+            }
+            return Ok(None);
+        };
+        let mode = crate::store::LockMode::parse(text).ok_or_else(|| {
+            Error::usage(format!("--lock-mode / LOCK_MODE {text:?} is not a lock mode: give governance (a principal with s3:BypassGovernanceRetention can still remove it) or compliance (nobody can)"))
+        })?;
+        let window = self
+            .lock_days
+            .map(|days| chrono::Duration::from_std(days).map_err(|_| Error::usage("--lock-days is too large: give at most a few centuries")))
+            .transpose()?;
+        Ok(Some(crate::immutable::LockRequest { mode, window, policy: policy()? }))
+    }
 }
 
 /// The age recipients of `backup` and `oplog`: public keys only, never a private key.
@@ -482,6 +567,7 @@ impl BackupFlags {
             spool_memory_limit: self.spool_memory_mb << 20,
             batch_size: self.batch_size,
             retry: self.retries.policy()?,
+            lock: self.lock.request(|| self.retention.policy())?,
         })
     }
 }

@@ -5,7 +5,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BackupArgs, Command, ListArgs, OplogArgs, PruneArgs, StoreArg, VerifyArgs};
+use crate::cli::{BackupArgs, Command, HoldArgs, ListArgs, OplogArgs, PruneArgs, StoreArg, VerifyArgs};
 use crate::error::{Error, Result};
 use crate::jobs::{self, Context, Rendered};
 use crate::notify::Event;
@@ -30,6 +30,9 @@ pub async fn run(command: Command, cancel: CancellationToken) -> Result<Rendered
             Ok(Rendered::of(&report))
         }
         Command::Schedule(args) => Ok(Rendered::of(&crate::schedule::run_schedule(args.options()?, cancel).await?)),
+        Command::Hold(args) => hold(&args, true).await,
+        Command::Release(args) => hold(&args, false).await,
+        Command::IamPolicy(args) => Ok(Rendered::of(&jobs::hold::iam_policy(&args.role, &args.bucket, &args.prefix)?)),
         Command::Healthcheck(args) => Ok(Rendered::of(&jobs::healthcheck::run(args.url()?, args.timeout).await?)),
     }
 }
@@ -61,6 +64,12 @@ async fn list(args: &ListArgs) -> Result<Rendered> {
     let location = args.store.location()?;
     let store = store::open(&location, || args.store.s3_settings()).await?;
     Ok(Rendered::of(&jobs::list::run(&location, &store, args.stale_after).await?))
+}
+
+async fn hold(args: &HoldArgs, on: bool) -> Result<Rendered> {
+    let location = args.store.location()?;
+    let store = store::open(&location, || args.store.s3_settings()).await?;
+    Ok(Rendered::of(&jobs::hold::run(&location, &store, &args.backup, on).await?))
 }
 
 async fn verify(args: &VerifyArgs, cancel: CancellationToken) -> Result<Rendered> {

@@ -23,6 +23,8 @@ pub mod digest;
 pub mod dump;
 pub mod error;
 pub(crate) mod filter;
+pub(crate) mod iam;
+pub(crate) mod immutable;
 pub mod jobs;
 pub(crate) mod manifest;
 pub(crate) mod naming;

@@ -27,6 +27,7 @@ fn settings() -> S3Settings {
         storage_class: None,
         part_size: 5 << 20,
         parts_in_flight: 2,
+        write_lock: None,
     }
 }
 

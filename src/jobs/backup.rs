@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::info;
 
@@ -12,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Consistency;
 use crate::notify::{Event, Operation};
 use crate::prune::{self, PruneOptions, PruneReport};
+use crate::store::{LockMode, WriteLock};
 
 /// What `backup` did: the `--json` document (field names are a contract).
 #[derive(Debug, Clone, Serialize)]
@@ -50,12 +52,30 @@ pub struct BackupJobReport {
     pub encrypted: bool,
     /// The age recipients, when encrypted.
     pub recipients: Option<Vec<String>>,
+    /// The Object Lock mode of every object of the backup (`--lock-mode`), when locked.
+    pub lock_mode: Option<LockMode>,
+    /// Until when the backup cannot be deleted, when locked.
+    pub locked_until: Option<DateTime<Utc>>,
     /// The prune that followed (`--prune`), when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneReport>,
     /// The backup as the library reported it.
     #[serde(skip)]
     pub backup: BackupReport,
+}
+
+/// With `--lock-mode`: the bucket checked (before the database is read) and the options
+/// whose S3 settings lock every object written.
+async fn with_write_lock(options: &BackupOptions) -> Result<Option<(BackupOptions, WriteLock)>> {
+    let Some(request) = &options.lock else { return Ok(None) };
+    let store = crate::store::open_with(&options.store, options.s3.clone()).await?;
+    let lock = crate::immutable::write_lock_for_backup(&store, &options.store, request, Utc::now()).await?;
+    let mut locked = options.clone();
+    if let Some(s3) = locked.s3.as_mut() {
+        s3.write_lock = Some(lock);
+    }
+    info!(mode = lock.mode.label(), until = %lock.retain_until.to_rfc3339(), "Every object of this backup is written with an Object Lock.");
+    Ok(Some((locked, lock)))
 }
 
 /// A backup that succeeded, and the prune after it, which may have failed.
@@ -91,11 +111,28 @@ pub async fn run(context: &Context, options: &BackupOptions, prune: Option<&Prun
 pub async fn backup_and_prune(context: &Context, options: &BackupOptions, prune: Option<&PruneOptions>) -> Result<BackupOutcome> {
     let clock = Instant::now();
     let progress = BackupProgress::default();
+    let locked = match with_write_lock(options).await {
+        Ok(locked) => locked,
+        Err(error) => {
+            context.events.emit(&Event::backup_failed(context.store.clone(), &error, &Default::default(), 0.0)).await;
+            return Err(error);
+        }
+    };
+    let (options, lock) = match &locked {
+        Some((locked_options, lock)) => (locked_options, Some(*lock)),
+        None => (options, None),
+    };
     let result = run_backup_with_progress(options, context.cancel.clone(), &progress).await;
     context.events.emit(&Event::backup_ended(&result, &context.store, &progress.snapshot(), clock.elapsed().as_secs_f64())).await;
     let mut report = BackupJobReport::new(result?, &context.store);
+    report.lock_mode = lock.map(|lock| lock.mode);
+    report.locked_until = lock.map(|lock| lock.retain_until);
     let mut prune_error = None;
     if let Some(options) = prune {
+        info!(
+            "Pruning with the backup job's own credentials, which can therefore delete backups; for immutable backups run \
+             `ingest-backup prune` as its own job with its own credentials (ingest-backup iam-policy --role prune)."
+        );
         match prune::prune_after_backup(options, context.cancel.clone()).await {
             Ok(pruned) => {
                 if let Some(pruned) = &pruned {
@@ -135,6 +172,8 @@ impl BackupJobReport {
             consistency: manifest.consistency.clone(),
             encrypted: manifest.encryption.is_some(),
             recipients: manifest.encryption.as_ref().map(|e| e.recipients.clone()),
+            lock_mode: None,
+            locked_until: None,
             prune: None,
             backup,
         }
@@ -167,6 +206,13 @@ impl Render for BackupJobReport {
             ),
             _ => writeln!(out, "no oplog captured: {}", manifest.consistency.reason.as_deref().unwrap_or("the server has no oplog")),
         };
+        if let (Some(mode), Some(until)) = (self.lock_mode, self.locked_until) {
+            let who = match mode {
+                LockMode::Governance => "only a principal allowed s3:BypassGovernanceRetention can delete it before then",
+                LockMode::Compliance => "nobody can delete it before then",
+            };
+            let _ = writeln!(out, "locked ({}) until {}: {who}", mode.label(), until.to_rfc3339());
+        }
         if let Some(pruned) = &self.prune {
             out.push_str(&prune::render(pruned));
         }

@@ -27,6 +27,8 @@ pub struct ListReport {
     pub pitr: Vec<PitrRange>,
     /// Multipart uploads open for longer than `--stale-after`.
     pub stale_uploads: Vec<StaleUpload>,
+    /// Whether the bucket has Object Lock (then each backup shows its lock).
+    pub object_lock: bool,
     /// `--stale-after`, for the warning text.
     #[serde(skip)]
     pub stale_after: Duration,
@@ -55,6 +57,10 @@ pub struct ListedBackup {
     pub recipients: Option<Vec<String>>,
     /// The latest verification, when there is one.
     pub verification: Option<VerificationSummary>,
+    /// Until when Object Lock keeps it (the latest date of its objects); on a bucket with Object Lock only.
+    pub locked_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether a legal hold keeps it (`ingest-backup hold`).
+    pub legal_hold: bool,
 }
 
 /// The latest verification of a backup, as `list` shows it.
@@ -109,9 +115,20 @@ pub async fn run(location: &StoreLocation, store: &Store, stale_after: Duration)
         .into_iter()
         .map(|upload| StaleUpload { key: upload.key.clone(), initiated: upload.initiated.map(|t| t.to_rfc3339()) })
         .collect();
+    let object_lock = store.objects().bucket_lock().await?.enabled;
+    let mut listed: Vec<ListedBackup> = backups.iter().map(ListedBackup::new).collect();
+    if object_lock {
+        for (entry, backup) in listed.iter_mut().zip(&backups) {
+            let keys = crate::immutable::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some());
+            let lock = crate::immutable::lock_of(store, &keys).await?;
+            entry.locked_until = lock.retain_until;
+            entry.legal_hold = lock.legal_hold;
+        }
+    }
     Ok(ListReport {
+        object_lock,
         store: location.to_string(),
-        backups: backups.iter().map(ListedBackup::new).collect(),
+        backups: listed,
         pitr: chains.iter().map(PitrRange::new).collect(),
         stale_uploads,
         stale_after,
@@ -142,6 +159,8 @@ impl ListedBackup {
             encrypted: manifest.as_ref().map_or(is_encrypted(&backup.archive), |m| m.encryption.is_some()),
             recipients: manifest.as_ref().and_then(|m| m.encryption.as_ref()).map(|e| e.recipients.clone()),
             verification,
+            locked_until: None,
+            legal_hold: false,
         }
     }
 }
@@ -177,15 +196,23 @@ impl Render for ListReport {
 
     fn text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "{:<24} {:>12} {:>12} {:>9} {:<6} {:<36} STATUS", "NAME", "SIZE", "DOCUMENTS", "SECONDS", "COMPR", "VERIFIED");
+        let lock_header = if self.object_lock { format!("{:<21} {:<4} ", "LOCKED UNTIL", "HOLD") } else { String::new() };
+        let _ =
+            writeln!(out, "{:<24} {:>12} {:>12} {:>9} {:<6} {:<36} {lock_header}STATUS", "NAME", "SIZE", "DOCUMENTS", "SECONDS", "COMPR", "VERIFIED");
         for backup in &self.backups {
             let verified = match &backup.verification {
                 None => "never".to_string(),
                 Some(v) => format!("{} {}", v.status.as_str(), v.verified_at),
             };
+            let locks = if self.object_lock {
+                let until = backup.locked_until.map_or("-".to_string(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+                format!("{until:<21} {:<4} ", if backup.legal_hold { "yes" } else { "-" })
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "{:<24} {:>12} {:>12} {:>9} {:<6} {:<36} {}",
+                "{:<24} {:>12} {:>12} {:>9} {:<6} {:<36} {locks}{}",
                 backup.name,
                 backup.size,
                 backup.documents.map_or("-".into(), |d| d.to_string()),

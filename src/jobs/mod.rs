@@ -12,6 +12,7 @@
 
 pub mod backup;
 pub mod healthcheck;
+pub mod hold;
 pub mod list;
 pub mod oplog;
 pub mod prune;

@@ -14,6 +14,7 @@
 //!    prune killed at any point leaves INCOMPLETE entries and a stale lock naming them;
 //!    the next prune takes the lock over and removes them.
 
+pub mod locks;
 pub mod policy;
 
 use std::collections::HashSet;
@@ -59,6 +60,9 @@ pub enum Action {
     Keep,
     /// Removed (or, in a dry run, would be).
     Remove,
+    /// No rule keeps it, but its Object Lock (or legal hold) has not expired: a later
+    /// prune removes it.
+    Locked,
 }
 
 impl Action {
@@ -67,6 +71,7 @@ impl Action {
         match self {
             Action::Keep => "keep",
             Action::Remove => "remove",
+            Action::Locked => "locked",
         }
     }
 }
@@ -90,6 +95,15 @@ pub struct BackupVerdict {
     pub rules: Vec<String>,
     /// Why, in words.
     pub reason: String,
+    /// Until when its Object Lock keeps it (the latest date of its objects), on a bucket with Object Lock.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// Whether a legal hold keeps it.
+    pub legal_hold: bool,
+    /// The date prune extends its lock to (the end of the longest tier slot it fills), when later than its lock.
+    pub lock_extended_to: Option<DateTime<Utc>>,
+    /// The end of the longest tier slot it fills that is known now (see [`policy::slot_ends`]).
+    #[serde(skip)]
+    pub slot_end: Option<DateTime<Utc>>,
 }
 
 /// An object that is not a backup: an open upload, a sidecar or verification record
@@ -132,6 +146,14 @@ pub struct PruneReport {
     pub removed_backups: u64,
     /// Their archive bytes.
     pub removed_bytes: u64,
+    /// Whether the bucket has Object Lock (then locks are read, extended and respected).
+    pub object_lock: bool,
+    /// Backups no rule keeps that stay because they are locked.
+    pub locked_backups: u64,
+    /// Noncurrent object versions and delete markers removed (in a dry run: that would be).
+    pub noncurrent_versions_removed: u64,
+    /// Noncurrent versions still locked, left for a later prune.
+    pub noncurrent_versions_locked: u64,
 }
 
 /// Everything in a store that a prune judges.
@@ -221,11 +243,17 @@ pub fn plan(
                     action,
                     rules: Vec::new(),
                     reason,
+                    locked_until: None,
+                    legal_hold: false,
+                    lock_extended_to: None,
+                    slot_end: None,
                 });
             }
         }
     }
-    for decision in policy::decide(&candidates, policy, now) {
+    let decisions = policy::decide(&candidates, policy, now);
+    let slot_ends = policy::slot_ends(&candidates, &decisions, policy, now);
+    for decision in decisions {
         let candidate = candidates.iter().find(|c| c.name == decision.name).expect("a decision per candidate");
         let backup = survey.backups.iter().find(|b| b.name == decision.name).expect("a candidate per backup");
         let rules: Vec<String> = decision.rules.iter().map(|rule| rule.label().to_string()).collect();
@@ -245,6 +273,10 @@ pub fn plan(
             action: if decision.keep { Action::Keep } else { Action::Remove },
             rules,
             reason,
+            locked_until: None,
+            legal_hold: false,
+            lock_extended_to: None,
+            slot_end: slot_ends.get(&decision.name).copied(),
         });
     }
     verdicts.sort_by(|a, b| b.name.cmp(&a.name));
@@ -335,8 +367,15 @@ pub async fn run_prune(options: &PruneOptions, cancel: CancellationToken) -> Res
 pub async fn prune_store(store: &Store, options: &PruneOptions, cancel: CancellationToken) -> Result<PruneReport> {
     let store = store.clone();
     if options.dry_run {
+        let now = crate::test_hooks::now();
         let survey = survey(&store).await?;
-        return Ok(report(options, crate::test_hooks::now(), &survey, &HashSet::new(), Vec::new()));
+        let mut report = report(options, now, &survey, &HashSet::new(), Vec::new());
+        // Locks are judged by the wall clock (the store's), never the policy's `now`.
+        locks::judge(&store, &mut report, &survey, Utc::now()).await?;
+        if report.object_lock {
+            (report.noncurrent_versions_removed, report.noncurrent_versions_locked) = locks::sweep_versions(&store, Utc::now(), true).await?;
+        }
+        return Ok(report);
     }
     let mut lock = StoreLock::acquire(&store, "prune", true).await?;
     let result = prune_locked(options, &store, &mut lock, &cancel).await;
@@ -390,6 +429,10 @@ fn report(options: &PruneOptions, now: DateTime<Utc>, survey: &Survey, finishing
         kept_bytes,
         removed_backups,
         removed_bytes,
+        object_lock: false,
+        locked_backups: 0,
+        noncurrent_versions_removed: 0,
+        noncurrent_versions_locked: 0,
     }
 }
 
@@ -402,7 +445,10 @@ async fn prune_locked(options: &PruneOptions, store: &Store, lock: &mut StoreLoc
         .map(|stale| format!("{} ({} on {}, pid {})", stale.key, stale.record.operation, stale.record.host, stale.record.pid))
         .collect();
     let survey = survey(store).await?;
-    let report = report(options, now, &survey, &finishing, stale_locks);
+    let mut report = report(options, now, &survey, &finishing, stale_locks);
+    // Locks are judged by the wall clock (the store's), never the policy's `now`.
+    let extensions = locks::judge(store, &mut report, &survey, Utc::now()).await?;
+    locks::apply(store, &extensions).await?;
     let removing: Vec<&BackupVerdict> = report.backups.iter().filter(|b| b.action == Action::Remove).collect();
     lock.record_removal(removing.iter().map(|b| b.name.clone()).collect()).await?;
     pause_at(Stage::PruneBeforeDelete, cancel).await?;
@@ -431,6 +477,14 @@ async fn prune_locked(options: &PruneOptions, store: &Store, lock: &mut StoreLoc
         item.finish();
         info!(object = %leftover.key, kind = %leftover.kind, "Removed a leftover.");
     }
+    if report.object_lock {
+        (report.noncurrent_versions_removed, report.noncurrent_versions_locked) = locks::sweep_versions(store, Utc::now(), false).await?;
+        info!(
+            removed = report.noncurrent_versions_removed,
+            locked = report.noncurrent_versions_locked,
+            "Removed the noncurrent object versions and delete markers that are no longer locked."
+        );
+    }
     Ok(report)
 }
 
@@ -454,7 +508,17 @@ async fn remove_backup(store: &Store, backup: &StoredBackup, first: bool, cancel
 pub fn render(report: &PruneReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "{:<24} {:>14} {:<14} {:<7} WHY", "NAME", "SIZE", "VERIFIED", "ACTION");
+    // The lock columns only on a bucket with Object Lock.
+    let lock_columns = |locked_until: Option<DateTime<Utc>>, legal_hold: bool, extended: Option<DateTime<Utc>>| {
+        if !report.object_lock {
+            return String::new();
+        }
+        let day = |time: Option<DateTime<Utc>>| time.map_or("-".to_string(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let until = if legal_hold { format!("{} +hold", day(locked_until)) } else { day(locked_until) };
+        format!("{until:<26} {:<21} ", day(extended))
+    };
+    let header = if report.object_lock { format!("{:<26} {:<21} ", "LOCKED UNTIL", "EXTENDED TO") } else { String::new() };
+    let _ = writeln!(out, "{:<24} {:>14} {:<14} {:<7} {header}WHY", "NAME", "SIZE", "VERIFIED", "ACTION");
     for backup in &report.backups {
         let verified = match backup.verification {
             None => "INCOMPLETE",
@@ -462,10 +526,12 @@ pub fn render(report: &PruneReport) -> String {
             Some(Health::NotVerified) => "never",
             Some(Health::Failed) => "FAILED",
         };
-        let _ = writeln!(out, "{:<24} {:>14} {:<14} {:<7} {}", backup.name, backup.size, verified, backup.action.label(), backup.reason);
+        let locks = lock_columns(backup.locked_until, backup.legal_hold, backup.lock_extended_to);
+        let _ = writeln!(out, "{:<24} {:>14} {:<14} {:<7} {locks}{}", backup.name, backup.size, verified, backup.action.label(), backup.reason);
     }
     for leftover in &report.leftovers {
-        let _ = writeln!(out, "{:<24} {:>14} {:<14} {:<7} {}", leftover.key, "-", leftover.kind, leftover.action.label(), leftover.reason);
+        let locks = lock_columns(None, false, None);
+        let _ = writeln!(out, "{:<24} {:>14} {:<14} {:<7} {locks}{}", leftover.key, "-", leftover.kind, leftover.action.label(), leftover.reason);
     }
     for stale in &report.stale_locks {
         let _ = writeln!(out, "took over the stale lock {stale}");
@@ -483,6 +549,19 @@ pub fn render(report: &PruneReport) -> String {
         report.removed_bytes as f64 / (1 << 20) as f64,
         removed_leftovers
     );
+    if report.object_lock {
+        let extended = report.backups.iter().filter(|b| b.lock_extended_to.is_some()).count();
+        let _ = writeln!(
+            out,
+            "Object Lock: {} backups locked (left for a later prune), {} locks {}extended, {} noncurrent versions {}removed, {} still locked",
+            report.locked_backups,
+            extended,
+            if report.dry_run { "would be " } else { "" },
+            report.noncurrent_versions_removed,
+            if report.dry_run { "would be " } else { "" },
+            report.noncurrent_versions_locked
+        );
+    }
     out
 }
 
@@ -594,6 +673,7 @@ mod tests {
             operation: "prune".into(),
             exclusive: true,
             host: "gone".into(),
+            released: false,
             pid: 9,
             acquired_at: Utc::now() - chrono::Duration::hours(3),
             expires_at: Utc::now() - chrono::Duration::hours(2),

@@ -301,6 +301,125 @@ fn first_where(sorted: &[&Candidate], wanted: impl Fn(&Candidate) -> bool) -> Ve
     (0..sorted.len()).map(|index| Some(index) == first).collect()
 }
 
+/// How long the policy keeps backups, for Object Lock: the first lock of a new backup
+/// and the end of the tier slot a kept backup fills.
+impl Policy {
+    /// The shortest time this policy is sure to keep a new backup, the lock it is written
+    /// with: `keep_within`, else the shortest of the `keep_hourly` (N hours), `keep_daily`
+    /// (N days) and `keep_last` (N times `interval`, the time between backups, when known)
+    /// windows. `None` when no rule says anything about time.
+    pub fn first_lock_window(&self, interval: Option<Duration>) -> Option<Duration> {
+        if let Some(within) = self.keep_within {
+            return Some(within);
+        }
+        let windows = [
+            self.keep_hourly.map(|n| Duration::hours(i64::from(n))),
+            self.keep_daily.map(|n| Duration::days(i64::from(n))),
+            self.keep_last.zip(interval).map(|(n, every)| every * n as i32),
+        ];
+        windows.into_iter().flatten().filter(|window| *window > Duration::zero()).min()
+    }
+
+    /// The longest this policy keeps any backup (a month counted as 31 days, a year as
+    /// 366), or `None` when only `keep_last` is given and the time between backups is unknown.
+    pub fn longest_keep(&self, interval: Option<Duration>) -> Option<Duration> {
+        let days = |count: Option<u32>, per: i64| count.map(|n| Duration::days(i64::from(n) * per));
+        [
+            self.keep_within,
+            self.keep_pitr,
+            self.keep_hourly.map(|n| Duration::hours(i64::from(n))),
+            days(self.keep_daily, 1),
+            days(self.keep_weekly, 7),
+            days(self.keep_monthly, 31),
+            days(self.keep_yearly, 366),
+            self.keep_last.zip(interval).map(|(n, every)| every * n as i32),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+}
+
+/// For each kept backup, the end of the longest tier slot it fills that is already known
+/// at `now`: a calendar rule's slot of a finished hour, day, week, month or year lasts
+/// until N periods after that period began (then N newer periods exist, at the earliest);
+/// `within` keeps a backup until its time plus the window. A slot of the period still
+/// running is not counted (a newer backup of the same period may take it), nor
+/// `last`, `pitr` or the guarantees (they end when newer backups come, not at a time).
+pub fn slot_ends(
+    candidates: &[Candidate],
+    decisions: &[Decision],
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> std::collections::HashMap<String, DateTime<Utc>> {
+    let mut ends = std::collections::HashMap::new();
+    for decision in decisions.iter().filter(|d| d.keep) {
+        let Some(candidate) = candidates.iter().find(|c| c.name == decision.name) else { continue };
+        let end = decision
+            .rules
+            .iter()
+            .filter_map(|rule| {
+                let calendar = |count: Option<u32>, period: Period| count.and_then(|n| period.slot_end(candidate.time, n, policy.timezone, now));
+                match rule {
+                    Rule::Hourly => calendar(policy.keep_hourly, Period::Hour),
+                    Rule::Daily => calendar(policy.keep_daily, Period::Day),
+                    Rule::Weekly => calendar(policy.keep_weekly, Period::Week),
+                    Rule::Monthly => calendar(policy.keep_monthly, Period::Month),
+                    Rule::Yearly => calendar(policy.keep_yearly, Period::Year),
+                    Rule::Within => policy.keep_within.and_then(|window| candidate.time.checked_add_signed(window)),
+                    _ => None,
+                }
+            })
+            .max();
+        if let Some(end) = end {
+            ends.insert(decision.name.clone(), end);
+        }
+    }
+    ends
+}
+
+impl Period {
+    /// When the local period holding `time` began.
+    fn start(self, time: DateTime<Utc>, timezone: Tz) -> Option<DateTime<Utc>> {
+        use chrono::{NaiveDate, TimeZone};
+        let local = time.with_timezone(&timezone);
+        let midnight = |date: NaiveDate| timezone.from_local_datetime(&date.and_hms_opt(0, 0, 0)?).earliest().map(|t| t.with_timezone(&Utc));
+        match self {
+            Period::Hour => time.with_minute(0)?.with_second(0)?.with_nanosecond(0),
+            Period::Day => midnight(local.date_naive()),
+            Period::Week => midnight(local.date_naive() - Duration::days(i64::from(local.weekday().num_days_from_monday()))),
+            Period::Month => midnight(local.date_naive().with_day(1)?),
+            Period::Year => midnight(NaiveDate::from_ymd_opt(local.year(), 1, 1)?),
+        }
+    }
+
+    /// `count` periods after `start`, in local time for days and longer.
+    fn after(self, start: DateTime<Utc>, count: u32, timezone: Tz) -> Option<DateTime<Utc>> {
+        use chrono::{Months, TimeZone};
+        let local = start.with_timezone(&timezone).naive_local();
+        let shifted = match self {
+            Period::Hour => return start.checked_add_signed(Duration::hours(i64::from(count))),
+            Period::Day => local.checked_add_signed(Duration::days(i64::from(count)))?,
+            Period::Week => local.checked_add_signed(Duration::weeks(i64::from(count)))?,
+            Period::Month => local.checked_add_months(Months::new(count))?,
+            Period::Year => local.checked_add_months(Months::new(count.checked_mul(12)?))?,
+        };
+        timezone.from_local_datetime(&shifted).earliest().map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The end of the slot of a backup taken at `time` kept by a rule of `count`
+    /// periods, once its period has ended at `now`.
+    fn slot_end(self, time: DateTime<Utc>, count: u32, timezone: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let start = self.start(time, timezone)?;
+        let finished = self.after(start, 1, timezone)? <= now;
+        if finished {
+            self.after(start, count, timezone)
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -791,5 +910,44 @@ mod tests {
     fn labels() {
         let labels: Vec<&str> = Rule::ALL.iter().map(|rule| rule.label()).collect();
         assert_eq!(labels, ["last", "hourly", "daily", "weekly", "monthly", "yearly", "within", "pitr", "newest complete", "newest verified"]);
+    }
+
+    #[test]
+    fn a_finished_month_kept_by_keep_monthly_is_locked_until_its_slot_expires() {
+        let policy = Policy { keep_monthly: Some(12), keep_daily: Some(7), ..Policy::default() };
+        let now = at("2026-12-04T10:00:00Z");
+        let november = candidate(at("2026-11-30T23:00:00Z"), Health::Passed);
+        let today = candidate(at("2026-12-04T09:00:00Z"), Health::Passed);
+        let candidates = vec![november.clone(), today.clone()];
+        let decisions = decide(&candidates, &policy, now);
+        let ends = slot_ends(&candidates, &decisions, &policy, now);
+        // November's slot ends when the 12th month after it begins; its daily slot (7 days) ends sooner.
+        assert_eq!(ends[&november.name], at("2027-11-01T00:00:00Z"));
+        // Today's day and month are still running: a newer backup may take their slots.
+        assert!(!ends.contains_key(&today.name), "{ends:?}");
+    }
+
+    #[test]
+    fn slots_are_counted_in_the_policy_time_zone() {
+        let policy = Policy { keep_daily: Some(3), timezone: Berlin, ..Policy::default() };
+        let now = at("2026-07-10T12:00:00Z");
+        // 23:30 UTC on July 1st is July 2nd in Berlin: the slot ends at Berlin midnight three days later.
+        let backup = candidate(at("2026-07-01T23:30:00Z"), Health::Passed);
+        let decisions = vec![Decision { name: backup.name.clone(), keep: true, rules: vec![Rule::Daily] }];
+        let ends = slot_ends(std::slice::from_ref(&backup), &decisions, &policy, now);
+        assert_eq!(ends[&backup.name], at("2026-07-04T22:00:00Z"));
+    }
+
+    #[test]
+    fn the_first_lock_follows_keep_within_else_the_shortest_window() {
+        let within = Policy { keep_within: Some(Duration::days(3)), keep_daily: Some(1), ..Policy::default() };
+        assert_eq!(within.first_lock_window(None), Some(Duration::days(3)));
+        let counted = Policy { keep_daily: Some(7), keep_hourly: Some(24), keep_last: Some(100), ..Policy::default() };
+        assert_eq!(counted.first_lock_window(None), Some(Duration::hours(24)));
+        assert_eq!(counted.first_lock_window(Some(Duration::minutes(5))), Some(Duration::minutes(500)));
+        let yearly = Policy { keep_yearly: Some(5), ..Policy::default() };
+        assert_eq!(yearly.first_lock_window(None), None);
+        assert_eq!(yearly.longest_keep(None), Some(Duration::days(5 * 366)));
+        assert_eq!(Policy { keep_last: Some(3), ..Policy::default() }.longest_keep(None), None);
     }
 }

@@ -53,6 +53,9 @@ pub struct Metrics {
     removed_bytes: Counter,
     newest_restorable: FloatGauge,
     slices: Counter,
+    newest_locked_backup: FloatGauge,
+    lock_retain_until: FloatGauge,
+    lock_window: FloatGauge,
 }
 
 impl Default for Metrics {
@@ -81,6 +84,9 @@ impl Metrics {
             removed_bytes: Counter::default(),
             newest_restorable: FloatGauge::default(),
             slices: Counter::default(),
+            newest_locked_backup: FloatGauge::default(),
+            lock_retain_until: FloatGauge::default(),
+            lock_window: FloatGauge::default(),
         };
         let mut registry = Registry::default();
         registry.register(
@@ -110,6 +116,21 @@ impl Metrics {
             metrics.newest_restorable.clone(),
         );
         registry.register("ingest_backup_pitr_slices", "Oplog slices written", metrics.slices.clone());
+        registry.register(
+            "ingest_backup_newest_locked_backup_timestamp_seconds",
+            "Unix time the newest backup written with an Object Lock was taken; 0 before the first",
+            metrics.newest_locked_backup.clone(),
+        );
+        registry.register(
+            "ingest_backup_lock_retain_until_timestamp_seconds",
+            "Unix time until which the newest locked backup cannot be deleted (as written, or as the last prune extended it)",
+            metrics.lock_retain_until.clone(),
+        );
+        registry.register(
+            "ingest_backup_lock_window_seconds",
+            "How long a new backup is locked (--lock-days or the retention policy's shortest window); 0 without --lock-mode",
+            metrics.lock_window.clone(),
+        );
         // Both outcomes of both operations exist from the start, so `increase()` and
         // absent-series alerts work before the first failure.
         for operation in [Operation::Backup, Operation::Verify] {
@@ -153,6 +174,21 @@ impl Metrics {
         self.kept_bytes.set(gauge_value(Some(report.kept_bytes)));
         self.removed_backups.inc_by(report.removed_backups);
         self.removed_bytes.inc_by(report.removed_bytes);
+    }
+
+    /// Records a backup written with an Object Lock (taken at `taken`, locked until `until`).
+    pub fn record_locked_backup(&self, taken: DateTime<Utc>, until: DateTime<Utc>) {
+        self.newest_locked_backup.set(unix_seconds(taken));
+        self.lock_retain_until.set(unix_seconds(until));
+        self.lock_window.set((until - taken).num_milliseconds() as f64 / 1000.0);
+    }
+
+    /// Records a prune's extension of the lock of the newest backup.
+    pub fn record_lock_extension(&self, report: &crate::prune::PruneReport) {
+        let newest = report.backups.iter().find(|b| b.complete && b.action == crate::prune::Action::Keep);
+        if let Some(until) = newest.and_then(|b| b.lock_extended_to.or(b.locked_until)) {
+            self.lock_retain_until.set(unix_seconds(until).max(self.lock_retain_until.get()));
+        }
     }
 
     /// Records a written oplog slice: the newest restorable time moves to its end.
@@ -254,5 +290,17 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         assert!(!text.contains(r#"ingest_backup_last_success_timestamp_seconds{operation="verify"}"#), "{text}");
+    }
+
+    #[test]
+    fn a_locked_backup_sets_the_lock_coverage_gauges() {
+        let metrics = Metrics::new();
+        assert!(metrics.render().contains("ingest_backup_newest_locked_backup_timestamp_seconds 0.0"), "{}", metrics.render());
+        let taken: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+        metrics.record_locked_backup(taken, taken + chrono::Duration::days(7));
+        let text = metrics.render();
+        assert!(text.contains("ingest_backup_newest_locked_backup_timestamp_seconds 1796083200.0"), "{text}");
+        assert!(text.contains("ingest_backup_lock_retain_until_timestamp_seconds 1796688000.0"), "{text}");
+        assert!(text.contains("ingest_backup_lock_window_seconds 604800.0"), "{text}");
     }
 }

@@ -296,8 +296,12 @@ impl Runner {
         info!(tick = %tick.to_rfc3339(), "Tick: starting a backup.");
         // Failures are logged, counted and alerted by the job.
         let Ok(outcome) = jobs::backup::backup_and_prune(&self.context, &self.backup, self.prune.as_ref()).await else { return };
+        if let (Some(until), Ok(taken)) = (outcome.report.locked_until, outcome.report.backup.manifest.started_at.parse()) {
+            self.metrics.record_locked_backup(taken, until);
+        }
         if let Some(pruned) = &outcome.report.prune {
             self.metrics.record_prune(pruned);
+            self.metrics.record_lock_extension(pruned);
         }
         let name = outcome.report.name;
         info!(backup = %name, delay = %humantime::format_duration(self.verify_delay), "Verification scheduled.");

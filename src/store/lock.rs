@@ -81,6 +81,10 @@ pub struct LockRecord {
     /// The backups a prune is removing (recorded before the first deletion).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing: Vec<String>,
+    /// The run finished but could not delete its lock object (its credentials cannot
+    /// delete: the least-privilege backup policy); the next prune deletes it quietly.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 impl LockRecord {
@@ -141,6 +145,7 @@ impl StoreLock {
             acquired_at: now,
             expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
             removing: Vec::new(),
+            released: false,
         };
         let key = super::keys::lock_key(operation, now, rand::random::<u32>());
         store.objects().put(&key, encode(&record), PutMode::Create).await?;
@@ -163,8 +168,13 @@ impl StoreLock {
     /// one is reported and, for an exclusive lock, taken over.
     async fn check_others(&mut self) -> Result<()> {
         let now = Utc::now();
+        let mut released = Vec::new();
         for found in read_locks(&self.store).await? {
             if found.key == self.key {
+                continue;
+            }
+            if found.record.released {
+                released.push(found.key);
                 continue;
             }
             if found.record.expires_at <= now {
@@ -194,6 +204,11 @@ impl StoreLock {
         }
         for stale in &self.taken_over {
             self.store.objects().delete(&stale.key).await?;
+        }
+        if self.record.exclusive {
+            for key in released {
+                self.store.objects().delete(&key).await?;
+            }
         }
         Ok(())
     }
@@ -227,15 +242,24 @@ impl StoreLock {
         Ok(())
     }
 
-    /// Stops refreshing and deletes the lock object.
+    /// Stops refreshing and deletes the lock object. Credentials that may not delete
+    /// (the `backup` IAM policy) overwrite it as released instead; the next prune deletes it.
     ///
     /// # Errors
-    /// The store refused the deletion (the lock then expires on its own).
+    /// The store refused the deletion and the overwrite (the lock then expires on its own).
     pub async fn release(mut self) -> Result<()> {
         if let Some(refresher) = self.refresher.take() {
             refresher.abort();
         }
-        self.store.objects().delete(&self.key).await?;
+        match self.store.objects().delete(&self.key).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == StoreErrorKind::Denied => {
+                self.record.released = true;
+                self.record.expires_at = Utc::now();
+                self.store.objects().put(&self.key, encode(&self.record), PutMode::Overwrite).await?;
+            }
+            Err(error) => return Err(error.into()),
+        }
         info!(lock = %self.key, "Released the store lock.");
         Ok(())
     }
@@ -270,6 +294,7 @@ pub async fn read_locks(store: &Store) -> Result<Vec<FoundLock>> {
                         acquired_at: written,
                         expires_at: written + chrono::Duration::from_std(lock_ttl()).unwrap_or(chrono::Duration::MAX),
                         removing: Vec::new(),
+                        released: false,
                     }
                 });
                 found.push(FoundLock { key: meta.key, record });
@@ -314,12 +339,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_released_lock_is_deleted_by_the_next_prune_without_a_report() {
+        let store = store();
+        let now = Utc::now();
+        let released = LockRecord {
+            operation: "backup".into(),
+            exclusive: false,
+            host: "pod".into(),
+            released: true,
+            pid: 8,
+            acquired_at: now - chrono::Duration::minutes(5),
+            expires_at: now - chrono::Duration::minutes(1),
+            removing: Vec::new(),
+        };
+        store.objects().put("locks/backup-released.json", encode(&released), PutMode::Create).await.unwrap();
+        let lock = StoreLock::acquire(&store, "prune", true).await.unwrap();
+        assert!(lock.taken_over.is_empty(), "a released lock is no dead run: {:?}", lock.taken_over);
+        let keys: Vec<String> = read_locks(&store).await.unwrap().into_iter().map(|l| l.key).collect();
+        assert_eq!(keys.len(), 1, "only the prune's own lock is left: {keys:?}");
+        lock.release().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_stale_lock_is_taken_over_with_its_removal_plan() {
         let store = store();
         let dead = LockRecord {
             operation: "prune".into(),
             exclusive: true,
             host: "gone".into(),
+            released: false,
             pid: 7,
             acquired_at: Utc::now() - chrono::Duration::hours(2),
             expires_at: Utc::now() - chrono::Duration::hours(1),

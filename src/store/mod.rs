@@ -22,6 +22,7 @@ pub mod lock;
 pub mod memory;
 pub mod object;
 pub mod parts;
+pub mod retention;
 pub mod s3;
 pub mod sidecar;
 
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 pub use catalog::{open, open_with, select, Latest, Store, StoredBackup, LIST_CONCURRENCY, UNVERIFIED};
 pub use error::{StoreError, StoreErrorKind};
 pub use object::{ByteStream, MultipartUpload, ObjectMeta, ObjectStore, PendingUpload, PutMode};
+pub use retention::{BucketLock, LockMode, ObjectLock, ObjectVersion, WriteLock};
 pub use sidecar::{open_sidecar, parse_sidecar, OpenedSidecar, SidecarProblem};
 
 use crate::error::{Error, Result};

@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
-use super::error::StoreError;
+use super::error::{StoreError, StoreErrorKind};
+use super::retention::{BucketLock, LockMode, ObjectLock, ObjectVersion};
 
 /// The stored bytes of one object, in chunks.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StoreError>>;
@@ -107,6 +108,68 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// `NotFound` when it is gone already; the store's error otherwise.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
+
+    /// The bucket's Object Lock setting. Stores that cannot lock say "not enabled".
+    ///
+    /// # Errors
+    /// The store could not be asked.
+    async fn bucket_lock(&self) -> Result<BucketLock, StoreError> {
+        Ok(BucketLock::default())
+    }
+
+    /// The lock on `key` (its current version, or `version_id`); none on stores that cannot lock.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such object.
+    async fn object_lock(&self, key: &str, version_id: Option<&str>) -> Result<ObjectLock, StoreError> {
+        let _ = (key, version_id);
+        Ok(ObjectLock::default())
+    }
+
+    /// Sets the retain-until date of the current version of `key` (S3 `PutObjectRetention`).
+    /// Callers only ever extend a lock; the store refuses to shorten one.
+    ///
+    /// # Errors
+    /// The store cannot lock objects, or refused.
+    async fn set_retention(&self, key: &str, mode: LockMode, retain_until: DateTime<Utc>) -> Result<(), StoreError> {
+        let _ = (mode, retain_until);
+        Err(cannot_lock(&self.location(key)))
+    }
+
+    /// Sets or clears the legal hold of the current version of `key`.
+    ///
+    /// # Errors
+    /// The store cannot lock objects, or refused.
+    async fn set_legal_hold(&self, key: &str, on: bool) -> Result<(), StoreError> {
+        let _ = on;
+        Err(cannot_lock(&self.location(key)))
+    }
+
+    /// Every version and delete marker under `prefix` (empty on an unversioned store).
+    ///
+    /// # Errors
+    /// The store could not be listed.
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
+
+    /// Deletes one version (or delete marker) for good.
+    ///
+    /// # Errors
+    /// The version is locked, or the store refused.
+    async fn delete_version(&self, key: &str, version_id: &str) -> Result<(), StoreError> {
+        let _ = version_id;
+        Err(cannot_lock(&self.location(key)))
+    }
+}
+
+/// The refusal of a store without Object Lock.
+fn cannot_lock(location: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Misconfigured,
+        format!("{location}: this store cannot lock objects; Object Lock needs an S3 bucket created with Object Lock enabled"),
+    )
 }
 
 /// A large object being written in parts. The caller ends it with exactly one of

@@ -396,12 +396,19 @@ pub fn verdict(findings: &[Finding], strict: bool) -> VerifyStatus {
     }
 }
 
-/// Records the report beside the backup; a failure to record is logged, not fatal.
+/// Records the report beside the backup, locked like the backup when it is; a failure
+/// to record or lock is logged, not fatal.
 async fn record(store: Store, report: &VerifyReport) -> Option<String> {
     let mut bytes = serde_json::to_vec_pretty(report).expect("a report always serializes");
     bytes.push(b'\n');
     match store.put_verification(&report.name, &bytes).await {
-        Ok(location) => Some(location),
+        Ok(location) => {
+            let record = [crate::store::keys::verification_key(&report.name)];
+            if let Err(error) = crate::immutable::lock_like_backup(&store, &record, &report.name).await {
+                warn!(%error, "Cannot lock the verification record like its backup (Object Lock).");
+            }
+            Some(location)
+        }
         Err(error) => {
             warn!(%error, "Cannot record the verification result in the store.");
             None

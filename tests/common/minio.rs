@@ -110,6 +110,50 @@ impl Minio {
         Client::from_conf(config)
     }
 
+    /// Creates `bucket` with S3 Object Lock enabled (and so versioning).
+    pub async fn create_locked_bucket(&self, bucket: &str) {
+        self.client().create_bucket().bucket(bucket).object_lock_enabled_for_bucket(true).send().await.expect("create a bucket with Object Lock");
+    }
+
+    /// Creates a user whose only policy is the JSON document in `policy`, through
+    /// MinIO's admin API (the `minio` Python package of the test-peer virtualenv).
+    pub fn add_user(&self, user: &str, secret: &str, policy: &str) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), policy).unwrap();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/minio_admin.py");
+        let output = Command::new(super::python())
+            .arg(script)
+            .args([&format!("127.0.0.1:{}", self.port), user])
+            .arg(file.path())
+            .env("MINIO_ROOT_USER", ACCESS_KEY)
+            .env("MINIO_ROOT_PASSWORD", SECRET_KEY)
+            .env("NEW_USER_SECRET", secret)
+            .output()
+            .expect("run the MinIO admin helper");
+        assert!(output.status.success(), "creating MinIO user {user}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// [`Minio::env`] with another user's keys.
+    pub fn env_as(&self, user: &str, secret: &str) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.retain(|(key, _)| !key.starts_with("AWS_ACCESS_KEY_ID") && !key.starts_with("AWS_SECRET_ACCESS_KEY"));
+        env.push(("AWS_ACCESS_KEY_ID".into(), user.into()));
+        env.push(("AWS_SECRET_ACCESS_KEY".into(), secret.into()));
+        env
+    }
+
+    /// An SDK client with another user's keys.
+    pub fn client_as(&self, user: &str, secret: &str) -> Client {
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(self.region.clone()))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(Credentials::new(user, secret, None, None, "test"))
+            .force_path_style(true)
+            .build();
+        Client::from_conf(config)
+    }
+
     /// Kills the server at once (SIGKILL).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -37,6 +37,8 @@ pub struct S3Settings {
     pub storage_class: Option<StorageClass>,
     /// Bytes per multipart part (at least 5 MiB).
     pub part_size: usize,
+    /// The Object Lock put on every object written but the run locks (`backup --lock-mode`).
+    pub write_lock: Option<crate::store::WriteLock>,
     /// Parts uploaded at once; memory is about `part_size x (parts_in_flight + 2)`.
     pub parts_in_flight: usize,
 }
@@ -105,6 +107,7 @@ impl S3Settings {
             storage_class,
             part_size: part_size_mb << 20,
             parts_in_flight,
+            write_lock: None,
         })
     }
 

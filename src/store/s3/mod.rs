@@ -5,6 +5,7 @@
 
 mod config;
 mod errors;
+mod object_lock;
 mod upload;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use upload::S3Upload;
 
 use super::error::{StoreError, StoreErrorKind};
 use super::object::{ByteStream, MultipartUpload, ObjectMeta, ObjectStore, PendingUpload, PutMode};
+use super::retention::{BucketLock, LockMode, ObjectLock, ObjectVersion};
 
 /// Objects under `s3://bucket/prefix/`.
 pub struct S3Store {
@@ -75,6 +77,11 @@ impl S3Store {
         Ok(store)
     }
 
+    /// The lock to put on `key` when written: the settings' write lock, except on run locks.
+    fn write_lock_for(&self, key: &str) -> Option<crate::store::WriteLock> {
+        self.settings.write_lock.filter(|_| !key.starts_with(crate::store::keys::LOCK_PREFIX))
+    }
+
     /// The bucket's key of store key `key`.
     fn key(&self, key: &str) -> String {
         if self.prefix.is_empty() {
@@ -112,13 +119,18 @@ impl ObjectStore for S3Store {
         if mode == PutMode::Create {
             request = request.if_none_match("*");
         }
+        if let Some(lock) = self.write_lock_for(key) {
+            request =
+                request.object_lock_mode(object_lock::sdk_mode(lock.mode)).object_lock_retain_until_date(object_lock::sdk_time(lock.retain_until));
+        }
         let request = self.settings.apply_to_put(request);
         request.send().await.map_err(|e| describe(&e, &self.location(key), "writing", self.assumes_role()))?;
         Ok(())
     }
 
     async fn put_multipart(&self, key: &str) -> Result<Box<dyn MultipartUpload>, StoreError> {
-        Ok(Box::new(S3Upload::start(self.client.clone(), &self.bucket, &self.key(key), &self.settings).await?))
+        let lock = self.write_lock_for(key);
+        Ok(Box::new(S3Upload::start(self.client.clone(), &self.bucket, &self.key(key), &self.settings, lock).await?))
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
@@ -231,5 +243,29 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| describe(&e, &self.location(key), "aborting the upload of", self.assumes_role()))?;
         Ok(())
+    }
+
+    async fn bucket_lock(&self) -> Result<BucketLock, StoreError> {
+        object_lock::bucket_lock(self).await
+    }
+
+    async fn object_lock(&self, key: &str, version_id: Option<&str>) -> Result<ObjectLock, StoreError> {
+        object_lock::object_lock(self, key, version_id).await
+    }
+
+    async fn set_retention(&self, key: &str, mode: LockMode, retain_until: DateTime<Utc>) -> Result<(), StoreError> {
+        object_lock::set_retention(self, key, mode, retain_until).await
+    }
+
+    async fn set_legal_hold(&self, key: &str, on: bool) -> Result<(), StoreError> {
+        object_lock::set_legal_hold(self, key, on).await
+    }
+
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        object_lock::list_versions(self, prefix).await
+    }
+
+    async fn delete_version(&self, key: &str, version_id: &str) -> Result<(), StoreError> {
+        object_lock::delete_version(self, key, version_id).await
     }
 }

@@ -19,6 +19,7 @@ use super::errors::describe;
 use super::S3Settings;
 use crate::store::error::{StoreError, StoreErrorKind};
 use crate::store::object::MultipartUpload;
+use crate::store::WriteLock;
 
 /// How long `abort` keeps trying while the server is unreachable (a brief outage is
 /// what often failed the upload in the first place).
@@ -48,8 +49,8 @@ impl S3Upload {
     ///
     /// # Errors
     /// The store's clear error when CreateMultipartUpload fails.
-    pub async fn start(client: Client, bucket: &str, key: &str, settings: &S3Settings) -> Result<Self, StoreError> {
-        let request = client
+    pub async fn start(client: Client, bucket: &str, key: &str, settings: &S3Settings, lock: Option<WriteLock>) -> Result<Self, StoreError> {
+        let mut request = client
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
@@ -57,6 +58,11 @@ impl S3Upload {
             .set_server_side_encryption(settings.sse.clone())
             .set_ssekms_key_id(settings.sse_kms_key_id.clone())
             .set_storage_class(settings.storage_class.clone());
+        if let Some(lock) = lock {
+            request = request
+                .object_lock_mode(super::object_lock::sdk_mode(lock.mode))
+                .object_lock_retain_until_date(super::object_lock::sdk_time(lock.retain_until));
+        }
         let url = format!("s3://{bucket}/{key}");
         let assumes_role = settings.role_arn.is_some();
         let created = request.send().await.map_err(|e| describe(&e, &url, "starting the upload of", assumes_role))?;

@@ -1,0 +1,143 @@
+//! Immutable backups (S3 Object Lock): the lock a backup is written with, the checks
+//! of the bucket before anything is read from the database, the lock of a stored
+//! backup taken over all its objects, and the locks that later objects copy from
+//! their backup. Prune's side (extensions, locked backups, old versions) is in
+//! [`crate::prune::locks`].
+
+use chrono::{DateTime, Duration, Timelike, Utc};
+
+use crate::error::{Error, Result};
+use crate::naming::time_of;
+use crate::prune::policy::Policy;
+use crate::store::{keys, LockMode, ObjectLock, Store, StoreLocation, WriteLock, SIDECAR_SUFFIX};
+
+/// What `backup --lock-mode` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockRequest {
+    /// The retention mode.
+    pub mode: LockMode,
+    /// `--lock-days`: how long a new backup is locked; `None` derives it from `policy`.
+    pub window: Option<Duration>,
+    /// The retention policy the lock follows (the `--keep-*` flags).
+    pub policy: Policy,
+}
+
+/// The bucket setup the refusals point to.
+const SETUP: &str = "create the bucket with Object Lock (aws s3api create-bucket --bucket B --object-lock-enabled-for-bucket; \
+     on an existing bucket: aws s3api put-bucket-versioning --bucket B --versioning-configuration Status=Enabled, then \
+     aws s3api put-object-lock-configuration --bucket B --object-lock-configuration ObjectLockEnabled=Enabled)";
+
+/// Checks the bucket and decides the lock of a backup taken at `now`, before the
+/// database is read.
+///
+/// # Errors
+/// A usage error (exit 2) naming the bucket setting and the fix: a store that is not
+/// an S3 bucket with Object Lock; a bucket default retention longer than the policy keeps
+/// any backup (prune could never remove one in time); no way to tell how long the policy
+/// keeps a new backup. A store error when the bucket cannot be asked.
+pub async fn write_lock_for_backup(store: &Store, location: &StoreLocation, request: &LockRequest, now: DateTime<Utc>) -> Result<WriteLock> {
+    let mode = request.mode.label();
+    if !matches!(location, StoreLocation::S3 { .. }) {
+        return Err(Error::usage(format!(
+            "--lock-mode {mode} (LOCK_MODE): the store {location} is a directory, which cannot lock objects; use an S3 bucket with Object Lock, or drop --lock-mode"
+        )));
+    }
+    let bucket = store.objects().bucket_lock().await?;
+    if !bucket.enabled {
+        return Err(Error::usage(format!(
+            "--lock-mode {mode} (LOCK_MODE): the bucket of {location} does not have Object Lock enabled, so nothing written there can be locked; {SETUP}, or drop --lock-mode"
+        )));
+    }
+    let interval = interval_between_backups(store).await?;
+    let window = match request.window.or_else(|| request.policy.first_lock_window(interval)) {
+        Some(window) => window,
+        None => {
+            return Err(Error::usage(format!(
+                "--lock-mode {mode}: cannot tell how long the retention policy keeps a new backup (keep-last counts backups, and the store has \
+                 fewer than two to measure their interval; the other rules name no window); give --lock-days N (LOCK_DAYS) or --keep-within"
+            )))
+        }
+    };
+    if let Some((default_mode, default)) = bucket.default_retention {
+        let longest = request.policy.longest_keep(interval).map_or(window, |keep| keep.max(window));
+        if default > longest {
+            return Err(Error::usage(format!(
+                "--lock-mode {mode}: the bucket of {location} locks every new object by default for {} days ({}), longer than the retention \
+                 policy keeps any backup ({} days): prune could not remove a backup until long after the policy lets it go. Shorten or remove \
+                 the bucket's default retention (aws s3api put-object-lock-configuration --bucket B --object-lock-configuration \
+                 ObjectLockEnabled=Enabled): this tool locks each object itself, for as long as the policy keeps it",
+                default.num_days(),
+                default_mode.label(),
+                longest.num_days()
+            )));
+        }
+    }
+    // Whole seconds: what S3 keeps.
+    let retain_until = now
+        .checked_add_signed(window)
+        .and_then(|until| until.with_nanosecond(0))
+        .ok_or_else(|| Error::usage(format!("--lock-days {} is too far in the future", window.num_days())))?;
+    Ok(WriteLock { mode: request.mode, retain_until })
+}
+
+/// The time between the two newest backups of the store, from their names.
+async fn interval_between_backups(store: &Store) -> Result<Option<Duration>> {
+    let mut times: Vec<DateTime<Utc>> =
+        store.objects().list("").await?.iter().filter_map(|o| o.key.strip_suffix(SIDECAR_SUFFIX)).filter_map(time_of).collect();
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(times.get(1).map(|older| times[0] - *older).filter(|interval| *interval > Duration::zero()))
+}
+
+/// The objects of a backup that carry its lock: the archive, and when present the
+/// sidecar and the verification record.
+pub fn backup_keys(archive: &str, name: &str, has_sidecar: bool, has_verification: bool) -> Vec<String> {
+    let mut found = vec![archive.to_string()];
+    if has_sidecar {
+        found.push(keys::sidecar_key(name));
+    }
+    if has_verification {
+        found.push(keys::verification_key(name));
+    }
+    found
+}
+
+/// The lock of a set of objects taken together (the latest date, any legal hold).
+///
+/// # Errors
+/// A store error reading a lock.
+pub async fn lock_of(store: &Store, keys: &[String]) -> Result<ObjectLock> {
+    let mut lock = ObjectLock::default();
+    for key in keys {
+        lock = lock.combine(store.objects().object_lock(key, None).await?);
+    }
+    Ok(lock)
+}
+
+/// Extends the lock of every object in `keys` to `until` with `mode` (never shortens).
+///
+/// # Errors
+/// A store error: the store refused the extension.
+pub async fn extend(store: &Store, keys: &[String], mode: LockMode, until: DateTime<Utc>) -> Result<()> {
+    for key in keys {
+        store.objects().set_retention(key, mode, until).await?;
+    }
+    Ok(())
+}
+
+/// Gives `key` (written after its backup: a verification record, an oplog slice) the
+/// lock backup `name` has now, read from its sidecar. Nothing happens when the backup is
+/// not locked or its lock has expired.
+///
+/// # Errors
+/// A store error reading the backup's lock or setting the object's.
+pub async fn lock_like_backup(store: &Store, keys: &[String], name: &str) -> Result<()> {
+    let lock = match store.objects().object_lock(&keys::sidecar_key(name), None).await {
+        Ok(lock) => lock,
+        Err(error) if error.kind() == crate::store::StoreErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    match (lock.mode, lock.retain_until) {
+        (Some(mode), Some(until)) if until > Utc::now() => extend(store, keys, mode, until).await,
+        _ => Ok(()),
+    }
+}
