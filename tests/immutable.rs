@@ -335,3 +335,50 @@ async fn each_jobs_iam_policy_lets_it_work_and_refuses_a_delete() {
     assert_eq!(verdict(&report, &name)["action"], "remove", "{report}");
     assert!(versions(&minio, LOCKED, &format!("prod/{name}.")).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prune_killed_on_a_locked_store_leaves_no_backup_half_deleted() {
+    let Some(binary) = minio::binary_or_skip("a_prune_killed_on_a_locked_store_leaves_no_backup_half_deleted") else { return };
+    let minio = Minio::start(binary).await;
+    minio.create_locked_bucket(LOCKED).await;
+    let source = source().await;
+    let mut env = minio.env();
+    env.push(("INGEST_BACKUP_LOCK_TTL".into(), "2s".into()));
+    let store = format!("s3://{LOCKED}/killed");
+    let old = backup(&source.uri(), &store, &env, &["--lock-mode", "governance", "--lock-days", "5s"]);
+    let name = old["name"].as_str().unwrap().to_string();
+    let newer = backup(&source.uri(), &store, &env, &["--lock-mode", "governance", "--lock-days", "5s"]);
+    wait_past(time(&old["locked_until"]));
+
+    // Killed (SIGKILL) right after the sidecar of the backup it removes.
+    let work = tempfile::tempdir().unwrap();
+    let release = work.path().join("release");
+    let pause = format!("prune-after-sidecar:{}", release.display());
+    let mut child_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    child_env.push(("INGEST_BACKUP_TEST_PAUSE", &pause));
+    let mut child = common::spawn(&["prune", "--store", &store, "--keep-last", "1"], &child_env);
+    let waiting = work.path().join("release.waiting");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !waiting.exists() {
+        assert!(std::time::Instant::now() < deadline, "the prune never reached its pause");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Half way, the backup is listed as what it now is: incomplete, never complete without its sidecar.
+    let (code, listed, text) = run(&["list", "--store", &store, "--json"], &env);
+    assert_eq!(code, 0, "{text}");
+    let entry = listed["backups"].as_array().unwrap().iter().find(|b| b["name"] == name.as_str()).expect("its archive is still there");
+    assert_eq!(entry["complete"], false, "{listed}");
+
+    // The next prune takes the dead one's lock over and finishes: nothing of the backup is left, in any version.
+    std::thread::sleep(Duration::from_millis(2500));
+    let report = prune(&store, &env, &["--keep-last", "1"]);
+    assert_eq!(report["stale_locks"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(verdict(&report, &name)["action"], "remove", "{report}");
+    assert!(versions(&minio, LOCKED, &format!("killed/{name}.")).await.is_empty());
+    let newer = newer["name"].as_str().unwrap();
+    let (code, _, text) = run(&["verify", newer, "--archive-only", "--store", &store], &env);
+    assert_eq!(code, 0, "the kept backup is intact: {text}");
+}
