@@ -1,15 +1,14 @@
-//! Immutable backups (S3 Object Lock): the lock a backup is written with, the checks
-//! of the bucket before anything is read from the database, the lock of a stored
-//! backup taken over all its objects, and the locks that later objects copy from
-//! their backup. Prune's side (extensions, locked backups, old versions) is in
-//! [`crate::prune::locks`].
+//! Immutable backups (S3 Object Lock): the lock a backup is written with and the checks
+//! of the bucket before anything is read from the database. The locks of stored
+//! backups are read and extended by `store::backup_locks`; prune's side (extensions,
+//! locked backups, old versions) is `prune::locks`.
 
 use chrono::{DateTime, Duration, Timelike, Utc};
 
 use crate::error::{Error, Result};
 use crate::naming::time_of;
 use crate::prune::policy::Policy;
-use crate::store::{keys, LockMode, ObjectLock, Store, StoreLocation, WriteLock, SIDECAR_SUFFIX};
+use crate::store::{LockMode, Store, StoreLocation, WriteLock, SIDECAR_SUFFIX};
 
 /// What `backup --lock-mode` asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,58 +85,4 @@ async fn interval_between_backups(store: &Store) -> Result<Option<Duration>> {
         store.objects().list("").await?.iter().filter_map(|o| o.key.strip_suffix(SIDECAR_SUFFIX)).filter_map(time_of).collect();
     times.sort_unstable_by(|a, b| b.cmp(a));
     Ok(times.get(1).map(|older| times[0] - *older).filter(|interval| *interval > Duration::zero()))
-}
-
-/// The objects of a backup that carry its lock: the archive, and when present the
-/// sidecar and the verification record.
-pub fn backup_keys(archive: &str, name: &str, has_sidecar: bool, has_verification: bool) -> Vec<String> {
-    let mut found = vec![archive.to_string()];
-    if has_sidecar {
-        found.push(keys::sidecar_key(name));
-    }
-    if has_verification {
-        found.push(keys::verification_key(name));
-    }
-    found
-}
-
-/// The lock of a set of objects taken together (the latest date, any legal hold).
-///
-/// # Errors
-/// A store error reading a lock.
-pub async fn lock_of(store: &Store, keys: &[String]) -> Result<ObjectLock> {
-    let mut lock = ObjectLock::default();
-    for key in keys {
-        lock = lock.combine(store.objects().object_lock(key, None).await?);
-    }
-    Ok(lock)
-}
-
-/// Extends the lock of every object in `keys` to `until` with `mode` (never shortens).
-///
-/// # Errors
-/// A store error: the store refused the extension.
-pub async fn extend(store: &Store, keys: &[String], mode: LockMode, until: DateTime<Utc>) -> Result<()> {
-    for key in keys {
-        store.objects().set_retention(key, mode, until).await?;
-    }
-    Ok(())
-}
-
-/// Gives `key` (written after its backup: a verification record, an oplog slice) the
-/// lock backup `name` has now, read from its sidecar. Nothing happens when the backup is
-/// not locked or its lock has expired.
-///
-/// # Errors
-/// A store error reading the backup's lock or setting the object's.
-pub async fn lock_like_backup(store: &Store, keys: &[String], name: &str) -> Result<()> {
-    let lock = match store.objects().object_lock(&keys::sidecar_key(name), None).await {
-        Ok(lock) => lock,
-        Err(error) if error.kind() == crate::store::StoreErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error.into()),
-    };
-    match (lock.mode, lock.retain_until) {
-        (Some(mode), Some(until)) if until > Utc::now() => extend(store, keys, mode, until).await,
-        _ => Ok(()),
-    }
 }

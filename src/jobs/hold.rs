@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use super::Render;
 use crate::error::{Error, Result};
-use crate::immutable::backup_keys;
 use crate::store::{self, keys, Latest, Store, StoreLocation};
 
 /// What `hold` or `release` did: the `--json` document.
@@ -36,7 +35,7 @@ pub async fn run(location: &StoreLocation, store: &Store, wanted: &str, on: bool
         )));
     }
     let backup = store::select(store.list().await?, wanted, location, Latest::Newest)?;
-    let mut objects = backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some());
+    let mut objects = Store::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some());
     for slice in crate::pitr::list_slices(store).await?.into_iter().filter(|s| s.base_backup == backup.name) {
         objects.push(keys::slice_sidecar_key(&slice.file));
         objects.push(slice.file);

@@ -119,8 +119,8 @@ pub async fn run(location: &StoreLocation, store: &Store, stale_after: Duration)
     let mut listed: Vec<ListedBackup> = backups.iter().map(ListedBackup::new).collect();
     if object_lock {
         for (entry, backup) in listed.iter_mut().zip(&backups) {
-            let keys = crate::immutable::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some());
-            let lock = crate::immutable::lock_of(store, &keys).await?;
+            let keys = Store::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some());
+            let lock = store.lock_of(&keys).await?;
             entry.locked_until = lock.retain_until;
             entry.legal_hold = lock.legal_hold;
         }

@@ -210,7 +210,7 @@ impl Window<'_> {
         let sidecar = serde_json::to_vec_pretty(&meta).expect("a slice sidecar always serializes");
         self.store.objects().put(&sidecar_key(&key), sidecar.into(), PutMode::Create).await?;
         // A slice is kept as long as the backup it restores from: it starts with that backup's lock.
-        crate::immutable::lock_like_backup(self.store, &[key.clone(), sidecar_key(&key)], base).await?;
+        self.store.lock_like_backup(&[key.clone(), sidecar_key(&key)], base).await?;
         info!(slice = %key, entries = meta.entries, bytes = meta.bytes, base = %base, "Oplog slice written.");
         Ok(Some(meta))
     }

@@ -15,7 +15,6 @@ use chrono::{DateTime, Utc};
 
 use super::{Action, PruneReport, Survey};
 use crate::error::Result;
-use crate::immutable::{backup_keys, lock_of};
 use crate::store::{keys, LockMode, ObjectLock, Store};
 
 /// A lock prune extends: every object of one backup or slice, to one date.
@@ -44,8 +43,8 @@ pub async fn judge(store: &Store, report: &mut PruneReport, survey: &Survey, now
     let mut kept_until: HashMap<String, DateTime<Utc>> = HashMap::new();
     for verdict in &mut report.backups {
         let Some(backup) = survey.backups.iter().find(|b| b.name == verdict.name) else { continue };
-        let keys = backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some());
-        let lock = lock_of(store, &keys).await?;
+        let keys = Store::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some());
+        let lock = store.lock_of(&keys).await?;
         verdict.locked_until = lock.retain_until;
         verdict.legal_hold = lock.legal_hold;
         match verdict.action {
@@ -66,7 +65,7 @@ pub async fn judge(store: &Store, report: &mut PruneReport, survey: &Survey, now
         }
     }
     for leftover in report.leftovers.iter_mut().filter(|l| l.action == Action::Remove && l.upload_id.is_none()) {
-        let lock = lock_of(store, std::slice::from_ref(&leftover.key)).await?;
+        let lock = store.lock_of(std::slice::from_ref(&leftover.key)).await?;
         if lock.holds_at(now) {
             leftover.action = Action::Locked;
             leftover.reason = format!("{}; {}", leftover.reason, why_locked(&lock));
@@ -75,7 +74,7 @@ pub async fn judge(store: &Store, report: &mut PruneReport, survey: &Survey, now
     let removing: std::collections::HashSet<&str> = report.leftovers.iter().filter(|l| l.action != Action::Keep).map(|l| l.key.as_str()).collect();
     for slice in survey.slices.iter().filter(|s| !removing.contains(s.file.as_str())) {
         let keys = vec![slice.file.clone(), keys::slice_sidecar_key(&slice.file)];
-        let lock = lock_of(store, &keys).await?;
+        let lock = store.lock_of(&keys).await?;
         if let Some(extension) = extension_to(kept_until.get(&slice.base_backup).copied(), &lock, keys) {
             extensions.push(extension);
         }
@@ -108,7 +107,7 @@ fn why_locked(lock: &ObjectLock) -> String {
 /// The store refused an extension.
 pub async fn apply(store: &Store, extensions: &[Extension]) -> Result<()> {
     for extension in extensions {
-        crate::immutable::extend(store, &extension.keys, extension.mode, extension.until).await?;
+        store.extend_locks(&extension.keys, extension.mode, extension.until).await?;
     }
     Ok(())
 }

@@ -196,6 +196,36 @@ fn older_than(time: Option<DateTime<Utc>>, now: DateTime<Utc>, age: Duration) ->
     time.is_some_and(|time| now.signed_duration_since(time).to_std().is_ok_and(|elapsed| elapsed >= age))
 }
 
+/// The verdict on an incomplete backup (no sidecar): removed once older than
+/// `stale_after`, or at once when a prune that died was removing it.
+fn incomplete_verdict(backup: &StoredBackup, now: DateTime<Utc>, stale_after: Duration, finishing: &HashSet<String>) -> BackupVerdict {
+    // The name's time: a killed backup's start, or an old tarball's own date
+    // (the write time of a tarball copied in recently would say nothing).
+    let written = time_of(&backup.name).or(backup.last_modified);
+    let stale_after_text = humantime::format_duration(stale_after);
+    let (action, reason) = if finishing.contains(&backup.name) {
+        (Action::Remove, "incomplete: a prune that died was removing it".to_string())
+    } else if older_than(written, now, stale_after) {
+        (Action::Remove, format!("incomplete (no sidecar manifest) for longer than --stale-after {stale_after_text}"))
+    } else {
+        (Action::Keep, format!("incomplete, younger than --stale-after {stale_after_text}: it may still be finishing"))
+    };
+    BackupVerdict {
+        name: backup.name.clone(),
+        time: time_of(&backup.name),
+        size: backup.size,
+        complete: false,
+        verification: None,
+        action,
+        rules: Vec::new(),
+        reason,
+        locked_until: None,
+        legal_hold: false,
+        lock_extended_to: None,
+        slot_end: None,
+    }
+}
+
 /// Decides what to keep and remove, removing nothing. `finishing` names the backups a
 /// dead prune was removing: those that are incomplete now are removed whatever their age.
 pub fn plan(
@@ -217,38 +247,7 @@ pub fn plan(
                 let health = if manifest.is_some() { health_of(backup.verification.as_deref()) } else { Health::Failed };
                 candidates.push(Candidate { name: backup.name.clone(), time, health });
             }
-            None => {
-                // The name's time: a killed backup's start, or an old tarball's own date
-                // (the write time of a tarball copied in recently would say nothing).
-                let written = time_of(&backup.name).or(backup.last_modified);
-                let (action, reason) = if finishing.contains(&backup.name) {
-                    (Action::Remove, "incomplete: a prune that died was removing it".to_string())
-                } else if older_than(written, now, stale_after) {
-                    (
-                        Action::Remove,
-                        format!("incomplete (no sidecar manifest) for longer than --stale-after {}", humantime::format_duration(stale_after)),
-                    )
-                } else {
-                    (
-                        Action::Keep,
-                        format!("incomplete, younger than --stale-after {}: it may still be finishing", humantime::format_duration(stale_after)),
-                    )
-                };
-                verdicts.push(BackupVerdict {
-                    name: backup.name.clone(),
-                    time: time_of(&backup.name),
-                    size: backup.size,
-                    complete: false,
-                    verification: None,
-                    action,
-                    rules: Vec::new(),
-                    reason,
-                    locked_until: None,
-                    legal_hold: false,
-                    lock_extended_to: None,
-                    slot_end: None,
-                });
-            }
+            None => verdicts.push(incomplete_verdict(backup, now, stale_after, finishing)),
         }
     }
     let decisions = policy::decide(&candidates, policy, now);

@@ -13,6 +13,7 @@
 //!
 //! [`parts::PartWriter`] feeds a multipart upload from the synchronous archive thread.
 
+mod backup_locks;
 mod catalog;
 pub mod conformance;
 pub mod error;

@@ -404,7 +404,7 @@ async fn record(store: Store, report: &VerifyReport) -> Option<String> {
     match store.put_verification(&report.name, &bytes).await {
         Ok(location) => {
             let record = [crate::store::keys::verification_key(&report.name)];
-            if let Err(error) = crate::immutable::lock_like_backup(&store, &record, &report.name).await {
+            if let Err(error) = store.lock_like_backup(&record, &report.name).await {
                 warn!(%error, "Cannot lock the verification record like its backup (Object Lock).");
             }
             Some(location)
