@@ -244,6 +244,50 @@ fn every_rendered_object_validates_against_the_kubernetes_api() {
         }
     }
 
+    // The prune CronJob with credentials of its own (a Secret, or IRSA through a
+    // ServiceAccount of its own) and locked backups, on every stage.
+    let prune_role = "arn:aws:iam::123456789012:role/ingest-backup-prune";
+    for (stage, file) in stages() {
+        let file = file.to_string_lossy().into_owned();
+        let own_secret =
+            format!("{secrets},retention.afterBackup=false,retention.existingSecret=ingest-backup-prune-keys,retention.roleArn={prune_role}");
+        let own_account = format!("serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={ROLE_ARN},retention.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={prune_role}");
+        let cases: [(&str, Vec<&str>, &[&str]); 2] = [
+            (
+                "a prune Secret and governance locks",
+                vec!["-f", &file, "--set", &own_secret, "--set", "lock.mode=governance"],
+                &["cronjob/ingest-backup-prune "],
+            ),
+            (
+                "a prune ServiceAccount and compliance locks of 36h",
+                vec![
+                    "-f",
+                    &file,
+                    "--set",
+                    "retention.afterBackup=false,retention.serviceAccount.create=true",
+                    "--set-string",
+                    &own_account,
+                    "--set-string",
+                    "lock.mode=compliance,lock.days=36h",
+                ],
+                &["cronjob/ingest-backup-prune ", "serviceaccount/ingest-backup-prune "],
+            ),
+        ];
+        for (label, args, kinds) in cases {
+            let output = template(&helm, &args);
+            assert!(output.status.success(), "{stage} with {label}: {}", text(&output));
+            let file = temp_file(dir.path(), "rendered.yaml", &output.stdout);
+            for version in ["1.30.0", "1.37.0"] {
+                let check = run(Command::new(&validate).args(["--strict", "--kubernetes-version", version]).arg(&file));
+                assert!(check.status.success(), "{stage} with {label}: not valid for Kubernetes {version}:\n{}", text(&check));
+                let report = text(&check);
+                for kind in kinds {
+                    assert!(report.contains(kind), "{stage} with {label}: {kind}was not validated:\n{report}");
+                }
+            }
+        }
+    }
+
     // The restore Job, rendered alone as helm/restore.sh renders it.
     for (stage, file) in stages() {
         let output = template(
@@ -280,9 +324,14 @@ fn every_rendered_object_validates_against_the_kubernetes_api() {
 
 /// `M H * * *` plus 30 minutes, computed independently of the chart.
 fn daily_plus_30(schedule: &str) -> Option<String> {
+    daily_plus(schedule, 30)
+}
+
+/// `M H * * *` plus `offset` minutes (under a day), computed independently of the chart.
+fn daily_plus(schedule: &str, offset: u32) -> Option<String> {
     let fields: Vec<&str> = schedule.split_whitespace().collect();
     let [minute, hour, "*", "*", "*"] = fields[..] else { return None };
-    let total = hour.parse::<u32>().ok()? * 60 + minute.parse::<u32>().ok()? + 30;
+    let total = hour.parse::<u32>().ok()? * 60 + minute.parse::<u32>().ok()? + offset;
     let (hour, minute) = ((total / 60) % 24, total % 60);
     Some(format!("{minute} {hour} * * *"))
 }
@@ -295,6 +344,17 @@ fn the_default_schedule_is_the_original_midnight() {
     assert_eq!(defaults["verify"]["offsetMinutes"], 30);
     assert_eq!(defaults["mongo"]["uri"], "mongodb://mongo-service:27017");
     assert_eq!(daily_plus_30("45 23 * * *").as_deref(), Some("15 0 * * *"));
+    // The prune, when it has a CronJob of its own, runs half a day after the backup:
+    // later than a backup can still be running (its 6h deadline plus a 1h late start).
+    assert_eq!(defaults["retention"]["afterBackup"], false, "the prune runs in a CronJob of its own unless told otherwise");
+    assert_eq!(defaults["retention"]["offsetMinutes"], 720);
+    assert!(
+        defaults["retention"]["offsetMinutes"].as_u64().unwrap() * 60
+            > defaults["backup"]["activeDeadlineSeconds"].as_u64().unwrap() + defaults["backup"]["startingDeadlineSeconds"].as_u64().unwrap()
+    );
+    assert_eq!(daily_plus("0 0 * * *", 720).as_deref(), Some("0 12 * * *"));
+    assert_eq!(defaults["lock"]["mode"], "", "no Object Lock unless asked");
+    assert!(defaults["lock"]["days"].is_null());
 }
 
 /// Stage values read from helm/config/<stage>.yaml.
@@ -321,7 +381,22 @@ fn cronjobs_follow_the_stage_files_and_run_hardened() {
         };
         assert_eq!(verify["spec"]["schedule"], expected, "{stage}: verification 30 minutes after the backup");
         assert_eq!(container(backup)["args"], serde_json::json!(["backup"]));
-        retention_env_follows_the_stage(&stage, &values, backup, verify);
+        // The prune in a CronJob of its own unless the stage keeps it in the backup Job
+        // (retention.afterBackup true; unset is the default, false).
+        let prune = docs.iter().find(|d| d["kind"] == "CronJob" && d["metadata"]["name"] == "ingest-backup-prune");
+        assert_eq!(prune.is_some(), values["retention"]["afterBackup"] != true, "{stage}: the prune CronJob follows retention.afterBackup");
+        if let Some(prune) = prune {
+            let expected = match values["retention"]["cronSchedule"].as_str() {
+                Some(explicit) => explicit.to_string(),
+                None => daily_plus(schedule, values["retention"]["offsetMinutes"].as_u64().unwrap_or(720) as u32)
+                    .unwrap_or_else(|| panic!("{stage}: {schedule:?} needs retention.cronSchedule")),
+            };
+            assert_eq!(prune["spec"]["schedule"], expected, "{stage}: the prune half a day after the backup");
+            assert_eq!(container(prune)["args"], serde_json::json!(["prune"]));
+            assert_eq!(prune["metadata"]["labels"]["app.kubernetes.io/component"], "prune");
+        }
+        retention_env_follows_the_stage(&stage, &values, backup, verify, prune);
+        lock_env_follows_the_stage(&stage, &values, &docs);
         // The newest backup not verified yet, waiting for one still being written.
         assert_eq!(container(verify)["args"], serde_json::json!(["verify", "unverified", "--wait-for-running", "6h"]));
         assert!(
@@ -338,7 +413,8 @@ fn cronjobs_follow_the_stage_files_and_run_hardened() {
             assert!(env_of(pitr).keys().all(|k| !k.starts_with("PRUNE_")), "{stage}: the pitr Job never prunes");
         }
 
-        for cronjob in [backup, verify].into_iter().chain(pitr) {
+        for cronjob in [backup, verify].into_iter().chain(pitr).chain(prune) {
+            let is_prune = cronjob["metadata"]["name"] == "ingest-backup-prune";
             let spec = &cronjob["spec"];
             assert_eq!(spec["concurrencyPolicy"], "Forbid");
             assert_eq!(spec["timeZone"], "Etc/UTC");
@@ -370,7 +446,11 @@ fn cronjobs_follow_the_stage_files_and_run_hardened() {
             assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > 60 + 30 + 5, "{stage}: {}", pod["terminationGracePeriodSeconds"]);
 
             let env = env_of(cronjob);
-            assert_eq!(env["MONGO_URI"]["value"], "mongodb://mongo-service:27017", "the original ingest backup scripts' service");
+            if is_prune {
+                assert!(!env.contains_key("MONGO_URI"), "{stage}: the prune never reads the database");
+            } else {
+                assert_eq!(env["MONGO_URI"]["value"], "mongodb://mongo-service:27017", "the original ingest backup scripts' service");
+            }
             assert_eq!(env["S3_BUCKET"]["value"], values["s3"]["bucket"]);
             assert_eq!(env["BACKUP_DIR"]["value"], stage.as_str());
             // The spool and /tmp are size-limited emptyDirs on a read-only root.
@@ -421,7 +501,12 @@ fn secret_values_only_ever_land_in_the_secret() {
                 assert!(!json.contains(&value), "{stage}: a secret is in {} {}", doc["kind"], doc["metadata"]["name"]);
             }
         }
-        for name in ["ingest-backup", "ingest-backup-verify"] {
+        // The prune CronJob too, where the stage has one: without credentials of its own it
+        // reads the install's Secret like the others.
+        let prune = docs.iter().any(|d| d["kind"] == "CronJob" && d["metadata"]["name"] == "ingest-backup-prune");
+        let names: &[&str] =
+            if prune { &["ingest-backup", "ingest-backup-verify", "ingest-backup-prune"] } else { &["ingest-backup", "ingest-backup-verify"] };
+        for &name in names {
             let env = env_of(object(&docs, "CronJob", name));
             for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SLACK_WEBHOOK_URL", "ALERT_WEBHOOK_URL", "HEARTBEAT_URL"] {
                 let entry = &env[key];
@@ -457,13 +542,35 @@ fn irsa_and_existing_secrets_need_no_keys_in_values() {
     assert_eq!(env["MONGO_URI"]["valueFrom"]["secretKeyRef"], serde_json::json!({"name": "mongo-uri", "key": "MONGO_URI"}));
 }
 
-/// The backup Job prunes with the stage's retention rules (and the binary accepts
-/// them as rendered); the verify Job never prunes.
-fn retention_env_follows_the_stage(stage: &str, values: &Value, backup: &Value, verify: &Value) {
-    let env = env_of(backup);
+/// The backup Job prunes with the stage's retention rules, or the prune CronJob does where
+/// the stage gives it one (and the binary accepts the rules as rendered); the backup Job
+/// knows the rules either way (a locked backup's first lock comes from them); the verify
+/// Job never prunes.
+fn retention_env_follows_the_stage(stage: &str, values: &Value, backup: &Value, verify: &Value, prune: Option<&Value>) {
     let retention = &values["retention"];
     assert_eq!(retention["enabled"], true, "{stage}: every stage prunes");
-    assert_eq!(env["PRUNE_AFTER_BACKUP"]["value"], "true", "{stage}");
+    let backup_env = env_of(backup);
+    match prune {
+        None => assert_eq!(backup_env["PRUNE_AFTER_BACKUP"]["value"], "true", "{stage}"),
+        Some(_) => assert!(!backup_env.contains_key("PRUNE_AFTER_BACKUP"), "{stage}: the prune CronJob prunes, not the backup Job"),
+    }
+    let backup_rules = retention_rules_of(stage, retention, &backup_env);
+    let pruning_rendered = match prune {
+        Some(prune) => retention_rules_of(stage, retention, &env_of(prune)),
+        None => backup_rules,
+    };
+    assert!(env_of(verify).keys().all(|k| !k.starts_with("PRUNE_")), "{stage}: the verify Job never prunes");
+    // The binary takes the rendered variables: a dry run on an empty store succeeds.
+    let store = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ingest-backup"));
+    command.args(["prune", "--dry-run", "--store"]).arg(store.path()).envs(pruning_rendered);
+    let output = run(&mut command);
+    assert!(output.status.success(), "{stage}: {}", text(&output));
+}
+
+/// The `PRUNE_*` variables of one Job, checked against the stage's `retention` block:
+/// exactly its rules, the time zone and the stale age.
+fn retention_rules_of(stage: &str, retention: &Value, env: &BTreeMap<String, Value>) -> Vec<(String, String)> {
     let mut rendered = Vec::new();
     for (key, variable) in [
         ("keepLast", "PRUNE_KEEP_LAST"),
@@ -490,13 +597,30 @@ fn retention_env_follows_the_stage(stage: &str, values: &Value, backup: &Value, 
     for variable in ["PRUNE_TIMEZONE", "PRUNE_STALE_AFTER"] {
         rendered.push((variable.to_string(), env[variable]["value"].as_str().unwrap().to_string()));
     }
-    assert!(env_of(verify).keys().all(|k| !k.starts_with("PRUNE_")), "{stage}: the verify Job never prunes");
-    // The binary takes the rendered variables: a dry run on an empty store succeeds.
-    let store = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ingest-backup"));
-    command.args(["prune", "--dry-run", "--store"]).arg(store.path()).envs(rendered);
-    let output = run(&mut command);
-    assert!(output.status.success(), "{stage}: {}", text(&output));
+    rendered
+}
+
+/// `LOCK_MODE` and `LOCK_DAYS` follow the stage's `lock` block on the backup Job, and are
+/// never given to the pitr, verify or prune Jobs (slices and verification records copy
+/// their backup's lock).
+fn lock_env_follows_the_stage(stage: &str, values: &Value, docs: &[Value]) {
+    let mode = values["lock"]["mode"].as_str().filter(|m| !m.is_empty());
+    let days = match &values["lock"]["days"] {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    };
+    for cronjob in docs.iter().filter(|d| d["kind"] == "CronJob") {
+        let name = cronjob["metadata"]["name"].as_str().unwrap();
+        let env = env_of(cronjob);
+        let found = |variable: &str| env.get(variable).map(|v| v["value"].as_str().unwrap().to_string());
+        if name == "ingest-backup" {
+            assert_eq!(found("LOCK_MODE").as_deref(), mode, "{stage}: {name}");
+            assert_eq!(found("LOCK_DAYS"), days.clone().filter(|_| mode.is_some()), "{stage}: {name}");
+        } else {
+            assert!(!env.contains_key("LOCK_MODE") && !env.contains_key("LOCK_DAYS"), "{stage}: {name} writes no backup: {env:?}");
+        }
+    }
 }
 
 #[test]
@@ -520,7 +644,7 @@ fn render_refuses_unsafe_or_incomplete_values() {
                 "-f",
                 &prod,
                 "--set",
-                &format!("aws.roleArn={ROLE_ARN}"),
+                &format!("aws.roleArn={ROLE_ARN},retention.afterBackup=true"),
                 "--set-string",
                 &format!("serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={ROLE_ARN}"),
             ],
@@ -548,6 +672,34 @@ fn render_refuses_unsafe_or_incomplete_values() {
         (&["-f", &prod, "--set", "retention.keepDaily=-1"], "/retention/keepDaily"),
         (&["-f", &prod, "--set-string", "pitr.cronSchedule=*/10 * * *"], "pitr.cronSchedule"),
         (&["-f", &prod, "--set", "pitr.backoffLimit=-1"], "/pitr/backoffLimit"),
+        // The prune CronJob's credentials without the prune CronJob: the backup Job would prune with its own.
+        (
+            &["-f", &prod, "--set", "retention.afterBackup=true,retention.existingSecret=ingest-backup-prune-keys"],
+            "set retention.afterBackup=false, or remove these values",
+        ),
+        (
+            &["-f", &prod, "--set", "retention.afterBackup=false,retention.serviceAccount.annotations.team=backup"],
+            "retention.serviceAccount.create is false",
+        ),
+        (
+            &[
+                "-f",
+                &prod,
+                "--set",
+                &format!("retention.afterBackup=false,retention.serviceAccount.create=true,aws.roleArn={ROLE_ARN}"),
+                "--set-string",
+                &format!("retention.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={ROLE_ARN}"),
+            ],
+            "Set retention.roleArn to \"\"",
+        ),
+        (&["-f", &prod, "--set", "retention.afterBackup=false,retention.offsetMinutes=0"], "retention.offsetMinutes 0 must be between 1 and 1439"),
+        (&["-f", &prod, "--set", "retention.afterBackup=false", "--set-string", "cronSchedule=@hourly"], "Set retention.cronSchedule"),
+        (&["-f", &prod, "--set", "retention.afterBackup=false,retention.backoffLimit=-1"], "/retention/backoffLimit"),
+        (&["-f", &prod, "--set", "lock.days=7"], "lock.days is set but lock.mode is empty"),
+        (&["-f", &prod, "--set", "lock.mode=governance,retention.enabled=false"], "or set lock.days"),
+        (&["-f", &prod, "--set", "lock.mode=legal-hold"], "/lock/mode"),
+        (&["-f", &prod, "--set", "lock.mode=governance,lock.days=0"], "/lock/days"),
+        (&["-f", &prod, "--set-string", "lock.mode=governance,lock.days=3 days"], "/lock/days"),
     ];
     for (args, message) in cases {
         let output = template(&helm, args);
@@ -589,7 +741,9 @@ fn verify_schedule_is_the_backup_schedule_shifted_by_the_offset() {
         // A values file: --set would split "0,12" at the comma.
         let values = temp_file(dir.path(), "shift.yaml", format!("cronSchedule: '{schedule}'\nverify:\n  offsetMinutes: {offset}\n").as_bytes());
         let values = values.to_string_lossy().into_owned();
-        let output = template(&helm, &["-f", &prod, "-f", &values]);
+        // The backup Job prunes (retention.afterBackup): the prune CronJob's own shift
+        // (720 minutes) is not what this table is about.
+        let output = template(&helm, &["-f", &prod, "-f", &values, "--set", "retention.afterBackup=true"]);
         match expected {
             Some(expected) => {
                 assert!(output.status.success(), "{schedule:?} + {offset}: {}", text(&output));
@@ -602,13 +756,170 @@ fn verify_schedule_is_the_backup_schedule_shifted_by_the_offset() {
                 let err = text(&output);
                 assert!(err.contains("cannot derive the verify schedule") && err.contains("Set verify.cronSchedule"), "{err}");
                 // The explicit override makes it render.
-                let (_, docs) = render(&helm, &python, &["-f", &prod, "-f", &values, "--set-string", "verify.cronSchedule=7 3 * * *"]);
+                let (_, docs) = render(
+                    &helm,
+                    &python,
+                    &["-f", &prod, "-f", &values, "--set", "retention.afterBackup=true", "--set-string", "verify.cronSchedule=7 3 * * *"],
+                );
                 assert_eq!(object(&docs, "CronJob", "ingest-backup-verify")["spec"]["schedule"], "7 3 * * *");
             }
         }
     }
     let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", "verify.enabled=false"]);
     assert!(docs.iter().all(|d| d["metadata"]["name"] != "ingest-backup-verify"));
+}
+
+/// The prune CronJob (retention.afterBackup false, the default): `ingest-backup prune`
+/// with the retention rules on a schedule of its own, with credentials of its own (a
+/// Secret, a role, a ServiceAccount for IRSA), so that the backup Job's need not delete;
+/// the backup Job then does not prune. retention.afterBackup true prunes in the backup Job.
+#[test]
+fn the_prune_cronjob_prunes_on_its_own_schedule_with_credentials_of_its_own() {
+    let test = "the_prune_cronjob_prunes_on_its_own_schedule_with_credentials_of_its_own";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+    let keys = format!("secrets.awsAccessKeyId={KEY_ID},secrets.awsSecretAccessKey={SECRET_KEY},secrets.slackWebhookUrl={WEBHOOK}");
+
+    // retention.afterBackup true: the backup Job prunes, with one set of credentials; no
+    // prune CronJob, no ServiceAccount for it.
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", &format!("{keys},retention.afterBackup=true")]);
+    assert!(docs.iter().all(|d| !d["metadata"]["name"].as_str().unwrap_or("").ends_with("-prune")), "no prune objects with afterBackup");
+    assert_eq!(env_of(object(&docs, "CronJob", "ingest-backup"))["PRUNE_AFTER_BACKUP"]["value"], "true");
+
+    // By default (prod sets no afterBackup) the prune CronJob prunes; `split` below says so
+    // explicitly, and renders the same.
+    let (_, default_docs) = render(&helm, &python, &["-f", &prod, "--set", &keys]);
+    let split = format!("{keys},retention.afterBackup=false");
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", &split]);
+    assert_eq!(default_docs, docs, "retention.afterBackup defaults to false");
+    let backup = object(&docs, "CronJob", "ingest-backup");
+    assert_eq!(container(backup)["args"], serde_json::json!(["backup"]), "no --prune in the backup Job");
+    let backup_env = env_of(backup);
+    assert!(!backup_env.contains_key("PRUNE_AFTER_BACKUP"), "the backup Job does not prune");
+    assert_eq!(backup_env["PRUNE_KEEP_WITHIN"]["value"], "2d", "but it knows the rules (a new backup's first lock comes from them)");
+    let prune = object(&docs, "CronJob", "ingest-backup-prune");
+    assert_eq!(prune["metadata"]["labels"]["app.kubernetes.io/component"], "prune");
+    // Half a day after the backup (0 0 * * *): never while the backup may still be running.
+    assert_eq!(prune["spec"]["schedule"], "0 12 * * *");
+    assert_eq!(prune["spec"]["timeZone"], "Etc/UTC");
+    assert_eq!(prune["spec"]["concurrencyPolicy"], "Forbid");
+    let job = &prune["spec"]["jobTemplate"]["spec"];
+    assert_eq!(job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"], serde_json::json!([2]), "exit 2 is not retried");
+    assert_eq!(job["template"]["metadata"]["labels"]["app.kubernetes.io/component"], "prune");
+    assert_eq!(container(prune)["args"], serde_json::json!(["prune"]));
+    let env = env_of(prune);
+    for (variable, value) in [
+        ("PRUNE_KEEP_DAILY", "7"),
+        ("PRUNE_KEEP_WEEKLY", "4"),
+        ("PRUNE_KEEP_MONTHLY", "12"),
+        ("PRUNE_KEEP_YEARLY", "3"),
+        ("PRUNE_KEEP_WITHIN", "2d"),
+        ("PRUNE_KEEP_PITR", "7d"),
+        ("PRUNE_TIMEZONE", "Etc/UTC"),
+        ("PRUNE_STALE_AFTER", "24h"),
+    ] {
+        assert_eq!(env[variable]["value"], value, "{variable}");
+    }
+    assert_eq!(env["BACKUP_DIR"]["value"], "prod");
+    for absent in ["PRUNE_AFTER_BACKUP", "MONGO_URI", "LOCK_MODE", "AGE_RECIPIENTS"] {
+        assert!(!env.contains_key(absent), "the prune Job has {absent}: {env:?}");
+    }
+    // Without credentials of its own: the install's Secret and ServiceAccount, like the backup.
+    assert_eq!(pod_spec(prune)["serviceAccountName"], "ingest-backup");
+    assert_eq!(env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"], "ingest-backup");
+    assert_eq!(env["SLACK_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"]["name"], "ingest-backup");
+
+    // An explicit schedule, or another offset from the backup's.
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", &split, "--set-string", "retention.cronSchedule=15 3 * * 1"]);
+    assert_eq!(object(&docs, "CronJob", "ingest-backup-prune")["spec"]["schedule"], "15 3 * * 1");
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", &format!("{split},retention.offsetMinutes=90")]);
+    assert_eq!(object(&docs, "CronJob", "ingest-backup-prune")["spec"]["schedule"], "30 1 * * *");
+
+    // Keys of its own that assume a role of its own: that Secret's keys (required, so a
+    // wrong name stops the pod), that role; the alert webhooks still the install's.
+    let prune_role = "arn:aws:iam::123456789012:role/ingest-backup-prune";
+    let own_keys = format!("{split},aws.roleArn={ROLE_ARN},retention.existingSecret=ingest-backup-prune-keys,retention.roleArn={prune_role}");
+    let (yaml, docs) = render(&helm, &python, &["-f", &prod, "--set", &own_keys]);
+    assert!(!yaml.contains(SECRET_KEY), "a secret value is rendered in clear text");
+    let env = env_of(object(&docs, "CronJob", "ingest-backup-prune"));
+    for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        assert_eq!(
+            env[key]["valueFrom"]["secretKeyRef"],
+            serde_json::json!({"name": "ingest-backup-prune-keys", "key": key, "optional": false}),
+            "{key}"
+        );
+    }
+    assert_eq!(env["SLACK_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"]["name"], "ingest-backup");
+    assert_eq!(env["AWS_ROLE_ARN"]["value"], prune_role);
+    let backup_env = env_of(object(&docs, "CronJob", "ingest-backup"));
+    assert_eq!(backup_env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"], "ingest-backup", "the backup keeps its keys");
+    assert_eq!(backup_env["AWS_ROLE_ARN"]["value"], ROLE_ARN, "and its role");
+    // retention.roleArn "" (not null): the prune's keys assume no role.
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", &format!("{split},aws.roleArn={ROLE_ARN},retention.roleArn=")]);
+    assert!(!env_of(object(&docs, "CronJob", "ingest-backup-prune")).contains_key("AWS_ROLE_ARN"));
+
+    // IRSA with a role of its own: a ServiceAccount of its own, and never the backup's
+    // keys (in the environment they would take precedence over the web identity).
+    let annotation = format!("retention.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={prune_role}");
+    let (_, docs) =
+        render(&helm, &python, &["-f", &prod, "--set", &format!("{split},retention.serviceAccount.create=true"), "--set-string", &annotation]);
+    let account = object(&docs, "ServiceAccount", "ingest-backup-prune");
+    assert_eq!(account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], prune_role);
+    assert_eq!(account["automountServiceAccountToken"], false);
+    assert!(object(&docs, "ServiceAccount", "ingest-backup")["metadata"].get("annotations").is_none(), "the prune's role is not the backup's");
+    let prune = object(&docs, "CronJob", "ingest-backup-prune");
+    assert_eq!(pod_spec(prune)["serviceAccountName"], "ingest-backup-prune");
+    let env = env_of(prune);
+    assert!(!env.contains_key("AWS_ACCESS_KEY_ID") && !env.contains_key("AWS_SECRET_ACCESS_KEY"), "{env:?}");
+    assert_eq!(env["SLACK_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"]["name"], "ingest-backup", "its failures are still alerted");
+    let backup = object(&docs, "CronJob", "ingest-backup");
+    assert_eq!(pod_spec(backup)["serviceAccountName"], "ingest-backup");
+    assert_eq!(env_of(backup)["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"], "ingest-backup");
+
+    // An existing ServiceAccount by name (an EKS Pod Identity association, say): used, not created.
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", &format!("{split},retention.serviceAccount.name=backup-pruner")]);
+    assert_eq!(pod_spec(object(&docs, "CronJob", "ingest-backup-prune"))["serviceAccountName"], "backup-pruner");
+    assert!(docs.iter().all(|d| d["metadata"]["name"] != "backup-pruner"), "an existing ServiceAccount is not rendered");
+    assert!(!env_of(object(&docs, "CronJob", "ingest-backup-prune")).contains_key("AWS_SECRET_ACCESS_KEY"));
+}
+
+/// lock.mode and lock.days become LOCK_MODE and LOCK_DAYS of the Jobs that write
+/// backups and oplog slices, and of no other.
+#[test]
+fn the_lock_settings_reach_the_backup_job_only() {
+    /// The LOCK_MODE and LOCK_DAYS values of a CronJob's container.
+    fn lock_env(docs: &[Value], name: &str) -> (Option<Value>, Option<Value>) {
+        let env = env_of(object(docs, "CronJob", name));
+        (env.get("LOCK_MODE").map(|v| v["value"].clone()), env.get("LOCK_DAYS").map(|v| v["value"].clone()))
+    }
+    let test = "the_lock_settings_reach_the_backup_job_only";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+    let (_, docs) = render(&helm, &python, &["-f", &prod]);
+    for name in ["ingest-backup", "ingest-backup-pitr", "ingest-backup-verify"] {
+        assert_eq!(lock_env(&docs, name), (None, None), "{name}: no lock unless asked");
+    }
+    let values = temp_file(dir.path(), "lock.yaml", b"lock:\n  mode: compliance\n  days: 3650\n");
+    let values = values.to_string_lossy().into_owned();
+    let cases: [(Vec<&str>, &str, Option<&str>); 4] = [
+        // No days: the tool derives the lock from the retention rules the Job is given.
+        (vec!["--set", "lock.mode=governance"], "governance", None),
+        (vec!["--set", "lock.mode=governance,lock.days=30"], "governance", Some("30")),
+        (vec!["--set-string", "lock.mode=compliance,lock.days=36h"], "compliance", Some("36h")),
+        // A number in a values file is a float to Helm: still written as whole days.
+        (vec!["-f", &values], "compliance", Some("3650")),
+    ];
+    for (extra, mode, days) in cases {
+        let args: Vec<&str> = ["-f", prod.as_str()].into_iter().chain(extra).collect();
+        let (_, docs) = render(&helm, &python, &args);
+        assert_eq!(lock_env(&docs, "ingest-backup"), (Some(Value::from(mode)), days.map(Value::from)), "{args:?}");
+        // Slices and verification records copy their backup's lock: those jobs need no setting.
+        for name in ["ingest-backup-pitr", "ingest-backup-verify"] {
+            assert_eq!(lock_env(&docs, name), (None, None), "{args:?}: {name}");
+        }
+        assert_eq!(env_of(object(&docs, "CronJob", "ingest-backup"))["PRUNE_KEEP_WITHIN"]["value"], "2d", "{args:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -1001,12 +1312,14 @@ fn the_chart_checks_cron_expressions_by_the_rules_reschedule_applies() {
     let dir = tempfile::tempdir().unwrap();
     let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
     for (expression, refusal) in CRON_RULES {
-        // A values file holds any string exactly (JSON is YAML); an explicit verify
-        // schedule keeps the shift rule out of it.
+        // A values file holds any string exactly (JSON is YAML); explicit verify and
+        // prune schedules keep the shift rule out of it.
         let values = temp_file(
             dir.path(),
             "cron.yaml",
-            serde_json::json!({"cronSchedule": expression, "verify": {"cronSchedule": "7 3 * * *"}}).to_string().as_bytes(),
+            serde_json::json!({"cronSchedule": expression, "verify": {"cronSchedule": "7 3 * * *"}, "retention": {"cronSchedule": "7 15 * * *"}})
+                .to_string()
+                .as_bytes(),
         );
         let output = template(&helm, &["-f", &prod, "-f", &values.to_string_lossy()]);
         match refusal {
@@ -1269,38 +1582,28 @@ fn container_command(docs: &[Value], cronjob: &str) -> (Vec<String>, Vec<(String
     (args, env)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_rendered_backup_container_backs_up_to_s3() {
-    let test = "the_rendered_backup_container_backs_up_to_s3";
-    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
-    let Some(minio_binary) = common::minio::binary_or_skip(test) else { return };
-    let server = common::Server::start();
-    let minio = common::minio::Minio::start(minio_binary).await;
-    ingest_backup::sample::load(
-        &server.client().await,
-        &ingest_backup::sample::SampleSpec { database: "ingest".into(), target_bytes: 1 << 20, seed: 11 },
-    )
-    .await
-    .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let values = temp_file(
-        dir.path(),
+/// Values pointing the chart at a test server and MinIO, with MinIO's keys in the Secret.
+fn site_values(dir: &Path, mongo_uri: &str, endpoint: &str) -> PathBuf {
+    temp_file(
+        dir,
         "site.yaml",
         format!(
             "mongo:\n  uri: '{}'\ns3:\n  bucket: '{}'\n  endpoint: '{}'\n  region: us-east-1\nsecrets:\n  awsAccessKeyId: '{}'\n  awsSecretAccessKey: '{}'\n",
-            server.uri(),
+            mongo_uri,
             common::minio::BUCKET,
-            minio.endpoint(),
+            endpoint,
             common::minio::ACCESS_KEY,
             common::minio::SECRET_KEY
         )
         .as_bytes(),
-    );
-    let prod = root().join("helm/config/prod.yaml");
-    let (_, docs) = render(&helm, &python, &["-f", &prod.to_string_lossy(), "-f", &values.to_string_lossy()]);
-    let (args, mut env) = container_command(&docs, "ingest-backup");
-    assert_eq!(args, ["backup"]);
+    )
+}
+
+/// Runs the binary as the kubelet runs the container of `cronjob`: exactly its rendered
+/// arguments and environment (secrets resolved), nothing else from the host, the
+/// emptyDir spool a scratch directory. Returns the arguments and the run's output.
+fn run_container(docs: &[Value], cronjob: &str, dir: &Path) -> (Vec<String>, Output) {
+    let (args, mut env) = container_command(docs, cronjob);
     // The emptyDir mounts, here temp directories; nothing else from the host.
     let spool = tempfile::tempdir().unwrap();
     for (name, value) in env.iter_mut() {
@@ -1314,18 +1617,78 @@ async fn the_rendered_backup_container_backs_up_to_s3() {
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("TMPDIR", spool.path())
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .output()
         .unwrap();
+    (args, output)
+}
+
+/// What the rendered-container tests run against: a source with 1 MiB of sample data,
+/// a MinIO, and the prod stage rendered for them (with `extra` helm arguments).
+struct RenderedProd {
+    _server: common::Server,
+    minio: common::minio::Minio,
+    dir: tempfile::TempDir,
+    docs: Vec<Value>,
+}
+
+async fn rendered_prod(test: &str, seed: u64, extra: &[&str]) -> Option<RenderedProd> {
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return None };
+    let minio_binary = common::minio::binary_or_skip(test)?;
+    let server = common::Server::start();
+    let minio = common::minio::Minio::start(minio_binary).await;
+    let spec = ingest_backup::sample::SampleSpec { database: "ingest".into(), target_bytes: 1 << 20, seed };
+    ingest_backup::sample::load(&server.client().await, &spec).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let values = site_values(dir.path(), &server.uri(), &minio.endpoint());
+    let prod = root().join("helm/config/prod.yaml");
+    let mut args = vec!["-f".to_string(), prod.to_string_lossy().into_owned(), "-f".to_string(), values.to_string_lossy().into_owned()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, docs) = render(&helm, &python, &args);
+    Some(RenderedProd { _server: server, minio, dir, docs })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rendered_backup_container_backs_up_to_s3() {
+    // retention.afterBackup true: the backup Job prunes after the backup (PRUNE_AFTER_BACKUP).
+    let Some(site) = rendered_prod("the_rendered_backup_container_backs_up_to_s3", 11, &["--set", "retention.afterBackup=true"]).await else {
+        return;
+    };
+    let (args, output) = run_container(&site.docs, "ingest-backup", site.dir.path());
+    assert_eq!(args, ["backup"]);
     let all = text(&output);
     assert!(output.status.success(), "the rendered backup container failed:\n{all}");
     assert!(!all.contains(common::minio::SECRET_KEY), "the secret key was printed");
-    let keys = minio.keys().await;
+    let keys = site.minio.keys().await;
     assert!(keys.iter().any(|k| k.starts_with("prod/") && k.ends_with(".tar.gz")), "{keys:?}");
     assert!(keys.iter().any(|k| k.starts_with("prod/") && k.ends_with(".manifest.json")), "{keys:?}");
     // The stage's retention ran after the backup, and released its lock.
     assert!(all.contains("prune of s3://"), "the prune after the backup did not run:\n{all}");
     assert!(!keys.iter().any(|k| k.starts_with("prod/locks/")), "{keys:?}");
+}
+
+/// With the prune CronJob (retention.afterBackup false, prod's default), the rendered
+/// backup container backs up without pruning and the rendered prune container, which has no database
+/// URI, prunes: the binary takes both exactly as the chart renders them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rendered_prune_container_prunes_what_the_backup_container_left() {
+    let Some(site) = rendered_prod("the_rendered_prune_container_prunes_what_the_backup_container_left", 12, &[]).await else { return };
+    let (args, output) = run_container(&site.docs, "ingest-backup", site.dir.path());
+    assert_eq!(args, ["backup"]);
+    let all = text(&output);
+    assert!(output.status.success(), "the rendered backup container failed:\n{all}");
+    assert!(!all.contains("prune of s3://"), "the backup Job pruned:\n{all}");
+
+    let (args, output) = run_container(&site.docs, "ingest-backup-prune", site.dir.path());
+    assert_eq!(args, ["prune"]);
+    let all = text(&output);
+    assert!(output.status.success(), "the rendered prune container failed:\n{all}");
+    assert!(all.contains("prune of s3://"), "{all}");
+    assert!(!all.contains(common::minio::SECRET_KEY), "the secret key was printed");
+    let keys = site.minio.keys().await;
+    assert!(keys.iter().any(|k| k.starts_with("prod/") && k.ends_with(".tar.gz")), "the newest backup is kept: {keys:?}");
+    assert!(!keys.iter().any(|k| k.starts_with("prod/locks/")), "both runs released their locks: {keys:?}");
 }
 
 // ---------------------------------------------------------------------------------
@@ -1522,9 +1885,12 @@ fn the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs() {
             "IngestBackupJobFailed",
             "IngestBackupPitrNeverSucceeded",
             "IngestBackupPitrStale",
+            "IngestBackupPruneNeverSucceeded",
+            "IngestBackupPruneStale",
             "IngestBackupVerifyNeverSucceeded",
             "IngestBackupVerifyStale"
-        ]
+        ],
+        "prod prunes in the prune CronJob (retention.afterBackup defaults to false)"
     );
     let stale = by_name["IngestBackupBackupStale"]["expr"].as_str().unwrap();
     assert!(
@@ -1535,12 +1901,53 @@ fn the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs() {
     assert!(never.contains("absent(") && never.contains(r#"cronjob="ingest-backup-verify""#), "{never}");
     let failed = by_name["IngestBackupJobFailed"]["expr"].as_str().unwrap();
     assert!(
-        failed.contains("kube_job_status_failed") && failed.contains(r#"owner_name=~"ingest-backup|ingest-backup-verify|ingest-backup-pitr""#),
+        failed.contains("kube_job_status_failed")
+            && failed.contains(r#"owner_name=~"ingest-backup|ingest-backup-verify|ingest-backup-pitr|ingest-backup-prune""#),
         "{failed}"
     );
     // prod takes point-in-time slices: a slice CronJob that stops succeeding alerts within the hour.
     let pitr_stale = by_name["IngestBackupPitrStale"]["expr"].as_str().unwrap();
     assert!(pitr_stale.contains(r#"cronjob="ingest-backup-pitr""#) && pitr_stale.contains("> 3600"), "{pitr_stale}");
+
+    // With the prune CronJob and locked backups: the prune watched like the others, and
+    // the lock metrics of an `ingest-backup schedule` that Prometheus scrapes.
+    let (_, docs) = render(
+        &helm,
+        &python,
+        &["-f", &prod, "--namespace", "backups", "--set", "monitoring.prometheusRule.enabled=true,retention.afterBackup=false,lock.mode=governance"],
+    );
+    let rules = object(&docs, "PrometheusRule", "ingest-backup")["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let by_name: BTreeMap<&str, &Value> = rules.iter().map(|r| (r["alert"].as_str().unwrap(), r)).collect();
+    for name in ["IngestBackupPruneStale", "IngestBackupPruneNeverSucceeded", "IngestBackupNoRecentLockedBackup", "IngestBackupBackupStale"] {
+        assert!(by_name.contains_key(name), "{name} is not among {:?}", by_name.keys().collect::<Vec<_>>());
+    }
+    let prune_stale = by_name["IngestBackupPruneStale"]["expr"].as_str().unwrap();
+    assert!(
+        prune_stale.contains(r#"kube_cronjob_status_last_successful_time{namespace="backups", cronjob="ingest-backup-prune"}"#)
+            && prune_stale.contains("> 93600"),
+        "{prune_stale}"
+    );
+    assert_eq!(by_name["IngestBackupPruneStale"]["labels"]["severity"], "critical");
+    let locked = by_name["IngestBackupNoRecentLockedBackup"];
+    let expr = locked["expr"].as_str().unwrap();
+    // The newest locked backup older than the lock window; a window of 0 (no --lock-mode)
+    // and a scheduler that has not written a locked backup yet (0) are left out.
+    for part in ["(time() - (ingest_backup_newest_locked_backup_timestamp_seconds > 0))", "> (ingest_backup_lock_window_seconds > 0)"] {
+        assert!(expr.contains(part), "{part} not in {expr}");
+    }
+    assert_eq!(locked["labels"]["severity"], "critical");
+    assert!(locked["annotations"]["summary"].as_str().unwrap().contains("lock window"), "{locked}");
+    let description = locked["annotations"]["description"].as_str().unwrap();
+    assert!(description.contains("{{ $value | humanizeDuration }}") && description.contains("governance"), "{description}");
+    // Without a lock mode there is no lock alert; without the prune CronJob (the backup Job
+    // prunes, retention.afterBackup true) no prune alerts.
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", "monitoring.prometheusRule.enabled=true,retention.afterBackup=false"]);
+    let rule = object(&docs, "PrometheusRule", "ingest-backup").to_string();
+    assert!(!rule.contains("IngestBackupNoRecentLockedBackup") && rule.contains("IngestBackupPruneStale"), "{rule}");
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", "monitoring.prometheusRule.enabled=true,retention.afterBackup=true"]);
+    let rule = object(&docs, "PrometheusRule", "ingest-backup").to_string();
+    assert!(!rule.contains("IngestBackupPruneStale") && !rule.contains("IngestBackupPruneNeverSucceeded"), "{rule}");
+    assert!(rule.contains("IngestBackupBackupStale"), "{rule}");
     // The other objects still validate with the rule beside them (the rule is a CRD the API schemas do not know).
     let Some(validate) = kube_validate(test) else { return };
     let dir = tempfile::tempdir().unwrap();

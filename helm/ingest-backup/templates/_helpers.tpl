@@ -233,7 +233,6 @@ ok:{{ $text }}
 {{- trimPrefix "ok:" $r -}}
 {{- end -}}
 
-{{/* The verify schedule: verify.cronSchedule, else cronSchedule + verify.offsetMinutes. */}}
 {{/* The point-in-time slice schedule (pitr.cronSchedule), checked like the backup's. */}}
 {{- define "ingest-backup.pitrSchedule" -}}
 {{- $r := include "ingest-backup.checkCron" (dict "what" "pitr.cronSchedule" "text" .Values.pitr.cronSchedule) -}}
@@ -243,30 +242,90 @@ ok:{{ $text }}
 {{- trimPrefix "ok:" $r -}}
 {{- end -}}
 
-{{- define "ingest-backup.verifySchedule" -}}
-{{- if trim (toString .Values.verify.cronSchedule) -}}
-{{- $r := include "ingest-backup.checkCron" (dict "what" "verify.cronSchedule" "text" .Values.verify.cronSchedule) -}}
+{{/*
+A schedule that follows the backup's: <key>.cronSchedule when set, else cronSchedule
+shifted by <key>.offsetMinutes (the rule of shiftSchedule, which helm/reschedule.sh
+applies too). (dict "ctx" $ "key" "verify"|"retention" "job" NAME "noun" "the verification"
+"off" "verify.enabled=false"): the job's name and noun and how to do without it, for the messages.
+*/}}
+{{- define "ingest-backup.offsetSchedule" -}}
+{{- $key := .key -}}
+{{- $values := index .ctx.Values $key -}}
+{{- if trim (toString $values.cronSchedule) -}}
+{{- $r := include "ingest-backup.checkCron" (dict "what" (printf "%s.cronSchedule" $key) "text" $values.cronSchedule) -}}
 {{- if hasPrefix "err:" $r -}}
 {{- fail (trimPrefix "err:" $r) -}}
 {{- end -}}
 {{- trimPrefix "ok:" $r -}}
 {{- else -}}
-{{- $off := .Values.verify.offsetMinutes -}}
+{{- $off := $values.offsetMinutes -}}
 {{- if not (regexMatch "^[0-9]+$" (toString $off)) -}}
-{{- fail (printf "verify.offsetMinutes %v must be a whole number of minutes (1-1439)" $off) -}}
+{{- fail (printf "%s.offsetMinutes %v must be a whole number of minutes (1-1439)" $key $off) -}}
 {{- end -}}
 {{- if or (lt (int $off) 1) (gt (int $off) 1439) -}}
-{{- fail (printf "verify.offsetMinutes %v must be between 1 and 1439 (under a day)" $off) -}}
+{{- fail (printf "%s.offsetMinutes %v must be between 1 and 1439 (under a day)" $key $off) -}}
 {{- end -}}
-{{- $backup := include "ingest-backup.backupSchedule" . -}}
-{{- $macros := include "ingest-backup.cronMacros" . | fromJson -}}
+{{- $backup := include "ingest-backup.backupSchedule" .ctx -}}
+{{- $macros := include "ingest-backup.cronMacros" .ctx | fromJson -}}
 {{- $expanded := get $macros $backup | default $backup -}}
 {{- $r := include "ingest-backup.shiftSchedule" (dict "schedule" $expanded "offset" $off) -}}
 {{- if hasPrefix "ok:" $r -}}
 {{- trimPrefix "ok:" $r -}}
 {{- else -}}
-{{- fail (printf "cannot derive the verify schedule from cronSchedule %q plus verify.offsetMinutes=%v: %s. Set verify.cronSchedule to the schedule the verification should run on (or verify.enabled=false)" $backup $off (trimPrefix "err:" $r)) -}}
+{{- fail (printf "cannot derive the %s schedule from cronSchedule %q plus %s.offsetMinutes=%v: %s. Set %s.cronSchedule to the schedule %s should run on (or %s)" .job $backup $key $off (trimPrefix "err:" $r) $key .noun .off) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The verify schedule: verify.cronSchedule, else cronSchedule + verify.offsetMinutes. */}}
+{{- define "ingest-backup.verifySchedule" -}}
+{{- include "ingest-backup.offsetSchedule" (dict "ctx" . "key" "verify" "job" "verify" "noun" "the verification" "off" "verify.enabled=false") -}}
+{{- end -}}
+
+{{/* The prune schedule: retention.cronSchedule, else cronSchedule + retention.offsetMinutes. */}}
+{{- define "ingest-backup.pruneSchedule" -}}
+{{- include "ingest-backup.offsetSchedule" (dict "ctx" . "key" "retention" "job" "prune" "noun" "the prune" "off" "retention.afterBackup=true, which prunes inside the backup Job") -}}
+{{- end -}}
+
+{{/*
+"true" when the prune runs as a CronJob of its own (retention.enabled, retention.afterBackup
+false), with its own credentials; else the backup Job prunes (backup --prune) or nothing does.
+*/}}
+{{- define "ingest-backup.pruneCronJob" -}}
+{{- if and .Values.retention.enabled (not .Values.retention.afterBackup) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+The prune CronJob's ServiceAccount: its own (retention.serviceAccount.create; name default
+<fullname>-prune), an existing one named in retention.serviceAccount.name, else the chart's.
+*/}}
+{{- define "ingest-backup.pruneServiceAccountName" -}}
+{{- $sa := .Values.retention.serviceAccount -}}
+{{- if $sa.create -}}
+{{- default (printf "%s-prune" (include "ingest-backup.fullname" .)) $sa.name -}}
+{{- else if $sa.name -}}
+{{- $sa.name -}}
+{{- else -}}
+{{- include "ingest-backup.serviceAccountName" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* True ("true") when the prune CronJob runs as a ServiceAccount other than the chart's. */}}
+{{- define "ingest-backup.pruneOwnIdentity" -}}
+{{- $sa := .Values.retention.serviceAccount -}}
+{{- if or $sa.create $sa.name -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The prune CronJob's AWS_ROLE_ARN: retention.roleArn when set (even ""), else aws.roleArn. */}}
+{{- define "ingest-backup.pruneRoleArn" -}}
+{{- if kindIs "invalid" .Values.retention.roleArn -}}
+{{- .Values.aws.roleArn -}}
+{{- else -}}
+{{- .Values.retention.roleArn -}}
 {{- end -}}
 {{- end -}}
 
@@ -291,6 +350,28 @@ ok:{{ $text }}
 {{- $r := .Values.retention -}}
 {{- if and $r.enabled (not (or (include "ingest-backup.retentionRules" . | trim))) -}}
 {{- fail "retention.enabled is true but no keep rule is set: give at least one of retention.keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly, keepWithin or keepPitr (a prune without one would remove every backup)" -}}
+{{- end -}}
+{{- $sa := $r.serviceAccount -}}
+{{- if not (include "ingest-backup.pruneCronJob" .) -}}
+{{- if or $r.existingSecret $sa.create $sa.name $sa.annotations (not (kindIs "invalid" $r.roleArn)) -}}
+{{- fail "retention.existingSecret, retention.serviceAccount and retention.roleArn are the credentials of the prune CronJob, which is only rendered with retention.enabled=true and retention.afterBackup=false (with afterBackup the backup Job prunes, with the backup's credentials): set retention.afterBackup=false, or remove these values" -}}
+{{- end -}}
+{{- else -}}
+{{- if and $sa.annotations (not $sa.create) -}}
+{{- fail "retention.serviceAccount.annotations are set but retention.serviceAccount.create is false: they go on the ServiceAccount the chart creates for the prune CronJob (set create: true), or on your own ServiceAccount named in retention.serviceAccount.name" -}}
+{{- end -}}
+{{- $annotations := .Values.serviceAccount.annotations -}}
+{{- if $sa.create -}}{{- $annotations = $sa.annotations -}}{{- else if $sa.name -}}{{- $annotations = dict -}}{{- end -}}
+{{- if and (include "ingest-backup.pruneRoleArn" .) (hasKey $annotations "eks.amazonaws.com/role-arn") -}}
+{{- fail "the prune CronJob would assume AWS_ROLE_ARN (retention.roleArn, else aws.roleArn) on top of IRSA (eks.amazonaws.com/role-arn on its ServiceAccount): with IRSA the web-identity credentials already are the role, and assuming another on top breaks them. Set retention.roleArn to \"\"" -}}
+{{- end -}}
+{{- end -}}
+{{- $l := .Values.lock -}}
+{{- if and (not $l.mode) (not (kindIs "invalid" $l.days)) -}}
+{{- fail "lock.days is set but lock.mode is empty: set lock.mode to governance or compliance (docs/src/guide/immutable.md), or lock.days to null" -}}
+{{- end -}}
+{{- if and $l.mode (kindIs "invalid" $l.days) (not $r.enabled) -}}
+{{- fail "lock.mode is set without lock.days and without retention: the length of a new backup's lock is derived from the retention rules (keepWithin, else keepHourly, keepDaily, keepLast). Enable retention with its rules, or set lock.days (e.g. 7 or 36h)" -}}
 {{- end -}}
 {{- range $i, $key := .Values.encryption.recipients -}}
 {{- if hasPrefix "AGE-SECRET-KEY-" (upper (toString $key)) -}}
@@ -358,15 +439,20 @@ spool fits) and the limit (so the kubelet evicts this pod, not a neighbour).
 {{- end -}}
 
 {{/*
-Environment of the containers: (dict "ctx" $ "restore" BOOL). Secrets only through
-secretKeyRef. The restore Job is rendered on its own (helm/restore.sh), without the
+Environment of the containers: (dict "ctx" $ "restore" BOOL "prune" BOOL). Secrets only
+through secretKeyRef. The restore Job is rendered on its own (helm/restore.sh), without the
 install's secret values, so it refers to every key of the install's Secret, optionally.
+The prune Job's AWS keys come from retention.existingSecret when set, and never from the
+install's Secret when it runs as a ServiceAccount of its own (retention.serviceAccount).
 */}}
 {{- define "ingest-backup.env" -}}
 {{- $restore := .restore -}}
+{{- $prune := .prune -}}
 {{- $ := .ctx -}}
 {{- $v := $.Values -}}
-{{- if $restore }}
+{{- if $prune }}
+{{- /* the prune never reads the database: no MONGO_URI, nor the Secret holding it */}}
+{{- else if $restore }}
 - name: RESTORE_URI
   valueFrom:
     secretKeyRef:
@@ -406,7 +492,7 @@ install's secret values, so it refers to every key of the install's Secret, opti
 - name: S3_STORAGE_CLASS
   value: {{ . | quote }}
 {{- end }}
-{{- with $v.aws.roleArn }}
+{{- with ternary (include "ingest-backup.pruneRoleArn" $) $v.aws.roleArn (eq (toString $prune) "true") }}
 - name: AWS_ROLE_ARN
   value: {{ . | quote }}
 {{- end }}
@@ -425,16 +511,32 @@ install's secret values, so it refers to every key of the install's Secret, opti
 {{- $s := $v.secrets }}
 {{- $values := include "ingest-backup.secretValues" $ | fromJson }}
 {{- $name := $s.existingSecret | default (include "ingest-backup.fullname" $) }}
+{{- $aws := list "awsAccessKeyId" "awsSecretAccessKey" }}
 {{- range $field := splitList " " (include "ingest-backup.secretFields" $) }}
 {{- $key := get $s.keys $field }}
 {{- if and $restore (has $field (list "slackWebhookUrl" "alertWebhookUrl" "heartbeatUrl")) }}
 {{- /* a restore sends no alerts and no heartbeat */}}
+{{- else if and $prune (has $field $aws) $v.retention.existingSecret }}
+{{- /* the prune's own keys, which may delete: required, so a wrong name stops the pod */}}
+{{ include "ingest-backup.secretEnv" (dict "env" $key "key" $key "name" $v.retention.existingSecret "optional" false) }}
+{{- else if and $prune (has $field $aws) (include "ingest-backup.pruneOwnIdentity" $) }}
+{{- /* its own ServiceAccount (IRSA): never the backup's keys, which would take precedence */}}
 {{- else if or $s.existingSecret $restore }}
 {{ include "ingest-backup.secretEnv" (dict "env" $key "key" $key "name" $name "optional" true) }}
 {{- else if get $values $field }}
 {{ include "ingest-backup.secretEnv" (dict "env" $key "key" $key "name" $name "optional" false) }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* LOCK_DAYS: lock.days as written (7, "36h"); a number from a values file is a float. */}}
+{{- define "ingest-backup.lockDays" -}}
+{{- $d := .Values.lock.days -}}
+{{- if kindIs "string" $d -}}
+{{- trim $d -}}
+{{- else -}}
+{{- int64 $d -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The PRUNE_KEEP_* variables of the retention rules that are set (not null). */}}
@@ -449,13 +551,21 @@ install's secret values, so it refers to every key of the install's Secret, opti
 {{- end }}
 {{- end -}}
 
-{{/* The backup Job's retention environment: the prune after each successful backup. */}}
+{{/*
+The retention environment of the backup and prune Jobs: (dict "ctx" $ "component" C). Both
+get the policy: the prune applies it; the backup derives a new backup's first lock from it
+(lock.mode) and checks a bucket's default retention against it. PRUNE_AFTER_BACKUP only
+for the backup Job with retention.afterBackup (backup --prune).
+*/}}
 {{- define "ingest-backup.retentionEnv" -}}
-{{- $r := .Values.retention -}}
+{{- $ := .ctx -}}
+{{- $r := $.Values.retention -}}
 {{- if $r.enabled }}
+{{- if and (eq .component "backup") $r.afterBackup }}
 - name: PRUNE_AFTER_BACKUP
   value: "true"
-{{- include "ingest-backup.retentionRules" . }}
+{{- end }}
+{{- include "ingest-backup.retentionRules" $ }}
 - name: PRUNE_TIMEZONE
   value: {{ $r.timezone | quote }}
 - name: PRUNE_STALE_AFTER
@@ -464,8 +574,8 @@ install's secret values, so it refers to every key of the install's Secret, opti
 {{- end -}}
 
 {{/*
-The Job spec shared by the CronJobs and the restore Job: (dict "ctx" $ "job" .Values.backup|verify|pitr|restore
-"component" "backup"|"verify"|"pitr"|"restore" "args" (list ...)).
+The Job spec shared by the CronJobs and the restore Job: (dict "ctx" $ "job" .Values.backup|verify|pitr|retention|restore
+"component" "backup"|"verify"|"pitr"|"prune"|"restore" "args" (list ...)).
 */}}
 {{- define "ingest-backup.jobTemplate" -}}
 {{- $ := .ctx -}}
@@ -474,6 +584,7 @@ The Job spec shared by the CronJobs and the restore Job: (dict "ctx" $ "job" .Va
 {{- $restore := eq .component "restore" -}}
 {{- /* Only these two read encrypted backups; the backup and pitr Jobs never get the key. */}}
 {{- $identity := has .component (list "verify" "restore") -}}
+{{- $component := .component -}}
 metadata:
   {{- with .generateName }}
   # A new name for every run; kubectl create fills in the suffix.
@@ -525,7 +636,12 @@ spec:
       # Above the tool's worst case after SIGTERM: aborting the multipart upload
       # (retried for up to 60 s) plus delivering the failure alert (at most 30 s).
       terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+      {{- if eq $component "prune" }}
+      # retention.serviceAccount's when set (the prune may delete: an identity of its own), else the chart's.
+      serviceAccountName: {{ include "ingest-backup.pruneServiceAccountName" $ }}
+      {{- else }}
       serviceAccountName: {{ include "ingest-backup.serviceAccountName" $ }}
+      {{- end }}
       # The tool never talks to the Kubernetes API (IRSA mounts its own token).
       automountServiceAccountToken: false
       {{- with $v.imagePullSecrets }}
@@ -541,10 +657,20 @@ spec:
           args:
             {{- toYaml (concat .args $job.extraArgs) | nindent 12 }}
           env:
-            {{- include "ingest-backup.env" (dict "ctx" $ "restore" $restore) | trim | nindent 12 }}
-            {{- if eq .component "backup" }}
-            {{- with include "ingest-backup.retentionEnv" $ | trim }}
+            {{- include "ingest-backup.env" (dict "ctx" $ "restore" $restore "prune" (eq $component "prune")) | trim | nindent 12 }}
+            {{- if has $component (list "backup" "prune") }}
+            {{- with include "ingest-backup.retentionEnv" (dict "ctx" $ "component" $component) | trim }}
             {{- . | nindent 12 }}
+            {{- end }}
+            {{- end }}
+            {{- if and (eq $component "backup") $v.lock.mode }}
+            # S3 Object Lock: every object of each backup gets a retain-until date (the bucket must
+            # have Object Lock); verification records and oplog slices copy their backup's lock.
+            - name: LOCK_MODE
+              value: {{ $v.lock.mode | quote }}
+            {{- if not (kindIs "invalid" $v.lock.days) }}
+            - name: LOCK_DAYS
+              value: {{ include "ingest-backup.lockDays" $ | quote }}
             {{- end }}
             {{- end }}
             {{- if and (has .component (list "backup" "pitr")) $v.encryption.recipients }}
