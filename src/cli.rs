@@ -206,6 +206,10 @@ pub struct StoreArg {
     /// S3 parts uploaded at once.
     #[arg(long, default_value_t = 4)]
     pub parts_in_flight: usize,
+    /// S3 request checksums: when_supported (the AWS SDK's default, a CRC on every upload) or when_required (only
+    /// where the API demands one, for S3-compatible servers that reject the default).
+    #[arg(long, env = "S3_CHECKSUM", default_value = "when_supported", value_name = "WHEN")]
+    pub s3_checksum: String,
 }
 
 impl StoreArg {
@@ -238,7 +242,9 @@ impl StoreArg {
     /// # Errors
     /// A usage error naming a malformed flag or variable.
     pub fn s3_settings(&self) -> Result<S3Settings> {
-        S3Settings::from_env(self.part_size_mb, self.parts_in_flight)
+        let mut settings = S3Settings::from_env(self.part_size_mb, self.parts_in_flight)?;
+        settings.checksum = crate::store::s3::ChecksumPolicy::parse(&self.s3_checksum)?;
+        Ok(settings)
     }
 }
 

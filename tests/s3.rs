@@ -270,3 +270,25 @@ async fn a_bucket_in_another_region_is_named_as_the_cause() {
     assert!(text.contains("another region; set AWS_REGION"), "{text}");
     assert!(!text.contains(SECRET_KEY));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checksums_only_where_required_still_round_trip_and_bad_settings_are_named() {
+    let Some(binary) = minio::binary_or_skip("checksums_only_where_required_still_round_trip_and_bad_settings_are_named") else { return };
+    let minio = Minio::start(binary).await;
+    let source = source_with_sample(1).await;
+    let store = format!("s3://{BUCKET}/checksums");
+    // when_required: what S3-compatible servers that reject the SDK's default CRCs need.
+    let env = env_with(&minio, &[("S3_CHECKSUM", "when_required"), ("S3_FORCE_PATH_STYLE", "true")]);
+    let result = backup_json(&common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store, "--json"], &env));
+    let name = result["name"].as_str().unwrap();
+    let verified = common::run_with_env(&["verify", name, "--uri", &source.uri(), "--store", &store], &env);
+    assert!(verified.status.success(), "verify: {}", common::all_output(&verified));
+
+    for (variable, value, named) in [("S3_CHECKSUM", "sometimes", "when_required"), ("S3_FORCE_PATH_STYLE", "maybe", "true or false")] {
+        let env = env_with(&minio, &[(variable, value)]);
+        let output = common::run_with_env(&["list", "--store", &store], &env);
+        assert_eq!(output.status.code(), Some(2), "{variable}={value}: {}", common::all_output(&output));
+        let text = common::all_output(&output);
+        assert!(text.contains(variable) && text.contains(named), "{text}");
+    }
+}

@@ -28,6 +28,8 @@ fn settings() -> S3Settings {
         part_size: 5 << 20,
         parts_in_flight: 2,
         write_lock: None,
+        checksum: Default::default(),
+        force_path_style: None,
     }
 }
 

@@ -39,8 +39,41 @@ pub struct S3Settings {
     pub part_size: usize,
     /// The Object Lock put on every object written but the run locks (`backup --lock-mode`).
     pub write_lock: Option<crate::store::WriteLock>,
+    /// `--s3-checksum` / `S3_CHECKSUM`: checksums on every request that supports one (the
+    /// AWS SDK's default), or only where the API requires one.
+    pub checksum: ChecksumPolicy,
+    /// `S3_FORCE_PATH_STYLE`: `bucket` in the path rather than the host name; by default
+    /// whenever `S3_ENDPOINT` is set.
+    pub force_path_style: Option<bool>,
     /// Parts uploaded at once; memory is about `part_size x (parts_in_flight + 2)`.
     pub parts_in_flight: usize,
+}
+
+/// When the SDK adds CRC checksums to requests (and checks them on responses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChecksumPolicy {
+    /// On every request that supports one (the AWS SDK's default since 2025).
+    #[default]
+    WhenSupported,
+    /// Only where the API requires one: for S3-compatible servers that reject the
+    /// SDK's default checksums. Object Lock writes still carry a CRC32 (S3 requires one).
+    WhenRequired,
+}
+
+impl ChecksumPolicy {
+    /// Parses `when_supported` or `when_required`.
+    ///
+    /// # Errors
+    /// A usage error naming the two values.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim() {
+            "when_supported" | "" => Ok(ChecksumPolicy::WhenSupported),
+            "when_required" => Ok(ChecksumPolicy::WhenRequired),
+            other => Err(Error::usage(format!(
+                "--s3-checksum / S3_CHECKSUM {other:?} is invalid: use when_supported (the default) or when_required (for S3-compatible servers that reject the SDK's checksums)"
+            ))),
+        }
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -108,6 +141,13 @@ impl S3Settings {
             part_size: part_size_mb << 20,
             parts_in_flight,
             write_lock: None,
+            checksum: ChecksumPolicy::default(),
+            force_path_style: match env("S3_FORCE_PATH_STYLE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None => None,
+                Some("true" | "1" | "yes") => Some(true),
+                Some("false" | "0" | "no") => Some(false),
+                Some(other) => return Err(Error::usage(format!("S3_FORCE_PATH_STYLE={other:?} is invalid: use true or false"))),
+            },
         })
     }
 
@@ -165,7 +205,13 @@ pub async fn client(settings: &S3Settings) -> Result<Client> {
         };
         base = base.into_builder().credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(provider)).build();
     }
-    let config = aws_sdk_s3::config::Builder::from(&base).force_path_style(settings.endpoint.is_some()).build();
+    let mut config = aws_sdk_s3::config::Builder::from(&base).force_path_style(settings.force_path_style.unwrap_or(settings.endpoint.is_some()));
+    if settings.checksum == ChecksumPolicy::WhenRequired {
+        config = config
+            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+    }
+    let config = config.build();
     Ok(Client::from_conf(config))
 }
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-pub use config::S3Settings;
+pub use config::{ChecksumPolicy, S3Settings};
 use errors::describe;
 use upload::S3Upload;
 
@@ -120,8 +120,11 @@ impl ObjectStore for S3Store {
             request = request.if_none_match("*");
         }
         if let Some(lock) = self.write_lock_for(key) {
-            request =
-                request.object_lock_mode(object_lock::sdk_mode(lock.mode)).object_lock_retain_until_date(object_lock::sdk_time(lock.retain_until));
+            // S3 refuses a locked write without a checksum, whatever --s3-checksum says.
+            request = request
+                .object_lock_mode(object_lock::sdk_mode(lock.mode))
+                .object_lock_retain_until_date(object_lock::sdk_time(lock.retain_until))
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32);
         }
         let request = self.settings.apply_to_put(request);
         request.send().await.map_err(|e| describe(&e, &self.location(key), "writing", self.assumes_role()))?;
