@@ -8,7 +8,10 @@
 # mongodump, mongorestore, bsondump from ../shared/tools), minio, ferretdb (FerretDB v1 on
 # SQLite, from its Go module), deploy (helm, shellcheck, hadolint, kubernetes-validate,
 # check-jsonschema), age (the stock age and age-keygen, from their Go module), docs
-# (mdBook, from crates.io with cargo install, for the book's build test).
+# (mdBook, from crates.io with cargo install, for the book's build test), and the
+# emulators of the other object stores: fake-gcs (fake-gcs-server, Google Cloud Storage's
+# JSON API, from its Go module), azurite (Azurite's blob service, from npm) and s3-second
+# (versitygw, a second S3 server besides MinIO, from its Go module).
 #
 # Environment:
 #   INGEST_BACKUP_CACHE      cache dir (default: $HOME/.cache/ingest-backup)
@@ -38,7 +41,7 @@ die() { printf 'test-peers: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat >&2 <<USAGE
-usage: $0 install [secantus|mongo-tools|minio|ferretdb|deploy|age|docs]... | env
+usage: $0 install [secantus|mongo-tools|minio|ferretdb|deploy|age|docs|fake-gcs|azurite|s3-second]... | env
   install  install the named test peers (default: all) into $CACHE
   env      print export lines (eval "\$($0 env)")
 USAGE
@@ -303,6 +306,96 @@ install_docs() {
     rm -rf "$target"
 }
 
+# fake-gcs-server, the Google Cloud Storage emulator of the store tests (its JSON API:
+# buckets, media/multipart/resumable uploads, lists, deletes), from its Go module. A test
+# starts it on a free loopback port, in memory, over plain HTTP:
+#   fake-gcs-server -scheme http -host 127.0.0.1 -port N -backend memory \
+#       -public-host 127.0.0.1:N -external-url http://127.0.0.1:N -log-level warn
+# (-backend filesystem -filesystem-root DIR keeps the objects across a restart); it is
+# ready when GET /_internal/healthcheck answers 200. It checks no credentials.
+FAKE_GCS_VERSION="v1.56.1"
+FAKE_GCS_DIR="$CACHE/fake-gcs/$FAKE_GCS_VERSION"
+FAKE_GCS_BIN="$FAKE_GCS_DIR/fake-gcs-server"
+
+install_fake_gcs() {
+    if [[ -x "$FAKE_GCS_BIN" ]]; then
+        return 0
+    fi
+    if ! command -v go >/dev/null 2>&1; then
+        log "warning: go is not installed, cannot build fake-gcs-server; the GCS store tests will be skipped (and fail in CI)"
+        return 0
+    fi
+    log "building fake-gcs-server $FAKE_GCS_VERSION from the Go module github.com/fsouza/fake-gcs-server (a minute or two once)"
+    mkdir -p "$FAKE_GCS_DIR"
+    if ! GOBIN="$FAKE_GCS_DIR" GOFLAGS=-buildvcs=false timeout 900 go install -trimpath "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION" >&2; then
+        log "warning: go install github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION failed; the GCS store tests will be skipped (and fail in CI)"
+        rm -f "$FAKE_GCS_BIN"
+    fi
+}
+
+# Azurite, the Azure Storage emulator of the store tests; only its blob service is used.
+# From npm into its own prefix (its package declares node >= 22, yet its blob service runs
+# on the node 20 of Debian; --ignore-scripts: no install script is needed). A test starts
+# it on a free loopback port, in memory, without telemetry (which would reach out):
+#   azurite-blob --blobHost 127.0.0.1 --blobPort N --inMemoryPersistence \
+#       --skipApiVersionCheck --loose --disableTelemetry --silent
+# (--location DIR instead of --inMemoryPersistence keeps the blobs on disk; the two
+# options exclude each other). The account is the well-known development one:
+# devstoreaccount1, with the published key, at http://127.0.0.1:N/devstoreaccount1.
+AZURITE_VERSION="3.37.0"
+AZURITE_DIR="$CACHE/azurite/$AZURITE_VERSION"
+AZURITE_BIN="$AZURITE_DIR/node_modules/.bin/azurite-blob"
+
+azurite_is_pinned() {
+    [[ -x "$AZURITE_BIN" ]] && [[ "$("$AZURITE_BIN" --version 2>/dev/null)" == "$AZURITE_VERSION" ]]
+}
+
+install_azurite() {
+    if azurite_is_pinned; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+        log "warning: node and npm are not installed, cannot install Azurite; the Azure Blob store tests will be skipped (and fail in CI)"
+        return 0
+    fi
+    log "installing Azurite $AZURITE_VERSION from npm into $AZURITE_DIR (a minute once)"
+    rm -rf "$AZURITE_DIR"
+    mkdir -p "$AZURITE_DIR"
+    if ! timeout 900 npm install --prefix "$AZURITE_DIR" --no-audit --no-fund --ignore-scripts --loglevel=error \
+        "azurite@$AZURITE_VERSION" >&2 || ! azurite_is_pinned; then
+        log "warning: npm install azurite@$AZURITE_VERSION failed; the Azure Blob store tests will be skipped (and fail in CI)"
+        rm -rf "$AZURITE_DIR"
+    fi
+}
+
+# versitygw (Versity S3 Gateway, posix backend), the second S3 server of the store tests
+# beside MinIO, from its Go module (the version is stamped in as its Makefile does). A
+# test starts it on a free loopback port over a temporary directory:
+#   versitygw --access KEY --secret SECRET --port 127.0.0.1:N --quiet posix DIR
+# (add --virtual-domain localhost for virtual-host addressing, <bucket>.localhost:N, and
+# `posix --versioning-dir DIR2 DIR` for versioned buckets, which Object Lock buckets then
+# are); any HTTP answer on / (403 to an unsigned request) means it is up.
+VERSITYGW_VERSION="v1.8.0"
+VERSITYGW_DIR="$CACHE/versitygw/$VERSITYGW_VERSION"
+VERSITYGW_BIN="$VERSITYGW_DIR/versitygw"
+
+install_s3_second() {
+    if [[ -x "$VERSITYGW_BIN" ]]; then
+        return 0
+    fi
+    if ! command -v go >/dev/null 2>&1; then
+        log "warning: go is not installed, cannot build versitygw; the second-S3-server tests will be skipped (and fail in CI)"
+        return 0
+    fi
+    log "building versitygw $VERSITYGW_VERSION from the Go module github.com/versity/versitygw (a few minutes once)"
+    mkdir -p "$VERSITYGW_DIR"
+    if ! GOBIN="$VERSITYGW_DIR" GOFLAGS=-buildvcs=false timeout 1500 go install -trimpath \
+        -ldflags "-X main.Version=$VERSITYGW_VERSION" "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" >&2; then
+        log "warning: go install github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION failed; the second-S3-server tests will be skipped (and fail in CI)"
+        rm -f "$VERSITYGW_BIN"
+    fi
+}
+
 status_line() { # name ok-test path
     if eval "$2"; then echo "$1: OK $3"; else echo "$1: UNAVAILABLE"; fi
 }
@@ -310,8 +403,10 @@ status_line() { # name ok-test path
 cmd_install() {
     local peers=("$@") peer
     if ((${#peers[@]} == 0)); then
-        peers=(secantus mongo-tools minio ferretdb deploy age docs)
+        peers=(secantus mongo-tools minio ferretdb deploy age docs fake-gcs azurite s3-second)
     fi
+    # The status tests are single-quoted on purpose: status_line evaluates them.
+    # shellcheck disable=SC2016
     for peer in "${peers[@]}"; do
         case "$peer" in
             secantus) install_secantus; status_line secantus '[[ -x "$PY" ]]' "$PY" ;;
@@ -330,6 +425,9 @@ cmd_install() {
                     install_docs; status_line mdbook 'mdbook_is_pinned "$MDBOOK_BIN"' "$MDBOOK_BIN"
                 fi ;;
             ferretdb) install_ferretdb; status_line ferretdb '[[ -x "$FERRETDB_BIN" ]]' "$FERRETDB_BIN" ;;
+            fake-gcs) install_fake_gcs; status_line fake-gcs '[[ -x "$FAKE_GCS_BIN" ]]' "$FAKE_GCS_BIN" ;;
+            azurite) install_azurite; status_line azurite azurite_is_pinned "$AZURITE_BIN" ;;
+            s3-second) install_s3_second; status_line "s3-second (versitygw)" '[[ -x "$VERSITYGW_BIN" ]]' "$VERSITYGW_BIN" ;;
             deploy)
                 if [[ "${INGEST_PEERS_SKIP_DEPLOY:-0}" == "1" ]]; then
                     echo "deploy checkers: SKIPPED (INGEST_PEERS_SKIP_DEPLOY=1)"
@@ -363,6 +461,15 @@ cmd_env() {
     fi
     if mdbook_is_pinned "$MDBOOK_BIN"; then
         printf 'export INGEST_TEST_MDBOOK=%q\n' "$MDBOOK_BIN"
+    fi
+    if [[ -x "$FAKE_GCS_BIN" ]]; then
+        printf 'export INGEST_TEST_FAKE_GCS=%q\n' "$FAKE_GCS_BIN"
+    fi
+    if azurite_is_pinned; then
+        printf 'export INGEST_TEST_AZURITE=%q\n' "$AZURITE_BIN"
+    fi
+    if [[ -x "$VERSITYGW_BIN" ]]; then
+        printf 'export INGEST_TEST_S3_SECOND=%q\n' "$VERSITYGW_BIN"
     fi
     if command -v shellcheck >/dev/null 2>&1; then
         printf 'export INGEST_TEST_SHELLCHECK=%q\n' "$(command -v shellcheck)"

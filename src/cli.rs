@@ -232,7 +232,7 @@ impl StoreArg {
         let store = self.location()?;
         let s3 = match store {
             StoreLocation::S3 { .. } => Some(self.s3_settings()?),
-            StoreLocation::Local(_) => None,
+            StoreLocation::Local(_) | StoreLocation::Azure { .. } => None,
         };
         Ok((store, s3))
     }

@@ -20,6 +20,9 @@ pub const SLICE_PREFIX: &str = "oplog/";
 /// Folder of the lock objects.
 pub const LOCK_PREFIX: &str = "locks/";
 
+/// Where cloud stores (GCS, Azure) keep a marker of each multipart upload while it is open.
+pub const UPLOAD_PREFIX: &str = "uploads/";
+
 /// The archive of backup `name`: `<name>.<extension>` (`tar.gz`, `tar.zst`), `.age` added when encrypted.
 pub fn archive_key(name: &str, extension: &str, encrypted: bool) -> String {
     format!("{name}.{extension}{}", if encrypted { AGE_SUFFIX } else { "" })

@@ -15,6 +15,7 @@
 
 mod backup_locks;
 mod catalog;
+pub mod cloud;
 pub mod conformance;
 pub mod error;
 pub mod keys;
@@ -44,6 +45,13 @@ pub use keys::{SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
 pub enum StoreLocation {
     /// A local directory.
     Local(PathBuf),
+    /// An Azure Blob Storage container and blob name prefix.
+    Azure {
+        /// Container name.
+        container: String,
+        /// Prefix, possibly empty.
+        prefix: String,
+    },
     /// An S3 bucket and key prefix (no leading or trailing slash).
     S3 {
         /// Bucket name.
@@ -71,6 +79,15 @@ impl StoreLocation {
             }
             return Ok(StoreLocation::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
         }
+        if let Some(rest) = text.strip_prefix("az://") {
+            let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if !is_valid_container_name(container) {
+                return Err(Error::usage(format!(
+                    "store {text:?}: {container:?} is not a valid Azure container name (3-63 characters of a-z, 0-9 and single '-', starting with a letter or digit); use az://container/prefix"
+                )));
+            }
+            return Ok(StoreLocation::Azure { container: container.to_string(), prefix: prefix.trim_matches('/').to_string() });
+        }
         if let Some(path) = text.strip_prefix("file://") {
             if !path.starts_with('/') {
                 return Err(Error::usage(format!(
@@ -81,7 +98,7 @@ impl StoreLocation {
         }
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(Error::usage(format!(
-                "store {text:?}: unsupported scheme {scheme:?}; use s3://bucket/prefix, file:///absolute/path or a plain directory"
+                "store {text:?}: unsupported scheme {scheme:?}; use s3://bucket/prefix, az://container/prefix, file:///absolute/path or a plain directory"
             )));
         }
         Ok(StoreLocation::Local(PathBuf::from(text)))
@@ -107,8 +124,19 @@ impl std::fmt::Display for StoreLocation {
             StoreLocation::Local(path) => write!(f, "{}", path.display()),
             StoreLocation::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             StoreLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            StoreLocation::Azure { container, prefix } if prefix.is_empty() => write!(f, "az://{container}"),
+            StoreLocation::Azure { container, prefix } => write!(f, "az://{container}/{prefix}"),
         }
     }
+}
+
+fn is_valid_container_name(container: &str) -> bool {
+    let bytes = container.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && !container.contains("--")
 }
 
 fn is_valid_bucket_name(bucket: &str) -> bool {
@@ -135,7 +163,8 @@ mod tests {
 
     #[test]
     fn malformed_stores_are_usage_errors_with_the_fix() {
-        for bad in ["s3://My_Bucket/x", "s3://", "file://relative", "ftp://x/y", ""] {
+        assert_eq!(StoreLocation::parse("az://backups/prod/").unwrap(), StoreLocation::Azure { container: "backups".into(), prefix: "prod".into() });
+        for bad in ["s3://My_Bucket/x", "s3://", "file://relative", "ftp://x/y", "", "az://Bad--Name/x", "az://ab"] {
             let err = StoreLocation::parse(bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad}");
             assert!(err.to_string().contains("use") || err.to_string().contains("give") || err.to_string().contains("valid"), "{err}");

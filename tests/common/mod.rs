@@ -6,6 +6,7 @@
 //! `INGEST_TEST_MONGO_TOOLS`.
 #![allow(dead_code)]
 
+pub mod azurite;
 pub mod dataset;
 pub mod ferretdb;
 pub mod http_sink;
