@@ -93,3 +93,30 @@ async fn a_missing_container_and_a_wrong_key_are_named_without_the_key() {
         assert!(common::all_output(&output).contains("container name"), "{}", common::all_output(&output));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_upload_to_azure_leaves_no_object_and_no_open_upload() {
+    let Some(binary) = azurite::binary_or_skip("sigterm_mid_upload_to_azure_leaves_no_object_and_no_open_upload") else { return };
+    let azurite = Azurite::start(binary);
+    azurite.create_container("backups");
+    let source = Server::start();
+    sample::load(&source.client().await, &SampleSpec { database: "ingest".into(), target_bytes: 12 << 20, seed: 28 }).await.unwrap();
+    let connection = azurite.connection_string();
+    let store = "az://backups/prod";
+    let work = tempfile::tempdir().unwrap();
+    // Paused after every collection went into the archive: blocks are uploaded, the upload is open.
+    let hook = format!("before-oplog-end:{}", work.path().join("release").display());
+    let env = [("AZURE_STORAGE_CONNECTION_STRING", connection.as_str()), ("INGEST_BACKUP_TEST_PAUSE", hook.as_str())];
+    let mut child = common::spawn(&["backup", "--uri", &source.uri(), "--store", store, "--level", "0"], &env);
+    common::wait_for_file(&work.path().join("release.waiting"), &mut child);
+    let objects = azure_store::open("backups", "prod", &settings(&azurite)).await.unwrap();
+    use ingest_backup::store::ObjectStore;
+    assert_eq!(objects.list_multipart_uploads("").await.unwrap().len(), 1, "the archive is being uploaded");
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = common::all_output(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(!text.contains(ACCOUNT_KEY), "the account key was printed");
+    assert!(objects.list_multipart_uploads("").await.unwrap().is_empty(), "the upload was aborted");
+    assert!(objects.list("").await.unwrap().is_empty(), "no object of the backup is left");
+}
