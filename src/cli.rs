@@ -197,7 +197,7 @@ pub struct UriArg {
 /// `--store`, shared by the commands that use a store.
 #[derive(Debug, Args)]
 pub struct StoreArg {
-    /// s3://bucket/prefix, az://container/prefix, file:///abs/path or a directory [default: s3://$S3_BUCKET/$BACKUP_DIR when S3_BUCKET is set, else ./backups]
+    /// s3://bucket/prefix, gs://bucket/prefix, az://container/prefix, file:///abs/path or a directory [default: s3://$S3_BUCKET/$BACKUP_DIR when S3_BUCKET is set, else ./backups]
     #[arg(long)]
     pub store: Option<String>,
     /// S3 multipart part size in MiB (5-5120); memory is about part size x (parts in flight + 2).
@@ -232,7 +232,7 @@ impl StoreArg {
         let store = self.location()?;
         let s3 = match store {
             StoreLocation::S3 { .. } => Some(self.s3_settings()?),
-            StoreLocation::Local(_) | StoreLocation::Azure { .. } => None,
+            StoreLocation::Local(_) | StoreLocation::Gcs { .. } | StoreLocation::Azure { .. } => None,
         };
         Ok((store, s3))
     }

@@ -120,3 +120,62 @@ async fn sigterm_mid_upload_to_azure_leaves_no_object_and_no_open_upload() {
     assert!(objects.list_multipart_uploads("").await.unwrap().is_empty(), "the upload was aborted");
     assert!(objects.list("").await.unwrap().is_empty(), "no object of the backup is left");
 }
+
+mod gcs {
+    use super::common::fake_gcs::{self, FakeGcs};
+    use super::common::{self, Server};
+    use ingest_backup::sample::{self, SampleSpec};
+    use ingest_backup::store::cloud::gcs::{self as gcs_store, GcsSettings};
+    use ingest_backup::store::conformance;
+
+    fn settings(server: &FakeGcs) -> GcsSettings {
+        GcsSettings { emulator_host: Some(server.host()) }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_gcs_store_conforms() {
+        let Some(binary) = fake_gcs::binary_or_skip("the_gcs_store_conforms") else { return };
+        let server = FakeGcs::start(binary);
+        server.create_bucket("conformance").await;
+        let store = gcs_store::open("conformance", "under/a/prefix", &settings(&server)).await.expect("open the bucket");
+        conformance::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_backup_on_gcs_in_several_parts_lists_verifies_and_restores() {
+        let Some(binary) = fake_gcs::binary_or_skip("a_backup_on_gcs_in_several_parts_lists_verifies_and_restores") else { return };
+        let server = FakeGcs::start(binary);
+        server.create_bucket("backups").await;
+        let source = Server::start();
+        sample::load(&source.client().await, &SampleSpec { database: "ingest".into(), target_bytes: 20 << 20, seed: 29 }).await.unwrap();
+        let env = vec![("STORAGE_EMULATOR_HOST".to_string(), server.host())];
+        let store = "gs://backups/prod";
+        // Level 0: the archive is larger than two 8 MiB chunks.
+        let output = common::run_with_env(&["backup", "--uri", &source.uri(), "--store", store, "--level", "0", "--json"], &env);
+        assert!(output.status.success(), "backup: {}", common::all_output(&output));
+        let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(result["archive_bytes"].as_u64().unwrap() > 16 << 20, "{result}");
+        let output = common::run_with_env(&["list", "--store", store, "--json"], &env);
+        assert!(output.status.success(), "list: {}", common::all_output(&output));
+        let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(listed["backups"][0]["complete"], true, "{listed}");
+        let output = common::run_with_env(&["verify", "latest", "--uri", &source.uri(), "--store", store], &env);
+        assert!(output.status.success(), "verify: {}", common::all_output(&output));
+        let target = Server::start();
+        let output = common::run_with_env(&["restore", "latest", "--uri", &target.uri(), "--store", store, "--json"], &env);
+        assert!(output.status.success(), "restore: {}", common::all_output(&output));
+        let name = result["name"].as_str().unwrap();
+        let objects = gcs_store::open("backups", "prod", &settings(&server)).await.unwrap();
+        let bytes = ingest_backup::store::object::get_bytes(&objects, &format!("{name}.manifest.json")).await.unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let compared = common::assert_restored_identical(&source.client().await, &target.client().await, &manifest, |db| db.to_string()).await;
+        assert!(compared >= 3, "{compared} collections compared");
+
+        // fake-gcs-server answers a missing bucket with HTTP 500 (GCS: 404, "does not exist"):
+        // after the retries, the store is still named and nothing is presented as done.
+        let output = common::run_with_env(&["list", "--store", "gs://absent-bucket/prod"], &env);
+        let text = common::all_output(&output);
+        assert_ne!(output.status.code(), Some(0), "{text}");
+        assert!(text.contains("gs://absent-bucket"), "{text}");
+    }
+}

@@ -45,6 +45,13 @@ pub use keys::{SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
 pub enum StoreLocation {
     /// A local directory.
     Local(PathBuf),
+    /// A Google Cloud Storage bucket and object name prefix.
+    Gcs {
+        /// Bucket name.
+        bucket: String,
+        /// Prefix, possibly empty.
+        prefix: String,
+    },
     /// An Azure Blob Storage container and blob name prefix.
     Azure {
         /// Container name.
@@ -79,6 +86,15 @@ impl StoreLocation {
             }
             return Ok(StoreLocation::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
         }
+        if let Some(rest) = text.strip_prefix("gs://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if !is_valid_gcs_bucket_name(bucket) {
+                return Err(Error::usage(format!(
+                    "store {text:?}: {bucket:?} is not a valid Cloud Storage bucket name (3-63 characters of a-z, 0-9, '-', '_' and '.', starting and ending with a letter or digit); use gs://bucket/prefix"
+                )));
+            }
+            return Ok(StoreLocation::Gcs { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
+        }
         if let Some(rest) = text.strip_prefix("az://") {
             let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if !is_valid_container_name(container) {
@@ -98,7 +114,7 @@ impl StoreLocation {
         }
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(Error::usage(format!(
-                "store {text:?}: unsupported scheme {scheme:?}; use s3://bucket/prefix, az://container/prefix, file:///absolute/path or a plain directory"
+                "store {text:?}: unsupported scheme {scheme:?}; use s3://bucket/prefix, gs://bucket/prefix, az://container/prefix, file:///absolute/path or a plain directory"
             )));
         }
         Ok(StoreLocation::Local(PathBuf::from(text)))
@@ -124,10 +140,20 @@ impl std::fmt::Display for StoreLocation {
             StoreLocation::Local(path) => write!(f, "{}", path.display()),
             StoreLocation::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             StoreLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            StoreLocation::Gcs { bucket, prefix } if prefix.is_empty() => write!(f, "gs://{bucket}"),
+            StoreLocation::Gcs { bucket, prefix } => write!(f, "gs://{bucket}/{prefix}"),
             StoreLocation::Azure { container, prefix } if prefix.is_empty() => write!(f, "az://{container}"),
             StoreLocation::Azure { container, prefix } => write!(f, "az://{container}/{prefix}"),
         }
     }
+}
+
+fn is_valid_gcs_bucket_name(bucket: &str) -> bool {
+    let bytes = bucket.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
 fn is_valid_container_name(container: &str) -> bool {
@@ -164,7 +190,8 @@ mod tests {
     #[test]
     fn malformed_stores_are_usage_errors_with_the_fix() {
         assert_eq!(StoreLocation::parse("az://backups/prod/").unwrap(), StoreLocation::Azure { container: "backups".into(), prefix: "prod".into() });
-        for bad in ["s3://My_Bucket/x", "s3://", "file://relative", "ftp://x/y", "", "az://Bad--Name/x", "az://ab"] {
+        assert_eq!(StoreLocation::parse("gs://my_bucket/db").unwrap(), StoreLocation::Gcs { bucket: "my_bucket".into(), prefix: "db".into() });
+        for bad in ["s3://My_Bucket/x", "s3://", "file://relative", "ftp://x/y", "", "az://Bad--Name/x", "az://ab", "gs://-x-/y", "gs://"] {
             let err = StoreLocation::parse(bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad}");
             assert!(err.to_string().contains("use") || err.to_string().contains("give") || err.to_string().contains("valid"), "{err}");

@@ -8,6 +8,7 @@
 
 pub mod azurite;
 pub mod dataset;
+pub mod fake_gcs;
 pub mod ferretdb;
 pub mod http_sink;
 pub mod minio;

@@ -125,7 +125,8 @@ pub async fn open(container: &str, prefix: &str, settings: &AzureSettings) -> Re
     let backend = builder.build().map_err(|e| {
         Error::usage(format!("az://{container}: cannot set up Azure Blob Storage ({}); set {HINT}", super::without_secrets(&e.to_string())))
     })?;
-    Ok(CloudStore::open(Arc::new(backend), "az", container, prefix, PART_SIZE, HINT).await?)
+    let backend = Arc::new(backend);
+    Ok(CloudStore::open(backend.clone(), super::Uploads::Parts(backend), "az", container, prefix, PART_SIZE, HINT).await?)
 }
 
 #[cfg(test)]

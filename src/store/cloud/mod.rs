@@ -14,6 +14,7 @@
 //!   `<name>.` is listed from its folder and filtered.
 
 pub mod azure;
+pub mod gcs;
 
 use std::sync::Arc;
 
@@ -31,13 +32,19 @@ use super::error::{StoreError, StoreErrorKind};
 use super::keys;
 use super::object::{ByteStream, MultipartUpload, ObjectMeta, ObjectStore, PendingUpload, PutMode};
 
-/// What a cloud backend must offer: the crate's object and multipart APIs.
-pub trait Backend: object_store::ObjectStore + MultipartStore {}
-impl<T: object_store::ObjectStore + MultipartStore> Backend for T {}
+/// How a cloud store uploads in parts.
+#[derive(Clone)]
+pub enum Uploads {
+    /// The crate's multipart API (Azure: blocks, then the block list).
+    Parts(Arc<dyn MultipartStore>),
+    /// GCS resumable uploads (the JSON API, which every GCS server and emulator has).
+    Resumable(gcs::Resumable),
+}
 
 /// Objects under `<scheme>://<bucket>/<prefix>/` on a cloud object store.
 pub struct CloudStore {
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn object_store::ObjectStore>,
+    uploads: Uploads,
     scheme: &'static str,
     bucket: String,
     prefix: String,
@@ -68,7 +75,8 @@ impl CloudStore {
     /// # Errors
     /// The bucket is missing or cannot be listed with these credentials.
     pub async fn open(
-        backend: Arc<dyn Backend>,
+        backend: Arc<dyn object_store::ObjectStore>,
+        uploads: Uploads,
         scheme: &'static str,
         bucket: &str,
         prefix: &str,
@@ -77,6 +85,7 @@ impl CloudStore {
     ) -> Result<Self, StoreError> {
         let store = CloudStore {
             backend,
+            uploads,
             scheme,
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
@@ -99,7 +108,7 @@ impl CloudStore {
         Ok(store)
     }
 
-    fn path(&self, key: &str) -> Path {
+    pub(super) fn path(&self, key: &str) -> Path {
         match (self.prefix.is_empty(), key.is_empty()) {
             (true, _) => Path::from(key),
             (false, true) => Path::from(self.prefix.as_str()),
@@ -117,7 +126,7 @@ impl CloudStore {
 
     /// Turns a crate error into a [`StoreError`] naming the object and the fix. The
     /// crate's own text is cut at any URL query (a SAS token is a credential).
-    fn error(&self, error: object_store::Error, doing: &str, key: &str) -> StoreError {
+    pub(super) fn error(&self, error: object_store::Error, doing: &str, key: &str) -> StoreError {
         use object_store::Error as E;
         let location = self.location(key);
         match error {
@@ -155,8 +164,7 @@ impl CloudStore {
     async fn write_marker(&self, marker_id: &str, marker: &UploadMarker) -> Result<(), StoreError> {
         let key = format!("{}{marker_id}.json", keys::UPLOAD_PREFIX);
         let bytes = serde_json::to_vec(marker).expect("a marker always serializes");
-        self.backend.put(&self.path(&key), PutPayload::from(bytes)).await.map_err(|e| self.error(e, "recording the upload of", &marker.key))?;
-        Ok(())
+        self.put(&key, Bytes::from(bytes), PutMode::Overwrite).await
     }
 
     async fn read_marker(&self, marker_id: &str) -> Result<UploadMarker, StoreError> {
@@ -166,7 +174,7 @@ impl CloudStore {
             .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("{}: not an upload marker ({e}); delete it", self.location(&key))))
     }
 
-    async fn remove_marker(&self, marker_id: &str) -> Result<(), StoreError> {
+    pub(super) async fn remove_marker(&self, marker_id: &str) -> Result<(), StoreError> {
         let key = format!("{}{marker_id}.json", keys::UPLOAD_PREFIX);
         self.delete(&key).await
     }
@@ -203,6 +211,9 @@ impl ObjectStore for CloudStore {
     }
 
     async fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        if let Uploads::Resumable(resumable) = &self.uploads {
+            return resumable.put_media(&self.path(key), bytes, mode == PutMode::Create, &self.location(key)).await;
+        }
         let mode = match mode {
             PutMode::Overwrite => CratePutMode::Overwrite,
             PutMode::Create => CratePutMode::Create,
@@ -214,21 +225,29 @@ impl ObjectStore for CloudStore {
 
     async fn put_multipart(&self, key: &str) -> Result<Box<dyn MultipartUpload>, StoreError> {
         let path = self.path(key);
-        let service_id = self.backend.create_multipart(&path).await.map_err(|e| self.error(e, "starting the upload of", key))?;
+        let service_id = match &self.uploads {
+            Uploads::Parts(parts) => parts.create_multipart(&path).await.map_err(|e| self.error(e, "starting the upload of", key))?,
+            Uploads::Resumable(resumable) => resumable.start(&path, &self.location(key)).await?,
+        };
         let marker_id = format!("{}-{:016x}", Utc::now().format("%Y%m%dT%H%M%S"), rand::random::<u64>());
         let marker = UploadMarker { key: key.to_string(), service_id: service_id.clone(), initiated: Utc::now() };
         self.write_marker(&marker_id, &marker).await?;
-        Ok(Box::new(CloudUpload {
-            store: self.clone_handle(),
-            key: key.to_string(),
-            path,
-            service_id,
-            marker_id,
-            next_part: 0,
-            uploading: JoinSet::new(),
-            parts: Vec::new(),
-            open: true,
-        }))
+        let store = self.clone_handle();
+        Ok(match &self.uploads {
+            Uploads::Parts(parts) => Box::new(CloudUpload {
+                parts_api: parts.clone(),
+                store,
+                key: key.to_string(),
+                path,
+                service_id,
+                marker_id,
+                next_part: 0,
+                uploading: JoinSet::new(),
+                parts: Vec::new(),
+                open: true,
+            }),
+            Uploads::Resumable(resumable) => Box::new(gcs::ResumableUpload::new(resumable.clone(), store, key, service_id, marker_id)),
+        })
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, StoreError> {
@@ -290,9 +309,12 @@ impl ObjectStore for CloudStore {
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
         let marker = self.read_marker(upload_id).await?;
-        match self.backend.abort_multipart(&self.path(key), &marker.service_id).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(error) => return Err(self.error(error, "aborting the upload of", key)),
+        match &self.uploads {
+            Uploads::Parts(parts) => match parts.abort_multipart(&self.path(key), &marker.service_id).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(self.error(error, "aborting the upload of", key)),
+            },
+            Uploads::Resumable(resumable) => resumable.cancel(&marker.service_id, &self.location(key)).await?,
         }
         self.remove_marker(upload_id).await
     }
@@ -303,6 +325,7 @@ impl CloudStore {
     fn clone_handle(&self) -> Arc<CloudStore> {
         Arc::new(CloudStore {
             backend: self.backend.clone(),
+            uploads: self.uploads.clone(),
             scheme: self.scheme,
             bucket: self.bucket.clone(),
             prefix: self.prefix.clone(),
@@ -315,6 +338,7 @@ impl CloudStore {
 
 /// One object being uploaded in parts, at most `parts_in_flight` at once.
 struct CloudUpload {
+    parts_api: Arc<dyn MultipartStore>,
     store: Arc<CloudStore>,
     key: String,
     path: Path,
@@ -354,10 +378,9 @@ impl MultipartUpload for CloudUpload {
         self.wait_for_capacity().await?;
         let index = self.next_part;
         self.next_part += 1;
-        let (store, path, id, key) = (self.store.clone(), self.path.clone(), self.service_id.clone(), self.key.clone());
+        let (store, api, path, id, key) = (self.store.clone(), self.parts_api.clone(), self.path.clone(), self.service_id.clone(), self.key.clone());
         self.uploading.spawn(async move {
-            let part = store
-                .backend
+            let part = api
                 .put_part(&path, &id, index, PutPayload::from(part))
                 .await
                 .map_err(|e| store.error(e, &format!("uploading part {} of", index + 1), &key))?;
@@ -381,8 +404,7 @@ impl MultipartUpload for CloudUpload {
         let mut parts = std::mem::take(&mut self.parts);
         parts.sort_by_key(|(index, _)| *index);
         let parts = parts.into_iter().map(|(_, part)| part).collect();
-        self.store
-            .backend
+        self.parts_api
             .complete_multipart(&self.path, &self.service_id, parts)
             .await
             .map_err(|e| self.store.error(e, "completing the upload of", &self.key))?;
@@ -395,7 +417,7 @@ impl MultipartUpload for CloudUpload {
         self.uploading.abort_all();
         while self.uploading.join_next().await.is_some() {}
         if self.open {
-            match self.store.backend.abort_multipart(&self.path, &self.service_id).await {
+            match self.parts_api.abort_multipart(&self.path, &self.service_id).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(error) => return Err(self.store.error(error, "aborting the upload of", &self.key)),
             }

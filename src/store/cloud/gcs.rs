@@ -1,0 +1,245 @@
+//! Google Cloud Storage (`gs://bucket/prefix`): the `object_store` crate's client for
+//! reads, writes, listing and deletes, with the credentials GCS users expect:
+//! `GOOGLE_APPLICATION_CREDENTIALS` (a service-account or user JSON file), the other
+//! `GOOGLE_*` variables the crate reads, else the metadata server (GKE Workload
+//! Identity). `STORAGE_EMULATOR_HOST` points everything at an emulator, unauthenticated.
+//!
+//! Large objects go up as a resumable upload of the JSON API ([`Resumable`]): chunks in
+//! order, every one but the last a multiple of 256 KiB (the parts are 8 MiB; the last part
+//! is held back until `complete` so that it is sent as the final chunk with the total
+//! size), created with `ifGenerationMatch=0` so that completion never replaces an object.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
+use object_store::path::Path;
+
+use super::{CloudStore, Uploads};
+use crate::error::{Error, Result};
+use crate::store::error::{StoreError, StoreErrorKind};
+use crate::store::object::{MultipartUpload, ObjectStore};
+
+/// The variables named in credential errors.
+const HINT: &str = "GOOGLE_APPLICATION_CREDENTIALS (a service-account JSON file) or the metadata server (GKE Workload Identity)";
+
+/// Bytes per chunk of a resumable upload (a multiple of 256 KiB).
+pub const PART_SIZE: usize = 8 << 20;
+
+/// Resumable uploads into one bucket.
+#[derive(Clone)]
+pub struct Resumable {
+    http: reqwest::Client,
+    base_url: String,
+    bucket: String,
+    /// `None` with an emulator (no OAuth).
+    credentials: Option<GcpCredentialProvider>,
+}
+
+impl Resumable {
+    async fn bearer(&self, location: &str) -> std::result::Result<Option<String>, StoreError> {
+        let Some(provider) = &self.credentials else { return Ok(None) };
+        let credential = provider
+            .get_credential()
+            .await
+            .map_err(|_| StoreError::new(StoreErrorKind::Denied, format!("writing {location}: no usable Google credentials; set {HINT}")))?;
+        Ok(Some(format!("Bearer {}", credential.bearer)))
+    }
+
+    fn failed(&self, location: &str, doing: &str, status: reqwest::StatusCode) -> StoreError {
+        match status.as_u16() {
+            401 | 403 => StoreError::new(
+                StoreErrorKind::Denied,
+                format!("{doing} {location}: access denied (HTTP {status}); the credentials ({HINT}) need storage.objects.create"),
+            ),
+            404 => StoreError::new(
+                StoreErrorKind::Misconfigured,
+                format!("{doing} {location}: the bucket or the upload does not exist (HTTP 404); create the bucket or fix --store"),
+            ),
+            412 => StoreError::already_exists(location, doing),
+            code if code >= 500 || code == 429 => {
+                StoreError::new(StoreErrorKind::Retryable, format!("{doing} {location}: the server answered HTTP {status}; retry later"))
+            }
+            _ => StoreError::new(StoreErrorKind::Other, format!("{doing} {location} failed: HTTP {status}")),
+        }
+    }
+
+    fn unreachable(location: &str, doing: &str, error: &reqwest::Error) -> StoreError {
+        let cause = if error.is_timeout() { "the request timed out" } else { "the connection failed" };
+        StoreError::new(
+            StoreErrorKind::Retryable,
+            format!("{doing} {location}: cannot reach Google Cloud Storage ({cause}); check the network (or STORAGE_EMULATOR_HOST)"),
+        )
+    }
+
+    /// Opens a session for `path`; returns its URI (a capability: never shown).
+    pub(super) async fn start(&self, path: &Path, location: &str) -> std::result::Result<String, StoreError> {
+        let url = url::Url::parse_with_params(
+            &format!("{}/upload/storage/v1/b/{}/o", self.base_url, self.bucket),
+            &[("uploadType", "resumable"), ("name", path.as_ref()), ("ifGenerationMatch", "0")],
+        )
+        .map_err(|_| {
+            StoreError::new(StoreErrorKind::Misconfigured, format!("starting the upload of {location}: the Cloud Storage URL is invalid"))
+        })?;
+        let mut request = self.http.post(url).header("Content-Type", "application/json").body("{}");
+        if let Some(bearer) = self.bearer(location).await? {
+            request = request.header("Authorization", bearer);
+        }
+        let response = request.send().await.map_err(|e| Self::unreachable(location, "starting the upload of", &e))?;
+        if !response.status().is_success() {
+            return Err(self.failed(location, "starting the upload of", response.status()));
+        }
+        response.headers().get("location").and_then(|value| value.to_str().ok()).map(str::to_string).ok_or_else(|| {
+            StoreError::new(StoreErrorKind::Other, format!("starting the upload of {location}: the server gave no session for the upload"))
+        })
+    }
+
+    /// Writes a small object in one request (`uploadType=media`), with
+    /// `ifGenerationMatch=0` when it must not replace one.
+    pub(super) async fn put_media(&self, path: &Path, bytes: Bytes, create: bool, location: &str) -> std::result::Result<(), StoreError> {
+        let mut params = vec![("uploadType", "media"), ("name", path.as_ref())];
+        if create {
+            params.push(("ifGenerationMatch", "0"));
+        }
+        let url = url::Url::parse_with_params(&format!("{}/upload/storage/v1/b/{}/o", self.base_url, self.bucket), &params)
+            .map_err(|_| StoreError::new(StoreErrorKind::Misconfigured, format!("writing {location}: the Cloud Storage URL is invalid")))?;
+        let mut request = self.http.post(url).header("Content-Type", "application/octet-stream").body(bytes);
+        if let Some(bearer) = self.bearer(location).await? {
+            request = request.header("Authorization", bearer);
+        }
+        let response = request.send().await.map_err(|e| Self::unreachable(location, "writing", &e))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.failed(location, "writing", response.status()))
+        }
+    }
+
+    /// Sends `chunk` at `offset`; `total` is given with the final chunk.
+    async fn send(&self, session: &str, chunk: Bytes, offset: u64, total: Option<u64>, location: &str) -> std::result::Result<(), StoreError> {
+        let range = match (chunk.is_empty(), total) {
+            (true, Some(total)) => format!("bytes */{total}"),
+            (_, Some(total)) => format!("bytes {offset}-{}/{total}", offset + chunk.len() as u64 - 1),
+            (_, None) => format!("bytes {offset}-{}/*", offset + chunk.len() as u64 - 1),
+        };
+        let mut request = self.http.put(session).header("Content-Range", range).body(chunk);
+        if let Some(bearer) = self.bearer(location).await? {
+            request = request.header("Authorization", bearer);
+        }
+        let response = request.send().await.map_err(|e| Self::unreachable(location, "uploading", &e))?;
+        let status = response.status();
+        let done = if total.is_some() { status.is_success() } else { status.as_u16() == 308 || status.is_success() };
+        if done {
+            Ok(())
+        } else {
+            Err(self.failed(location, if total.is_some() { "completing the upload of" } else { "uploading" }, status))
+        }
+    }
+
+    /// Cancels a session (nothing of it remains).
+    pub(super) async fn cancel(&self, session: &str, location: &str) -> std::result::Result<(), StoreError> {
+        let mut request = self.http.delete(session);
+        if let Some(bearer) = self.bearer(location).await? {
+            request = request.header("Authorization", bearer);
+        }
+        let response = request.send().await.map_err(|e| Self::unreachable(location, "aborting the upload of", &e))?;
+        // 499 is GCS's answer to a cancelled session; 404/410: gone already.
+        match response.status().as_u16() {
+            200..=299 | 404 | 410 | 499 => Ok(()),
+            _ => Err(self.failed(location, "aborting the upload of", response.status())),
+        }
+    }
+}
+
+/// One object being written by a resumable upload.
+pub struct ResumableUpload {
+    resumable: Resumable,
+    store: Arc<CloudStore>,
+    key: String,
+    session: String,
+    marker_id: String,
+    held: Option<Bytes>,
+    offset: u64,
+    open: bool,
+}
+
+impl ResumableUpload {
+    pub(super) fn new(resumable: Resumable, store: Arc<CloudStore>, key: &str, session: String, marker_id: String) -> Self {
+        ResumableUpload { resumable, store, key: key.to_string(), session, marker_id, held: None, offset: 0, open: true }
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for ResumableUpload {
+    fn part_size(&self) -> usize {
+        PART_SIZE
+    }
+
+    async fn put_part(&mut self, part: Bytes) -> std::result::Result<(), StoreError> {
+        // The part before this one is not the last: it goes now.
+        if let Some(previous) = self.held.replace(part) {
+            let length = previous.len() as u64;
+            self.resumable.send(&self.session, previous, self.offset, None, &self.store.location(&self.key)).await?;
+            self.offset += length;
+        }
+        Ok(())
+    }
+
+    async fn complete(&mut self) -> std::result::Result<String, StoreError> {
+        let last = self.held.take().unwrap_or_default();
+        let total = self.offset + last.len() as u64;
+        let location = self.store.location(&self.key);
+        self.resumable.send(&self.session, last, self.offset, Some(total), &location).await?;
+        self.open = false;
+        self.store.remove_marker(&self.marker_id).await?;
+        Ok(location)
+    }
+
+    async fn abort(&mut self) -> std::result::Result<(), StoreError> {
+        if self.open {
+            self.resumable.cancel(&self.session, &self.store.location(&self.key)).await?;
+            self.open = false;
+        }
+        self.store.remove_marker(&self.marker_id).await
+    }
+}
+
+/// The credentials of a GCS store, from the environment (or given by a test).
+#[derive(Debug, Clone, Default)]
+pub struct GcsSettings {
+    /// `STORAGE_EMULATOR_HOST`: an emulator's address (`host:port` or a URL); no OAuth.
+    pub emulator_host: Option<String>,
+}
+
+impl GcsSettings {
+    /// `STORAGE_EMULATOR_HOST` (the `GOOGLE_*` variables are read by the crate).
+    pub fn from_env() -> Self {
+        GcsSettings { emulator_host: std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|v| !v.trim().is_empty()) }
+    }
+}
+
+/// Opens `gs://bucket/prefix` and checks that the bucket can be listed.
+///
+/// # Errors
+/// A usage error for credentials that cannot be loaded; a store error when the bucket
+/// is missing or the credentials are refused.
+pub async fn open(bucket: &str, prefix: &str, settings: &GcsSettings) -> Result<CloudStore> {
+    let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+    let base_url = match &settings.emulator_host {
+        Some(host) => {
+            let url = if host.starts_with("http://") || host.starts_with("https://") { host.clone() } else { format!("http://{host}") };
+            let url = url.trim_end_matches('/').to_string();
+            let key = serde_json::json!({ "gcs_base_url": url, "disable_oauth": true, "client_email": "", "private_key": "", "private_key_id": "" });
+            builder = builder.with_service_account_key(key.to_string()).with_client_options(object_store::ClientOptions::new().with_allow_http(true));
+            url
+        }
+        None => "https://storage.googleapis.com".to_string(),
+    };
+    let backend = builder.build().map_err(|e| {
+        Error::usage(format!("gs://{bucket}: cannot set up Google Cloud Storage ({}); set {HINT}", super::without_secrets(&e.to_string())))
+    })?;
+    let credentials = settings.emulator_host.is_none().then(|| backend.credentials().clone());
+    let resumable = Resumable { http: reqwest::Client::new(), base_url, bucket: bucket.to_string(), credentials };
+    Ok(CloudStore::open(Arc::new(backend), Uploads::Resumable(resumable), "gs", bucket, prefix, PART_SIZE, HINT).await?)
+}
