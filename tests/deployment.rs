@@ -2023,3 +2023,260 @@ fn only_the_verify_and_restore_jobs_get_the_age_identity_and_the_backup_job_only
         assert!(!message.contains(&secret), "the render error printed the private key: {message}");
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Stores on Google Cloud Storage and Azure Blob Storage (store.url)
+
+const GCS_URL: &str = "gs://mongo_backups/prod";
+const AZURE_URL: &str = "az://mongo-backups/prod";
+const GCP_ACCOUNT: &str = "ingest-backup@acme-prod.iam.gserviceaccount.com";
+const AZURE_CLIENT_ID: &str = "00000000-1111-2222-3333-444444444444";
+const AZURE_KEYS: [&str; 4] = ["AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN"];
+/// The restore Job alone, as helm/restore.sh renders it.
+const RESTORE_ALONE: [&str; 6] =
+    ["--set", "restore.enabled=true", "--set-string", "restore.backup=latest", "--show-only", "templates/restore-job.yaml"];
+
+/// Every CronJob prod renders that touches the store, and the restore Job rendered alone
+/// as helm/restore.sh renders it, for the same values: (name, the Job's pod spec, its
+/// arguments without `--store`).
+fn store_jobs(helm: &Path, python: &Path, args: &[&str]) -> Vec<(String, Value, Vec<String>)> {
+    let (_, docs) = render(helm, python, args);
+    let mut jobs: Vec<(String, Value, Vec<String>)> = Vec::new();
+    for (name, expected) in [
+        ("ingest-backup", vec!["backup"]),
+        ("ingest-backup-verify", vec!["verify", "unverified", "--wait-for-running", "6h"]),
+        ("ingest-backup-pitr", vec!["oplog"]),
+        ("ingest-backup-prune", vec!["prune"]),
+    ] {
+        let cronjob = object(&docs, "CronJob", name);
+        jobs.push((name.to_string(), cronjob["spec"]["jobTemplate"]["spec"]["template"].clone(), expected.iter().map(|a| a.to_string()).collect()));
+    }
+    let (_, docs) = render(helm, python, &[args, &RESTORE_ALONE[..]].concat());
+    assert_eq!(docs.len(), 1);
+    jobs.push(("restore".to_string(), docs[0]["spec"]["template"].clone(), vec!["restore".to_string(), "latest".to_string()]));
+    jobs
+}
+
+/// The container of a pod template, and its environment by name.
+fn pod_container(template: &Value) -> (&Value, BTreeMap<String, Value>) {
+    let c = &template["spec"]["containers"][0];
+    let env = c["env"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e.clone())).collect();
+    (c, env)
+}
+
+/// Every Job gets `--store URL` after its own arguments, and none of the S3 variables.
+fn assert_store_args(jobs: &[(String, Value, Vec<String>)], url: &str) {
+    for (name, template, expected) in jobs {
+        let (c, env) = pod_container(template);
+        let mut args = expected.clone();
+        args.extend(["--store".to_string(), url.to_string()]);
+        assert_eq!(c["args"], serde_json::json!(args), "{name}");
+        for absent in ["S3_BUCKET", "BACKUP_DIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ROLE_ARN", "AWS_REGION"] {
+            assert!(!env.contains_key(absent), "{name} has {absent}: {env:?}");
+        }
+    }
+}
+
+fn has_volume(template: &Value, name: &str) -> bool {
+    template["spec"]["volumes"].as_array().unwrap().iter().any(|v| v["name"] == name)
+}
+
+#[test]
+fn a_gcs_store_reaches_every_job_with_a_key_file_or_workload_identity() {
+    let test = "a_gcs_store_reaches_every_job_with_a_key_file_or_workload_identity";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+
+    // A service-account key file from a Secret, mounted read-only into every Job.
+    let with_key = ["-f", &prod, "--set", &format!("store.url={GCS_URL},gcs.existingSecret=ingest-backup-gcs")];
+    let jobs = store_jobs(&helm, &python, &with_key);
+    assert_store_args(&jobs, GCS_URL);
+    for (name, template, _) in &jobs {
+        let (c, env) = pod_container(template);
+        assert_eq!(env["GOOGLE_APPLICATION_CREDENTIALS"]["value"], "/var/run/secrets/gcs/key.json", "{name}");
+        let mount =
+            c["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "gcs-key").unwrap_or_else(|| panic!("{name}: no gcs-key mount"));
+        assert_eq!(mount["mountPath"], "/var/run/secrets/gcs", "{name}");
+        assert_eq!(mount["readOnly"], true, "{name}");
+        let volume = template["spec"]["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "gcs-key").unwrap().clone();
+        assert_eq!(volume["secret"]["secretName"], "ingest-backup-gcs", "{name}");
+        assert_eq!(volume["secret"]["items"], serde_json::json!([{"key": "key.json", "path": "key.json"}]), "{name}");
+        assert!(env.keys().all(|k| !k.starts_with("AZURE_")), "{name}: {env:?}");
+    }
+    let (_, docs) = render(&helm, &python, &with_key);
+    assert!(docs.iter().all(|d| d["kind"] != "Secret"), "the key stays in the operator's Secret");
+
+    // GKE Workload Identity: the ServiceAccount's annotation, no key file at all.
+    let annotation = format!("serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account={GCP_ACCOUNT}");
+    let with_identity = ["-f", &prod, "--set", &format!("store.url={GCS_URL}"), "--set-string", &annotation];
+    let (_, docs) = render(&helm, &python, &with_identity);
+    assert_eq!(object(&docs, "ServiceAccount", "ingest-backup")["metadata"]["annotations"]["iam.gke.io/gcp-service-account"], GCP_ACCOUNT);
+    let jobs = store_jobs(&helm, &python, &with_identity);
+    assert_store_args(&jobs, GCS_URL);
+    for (name, template, _) in &jobs {
+        let (_, env) = pod_container(template);
+        assert!(!env.contains_key("GOOGLE_APPLICATION_CREDENTIALS"), "{name}: {env:?}");
+        assert!(!has_volume(template, "gcs-key"), "{name}");
+        assert_eq!(template["spec"]["serviceAccountName"], "ingest-backup", "{name}");
+    }
+
+    // The prune CronJob as a ServiceAccount of its own: its Workload Identity, never the key file.
+    let own = format!("store.url={GCS_URL},gcs.existingSecret=ingest-backup-gcs,retention.serviceAccount.create=true");
+    let prune_annotation = "retention.serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account=pruner@acme-prod.iam.gserviceaccount.com";
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", &own, "--set-string", prune_annotation]);
+    let prune = object(&docs, "CronJob", "ingest-backup-prune");
+    assert_eq!(pod_spec(prune)["serviceAccountName"], "ingest-backup-prune");
+    assert!(!env_of(prune).contains_key("GOOGLE_APPLICATION_CREDENTIALS"));
+    assert!(!pod_spec(prune)["volumes"].as_array().unwrap().iter().any(|v| v["name"] == "gcs-key"));
+    assert_eq!(env_of(object(&docs, "CronJob", "ingest-backup"))["GOOGLE_APPLICATION_CREDENTIALS"]["value"], "/var/run/secrets/gcs/key.json");
+
+    // The webhooks still come from an existing Secret; the AWS keys are not looked up.
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", &format!("store.url={GCS_URL},secrets.existingSecret=backup-keys")]);
+    let env = env_of(object(&docs, "CronJob", "ingest-backup"));
+    assert_eq!(env["SLACK_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"]["name"], "backup-keys");
+    assert!(!env.contains_key("AWS_ACCESS_KEY_ID") && !env.contains_key("AWS_SECRET_ACCESS_KEY"), "{env:?}");
+
+    // s3:// in store.url: --store too, and no s3.bucket needed.
+    let (_, docs) = render(&helm, &python, &["--set", "store.url=s3://other-bucket/dev"]);
+    let backup = object(&docs, "CronJob", "ingest-backup");
+    assert_eq!(container(backup)["args"], serde_json::json!(["backup", "--store", "s3://other-bucket/dev"]));
+    assert!(!env_of(backup).contains_key("S3_BUCKET"));
+}
+
+#[test]
+fn an_azure_store_reaches_every_job_with_a_secret_or_workload_identity() {
+    let test = "an_azure_store_reaches_every_job_with_a_secret_or_workload_identity";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+
+    // A Secret whose keys, each optional, become the variables of the same name.
+    let with_secret = ["-f", &prod, "--set", &format!("store.url={AZURE_URL},azure.existingSecret=ingest-backup-azure")];
+    let jobs = store_jobs(&helm, &python, &with_secret);
+    assert_store_args(&jobs, AZURE_URL);
+    for (name, template, _) in &jobs {
+        let (_, env) = pod_container(template);
+        for key in AZURE_KEYS {
+            assert_eq!(
+                env[key]["valueFrom"]["secretKeyRef"],
+                serde_json::json!({"name": "ingest-backup-azure", "key": key, "optional": true}),
+                "{name}: {key}"
+            );
+        }
+        assert!(!env.contains_key("GOOGLE_APPLICATION_CREDENTIALS") && !has_volume(template, "gcs-key"), "{name}");
+        assert!(template["metadata"]["labels"].get("azure.workload.identity/use").is_none(), "{name}");
+    }
+
+    // AKS workload identity: the pod label, the account as a plain value, the client id
+    // on the ServiceAccount; nothing from a Secret.
+    let annotation = format!("serviceAccount.annotations.azure\\.workload\\.identity/client-id={AZURE_CLIENT_ID}");
+    let with_identity = [
+        "-f",
+        &prod,
+        "--set",
+        &format!("store.url={AZURE_URL},azure.storageAccount=acmebackups,azure.workloadIdentity=true"),
+        "--set-string",
+        &annotation,
+    ];
+    let (_, docs) = render(&helm, &python, &with_identity);
+    assert_eq!(object(&docs, "ServiceAccount", "ingest-backup")["metadata"]["annotations"]["azure.workload.identity/client-id"], AZURE_CLIENT_ID);
+    for cronjob in docs.iter().filter(|d| d["kind"] == "CronJob") {
+        assert!(cronjob["metadata"]["labels"].get("azure.workload.identity/use").is_none(), "the label belongs on the pods only");
+    }
+    let jobs = store_jobs(&helm, &python, &with_identity);
+    assert_store_args(&jobs, AZURE_URL);
+    for (name, template, _) in &jobs {
+        let (_, env) = pod_container(template);
+        assert_eq!(template["metadata"]["labels"]["azure.workload.identity/use"], "true", "{name}");
+        assert_eq!(env["AZURE_STORAGE_ACCOUNT"], serde_json::json!({"name": "AZURE_STORAGE_ACCOUNT", "value": "acmebackups"}), "{name}");
+        assert!(env.values().all(|e| e.get("valueFrom").is_none() || !e["name"].as_str().unwrap().starts_with("AZURE_")), "{name}: {env:?}");
+    }
+
+    // Both: the account from the value, the rest from the Secret, no variable twice.
+    let both = format!("store.url={AZURE_URL},azure.existingSecret=ingest-backup-azure,azure.storageAccount=acmebackups");
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", &both]);
+    let names: Vec<String> = container(object(&docs, "CronJob", "ingest-backup"))["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.iter().filter(|n| *n == "AZURE_STORAGE_ACCOUNT").count(), 1, "{names:?}");
+    let env = env_of(object(&docs, "CronJob", "ingest-backup"));
+    assert_eq!(env["AZURE_STORAGE_ACCOUNT"]["value"], "acmebackups");
+    assert_eq!(env["AZURE_STORAGE_KEY"]["valueFrom"]["secretKeyRef"]["name"], "ingest-backup-azure");
+}
+
+#[test]
+fn the_cloud_stores_validate_against_the_kubernetes_api() {
+    let test = "the_cloud_stores_validate_against_the_kubernetes_api";
+    let (Some(helm), Some(validate)) = (helm(test), kube_validate(test)) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let gcp = format!("serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account={GCP_ACCOUNT}");
+    let aks = format!("serviceAccount.annotations.azure\\.workload\\.identity/client-id={AZURE_CLIENT_ID}");
+    let gcs_key = format!("store.url={GCS_URL},gcs.existingSecret=ingest-backup-gcs");
+    let gcs = format!("store.url={GCS_URL}");
+    let azure_secret = format!("store.url={AZURE_URL},azure.existingSecret=ingest-backup-azure");
+    let azure_identity = format!("store.url={AZURE_URL},azure.storageAccount=acmebackups,azure.workloadIdentity=true");
+    let cases: [(&str, Vec<&str>); 4] = [
+        ("GCS with a key file", vec!["--set", &gcs_key]),
+        ("GCS with Workload Identity", vec!["--set", &gcs, "--set-string", &gcp]),
+        ("Azure with a Secret", vec!["--set", &azure_secret]),
+        ("Azure with workload identity", vec!["--set", &azure_identity, "--set-string", &aks]),
+    ];
+    for (stage, file) in stages() {
+        let file = file.to_string_lossy().into_owned();
+        for (label, extra) in &cases {
+            // lock.mode (staging's) is S3 Object Lock: refused on the other stores.
+            let args = [&["-f", file.as_str(), "--set-string", "lock.mode="][..], &extra[..]].concat();
+            let output = template(&helm, &args);
+            assert!(output.status.success(), "{stage} on {label}: {}", text(&output));
+            let rendered = temp_file(dir.path(), "rendered.yaml", &output.stdout);
+            let restore = template(&helm, &[&args[..], &RESTORE_ALONE[..]].concat());
+            assert!(restore.status.success(), "{stage} restore on {label}: {}", text(&restore));
+            let yaml = String::from_utf8(restore.stdout).unwrap().replace("generateName: ingest-backup-restore-", "name: ingest-backup-restore-x");
+            let restore = temp_file(dir.path(), "restore.yaml", yaml.as_bytes());
+            for version in ["1.30.0", "1.37.0"] {
+                let check = run(Command::new(&validate).args(["--strict", "--kubernetes-version", version]).arg(&rendered).arg(&restore));
+                assert!(check.status.success(), "{stage} on {label}: not valid for Kubernetes {version}:\n{}", text(&check));
+                let report = text(&check);
+                for kind in ["cronjob/ingest-backup ", "cronjob/ingest-backup-verify ", "job/ingest-backup-restore-x "] {
+                    assert!(report.contains(kind), "{stage} on {label}: {kind}was not validated:\n{report}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_render_refuses_store_settings_of_another_cloud() {
+    let Some(helm) = helm("the_render_refuses_store_settings_of_another_cloud") else { return };
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+    let staging = root().join("helm/config/staging.yaml").to_string_lossy().into_owned();
+    let gcs = format!("store.url={GCS_URL}");
+    let azure = format!("store.url={AZURE_URL}");
+    let cases: &[(&[&str], &str)] = &[
+        // The schema's pattern first; the template's message where the schema is skipped.
+        (&["-f", &prod, "--set", "store.url=ftp://backups/prod"], "/store/url"),
+        (&["-f", &prod, "--set", "store.url=ftp://backups/prod", "--skip-schema-validation"], "has an unknown scheme"),
+        (&["-f", &prod, "--set", "gcs.existingSecret=ingest-backup-gcs"], "gcs.existingSecret is set but the store is not on Google Cloud Storage"),
+        (&["-f", &prod, "--set", &format!("{azure},gcs.existingSecret=ingest-backup-gcs")], "the store is not on Google Cloud Storage"),
+        (&["-f", &prod, "--set", "azure.existingSecret=ingest-backup-azure"], "the store is not on Azure Blob Storage"),
+        (&["-f", &prod, "--set", &format!("{gcs},azure.storageAccount=acmebackups")], "the store is not on Azure Blob Storage"),
+        (&["-f", &prod, "--set", "store.url=s3://other-bucket/prod,azure.workloadIdentity=true"], "the store is not on Azure Blob Storage"),
+        (&["-f", &prod, "--set", &format!("{azure},azure.workloadIdentity=true")], "azure.workloadIdentity needs azure.storageAccount"),
+        (
+            &["-f", &prod, "--set", &format!("{gcs},secrets.awsAccessKeyId={KEY_ID},secrets.awsSecretAccessKey={SECRET_KEY}")],
+            "is not on S3, but S3 settings are set",
+        ),
+        (&["-f", &prod, "--set", &format!("{azure},aws.roleArn={ROLE_ARN}")], "is not on S3, but S3 settings are set"),
+        (&["-f", &prod, "--set", &format!("{gcs},retention.existingSecret=ingest-backup-prune-keys")], "is not on S3, but S3 settings are set"),
+        (&["-f", &staging, "--set", &azure], "lock.mode is S3 Object Lock"),
+    ];
+    for (args, message) in cases {
+        let output = template(&helm, args);
+        assert!(!output.status.success(), "{args:?} rendered");
+        let err = text(&output);
+        assert!(err.contains(message), "{args:?}: expected {message:?} in {err}");
+        assert!(!err.contains(SECRET_KEY), "a secret was printed: {err}");
+    }
+}

@@ -55,6 +55,31 @@ true
 {{- end -}}
 
 {{/*
+The store's scheme: s3, gs or az from store.url; "" when store.url is empty (the S3
+bucket from s3.bucket and backupDir, S3_BUCKET and BACKUP_DIR); "other" for anything else.
+*/}}
+{{- define "ingest-backup.storeScheme" -}}
+{{- $url := trim (toString (.Values.store).url) -}}
+{{- if not $url -}}
+{{- else if hasPrefix "s3://" $url -}}
+s3
+{{- else if hasPrefix "gs://" $url -}}
+gs
+{{- else if hasPrefix "az://" $url -}}
+az
+{{- else -}}
+other
+{{- end -}}
+{{- end -}}
+
+{{/* True ("true") when the store is an S3 bucket: store.url s3://..., or none (s3.bucket). */}}
+{{- define "ingest-backup.s3Store" -}}
+{{- if has (include "ingest-backup.storeScheme" .) (list "" "s3") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
 Shifts a five-field cron schedule by a number of minutes: the rule helm/reschedule.sh
 applies too. Returns "ok:<schedule>" or "err:<reason>".
 - The minute field must be one number; the minute moves by offset mod 60 and the rest
@@ -334,8 +359,34 @@ true
 {{- if not (trim (toString .Values.image.repository)) -}}
 {{- fail "image.repository is required: build the image (docker build -t REGISTRY/ingest-backup:TAG .), push it to a registry the cluster can pull from, and set image.repository (and image.tag or image.digest) in helm/config/<stage>.yaml" -}}
 {{- end -}}
-{{- if not .Values.s3.bucket -}}
-{{- fail "s3.bucket is required (S3_BUCKET): set it in helm/config/<stage>.yaml or with --set s3.bucket=NAME" -}}
+{{- $scheme := include "ingest-backup.storeScheme" . -}}
+{{- $url := trim (toString .Values.store.url) -}}
+{{- if eq $scheme "other" -}}
+{{- fail (printf "store.url %q has an unknown scheme: give s3://bucket/prefix (Amazon S3 or an S3-compatible server), gs://bucket/prefix (Google Cloud Storage) or az://container/prefix (Azure Blob Storage), or leave it empty for s3.bucket and backupDir" $url) -}}
+{{- end -}}
+{{- if and (not $scheme) (not .Values.s3.bucket) -}}
+{{- fail "s3.bucket is required (S3_BUCKET): set it in helm/config/<stage>.yaml or with --set s3.bucket=NAME, or set store.url (s3://, gs:// or az://)" -}}
+{{- end -}}
+{{- $g := .Values.gcs -}}
+{{- if and $g.existingSecret (ne $scheme "gs") -}}
+{{- fail (printf "gcs.existingSecret is set but the store is not on Google Cloud Storage (store.url %q): set store.url to gs://bucket/prefix, or remove gcs.existingSecret" $url) -}}
+{{- end -}}
+{{- $az := .Values.azure -}}
+{{- if and (or $az.existingSecret $az.storageAccount $az.workloadIdentity) (ne $scheme "az") -}}
+{{- fail (printf "azure.existingSecret, azure.storageAccount or azure.workloadIdentity is set but the store is not on Azure Blob Storage (store.url %q): set store.url to az://container/prefix, or remove the azure values" $url) -}}
+{{- end -}}
+{{- if and $az.workloadIdentity (not $az.storageAccount) -}}
+{{- fail "azure.workloadIdentity needs azure.storageAccount (AZURE_STORAGE_ACCOUNT): the storage account the workload identity signs in to" -}}
+{{- end -}}
+{{- if not (include "ingest-backup.s3Store" .) -}}
+{{- $s3 := .Values.s3 -}}
+{{- $s := .Values.secrets -}}
+{{- if or $s3.region $s3.endpoint $s3.sse $s3.sseKmsKeyId $s3.storageClass .Values.aws.roleArn .Values.aws.roleSessionName $s.awsAccessKeyId $s.awsSecretAccessKey .Values.retention.existingSecret (not (kindIs "invalid" .Values.retention.roleArn)) -}}
+{{- fail (printf "store.url %q is not on S3, but S3 settings are set (s3.region, s3.endpoint, s3.sse, s3.sseKmsKeyId, s3.storageClass, aws.*, secrets.awsAccessKeyId, secrets.awsSecretAccessKey, retention.existingSecret or retention.roleArn): remove them (give the prune CronJob an identity of its own with retention.serviceAccount)" $url) -}}
+{{- end -}}
+{{- if .Values.lock.mode -}}
+{{- fail (printf "lock.mode is S3 Object Lock, which store.url %q does not offer: remove lock.mode (use the storage service's own immutability policies on the bucket or container)" $url) -}}
+{{- end -}}
 {{- end -}}
 {{- if regexMatch "^mongodb(\\+srv)?://[^/@]*:[^/@]*@" (toString .Values.mongo.uri) -}}
 {{- fail "mongo.uri carries a password: put the URI into a Secret and name it in mongo.uriSecret.name (the value is never rendered outside a Secret)" -}}
@@ -468,10 +519,33 @@ install's Secret when it runs as a ServiceAccount of its own (retention.serviceA
 - name: MONGO_URI
   value: {{ $v.mongo.uri | quote }}
 {{- end }}
+{{- $scheme := include "ingest-backup.storeScheme" $ }}
+{{- if not $scheme }}
+{{- /* no store.url: the original scripts' variables name the store */}}
 - name: S3_BUCKET
   value: {{ $v.s3.bucket | quote }}
 - name: BACKUP_DIR
   value: {{ $v.backupDir | quote }}
+{{- end }}
+{{- /* the prune running as a ServiceAccount of its own never gets the install's key file or keys */}}
+{{- $cloudKeys := not (and $prune (include "ingest-backup.pruneOwnIdentity" $)) }}
+{{- if and (eq $scheme "gs") $v.gcs.existingSecret $cloudKeys }}
+- name: GOOGLE_APPLICATION_CREDENTIALS
+  value: /var/run/secrets/gcs/key.json
+{{- end }}
+{{- if eq $scheme "az" }}
+{{- with $v.azure.storageAccount }}
+- name: AZURE_STORAGE_ACCOUNT
+  value: {{ . | quote }}
+{{- end }}
+{{- if and $v.azure.existingSecret $cloudKeys }}
+{{- range $key := list "AZURE_STORAGE_CONNECTION_STRING" "AZURE_STORAGE_ACCOUNT" "AZURE_STORAGE_KEY" "AZURE_STORAGE_SAS_TOKEN" }}
+{{- if not (and (eq $key "AZURE_STORAGE_ACCOUNT") $v.azure.storageAccount) }}
+{{ include "ingest-backup.secretEnv" (dict "env" $key "key" $key "name" $v.azure.existingSecret "optional" true) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- with $v.s3.region }}
 - name: AWS_REGION
   value: {{ . | quote }}
@@ -516,6 +590,8 @@ install's Secret when it runs as a ServiceAccount of its own (retention.serviceA
 {{- $key := get $s.keys $field }}
 {{- if and $restore (has $field (list "slackWebhookUrl" "alertWebhookUrl" "heartbeatUrl")) }}
 {{- /* a restore sends no alerts and no heartbeat */}}
+{{- else if and (has $field $aws) (not (include "ingest-backup.s3Store" $)) }}
+{{- /* no AWS keys for a store on Google Cloud Storage or Azure */}}
 {{- else if and $prune (has $field $aws) $v.retention.existingSecret }}
 {{- /* the prune's own keys, which may delete: required, so a wrong name stops the pod */}}
 {{ include "ingest-backup.secretEnv" (dict "env" $key "key" $key "name" $v.retention.existingSecret "optional" false) }}
@@ -585,6 +661,8 @@ The Job spec shared by the CronJobs and the restore Job: (dict "ctx" $ "job" .Va
 {{- /* Only these two read encrypted backups; the backup and pitr Jobs never get the key. */}}
 {{- $identity := has .component (list "verify" "restore") -}}
 {{- $component := .component -}}
+{{- /* The GCS key file: every Job but a prune running as a ServiceAccount of its own. */}}
+{{- $gcsKey := and (eq (include "ingest-backup.storeScheme" $) "gs") $v.gcs.existingSecret (not (and (eq $component "prune") (include "ingest-backup.pruneOwnIdentity" $))) -}}
 metadata:
   {{- with .generateName }}
   # A new name for every run; kubectl create fills in the suffix.
@@ -623,6 +701,11 @@ spec:
       labels:
         {{- include "ingest-backup.labels" $ | nindent 8 }}
         app.kubernetes.io/component: {{ .component }}
+        {{- if and (eq (include "ingest-backup.storeScheme" $) "az") $v.azure.workloadIdentity (not (hasKey $v.podLabels "azure.workload.identity/use")) }}
+        # AKS workload identity: the webhook injects AZURE_CLIENT_ID, AZURE_TENANT_ID and
+        # AZURE_FEDERATED_TOKEN_FILE from the ServiceAccount's azure.workload.identity/client-id.
+        azure.workload.identity/use: "true"
+        {{- end }}
         {{- with $v.podLabels }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -642,7 +725,8 @@ spec:
       {{- else }}
       serviceAccountName: {{ include "ingest-backup.serviceAccountName" $ }}
       {{- end }}
-      # The tool never talks to the Kubernetes API (IRSA mounts its own token).
+      # The tool never talks to the Kubernetes API (IRSA and AKS workload identity mount
+      # their own token; GKE Workload Identity needs none).
       automountServiceAccountToken: false
       {{- with $v.imagePullSecrets }}
       imagePullSecrets:
@@ -655,7 +739,11 @@ spec:
           image: {{ include "ingest-backup.image" $ | quote }}
           imagePullPolicy: {{ $v.image.pullPolicy }}
           args:
-            {{- toYaml (concat .args $job.extraArgs) | nindent 12 }}
+            {{- $store := list }}
+            {{- with trim (toString $v.store.url) }}
+            {{- $store = list "--store" . }}
+            {{- end }}
+            {{- toYaml (concat .args $store $job.extraArgs) | nindent 12 }}
           env:
             {{- include "ingest-backup.env" (dict "ctx" $ "restore" $restore "prune" (eq $component "prune")) | trim | nindent 12 }}
             {{- if has $component (list "backup" "prune") }}
@@ -696,6 +784,11 @@ spec:
               mountPath: /etc/ingest-backup/age
               readOnly: true
             {{- end }}
+            {{- if $gcsKey }}
+            - name: gcs-key
+              mountPath: /var/run/secrets/gcs
+              readOnly: true
+            {{- end }}
       volumes:
         - name: spool
           emptyDir:
@@ -712,6 +805,16 @@ spec:
             items:
               - key: {{ $v.encryption.identitySecret.key }}
                 path: {{ $v.encryption.identitySecret.key }}
+        {{- end }}
+        {{- if $gcsKey }}
+        # The Google Cloud service-account key (GOOGLE_APPLICATION_CREDENTIALS).
+        - name: gcs-key
+          secret:
+            secretName: {{ $v.gcs.existingSecret }}
+            defaultMode: 0440
+            items:
+              - key: key.json
+                path: key.json
         {{- end }}
       {{- with $v.nodeSelector }}
       nodeSelector:
