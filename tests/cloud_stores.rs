@@ -18,6 +18,27 @@ fn settings(azurite: &Azurite) -> AzureSettings {
     AzureSettings { connection_string: Some(azurite.connection_string()), ..AzureSettings::default() }
 }
 
+/// The official `mongorestore` judges a backup read back from a cloud store: the archive
+/// is fetched through the store, unpacked with `tar`, restored into a fresh server and
+/// compared document for document with the source.
+async fn official_mongorestore_restores(store: &dyn ingest_backup::store::ObjectStore, name: &str, source: &Server) {
+    let Some(tools) = common::mongo_tools_or_skip("mongorestore of a cloud backup") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join(format!("{name}.tar.gz"));
+    std::fs::write(&archive, ingest_backup::store::object::get_bytes(store, &format!("{name}.tar.gz")).await.unwrap()).unwrap();
+    common::untar(archive.to_str().unwrap(), work.path());
+    let target = Server::start();
+    let dump = work.path().join(format!("data/db/dump/{name}"));
+    let output = std::process::Command::new(tools.join("mongorestore")).arg(format!("--uri={}", target.uri())).arg(&dump).output().unwrap();
+    assert!(output.status.success(), "mongorestore: {}", common::all_output(&output));
+    let (source, target) = (source.client().await, target.client().await);
+    for collection in sample::COLLECTIONS {
+        let expected = common::documents_by_id(&source, "ingest", collection).await;
+        assert!(!expected.is_empty());
+        assert_eq!(common::documents_by_id(&target, "ingest", collection).await, expected, "ingest.{collection} by mongorestore");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_azure_store_conforms() {
     let Some(binary) = azurite::binary_or_skip("the_azure_store_conforms") else { return };
@@ -69,6 +90,8 @@ async fn a_backup_on_azure_lists_verifies_and_restores() {
     };
     let compared = common::assert_restored_identical(&source.client().await, &target.client().await, &manifest, |db| db.to_string()).await;
     assert!(compared >= 3, "{compared} collections compared");
+    let store = azure_store::open("backups", "prod", &settings(&azurite)).await.unwrap();
+    official_mongorestore_restores(&store, &name, &source).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -170,6 +193,7 @@ mod gcs {
         let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         let compared = common::assert_restored_identical(&source.client().await, &target.client().await, &manifest, |db| db.to_string()).await;
         assert!(compared >= 3, "{compared} collections compared");
+        super::official_mongorestore_restores(&objects, name, &source).await;
 
         // fake-gcs-server answers a missing bucket with HTTP 500 (GCS: 404, "does not exist"):
         // after the retries, the store is still named and nothing is presented as done.
@@ -177,6 +201,29 @@ mod gcs {
         let text = common::all_output(&output);
         assert_ne!(output.status.code(), Some(0), "{text}");
         assert!(text.contains("gs://absent-bucket"), "{text}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sigterm_mid_upload_to_gcs_leaves_no_object_and_no_open_upload() {
+        use ingest_backup::store::ObjectStore;
+        let Some(binary) = fake_gcs::binary_or_skip("sigterm_mid_upload_to_gcs_leaves_no_object_and_no_open_upload") else { return };
+        let server = FakeGcs::start(binary);
+        server.create_bucket("backups").await;
+        let source = Server::start();
+        sample::load(&source.client().await, &SampleSpec { database: "ingest".into(), target_bytes: 20 << 20, seed: 32 }).await.unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let hook = format!("before-oplog-end:{}", work.path().join("release").display());
+        let host = server.host();
+        let env = [("STORAGE_EMULATOR_HOST", host.as_str()), ("INGEST_BACKUP_TEST_PAUSE", hook.as_str())];
+        let mut child = common::spawn(&["backup", "--uri", &source.uri(), "--store", "gs://backups/prod", "--level", "0"], &env);
+        common::wait_for_file(&work.path().join("release.waiting"), &mut child);
+        let objects = gcs_store::open("backups", "prod", &settings(&server)).await.unwrap();
+        assert_eq!(objects.list_multipart_uploads("").await.unwrap().len(), 1, "the archive is being uploaded");
+        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", common::all_output(&output));
+        assert!(objects.list_multipart_uploads("").await.unwrap().is_empty(), "the upload was cancelled");
+        assert!(objects.list("").await.unwrap().is_empty(), "no object of the backup is left");
     }
 }
 
