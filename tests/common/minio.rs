@@ -26,6 +26,29 @@ pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
     super::peer_binary_or_skip("INGEST_TEST_MINIO", test, "MinIO is not installed (scripts/test-peers.sh install minio reports why)")
 }
 
+/// The environment the tool needs to reach the S3 server at `endpoint` with these keys.
+pub fn s3_env(endpoint: &str, region: &str, access_key: &str, secret_key: &str) -> Vec<(String, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), access_key.into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), secret_key.into()),
+        ("AWS_REGION".into(), region.into()),
+        ("S3_ENDPOINT".into(), endpoint.into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ]
+}
+
+/// An SDK client (path-style) for the S3 server at `endpoint`, for test setup and checks.
+pub fn s3_client(endpoint: &str, region: &str, access_key: &str, secret_key: &str) -> Client {
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
+        .force_path_style(true)
+        .build();
+    Client::from_conf(config)
+}
+
 /// A MinIO server with one bucket.
 pub struct Minio {
     binary: PathBuf,
@@ -89,25 +112,12 @@ impl Minio {
 
     /// The environment the tool needs to reach this server with the root user.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
-            ("AWS_REGION".into(), self.region.clone()),
-            ("S3_ENDPOINT".into(), self.endpoint()),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ]
+        s3_env(&self.endpoint(), &self.region, ACCESS_KEY, SECRET_KEY)
     }
 
     /// An SDK client for test setup and checks.
     pub fn client(&self) -> Client {
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(self.region.clone()))
-            .endpoint_url(self.endpoint())
-            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-            .force_path_style(true)
-            .build();
-        Client::from_conf(config)
+        s3_client(&self.endpoint(), &self.region, ACCESS_KEY, SECRET_KEY)
     }
 
     /// Creates `bucket` with S3 Object Lock enabled (and so versioning).
@@ -135,23 +145,12 @@ impl Minio {
 
     /// [`Minio::env`] with another user's keys.
     pub fn env_as(&self, user: &str, secret: &str) -> Vec<(String, String)> {
-        let mut env = self.env();
-        env.retain(|(key, _)| !key.starts_with("AWS_ACCESS_KEY_ID") && !key.starts_with("AWS_SECRET_ACCESS_KEY"));
-        env.push(("AWS_ACCESS_KEY_ID".into(), user.into()));
-        env.push(("AWS_SECRET_ACCESS_KEY".into(), secret.into()));
-        env
+        s3_env(&self.endpoint(), &self.region, user, secret)
     }
 
     /// An SDK client with another user's keys.
     pub fn client_as(&self, user: &str, secret: &str) -> Client {
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(self.region.clone()))
-            .endpoint_url(self.endpoint())
-            .credentials_provider(Credentials::new(user, secret, None, None, "test"))
-            .force_path_style(true)
-            .build();
-        Client::from_conf(config)
+        s3_client(&self.endpoint(), &self.region, user, secret)
     }
 
     /// Kills the server at once (SIGKILL).

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::Client;
 
 /// The gateway's access key.
@@ -56,25 +55,12 @@ impl Versitygw {
 
     /// The environment the tool needs to reach this gateway.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
-            ("AWS_REGION".into(), "us-east-1".into()),
-            ("S3_ENDPOINT".into(), self.endpoint()),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ]
+        super::minio::s3_env(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
     /// An SDK client for test setup and checks.
     pub fn client(&self) -> Client {
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(self.endpoint())
-            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-            .force_path_style(true)
-            .build();
-        Client::from_conf(config)
+        super::minio::s3_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
     /// Object keys in `bucket`.
