@@ -155,18 +155,53 @@ impl MultipartUpload for S3Upload {
     }
 
     async fn abort(&mut self) -> Result<(), StoreError> {
-        self.uploading.abort_all();
-        while self.uploading.join_next().await.is_some() {}
+        self.settle_parts_in_flight().await;
         let url = self.url();
         let deadline = tokio::time::Instant::now() + ABORT_PATIENCE;
+        self.abort_until_gone(&url, deadline).await?;
+        // A part the server was still storing when the abort arrived can bring the
+        // upload back (AWS documents this; versitygw does it): look, and abort again.
+        for _ in 0..ABORT_CONFIRMATIONS {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if !self.upload_still_listed().await {
+                break;
+            }
+            tracing::warn!(object = %url, "A part stored during the abort reopened the upload; aborting it again.");
+            self.abort_until_gone(&url, deadline).await?;
+        }
+        self.open = false;
+        tracing::info!(object = %url, "Aborted the multipart upload; no parts remain.");
+        Ok(())
+    }
+}
+
+/// How long `abort` lets the parts already sent finish before it cancels them, so the
+/// server is not still storing a part when the upload is aborted.
+const PART_SETTLE: Duration = Duration::from_secs(10);
+
+/// How many times `abort` checks that the upload stayed gone.
+const ABORT_CONFIRMATIONS: usize = 3;
+
+impl S3Upload {
+    /// Waits (at most `PART_SETTLE`) for the part uploads in flight, then cancels the rest.
+    async fn settle_parts_in_flight(&mut self) {
+        let uploading = &mut self.uploading;
+        let _ = tokio::time::timeout(PART_SETTLE, async { while uploading.join_next().await.is_some() {} }).await;
+        self.uploading.abort_all();
+        while self.uploading.join_next().await.is_some() {}
+    }
+
+    /// Sends AbortMultipartUpload until the server says the upload is gone, retrying
+    /// transient failures until `deadline`.
+    async fn abort_until_gone(&self, url: &str, deadline: tokio::time::Instant) -> Result<(), StoreError> {
         loop {
             let attempt = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(&self.upload_id).send().await;
             let error = match attempt {
-                Ok(_) => break,
-                Err(error) => describe(&error, &url, "aborting the upload of", self.assumes_role),
+                Ok(_) => return Ok(()),
+                Err(error) => describe(&error, url, "aborting the upload of", self.assumes_role),
             };
             if error.kind() == StoreErrorKind::NotFound {
-                break; // aborted already (or completed by a retried request)
+                return Ok(()); // aborted already (or completed by a retried request)
             }
             if !error.is_retryable() || tokio::time::Instant::now() >= deadline {
                 return Err(error);
@@ -174,9 +209,12 @@ impl MultipartUpload for S3Upload {
             tracing::warn!(object = %url, %error, "Retrying the abort of the multipart upload.");
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        self.open = false;
-        tracing::info!(object = %url, "Aborted the multipart upload; no parts remain.");
-        Ok(())
+    }
+
+    /// Whether ListParts still finds this upload (any answer but "no such upload" counts
+    /// as gone, since a server or policy without ListParts cannot tell).
+    async fn upload_still_listed(&self) -> bool {
+        self.client.list_parts().bucket(&self.bucket).key(&self.key).upload_id(&self.upload_id).send().await.is_ok()
     }
 }
 
