@@ -25,6 +25,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::s3_server::S3Server;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ use aws_sdk_s3::types::{DefaultRetention, ObjectLockConfiguration, ObjectLockEna
 use bson::doc;
 use chrono::{DateTime, Timelike, Utc};
 use common::minio::{self, Minio, SECRET_KEY};
+use common::s3_server::S3Server;
 use common::Server;
 use serde_json::Value;
 

@@ -1,18 +1,24 @@
-//! The S3 store against a real S3 server (MinIO): the original ingest backup scripts' variables select the
+//! The S3 store against real S3 servers, each test once on MinIO and once on versitygw
+//! (a second S3-compatible implementation): the original ingest backup scripts' variables select the
 //! bucket; the original ingest backup scripts' restore steps with stock tools (`aws s3 cp`, `tar -xzf`, the
 //! official `mongorestore`) get every document back; large archives go up as real
 //! multipart uploads matching their sidecar; a server killed mid-upload and SIGTERM
 //! mid-upload leave no open multipart upload and no new backup; bad credentials, a
 //! missing bucket and an unreachable endpoint fail clearly without printing the secret.
 //!
-//! Peers: SecantusDB (source and restore target), MinIO.
+//! Assuming a role through STS and a bucket in another region stay MinIO-only: versitygw
+//! has no STS endpoint and serves one region.
+//!
+//! Peers: SecantusDB (source and restore target), MinIO, versitygw.
 
 mod common;
 
 use std::process::Command;
 
 use bson::Document;
-use common::minio::{self, Minio, BUCKET, SECRET_KEY};
+use common::minio::{self, Minio, BUCKET};
+use common::s3_server::S3Server;
+use common::versitygw::{self, Versitygw};
 use common::Server;
 use ingest_backup::sample::{self, SampleSpec};
 use sha2::{Digest, Sha256};
@@ -23,26 +29,23 @@ async fn source_with_sample(megabytes: u64) -> Server {
     server
 }
 
-fn env_with(minio: &Minio, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+fn env_with(minio: &impl S3Server, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = minio.env();
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
 }
 
-fn backup_json(output: &std::process::Output) -> serde_json::Value {
-    assert!(output.status.success(), "backup failed: {}", common::all_output(output));
-    assert!(!common::all_output(output).contains(SECRET_KEY), "the secret key was printed");
+fn backup_json(minio: &impl S3Server, output: &std::process::Output) -> serde_json::Value {
+    assert!(output.status.success(), "backup to {} failed: {}", minio.name(), common::all_output(output));
+    assert!(!common::all_output(output).contains(minio.secret()), "the secret key was printed");
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn backup_to_s3_restores_with_the_seeds_stock_tools() {
-    let Some(binary) = minio::binary_or_skip("backup_to_s3_restores_with_the_seeds_stock_tools") else { return };
-    let minio = Minio::start(binary).await;
+async fn backup_to_s3_restores_with_the_seeds_stock_tools(minio: &impl S3Server) {
     let source = source_with_sample(2).await;
     // No --store: S3_BUCKET and BACKUP_DIR select s3://$S3_BUCKET/$BACKUP_DIR, as in the original ingest backup scripts.
-    let env = env_with(&minio, &[("S3_BUCKET", BUCKET), ("BACKUP_DIR", "dev")]);
-    let result = backup_json(&common::run_with_env(&["backup", "--uri", &source.uri(), "--json"], &env));
+    let env = env_with(minio, &[("S3_BUCKET", BUCKET), ("BACKUP_DIR", "dev")]);
+    let result = backup_json(minio, &common::run_with_env(&["backup", "--uri", &source.uri(), "--json"], &env));
     let name = result["name"].as_str().unwrap();
     assert_eq!(result["archive"], format!("s3://{BUCKET}/dev/{name}.tar.gz"));
     let keys = minio.keys().await;
@@ -69,7 +72,7 @@ async fn backup_to_s3_restores_with_the_seeds_stock_tools() {
     // source, then restore it natively into a fresh server.
     let verified = common::run_with_env(&["verify", "latest", "--uri", &source.uri(), "--json"], &env);
     assert!(verified.status.success(), "verify: {}", common::all_output(&verified));
-    assert!(!common::all_output(&verified).contains(SECRET_KEY));
+    assert!(!common::all_output(&verified).contains(minio.secret()));
     let report: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
     assert_eq!((report["status"].as_str(), report["name"].as_str()), (Some("passed"), Some(name)));
     assert!(minio.keys().await.contains(&format!("dev/{name}.verify.json")), "the result is recorded beside the backup");
@@ -102,14 +105,11 @@ async fn backup_to_s3_restores_with_the_seeds_stock_tools() {
     assert_eq!(listing["backups"][0]["verification"]["status"], "passed");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_large_archive_is_a_real_multipart_upload_matching_its_sidecar() {
-    let Some(binary) = minio::binary_or_skip("a_large_archive_is_a_real_multipart_upload_matching_its_sidecar") else { return };
-    let minio = Minio::start(binary).await;
+async fn a_large_archive_is_a_real_multipart_upload_matching_its_sidecar(minio: &impl S3Server) {
     let source = source_with_sample(24).await;
     let store = format!("s3://{BUCKET}/multi");
     let args = ["backup", "--uri", &source.uri(), "--store", &store, "--json", "--level", "0", "--part-size-mb", "5", "--parts-in-flight", "2"];
-    let result = backup_json(&common::run_with_env(&args, &minio.env()));
+    let result = backup_json(minio, &common::run_with_env(&args, &minio.env()));
     let key = format!("multi/{}.tar.gz", result["name"].as_str().unwrap());
     let object = minio.client().get_object().bucket(BUCKET).key(&key).send().await.unwrap();
     let etag = object.e_tag().unwrap().trim_matches('"').to_string();
@@ -123,12 +123,12 @@ async fn a_large_archive_is_a_real_multipart_upload_matching_its_sidecar() {
 
 /// Starts a backup to MinIO that pauses after every collection went into the archive
 /// (so parts are already uploaded), and returns it with the earlier backup's keys.
-async fn paused_upload(minio: &Minio, source: &Server, work: &std::path::Path) -> (std::process::Child, Vec<String>) {
+async fn paused_upload(minio: &impl S3Server, source: &Server, work: &std::path::Path) -> (std::process::Child, Vec<String>) {
     let store = format!("s3://{BUCKET}/prod");
-    let earlier = backup_json(&common::run_with_env(
-        &["backup", "--uri", &source.uri(), "--store", &store, "--json", "--ns-include", "ingest.project"],
-        &minio.env(),
-    ));
+    let earlier = backup_json(
+        minio,
+        &common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store, "--json", "--ns-include", "ingest.project"], &minio.env()),
+    );
     assert!(earlier["name"].is_string());
     let keys_before = minio.keys().await;
     let hook = format!("before-oplog-end:{}", work.join("release").display());
@@ -140,13 +140,10 @@ async fn paused_upload(minio: &Minio, source: &Server, work: &std::path::Path) -
     (child, keys_before)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn killing_the_s3_server_mid_upload_leaves_no_upload_and_no_backup() {
-    let Some(binary) = minio::binary_or_skip("killing_the_s3_server_mid_upload_leaves_no_upload_and_no_backup") else { return };
-    let mut minio = Minio::start(binary).await;
+async fn killing_the_s3_server_mid_upload_leaves_no_upload_and_no_backup(minio: &mut impl S3Server) {
     let source = source_with_sample(12).await;
     let work = tempfile::tempdir().unwrap();
-    let (child, keys_before) = paused_upload(&minio, &source, work.path()).await;
+    let (child, keys_before) = paused_upload(minio, &source, work.path()).await;
     minio.kill();
     std::fs::write(work.path().join("release"), b"").unwrap();
     // Down long enough for the part retries to give up (5 attempts, about 3 s of
@@ -157,18 +154,15 @@ async fn killing_the_s3_server_mid_upload_leaves_no_upload_and_no_backup() {
     let text = common::all_output(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("cannot reach the S3 endpoint") || text.contains("S3"), "{text}");
-    assert!(!text.contains(SECRET_KEY));
+    assert!(!text.contains(minio.secret()));
     assert_eq!(minio.open_uploads().await, 0, "no multipart upload left behind: {text}");
     assert_eq!(minio.keys().await, keys_before, "no new object; the earlier backup untouched");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_mid_upload_aborts_it_and_leaves_no_backup() {
-    let Some(binary) = minio::binary_or_skip("sigterm_mid_upload_aborts_it_and_leaves_no_backup") else { return };
-    let minio = Minio::start(binary).await;
+async fn sigterm_mid_upload_aborts_it_and_leaves_no_backup(minio: &impl S3Server) {
     let source = source_with_sample(12).await;
     let work = tempfile::tempdir().unwrap();
-    let (child, keys_before) = paused_upload(&minio, &source, work.path()).await;
+    let (child, keys_before) = paused_upload(minio, &source, work.path()).await;
     assert_eq!(minio.open_uploads().await, 1, "the archive is being uploaded");
     // The open multipart upload is a backup being written: `verify unverified` waits for
     // it (bounded) instead of verifying the earlier backup.
@@ -195,10 +189,7 @@ async fn sigterm_mid_upload_aborts_it_and_leaves_no_backup() {
     assert_eq!(code, Some(0), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bad_credentials_bucket_and_endpoint_fail_clearly_without_the_secret() {
-    let Some(binary) = minio::binary_or_skip("bad_credentials_bucket_and_endpoint_fail_clearly_without_the_secret") else { return };
-    let minio = Minio::start(binary).await;
+async fn bad_credentials_bucket_and_endpoint_fail_clearly_without_the_secret(minio: &impl S3Server) {
     let source = Server::start();
     source.client().await.database("shop").collection::<Document>("orders").insert_one(bson::doc! { "_id": 1 }).await.unwrap();
     let uri = source.uri();
@@ -223,7 +214,7 @@ async fn bad_credentials_bucket_and_endpoint_fail_clearly_without_the_secret() {
         let text = common::all_output(&output);
         assert!(matches!(output.status.code(), Some(1 | 2)), "{store} {message}: {text}");
         assert!(text.contains(message), "expected {message:?}: {text}");
-        assert!(!text.contains(SECRET_KEY) && !text.contains(wrong_secret), "a secret was printed: {text}");
+        assert!(!text.contains(minio.secret()) && !text.contains(wrong_secret), "a secret was printed: {text}");
     }
     assert!(minio.keys().await.is_empty());
 }
@@ -237,7 +228,7 @@ async fn a_role_is_assumed_through_sts_before_touching_the_bucket() {
     let store = format!("s3://{BUCKET}/role");
     let role = env_with(&minio, &[("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ingest-backup"), ("AWS_ROLE_SESSION_NAME", "ci-test")]);
     let output = common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store, "--json"], &role);
-    let result = backup_json(&output);
+    let result = backup_json(&minio, &output);
     assert!(minio.keys().await.contains(&format!("role/{}.manifest.json", result["name"].as_str().unwrap())));
 
     // Base credentials that cannot assume anything: a clear refusal naming the role.
@@ -251,7 +242,7 @@ async fn a_role_is_assumed_through_sts_before_touching_the_bucket() {
     let text = common::all_output(&output);
     assert!(matches!(output.status.code(), Some(1 | 2)), "{text}");
     assert!(text.contains("AWS_ROLE_ARN") || text.contains("rejected"), "{text}");
-    assert!(!text.contains(SECRET_KEY) && !text.contains("Not-The-Secret-0000"), "{text}");
+    assert!(!text.contains(minio.secret()) && !text.contains("Not-The-Secret-0000"), "{text}");
 
     let malformed = env_with(&minio, &[("AWS_ROLE_ARN", "ingest-backup-role")]);
     let output = common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store], &malformed);
@@ -268,27 +259,59 @@ async fn a_bucket_in_another_region_is_named_as_the_cause() {
     let text = common::all_output(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(text.contains("another region; set AWS_REGION"), "{text}");
-    assert!(!text.contains(SECRET_KEY));
+    assert!(!text.contains(minio.secret()));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn checksums_only_where_required_still_round_trip_and_bad_settings_are_named() {
-    let Some(binary) = minio::binary_or_skip("checksums_only_where_required_still_round_trip_and_bad_settings_are_named") else { return };
-    let minio = Minio::start(binary).await;
+async fn checksums_only_where_required_still_round_trip_and_bad_settings_are_named(minio: &impl S3Server) {
     let source = source_with_sample(1).await;
     let store = format!("s3://{BUCKET}/checksums");
     // when_required: what S3-compatible servers that reject the SDK's default CRCs need.
-    let env = env_with(&minio, &[("S3_CHECKSUM", "when_required"), ("S3_FORCE_PATH_STYLE", "true")]);
-    let result = backup_json(&common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store, "--json"], &env));
+    let env = env_with(minio, &[("S3_CHECKSUM", "when_required"), ("S3_FORCE_PATH_STYLE", "true")]);
+    let result = backup_json(minio, &common::run_with_env(&["backup", "--uri", &source.uri(), "--store", &store, "--json"], &env));
     let name = result["name"].as_str().unwrap();
     let verified = common::run_with_env(&["verify", name, "--uri", &source.uri(), "--store", &store], &env);
     assert!(verified.status.success(), "verify: {}", common::all_output(&verified));
 
     for (variable, value, named) in [("S3_CHECKSUM", "sometimes", "when_required"), ("S3_FORCE_PATH_STYLE", "maybe", "true or false")] {
-        let env = env_with(&minio, &[(variable, value)]);
+        let env = env_with(minio, &[(variable, value)]);
         let output = common::run_with_env(&["list", "--store", &store], &env);
         assert_eq!(output.status.code(), Some(2), "{variable}={value}: {}", common::all_output(&output));
         let text = common::all_output(&output);
         assert!(text.contains(variable) && text.contains(named), "{text}");
     }
 }
+
+/// Runs each named test body once against MinIO and once against versitygw, as
+/// `<name>::on_minio` and `<name>::on_versitygw`.
+macro_rules! on_each_s3_server {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn on_minio() {
+                let Some(binary) = minio::binary_or_skip(concat!(stringify!($test), "::on_minio")) else { return };
+                #[allow(unused_mut)]
+                let mut server = Minio::start(binary).await;
+                super::$test(&mut server).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn on_versitygw() {
+                let Some(binary) = versitygw::binary_or_skip(concat!(stringify!($test), "::on_versitygw")) else { return };
+                #[allow(unused_mut)]
+                let mut server = Versitygw::start(binary, BUCKET).await;
+                super::$test(&mut server).await;
+            }
+        }
+    )*};
+}
+
+on_each_s3_server!(
+    backup_to_s3_restores_with_the_seeds_stock_tools,
+    a_large_archive_is_a_real_multipart_upload_matching_its_sidecar,
+    killing_the_s3_server_mid_upload_leaves_no_upload_and_no_backup,
+    sigterm_mid_upload_aborts_it_and_leaves_no_backup,
+    bad_credentials_bucket_and_endpoint_fail_clearly_without_the_secret,
+    checksums_only_where_required_still_round_trip_and_bad_settings_are_named,
+);

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bson::doc;
 use common::minio::{self, Minio, BUCKET, SECRET_KEY};
+use common::s3_server::S3Server;
 use common::Server;
 use ingest_backup::sample;
 

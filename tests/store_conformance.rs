@@ -12,6 +12,7 @@ use std::sync::Arc;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use bytes::Bytes;
 use common::minio::{self, Minio, BUCKET, SECRET_KEY};
+use common::s3_server::S3Server;
 use ingest_backup::store::s3::{S3Settings, S3Store};
 use ingest_backup::store::{conformance, ObjectStore, PutMode, Store, StoreErrorKind};
 

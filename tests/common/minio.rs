@@ -166,17 +166,6 @@ impl Minio {
         self.kill();
         self.spawn();
     }
-
-    /// Object keys in the bucket.
-    pub async fn keys(&self) -> Vec<String> {
-        let listed = self.client().list_objects_v2().bucket(BUCKET).send().await.unwrap();
-        listed.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
-    }
-
-    /// Multipart uploads still open in the bucket.
-    pub async fn open_uploads(&self) -> usize {
-        self.client().list_multipart_uploads().bucket(BUCKET).send().await.unwrap().uploads().len()
-    }
 }
 
 impl Drop for Minio {

@@ -12,6 +12,7 @@ pub mod fake_gcs;
 pub mod ferretdb;
 pub mod http_sink;
 pub mod minio;
+pub mod s3_server;
 pub mod versitygw;
 
 use std::collections::BTreeMap;

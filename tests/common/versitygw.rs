@@ -20,8 +20,9 @@ pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
 
 /// A running versitygw.
 pub struct Versitygw {
-    child: Child,
-    _data: tempfile::TempDir,
+    binary: PathBuf,
+    child: Option<Child>,
+    data: tempfile::TempDir,
     /// The S3 port.
     pub port: u16,
 }
@@ -29,23 +30,40 @@ pub struct Versitygw {
 impl Versitygw {
     /// Starts the gateway and creates `bucket`.
     pub async fn start(binary: PathBuf, bucket: &str) -> Self {
-        let port = super::free_port();
-        let data = tempfile::tempdir().unwrap();
-        let child = Command::new(binary)
-            .args(["--access", ACCESS_KEY, "--secret", SECRET_KEY, "--port", &format!("127.0.0.1:{port}"), "--quiet", "posix"])
-            .arg(data.path())
+        let mut gateway = Versitygw { binary, child: None, data: tempfile::tempdir().unwrap(), port: super::free_port() };
+        gateway.spawn();
+        gateway.client().create_bucket().bucket(bucket).send().await.expect("create the test bucket");
+        gateway
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&self.binary)
+            .args(["--access", ACCESS_KEY, "--secret", SECRET_KEY, "--port", &format!("127.0.0.1:{}", self.port), "--quiet", "posix"])
+            .arg(self.data.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start versitygw");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "versitygw did not listen on {port}");
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "versitygw did not listen on {}", self.port);
             std::thread::sleep(Duration::from_millis(50));
         }
-        let gateway = Versitygw { child, _data: data, port };
-        gateway.client().create_bucket().bucket(bucket).send().await.expect("create the test bucket");
-        gateway
+    }
+
+    /// Kills the gateway at once (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the gateway again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
     }
 
     /// The endpoint URL (`S3_ENDPOINT`).
@@ -62,22 +80,10 @@ impl Versitygw {
     pub fn client(&self) -> Client {
         super::minio::s3_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
-
-    /// Object keys in `bucket`.
-    pub async fn keys(&self, bucket: &str) -> Vec<String> {
-        let listed = self.client().list_objects_v2().bucket(bucket).send().await.unwrap();
-        listed.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
-    }
-
-    /// Multipart uploads still open in `bucket`.
-    pub async fn open_uploads(&self, bucket: &str) -> usize {
-        self.client().list_multipart_uploads().bucket(bucket).send().await.unwrap().uploads().len()
-    }
 }
 
 impl Drop for Versitygw {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

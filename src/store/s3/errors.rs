@@ -94,7 +94,8 @@ fn from_code(code: &str, status: Option<u16>, url: &str, doing: &str) -> Option<
         }
         // HeadObject answers a missing key with a bare 404 (no body), which the SDK calls NotFound.
         ("NoSuchKey", _) | ("NotFound", _) | ("NoSuchUpload", _) | ("", Some(404)) => error(StoreErrorKind::NotFound, format!("{doing} {url}: no such object")),
-        ("InvalidAccessKeyId", _) | ("SignatureDoesNotMatch", _) | ("InvalidToken", _) | ("ExpiredToken", _) => error(
+        // versitygw answers an unknown access key with XAdminUserNotFound.
+        ("InvalidAccessKeyId", _) | ("XAdminUserNotFound", _) | ("SignatureDoesNotMatch", _) | ("InvalidToken", _) | ("ExpiredToken", _) => error(
             StoreErrorKind::Denied,
             format!("{doing} {url}: the AWS credentials were rejected ({code}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the profile / role)"),
         ),
