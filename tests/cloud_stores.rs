@@ -152,7 +152,7 @@ mod gcs {
     use ingest_backup::store::conformance;
 
     fn settings(server: &FakeGcs) -> GcsSettings {
-        GcsSettings { emulator_host: Some(server.host()) }
+        GcsSettings { emulator_host: Some(server.host()), ..Default::default() }
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -293,4 +293,56 @@ async fn every_command_works_on_gcs() {
     let server = common::fake_gcs::FakeGcs::start(binary);
     server.create_bucket("backups").await;
     every_command_on("gs://backups/all", &[("STORAGE_EMULATOR_HOST".to_string(), server.host())]).await;
+}
+
+/// `schedule` on a cloud store: the backup made at start is verified and followed by
+/// oplog slices, all listed through the store; SIGTERM stops it with exit 0.
+async fn schedule_runs_on(store: &str, env: &[(String, String)]) {
+    use bson::{doc, Document};
+    let source = Server::start();
+    let orders = source.client().await.database("shop").collection::<Document>("orders");
+    orders.insert_many((0..20).map(|i| doc! { "_id": i })).await.unwrap();
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let uri = source.uri();
+    // A yearly cron: only --run-now makes the backup during the test.
+    let args = ["schedule", "--uri", &uri, "--store", store, "--listen", &listen, "--cron", "0 0 1 1 *", "--run-now"];
+    let args = [&args[..], &["--verify-delay", "1s", "--oplog-every", "1s"]].concat();
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut child = common::spawn(&args, &env_refs);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let listed = loop {
+        assert!(child.try_wait().unwrap().is_none(), "schedule exited early");
+        orders.insert_one(doc! { "tick": 1 }).await.unwrap();
+        let output = common::run_with_env(&["list", "--store", store, "--json"], env);
+        let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        let verified = listed["backups"][0]["verification"]["status"] == "passed";
+        let sliced = listed["pitr"][0]["slices"].as_u64().unwrap_or(0) >= 1;
+        if verified && sliced {
+            break listed;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{store}: no verified backup with oplog slices within 120 s: {listed}\n{}",
+                common::all_output(&child.wait_with_output().unwrap())
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{store}: {}", common::all_output(&output));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedule_backs_up_verifies_and_slices_on_azure_and_gcs() {
+    let Some(azurite_binary) = azurite::binary_or_skip("schedule_backs_up_verifies_and_slices_on_azure_and_gcs") else { return };
+    let Some(gcs_binary) = common::fake_gcs::binary_or_skip("schedule_backs_up_verifies_and_slices_on_azure_and_gcs") else { return };
+    let azurite = Azurite::start(azurite_binary);
+    azurite.create_container("backups");
+    schedule_runs_on("az://backups/sched", &[("AZURE_STORAGE_CONNECTION_STRING".to_string(), azurite.connection_string())]).await;
+    let server = common::fake_gcs::FakeGcs::start(gcs_binary);
+    server.create_bucket("backups").await;
+    schedule_runs_on("gs://backups/sched", &[("STORAGE_EMULATOR_HOST".to_string(), server.host())]).await;
 }

@@ -47,9 +47,27 @@ fn parse_connection_string(text: &str) -> Result<ConnectionString> {
         }
     }
     if parsed.account.is_none() {
-        return Err(Error::usage("AZURE_STORAGE_CONNECTION_STRING has no AccountName=: copy the whole string from the portal's Access keys page"));
+        // A SAS connection string (the portal's "Shared access signature" page) names
+        // the account only in its endpoint.
+        parsed.account = parsed.endpoint.as_deref().and_then(account_of_endpoint);
+    }
+    if parsed.account.is_none() {
+        return Err(Error::usage(
+            "AZURE_STORAGE_CONNECTION_STRING has no AccountName= and no BlobEndpoint= naming the account: copy the whole string from the portal's Access keys or Shared access signature page",
+        ));
     }
     Ok(parsed)
+}
+
+/// The account an endpoint names: `https://<account>.blob.core.windows.net`, or the first
+/// path segment of an emulator's `http://127.0.0.1:10000/<account>`.
+fn account_of_endpoint(endpoint: &str) -> Option<String> {
+    let url = url::Url::parse(endpoint).ok()?;
+    let account = match url.host()? {
+        url::Host::Domain(name) if name != "localhost" => name.split('.').next()?.to_string(),
+        _ => url.path_segments()?.next()?.to_string(),
+    };
+    (!account.is_empty()).then_some(account)
 }
 
 /// A SAS token as query pairs (with or without its leading `?`).
@@ -147,6 +165,9 @@ mod tests {
             assert_eq!(error.exit_code(), 2);
             assert!(!error.to_string().contains("abc"), "{error}");
         }
+        assert_eq!(account_of_endpoint("https://prodbackups.blob.core.windows.net/").as_deref(), Some("prodbackups"));
+        assert_eq!(account_of_endpoint("http://127.0.0.1:10000/devstoreaccount1").as_deref(), Some("devstoreaccount1"));
+        assert_eq!(account_of_endpoint("http://127.0.0.1:10000/"), None);
         assert_eq!(sas_pairs("?sv=2021&sig=x%2By"), [("sv".to_string(), "2021".to_string()), ("sig".to_string(), "x+y".to_string())]);
     }
 }

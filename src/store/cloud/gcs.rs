@@ -2,7 +2,9 @@
 //! reads, writes, listing and deletes, with the credentials GCS users expect:
 //! `GOOGLE_APPLICATION_CREDENTIALS` (a service-account or user JSON file), the other
 //! `GOOGLE_*` variables the crate reads, else the metadata server (GKE Workload
-//! Identity). `STORAGE_EMULATOR_HOST` points everything at an emulator, unauthenticated.
+//! Identity). `STORAGE_EMULATOR_HOST` points everything at an emulator, unauthenticated
+//! unless `GOOGLE_APPLICATION_CREDENTIALS` or `GCE_METADATA_HOST` is set too: then the
+//! requests carry those credentials' tokens, as they would on GCS.
 //!
 //! Large objects go up as a resumable upload of the JSON API ([`Resumable`]): chunks in
 //! order, every one but the last a multiple of 256 KiB (the parts are 8 MiB; the last part
@@ -33,18 +35,20 @@ pub struct Resumable {
     http: reqwest::Client,
     base_url: String,
     bucket: String,
-    /// `None` with an emulator (no OAuth).
+    /// `None` with an unauthenticated emulator.
     credentials: Option<GcpCredentialProvider>,
 }
 
 impl Resumable {
-    async fn bearer(&self, location: &str) -> std::result::Result<Option<String>, StoreError> {
-        let Some(provider) = &self.credentials else { return Ok(None) };
+    /// `request` with the OAuth bearer token of the configured credentials (none with
+    /// an unauthenticated emulator).
+    async fn authorized(&self, request: reqwest::RequestBuilder, location: &str) -> std::result::Result<reqwest::RequestBuilder, StoreError> {
+        let Some(provider) = &self.credentials else { return Ok(request) };
         let credential = provider
             .get_credential()
             .await
             .map_err(|_| StoreError::new(StoreErrorKind::Denied, format!("writing {location}: no usable Google credentials; set {HINT}")))?;
-        Ok(Some(format!("Bearer {}", credential.bearer)))
+        Ok(request.bearer_auth(&credential.bearer))
     }
 
     fn failed(&self, location: &str, doing: &str, status: reqwest::StatusCode) -> StoreError {
@@ -82,10 +86,7 @@ impl Resumable {
         .map_err(|_| {
             StoreError::new(StoreErrorKind::Misconfigured, format!("starting the upload of {location}: the Cloud Storage URL is invalid"))
         })?;
-        let mut request = self.http.post(url).header("Content-Type", "application/json").body("{}");
-        if let Some(bearer) = self.bearer(location).await? {
-            request = request.header("Authorization", bearer);
-        }
+        let request = self.authorized(self.http.post(url).header("Content-Type", "application/json").body("{}"), location).await?;
         let response = request.send().await.map_err(|e| Self::unreachable(location, "starting the upload of", &e))?;
         if !response.status().is_success() {
             return Err(self.failed(location, "starting the upload of", response.status()));
@@ -104,10 +105,7 @@ impl Resumable {
         }
         let url = url::Url::parse_with_params(&format!("{}/upload/storage/v1/b/{}/o", self.base_url, self.bucket), &params)
             .map_err(|_| StoreError::new(StoreErrorKind::Misconfigured, format!("writing {location}: the Cloud Storage URL is invalid")))?;
-        let mut request = self.http.post(url).header("Content-Type", "application/octet-stream").body(bytes);
-        if let Some(bearer) = self.bearer(location).await? {
-            request = request.header("Authorization", bearer);
-        }
+        let request = self.authorized(self.http.post(url).header("Content-Type", "application/octet-stream").body(bytes), location).await?;
         let response = request.send().await.map_err(|e| Self::unreachable(location, "writing", &e))?;
         if response.status().is_success() {
             Ok(())
@@ -123,10 +121,7 @@ impl Resumable {
             (_, Some(total)) => format!("bytes {offset}-{}/{total}", offset + chunk.len() as u64 - 1),
             (_, None) => format!("bytes {offset}-{}/*", offset + chunk.len() as u64 - 1),
         };
-        let mut request = self.http.put(session).header("Content-Range", range).body(chunk);
-        if let Some(bearer) = self.bearer(location).await? {
-            request = request.header("Authorization", bearer);
-        }
+        let request = self.authorized(self.http.put(session).header("Content-Range", range).body(chunk), location).await?;
         let response = request.send().await.map_err(|e| Self::unreachable(location, "uploading", &e))?;
         let status = response.status();
         let done = if total.is_some() { status.is_success() } else { status.as_u16() == 308 || status.is_success() };
@@ -139,10 +134,7 @@ impl Resumable {
 
     /// Cancels a session (nothing of it remains).
     pub(super) async fn cancel(&self, session: &str, location: &str) -> std::result::Result<(), StoreError> {
-        let mut request = self.http.delete(session);
-        if let Some(bearer) = self.bearer(location).await? {
-            request = request.header("Authorization", bearer);
-        }
+        let request = self.authorized(self.http.delete(session), location).await?;
         let response = request.send().await.map_err(|e| Self::unreachable(location, "aborting the upload of", &e))?;
         // 499 is GCS's answer to a cancelled session; 404/410: gone already.
         match response.status().as_u16() {
@@ -208,15 +200,33 @@ impl MultipartUpload for ResumableUpload {
 /// The credentials of a GCS store, from the environment (or given by a test).
 #[derive(Debug, Clone, Default)]
 pub struct GcsSettings {
-    /// `STORAGE_EMULATOR_HOST`: an emulator's address (`host:port` or a URL); no OAuth.
+    /// `STORAGE_EMULATOR_HOST`: an emulator's address (`host:port` or a URL).
     pub emulator_host: Option<String>,
+    /// Whether credentials were configured explicitly (`GOOGLE_APPLICATION_CREDENTIALS`
+    /// or `GCE_METADATA_HOST`): an emulator is then sent their tokens, not none.
+    pub explicit_credentials: bool,
 }
 
 impl GcsSettings {
-    /// `STORAGE_EMULATOR_HOST` (the `GOOGLE_*` variables are read by the crate).
+    /// `STORAGE_EMULATOR_HOST` and whether credentials are configured explicitly (the
+    /// `GOOGLE_*` and `GCE_METADATA_*` variables themselves are read by the crate).
     pub fn from_env() -> Self {
-        GcsSettings { emulator_host: std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|v| !v.trim().is_empty()) }
+        let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        GcsSettings {
+            emulator_host: set("STORAGE_EMULATOR_HOST"),
+            explicit_credentials: set("GOOGLE_APPLICATION_CREDENTIALS").is_some() || set("GCE_METADATA_HOST").is_some(),
+        }
     }
+}
+
+/// The crate's credential chain (key file, else the metadata server), as on GCS.
+fn credential_chain(bucket: &str) -> Result<GcpCredentialProvider> {
+    let backend = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).build().map_err(|e| unusable_credentials(bucket, &e))?;
+    Ok(backend.credentials().clone())
+}
+
+fn unusable_credentials(bucket: &str, error: &object_store::Error) -> Error {
+    Error::usage(format!("gs://{bucket}: cannot set up Google Cloud Storage ({}); set {HINT}", super::without_secrets(&error.to_string())))
 }
 
 /// Opens `gs://bucket/prefix` and checks that the bucket can be listed.
@@ -226,20 +236,24 @@ impl GcsSettings {
 /// is missing or the credentials are refused.
 pub async fn open(bucket: &str, prefix: &str, settings: &GcsSettings) -> Result<CloudStore> {
     let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+    let mut emulator_credentials = None;
     let base_url = match &settings.emulator_host {
         Some(host) => {
             let url = if host.starts_with("http://") || host.starts_with("https://") { host.clone() } else { format!("http://{host}") };
             let url = url.trim_end_matches('/').to_string();
             let key = serde_json::json!({ "gcs_base_url": url, "disable_oauth": true, "client_email": "", "private_key": "", "private_key_id": "" });
             builder = builder.with_service_account_key(key.to_string()).with_client_options(object_store::ClientOptions::new().with_allow_http(true));
+            if settings.explicit_credentials {
+                let chain = credential_chain(bucket)?;
+                builder = builder.with_credentials(chain.clone());
+                emulator_credentials = Some(chain);
+            }
             url
         }
         None => "https://storage.googleapis.com".to_string(),
     };
-    let backend = builder.build().map_err(|e| {
-        Error::usage(format!("gs://{bucket}: cannot set up Google Cloud Storage ({}); set {HINT}", super::without_secrets(&e.to_string())))
-    })?;
-    let credentials = settings.emulator_host.is_none().then(|| backend.credentials().clone());
+    let backend = builder.build().map_err(|e| unusable_credentials(bucket, &e))?;
+    let credentials = if settings.emulator_host.is_some() { emulator_credentials } else { Some(backend.credentials().clone()) };
     let resumable = Resumable { http: reqwest::Client::new(), base_url, bucket: bucket.to_string(), credentials };
     Ok(CloudStore::open(Arc::new(backend), Uploads::Resumable(resumable), "gs", bucket, prefix, PART_SIZE, HINT).await?)
 }

@@ -42,6 +42,7 @@ pub enum Uploads {
 }
 
 /// Objects under `<scheme>://<bucket>/<prefix>/` on a cloud object store.
+#[derive(Clone)]
 pub struct CloudStore {
     backend: Arc<dyn object_store::ObjectStore>,
     uploads: Uploads,
@@ -232,7 +233,8 @@ impl ObjectStore for CloudStore {
         let marker_id = format!("{}-{:016x}", Utc::now().format("%Y%m%dT%H%M%S"), rand::random::<u64>());
         let marker = UploadMarker { key: key.to_string(), service_id: service_id.clone(), initiated: Utc::now() };
         self.write_marker(&marker_id, &marker).await?;
-        let store = self.clone_handle();
+        // A second handle on the same store (its fields are shared handles), for the upload to keep.
+        let store = Arc::new(self.clone());
         Ok(match &self.uploads {
             Uploads::Parts(parts) => Box::new(CloudUpload {
                 parts_api: parts.clone(),
@@ -317,22 +319,6 @@ impl ObjectStore for CloudStore {
             Uploads::Resumable(resumable) => resumable.cancel(&marker.service_id, &self.location(key)).await?,
         }
         self.remove_marker(upload_id).await
-    }
-}
-
-impl CloudStore {
-    /// A second handle on the same store, for an upload to keep.
-    fn clone_handle(&self) -> Arc<CloudStore> {
-        Arc::new(CloudStore {
-            backend: self.backend.clone(),
-            uploads: self.uploads.clone(),
-            scheme: self.scheme,
-            bucket: self.bucket.clone(),
-            prefix: self.prefix.clone(),
-            part_size: self.part_size,
-            parts_in_flight: self.parts_in_flight,
-            credentials_hint: self.credentials_hint,
-        })
     }
 }
 
