@@ -118,9 +118,11 @@ pub async fn run(location: &StoreLocation, store: &Store, stale_after: Duration)
     let object_lock = store.objects().bucket_lock().await?.enabled;
     let mut listed: Vec<ListedBackup> = backups.iter().map(ListedBackup::new).collect();
     if object_lock {
-        for (entry, backup) in listed.iter_mut().zip(&backups) {
-            let keys = Store::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some());
-            let lock = store.lock_of(&keys).await?;
+        let key_sets: Vec<Vec<String>> = backups
+            .iter()
+            .map(|backup| Store::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some()))
+            .collect();
+        for (entry, lock) in listed.iter_mut().zip(store.locks_of(&key_sets).await?) {
             entry.locked_until = lock.retain_until;
             entry.legal_hold = lock.legal_hold;
         }

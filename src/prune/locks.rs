@@ -41,10 +41,19 @@ pub async fn judge(store: &Store, report: &mut PruneReport, survey: &Survey, now
     report.object_lock = true;
     let mut extensions = Vec::new();
     let mut kept_until: HashMap<String, DateTime<Utc>> = HashMap::new();
-    for verdict in &mut report.backups {
-        let Some(backup) = survey.backups.iter().find(|b| b.name == verdict.name) else { continue };
-        let keys = Store::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some());
-        let lock = store.lock_of(&keys).await?;
+    let judged: Vec<(usize, Vec<String>)> = report
+        .backups
+        .iter()
+        .enumerate()
+        .filter_map(|(index, verdict)| {
+            let backup = survey.backups.iter().find(|b| b.name == verdict.name)?;
+            Some((index, Store::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some())))
+        })
+        .collect();
+    let (indices, key_sets): (Vec<usize>, Vec<Vec<String>>) = judged.into_iter().unzip();
+    let locks = store.locks_of(&key_sets).await?;
+    for ((index, keys), lock) in indices.into_iter().zip(key_sets).zip(locks) {
+        let verdict = &mut report.backups[index];
         verdict.locked_until = lock.retain_until;
         verdict.legal_hold = lock.legal_hold;
         match verdict.action {

@@ -33,6 +33,16 @@ impl Store {
         Ok(lock)
     }
 
+    /// [`Store::lock_of`] for each set of keys, in order, reading up to
+    /// [`super::LIST_CONCURRENCY`] sets at once (a listing of many locked backups).
+    ///
+    /// # Errors
+    /// A store error reading a lock.
+    pub async fn locks_of(&self, key_sets: &[Vec<String>]) -> Result<Vec<ObjectLock>> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        stream::iter(key_sets).map(|keys| self.lock_of(keys)).buffered(super::LIST_CONCURRENCY).try_collect().await
+    }
+
     /// Extends the lock of every object in `keys` to `until` with `mode` (the store refuses to shorten one).
     ///
     /// # Errors
