@@ -93,6 +93,8 @@ async fn dumps_without_metadata_restore_as_mongorestore_restores_them() {
     // An empty metadata file.
     write_bson(&dump.join("shop/log.bson"), &(0..7).map(|i| doc! { "_id": format!("l{i}"), "at": i }).collect::<Vec<_>>());
     std::fs::write(dump.join("shop/log.metadata.json"), b"").unwrap();
+    // A collection in a `.bin` file, as old tools wrote it (mongorestore reads it as BSON).
+    write_bson(&dump.join("shop/legacy.bin"), &(0..3).map(|i| doc! { "_id": i, "old": true }).collect::<Vec<_>>());
     // An escaped name: the collection is `events 2018`.
     write_bson(&dump.join("audit/events%202018.bson"), &[doc! { "_id": 1, "what": "login" }]);
     // A collection with ordinary metadata beside them.
@@ -134,7 +136,7 @@ async fn dumps_without_metadata_restore_as_mongorestore_restores_them() {
     pack(&staging, &store);
 
     let (ours, theirs, report) = restore_both(&tools, &store, &[], &dump, &[]).await;
-    assert_eq!(report["documents"], 59 + 6 + 1 + 1, "{report}");
+    assert_eq!(report["documents"], 59 + 6 + 1 + 1 + 3, "{report}");
     let mut expected = vec![
         "audit.events 2018".to_string(),
         format!("audit.{long}"),
@@ -143,6 +145,7 @@ async fn dumps_without_metadata_restore_as_mongorestore_restores_them() {
         "iot.weather".into(),
         "old.log".into(),
         "old.things".into(),
+        "shop.legacy".into(),
         "shop.log".into(),
         "shop.orders".into(),
     ];
@@ -255,6 +258,37 @@ async fn a_tarball_with_nothing_restorable_fails_and_writes_nothing() {
         common::run_json(&["restore", NAME, "--no-manifest", "--store", store.to_str().unwrap(), "--uri", &target.uri(), "--json"]);
     assert_eq!(code, 1);
     assert!(report["error"].as_str().unwrap().contains("time-series collection without its .metadata.json"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_several_dump_directories_the_named_one_is_restored_and_two_named_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let staging = work.path().join("staging");
+    let named = staging.join(format!("data/db/dump/{NAME}"));
+    write_bson(&named.join("shop/orders.bson"), &(0..4).map(|i| doc! { "_id": i }).collect::<Vec<_>>());
+    std::fs::write(named.join("shop/orders.metadata.json"), "{}").unwrap();
+    // A copy someone left under data/: it looks like a dump too, but the layout names the other.
+    let copy = staging.join("data/old-copy");
+    write_bson(&copy.join("shop/orders.bson"), &(0..9).map(|i| doc! { "_id": i }).collect::<Vec<_>>());
+    std::fs::write(copy.join("shop/orders.metadata.json"), "{}").unwrap();
+    let store = work.path().join("store");
+    pack(&staging, &store);
+    let target = Server::start();
+    let restore = |uri: &str| common::run_json(&["restore", NAME, "--no-manifest", "--store", store.to_str().unwrap(), "--uri", uri, "--json"]);
+    let (code, report, log) = restore(&target.uri());
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(report["documents"], 4, "the named dump directory, not the copy: {report}");
+
+    // Two dump directories the layout names: which one is meant cannot be told.
+    let other = staging.join("data/db/dump/2018-04-05T11_37");
+    write_bson(&other.join("shop/orders.bson"), &[doc! { "_id": 1 }]);
+    pack(&staging, &store);
+    let fresh = Server::start();
+    let (code, report, log) = restore(&fresh.uri());
+    assert_eq!(code, 2, "{log}");
+    let error = report["error"].as_str().unwrap_or(&log).to_string();
+    assert!(error.contains(&format!("data/db/dump/{NAME}/")) && error.contains("data/db/dump/2018-04-05T11_37/"), "the candidates: {error}");
+    assert!(contents(&fresh).await.is_empty(), "nothing was written");
 }
 
 /// A time-series collection round trip: backed up with its `timeseries` options and

@@ -116,6 +116,11 @@ async fn restore_to_time_gives_the_state_at_each_recorded_point() {
     assert_eq!(listed["pitr"].as_array().unwrap().len(), 1, "{listed}");
     let text = common::all_output(&run(&["list", "--store", store.to_str().unwrap()], &[]));
     assert!(text.contains("PITR: "), "{text}");
+    // The table's columns line up under their headers, sizes in human units.
+    let header = text.lines().find(|line| line.starts_with("NAME")).expect("a header");
+    let row = text.lines().find(|line| line.ends_with("complete")).expect("a backup row");
+    assert_eq!(header.find("STATUS"), row.find("complete"), "{text}");
+    assert_eq!(header.find("SIZE").map(|i| i + 4), row.find("iB").map(|i| i + 2), "sizes end under SIZE, in KiB/MiB: {text}");
 
     let verified = run(&["verify", "--pitr", "--store", store.to_str().unwrap()], &[]);
     assert!(verified.status.success(), "{}", common::all_output(&verified));

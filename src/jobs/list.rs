@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::table::{human_bytes, Align, Table};
 use super::{Render, TextTarget};
 use crate::crypto::is_encrypted;
 use crate::error::Result;
@@ -198,40 +199,46 @@ impl Render for ListReport {
 
     fn text(&self) -> String {
         let mut out = String::new();
-        let lock_header = if self.object_lock { format!("{:<21} {:<4} ", "LOCKED UNTIL", "HOLD") } else { String::new() };
-        let _ =
-            writeln!(out, "{:<24} {:>12} {:>12} {:>9} {:<6} {:<36} {lock_header}STATUS", "NAME", "SIZE", "DOCUMENTS", "SECONDS", "COMPR", "VERIFIED");
+        let mut columns = vec![
+            ("NAME", Align::Left),
+            ("SIZE", Align::Right),
+            ("DOCUMENTS", Align::Right),
+            ("SECONDS", Align::Right),
+            ("COMPR", Align::Left),
+            ("VERIFIED", Align::Left),
+        ];
+        if self.object_lock {
+            columns.extend([("LOCKED UNTIL", Align::Left), ("HOLD", Align::Left)]);
+        }
+        columns.push(("STATUS", Align::Left));
+        let mut table = Table::new(&columns);
         for backup in &self.backups {
             let verified = match &backup.verification {
                 None => "never".to_string(),
                 Some(v) => format!("{} {}", v.status.as_str(), v.verified_at),
             };
-            let locks = if self.object_lock {
-                let until = backup.locked_until.map_or("-".to_string(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-                format!("{until:<21} {:<4} ", if backup.legal_hold { "yes" } else { "-" })
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                out,
-                "{:<24} {:>12} {:>12} {:>9} {:<6} {:<36} {locks}{}",
-                backup.name,
-                backup.size,
+            let mut cells = vec![
+                backup.name.clone(),
+                human_bytes(backup.size),
                 backup.documents.map_or("-".into(), |d| d.to_string()),
                 backup.duration_seconds.map_or("-".into(), |d| format!("{d:.1}")),
-                backup.compression.as_deref().unwrap_or("-"),
+                backup.compression.clone().unwrap_or_else(|| "-".into()),
                 verified,
-                if backup.complete { "complete" } else { "INCOMPLETE (no sidecar manifest)" }
-            );
+            ];
+            if self.object_lock {
+                cells.push(backup.locked_until.map_or("-".to_string(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                cells.push(if backup.legal_hold { "yes" } else { "-" }.to_string());
+            }
+            let mut status = if backup.complete { "complete".to_string() } else { "INCOMPLETE (no sidecar manifest)".to_string() };
             if backup.encrypted {
                 let recipients = backup.recipients.as_deref().unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "  encrypted (age) to {}",
-                    if recipients.is_empty() { "unknown recipients".to_string() } else { recipients.join(", ") }
-                );
+                let to = if recipients.is_empty() { "unknown recipients".to_string() } else { recipients.join(", ") };
+                status.push_str(&format!(", encrypted (age) to {to}"));
             }
+            cells.push(status);
+            table.row(cells);
         }
+        out.push_str(&table.render());
         for range in &self.pitr {
             let _ = writeln!(
                 out,

@@ -19,6 +19,7 @@ pub mod prune;
 mod render;
 pub mod restore;
 pub mod sample_data;
+pub mod table;
 pub mod verify;
 
 use std::sync::Arc;

@@ -4,7 +4,10 @@
 //! relaxed or legacy Extended JSON, or the legacy shell format), from `.bson` files
 //! without metadata (default options, only the `_id` index, or the index definitions of
 //! a pre-3.0 `system.indexes.bson`), and time-series collections from their
-//! `system.buckets.<name>.bson` file. `prelude.json` names the server that was dumped.
+//! `system.buckets.<name>.bson` file; `<collection>.bin` is read as `.bson` (as
+//! mongorestore does, for dumps of old tools). `prelude.json` names the server that was
+//! dumped. With several candidate dump directories, the one the layout names
+//! (`data/db/dump/<name>/`) is read; with none or several of those, nothing is.
 
 use bson::Document;
 
@@ -15,6 +18,11 @@ use crate::error::{Error, Result};
 use crate::filter::{NamespaceFilter, NamespaceMap};
 
 const METADATA_SUFFIX: &str = ".metadata.json";
+/// Extensions of collection data files: `.bin` is what old tools wrote, and
+/// mongorestore still reads it as BSON.
+const DATA_SUFFIXES: [&str; 2] = [".bson", ".bin"];
+/// Where the original ingest backup scripts (and this tool) put the dump directory.
+const NAMED_DUMP_PREFIX: &str = "data/db/dump/";
 const SYSTEM_INDEXES_FILE: &str = "system.indexes.bson";
 const PRELUDE_FILE: &str = "prelude.json";
 
@@ -151,7 +159,13 @@ impl LegacyScan {
     /// The plan, once every member was seen.
     pub fn into_plan(self, filter: &NamespaceFilter, map: &NamespaceMap) -> Plan {
         let mut plan = Plan::default();
-        let layout = self.layout();
+        let layout = match self.layout() {
+            Ok(layout) => layout,
+            Err(ambiguous) => {
+                plan.ambiguous_root = Some(ambiguous);
+                return plan;
+            }
+        };
         let mut found = self.described_collections(&layout.root, &mut plan);
         found.extend(self.undescribed_collections(&layout, &mut plan));
         for collection in found {
@@ -164,27 +178,59 @@ impl LegacyScan {
         plan
     }
 
-    /// Where the dump directory is and which data files its metadata files describe.
-    fn layout(&self) -> Layout {
-        let bson_files: Vec<(String, String)> = self.files.iter().map(|path| split(path)).filter(|(_, file)| file.ends_with(".bson")).collect();
-        // The dump directory: where the metadata files are, else where most data files are.
-        let root = match self.metadata.first() {
-            Some(first) => self.root_of(&first.dir),
-            None => most_common(bson_files.iter().filter(|(_, file)| file != OPLOG_FILE).map(|(dir, _)| self.root_of(dir))).unwrap_or_default(),
-        };
+    /// Where the dump directory is and which data files its metadata files describe;
+    /// `Err` names the candidates when the dump directory cannot be told.
+    fn layout(&self) -> std::result::Result<Layout, String> {
+        let data_files: Vec<(String, String)> = self.files.iter().map(|path| split(path)).filter(|(_, file)| data_stem(file).is_some()).collect();
+        let root = self.dump_directory(&data_files)?;
         // `oplog.bson` at the dump's root is the oplog; anywhere else it is a collection.
-        let data_files = bson_files.into_iter().filter(|(dir, file)| !(file == OPLOG_FILE && *dir == root)).collect();
+        let data_files = data_files.into_iter().filter(|(dir, file)| !(file == OPLOG_FILE && *dir == root)).collect();
         let described = self.metadata.iter().map(|file| self.data_file_of(file)).collect();
         let dirs_with_metadata = self.metadata.iter().map(|file| file.dir.clone()).collect();
-        Layout { root, data_files, described, dirs_with_metadata }
+        Ok(Layout { root, data_files, described, dirs_with_metadata })
     }
 
-    /// The data file a metadata file describes, by path.
+    /// The dump directory: the one holding the metadata and data files; of several, the one the layout names (`data/db/dump/<name>/`); `Err` when that
+    /// does not single one out.
+    fn dump_directory(&self, data_files: &[(String, String)]) -> std::result::Result<String, String> {
+        let data_dirs = data_files.iter().filter(|(_, file)| file != OPLOG_FILE).map(|(dir, _)| dir);
+        let dirs = self.metadata.iter().map(|file| &file.dir).chain(data_dirs);
+        let mut candidates: Vec<String> = dirs.filter(|dir| self.database_of(dir).is_some()).map(|dir| self.root_of(dir)).collect();
+        candidates.sort();
+        candidates.dedup();
+        match candidates.as_slice() {
+            [] => return Ok(self.metadata.first().map(|file| self.root_of(&file.dir)).unwrap_or_default()),
+            [only] => return Ok(only.clone()),
+            _ => {}
+        }
+        let named: Vec<&String> = candidates.iter().filter(|dir| is_named_dump_directory(dir)).collect();
+        if let [only] = named.as_slice() {
+            return Ok((*only).clone());
+        }
+        let listed = candidates.iter().map(|dir| if dir.is_empty() { "the top of the archive".to_string() } else { dir.clone() }).collect::<Vec<_>>();
+        Err(format!(
+            "the archive holds {} directories that each look like a dump ({}) and {} the one its layout names (data/db/dump/<name>/), \
+             so it cannot tell which to restore and wrote nothing: repack the archive with the one dump directory you mean, \
+             or unpack it and give that directory to the official mongorestore",
+            candidates.len(),
+            listed.join(", "),
+            if named.is_empty() { "none is" } else { "more than one is" },
+        ))
+    }
+
+    /// The data file a metadata file describes, by path: `<stem>.bson`, or the legacy
+    /// `<stem>.bin` when only that is in the archive.
     fn data_file_of(&self, file: &MetadataFile) -> String {
-        if file.metadata.get_str("type") == Ok("timeseries") && self.buckets_in_system_collection() {
-            format!("{}{TIMESERIES_BUCKETS_PREFIX}{}.bson", file.dir, file.stem)
+        let stem = if file.metadata.get_str("type") == Ok("timeseries") && self.buckets_in_system_collection() {
+            format!("{}{TIMESERIES_BUCKETS_PREFIX}{}", file.dir, file.stem)
         } else {
-            format!("{}{}.bson", file.dir, file.stem)
+            format!("{}{}", file.dir, file.stem)
+        };
+        let legacy = format!("{stem}.bin");
+        if self.files.contains(&legacy) && !self.files.contains(&format!("{stem}.bson")) {
+            legacy
+        } else {
+            format!("{stem}.bson")
         }
     }
 
@@ -222,7 +268,7 @@ impl LegacyScan {
                 plan.unread_files.push(format!("{path}: {TOP_LEVEL}"));
                 continue;
             };
-            let collection = unescape(file.trim_end_matches(".bson"));
+            let collection = unescape(data_stem(file).unwrap_or(file));
             if self.root_of(dir) != *root {
                 plan.unread_files.push(format!("{path}: outside the dump directory {root}"));
             } else if file == SYSTEM_INDEXES_FILE {
@@ -387,16 +433,14 @@ fn check_value(value: bson::RawBsonRef<'_>, depth: usize) -> std::result::Result
     }
 }
 
-/// The value seen most often (the first of equals), if any.
-fn most_common(values: impl Iterator<Item = String>) -> Option<String> {
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for value in values {
-        match counts.iter_mut().find(|(seen, _)| *seen == value) {
-            Some((_, count)) => *count += 1,
-            None => counts.push((value, 1)),
-        }
-    }
-    counts.iter().rev().max_by_key(|(_, count)| *count).map(|(value, _)| value.clone())
+/// The escaped collection name of a data file (`<stem>.bson` or `<stem>.bin`).
+fn data_stem(file: &str) -> Option<&str> {
+    DATA_SUFFIXES.iter().find_map(|suffix| file.strip_suffix(suffix))
+}
+
+/// Whether `dir` is `data/db/dump/<name>/`, the dump directory the layout names.
+fn is_named_dump_directory(dir: &str) -> bool {
+    dir.strip_prefix(NAMED_DUMP_PREFIX).and_then(|rest| rest.strip_suffix('/')).is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
 /// A member path without a leading `./` or `/`.
@@ -461,6 +505,56 @@ mod tests {
         assert_eq!(log.bson_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/ingest/log.bson"));
         assert!(log.options.get_bool("capped").unwrap());
         assert_eq!(plan.oplog_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/oplog.bson"));
+    }
+
+    #[test]
+    fn bin_files_are_collections_as_mongorestore_reads_them() {
+        let mut scan = LegacyScan::default();
+        scan.member("dump/shop/orders.bin", None).unwrap();
+        scan.member("dump/shop/orders.metadata.json", Some(br#"{"options":{},"indexes":[]}"#)).unwrap();
+        scan.member("dump/shop/legacy%24items.bin", None).unwrap();
+        let plan = plan(scan);
+        assert_eq!(sources(&plan), ["shop.legacy$items", "shop.orders"]);
+        let orders = plan.namespaces.iter().find(|n| n.collection == "orders").unwrap();
+        assert_eq!(orders.bson_member.as_deref(), Some("dump/shop/orders.bin"), "the metadata file's data is the .bin file");
+        assert!(plan.unread_files.is_empty(), "{:?}", plan.unread_files);
+    }
+
+    #[test]
+    fn of_several_dump_directories_the_named_one_is_read_and_otherwise_none() {
+        let named = |scan: &mut LegacyScan| {
+            scan.member("data/db/dump/2018-04-04T11_37/ingest/log.bson", None).unwrap();
+            scan.member("data/db/dump/2018-04-04T11_37/ingest/log.metadata.json", Some(b"{}")).unwrap();
+        };
+        let mut scan = LegacyScan::default();
+        scan.member("scratch/copy/ingest/log.bson", None).unwrap();
+        scan.member("scratch/copy/ingest/log.metadata.json", Some(b"{}")).unwrap();
+        named(&mut scan);
+        let preferred = plan(scan);
+        assert!(preferred.ambiguous_root.is_none());
+        assert_eq!(preferred.namespaces[0].bson_member.as_deref(), Some("data/db/dump/2018-04-04T11_37/ingest/log.bson"));
+        assert!(preferred.unread_files.iter().any(|f| f.starts_with("scratch/copy/ingest/log.metadata.json")), "{:?}", preferred.unread_files);
+
+        for other in ["data/db/dump/2018-04-05T11_37/", "elsewhere/dump/"] {
+            let mut scan = LegacyScan::default();
+            named(&mut scan);
+            scan.member(&format!("{other}ingest/log.bson"), None).unwrap();
+            scan.member(&format!("{other}ingest/log.metadata.json"), Some(b"{}")).unwrap();
+            if other.starts_with("elsewhere") {
+                // One named directory among others: read, not ambiguous.
+                assert!(plan(scan).ambiguous_root.is_none());
+                continue;
+            }
+            let refused = plan(scan);
+            let why = refused.ambiguous_root.expect("two named dump directories");
+            assert!(why.contains("data/db/dump/2018-04-04T11_37/") && why.contains(other) && why.contains("more than one"), "{why}");
+            assert!(refused.namespaces.is_empty());
+        }
+        let mut scan = LegacyScan::default();
+        scan.member("a/shop/orders.bson", None).unwrap();
+        scan.member("b/shop/orders.bson", None).unwrap();
+        let why = plan(scan).ambiguous_root.expect("two unnamed dump directories");
+        assert!(why.contains("a/, b/") && why.contains("none is"), "{why}");
     }
 
     #[test]

@@ -496,6 +496,9 @@ async fn make_plan(
     } else {
         plan.skipped.extend(users_and_roles.iter().map(|planned| planned.source()));
     }
+    if let Some(ambiguous) = &plan.ambiguous_root {
+        return Err(Error::usage(format!("{}: {ambiguous}", backup.archive)));
+    }
     log_plan(&plan);
     if !plan.refusals.is_empty() {
         return Err(Error::Refused(format!("{} cannot be restored, so nothing was written: {}", backup.archive, plan.refusals.join("; "))));

@@ -119,6 +119,9 @@ pub struct Plan {
     /// Files that make mongorestore refuse the whole dump (time-series buckets without
     /// their metadata): the restore is refused before anything is written.
     pub refusals: Vec<String>,
+    /// Why the archive's dump directory cannot be told (several candidates): a usage
+    /// error, since the caller must say which (exit 2).
+    pub ambiguous_root: Option<String>,
 }
 
 /// Authentication data a plain insert cannot restore; `mongorestore
