@@ -99,6 +99,8 @@ pub enum Command {
     SampleData(SampleDataArgs),
     /// Write one point-in-time slice of the oplog to the store: the entries since the last slice (or the newest backup).
     Oplog(OplogArgs),
+    /// List drops, renames, index drops and bursts of deletes or updates in the stored oplog slices, each with the `restore --to-time` value just before it.
+    Events(EventsArgs),
     /// Remove the backups a retention policy does not keep (never the newest complete or verified one), and leftovers of runs that died.
     Prune(PruneArgs),
     /// Run forever: a backup on every cron tick, verified after a delay; /healthz and /metrics over HTTP.
@@ -675,6 +677,66 @@ impl PruneArgs {
     pub fn options(&self) -> Result<PruneOptions> {
         let (store, s3) = self.store.resolve()?;
         self.retention.options(store, s3, self.dry_run)
+    }
+}
+
+/// Flags of `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArg,
+    /// Search from this point: RFC 3339 (2026-12-01T10:00:00Z) or an oplog timestamp T.I [default: the oldest slice].
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Search up to this point, included: RFC 3339 or T.I [default: the newest slice].
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub ns: NamespaceArg,
+    /// The fewest documents deleted (or updated) in one namespace, each within a second of the one before or in one transaction, reported as a burst.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub burst: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: IdentityArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub spool: SpoolArg,
+}
+
+impl EventsArgs {
+    /// Validates the flags into [`crate::jobs::events::EventsOptions`].
+    ///
+    /// # Errors
+    /// A usage error naming the bad flag and its fix.
+    pub fn options(&self) -> Result<crate::jobs::events::EventsOptions> {
+        if self.burst == 0 {
+            return Err(Error::usage("--burst must be at least 1 (the fewest documents a burst of deletes or updates holds)"));
+        }
+        let point = |flag: &str, text: &Option<String>, start_of_second: bool| -> Result<Option<crate::oplog::timestamp::Timestamp>> {
+            let Some(text) = text else { return Ok(None) };
+            let mut ts = crate::pitr::TargetTime::parse(text).map_err(|e| Error::usage(e.to_string().replace("--to-time", flag)))?.0;
+            if start_of_second && chrono::DateTime::parse_from_rfc3339(text.trim()).is_ok() {
+                ts.i = 0;
+            }
+            Ok(Some(ts))
+        };
+        let (from, to) = (point("--from", &self.from, true)?, point("--to", &self.to, false)?);
+        if let (Some(from), Some(to)) = (from, to) {
+            if from > to {
+                return Err(Error::usage("--from is after --to: give the earlier point first"));
+            }
+        }
+        Ok(crate::jobs::events::EventsOptions {
+            from,
+            to,
+            filter: self.ns.filter()?,
+            burst: self.burst,
+            identities: self.identity.resolve()?,
+            spool_dir: self.spool.dir(),
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BackupArgs, Command, HoldArgs, ListArgs, OplogArgs, PruneArgs, StoreArg, VerifyArgs};
+use crate::cli::{BackupArgs, Command, EventsArgs, HoldArgs, ListArgs, OplogArgs, PruneArgs, StoreArg, VerifyArgs};
 use crate::error::{Error, Result};
 use crate::jobs::{self, Context, Rendered};
 use crate::notify::Event;
@@ -21,6 +21,7 @@ pub async fn run(command: Command, cancel: CancellationToken) -> Result<Rendered
     match command {
         Command::Backup(args) => backup(&args, cancel).await,
         Command::List(args) => list(&args).await,
+        Command::Events(args) => events(&args).await,
         Command::Verify(args) => verify(&args, cancel).await,
         Command::Restore(args) => Ok(Rendered::of(&jobs::restore::run(&args.options()?, cancel).await?)),
         Command::Prune(args) => prune(&args, cancel).await,
@@ -64,6 +65,13 @@ async fn list(args: &ListArgs) -> Result<Rendered> {
     let location = args.store.location()?;
     let store = store::open(&location, || args.store.s3_settings()).await?;
     Ok(Rendered::of(&jobs::list::run(&location, &store, args.stale_after).await?))
+}
+
+async fn events(args: &EventsArgs) -> Result<Rendered> {
+    let options = args.options()?;
+    let location = args.store.location()?;
+    let store = store::open(&location, || args.store.s3_settings()).await?;
+    Ok(Rendered::of(&jobs::events::run(&location.to_string(), &store, &options).await?))
 }
 
 async fn hold(args: &HoldArgs, on: bool) -> Result<Rendered> {

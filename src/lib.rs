@@ -22,6 +22,7 @@ pub mod crypto;
 pub mod digest;
 pub mod dump;
 pub mod error;
+pub mod events;
 pub(crate) mod filter;
 pub(crate) mod iam;
 pub(crate) mod immutable;

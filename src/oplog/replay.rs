@@ -180,12 +180,38 @@ impl<'a> Replayer<'a> {
                 self.client.database(&target).drop().await.map_err(Error::mongo(format!("dropping database {target}")))?;
                 Ok(true)
             }
+            "renameCollection" => self.rename(&command).await,
             "startIndexBuild" | "abortIndexBuild" | "commitTransaction" | "abortTransaction" => Ok(false),
             "create" | "drop" | "createIndexes" | "commitIndexBuild" | "dropIndexes" | "deleteIndexes" | "collMod" | "dropDatabase" => Ok(false),
             other => {
                 warn!(command = other, database, "Skipping an oplog command the replay does not apply.");
                 Ok(false)
             }
+        }
+    }
+
+    /// Replays `renameCollection` (`db.a` to `db.b`, each database as mapped); a rename
+    /// already applied (the source gone) is tolerated. A rename between a namespace the
+    /// restore selects and one it does not cannot be replayed consistently: refused.
+    async fn rename(&self, command: &Document) -> Result<bool> {
+        let (Ok(from), Ok(to)) = (command.get_str("renameCollection"), command.get_str("to")) else { return Ok(false) };
+        let (Some((from_db, from_coll)), Some((to_db, to_coll))) = (from.split_once('.'), to.split_once('.')) else { return Ok(false) };
+        match (self.selected(from_db, from_coll), self.selected(to_db, to_coll)) {
+            (false, false) => Ok(false),
+            (true, true) => {
+                let mut rename = doc! {
+                    "renameCollection": format!("{}.{from_coll}", self.map.database(from_db)),
+                    "to": format!("{}.{to_coll}", self.map.database(to_db)),
+                };
+                if let Ok(drop_target) = command.get_bool("dropTarget") {
+                    rename.insert("dropTarget", drop_target);
+                }
+                self.run("admin".to_string(), rename, &[NAMESPACE_NOT_FOUND]).await
+            }
+            _ => Err(Error::Refused(format!(
+                "the oplog renames {from} to {to}, and only one of them is restored (--ns-include/--ns-exclude): \
+                 the rename cannot be replayed consistently; restore both namespaces or choose a point before the rename"
+            ))),
         }
     }
 
