@@ -4,9 +4,9 @@
 //! slices, in `jobs::events`).
 //!
 //! A burst is a run of deletes (or updates) in one namespace in which every entry comes
-//! at most one second after the one before, or the writes of one transaction (one
-//! `applyOps`, or every `applyOps` of the same `lsid` and `txnNumber`), holding at least
-//! `burst` documents. Each event carries the `--to-time` value that restores the state
+//! at most one second after the one before (the writes of a batched `applyOps` without a
+//! session count as single entries), or the writes of one transaction (every `applyOps`
+//! of the same `lsid` and `txnNumber`), holding at least `burst` documents. Each event carries the `--to-time` value that restores the state
 //! just before it: one tick before its first entry.
 
 use std::collections::HashMap;
@@ -142,9 +142,12 @@ impl Detector {
     fn transaction(&mut self, entry: &RawDocument, ts: Timestamp, object: &RawDocument) {
         let lsid = entry.get_document("lsid").ok().and_then(|l| l.get("id").ok().flatten()).map(|id| format!("{id:?}"));
         let txn = entry.get_i64("txnNumber").ok();
+        // Without a session and transaction number, an `applyOps` is a batch of
+        // ordinary writes (MongoDB 6.1+ logs a large deleteMany as batches of about
+        // 100): its writes join the one-second runs like single entries.
         let key = match (lsid, txn) {
-            (Some(lsid), Some(txn)) => format!("{lsid}:{txn}"),
-            _ => format!("{}.{}", ts.t, ts.i),
+            (Some(lsid), Some(txn)) => RunKey::Transaction(format!("{lsid}:{txn}")),
+            _ => RunKey::Sequence,
         };
         let Some(operations) = object.get_array("applyOps").ok() else { return };
         for inner in operations.into_iter().flatten() {
@@ -152,7 +155,7 @@ impl Detector {
             let op = inner.get_str("op").ok().unwrap_or_default();
             let ns = inner.get_str("ns").ok().unwrap_or_default();
             if let Ok(object) = inner.get_document("o") {
-                self.operation(ts, op, ns, object, RunKey::Transaction(key.clone()));
+                self.operation(ts, op, ns, object, key.clone());
             }
         }
     }
@@ -295,5 +298,19 @@ mod tests {
         let found = detect(4, NamespaceFilter::new(&["shop.*".into()], &[]).unwrap(), &entries);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!((found[0].op, found[0].documents, found[0].to_time.as_str()), (EventKind::Updates, Some(4), "50.2"));
+    }
+
+    #[test]
+    fn batched_deletes_without_a_session_join_one_run() {
+        // MongoDB 6.1+ logs a large deleteMany as applyOps batches with no lsid.
+        let batch = |t: u32, i: u32, first: i32| {
+            let ops: Vec<bson::Bson> =
+                (first..first + 100).map(|k| bson::Bson::Document(doc! { "op": "d", "ns": "shop.orders", "o": { "_id": k } })).collect();
+            entry(t, i, "c", "admin.$cmd", doc! { "applyOps": ops })
+        };
+        let entries: Vec<RawDocumentBuf> = (0..12u32).map(|b| batch(200 + b / 5, 1 + b, b as i32 * 100)).collect();
+        let found = detect(1000, NamespaceFilter::default(), &entries);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].op, found[0].documents, found[0].to_time.as_str()), (EventKind::Deletes, Some(1200), "200.0"));
     }
 }
