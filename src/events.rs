@@ -158,6 +158,17 @@ impl Detector {
                 self.operation(ts, op, ns, object, key.clone());
             }
         }
+        // The last applyOps of a transaction (neither `partialTxn` nor `prepare`) ends
+        // its runs: closed now, so that a long range of small transactions does not
+        // keep one open run per transaction until the end.
+        let continues = object.get_bool("partialTxn").unwrap_or(false) || object.get_bool("prepare").unwrap_or(false);
+        if matches!(key, RunKey::Transaction(_)) && !continues {
+            let ended: Vec<_> = self.runs.keys().filter(|slot| slot.2 == key).cloned().collect();
+            for slot in ended {
+                let run = self.runs.remove(&slot).expect("present");
+                self.close(&slot, run);
+            }
+        }
     }
 
     fn operation(&mut self, ts: Timestamp, op: &str, ns: &str, object: &RawDocument, key: RunKey) {
@@ -298,6 +309,29 @@ mod tests {
         let found = detect(4, NamespaceFilter::new(&["shop.*".into()], &[]).unwrap(), &entries);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!((found[0].op, found[0].documents, found[0].to_time.as_str()), (EventKind::Updates, Some(4), "50.2"));
+    }
+
+    #[test]
+    fn a_transaction_in_several_parts_is_one_run_ended_by_its_last_part() {
+        let part = |t: u32, partial: bool, first: i32| {
+            let ops: Vec<bson::Bson> =
+                (first..first + 3).map(|k| bson::Bson::Document(doc! { "op": "d", "ns": "shop.orders", "o": { "_id": k } })).collect();
+            let mut o = doc! { "applyOps": ops };
+            if partial {
+                o.insert("partialTxn", true);
+            }
+            let txn = doc! { "ts": bson::Timestamp { time: t, increment: 1 }, "op": "c", "ns": "admin.$cmd", "o": o, "lsid": { "id": "s" }, "txnNumber": 3_i64 };
+            RawDocumentBuf::from_document(&txn).unwrap()
+        };
+        // Ten seconds apart: one transaction, not one second-run.
+        let mut detector = Detector::new(6, NamespaceFilter::default());
+        detector.entry(&part(300, true, 0));
+        assert_eq!(detector.runs.len(), 1, "a partial transaction stays open");
+        detector.entry(&part(310, false, 3));
+        assert!(detector.runs.is_empty(), "its last part closed it");
+        let found = detector.finish();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].documents, found[0].to_time.as_str()), (Some(6), "300.0"));
     }
 
     #[test]
