@@ -12,7 +12,9 @@ use crate::archive::Compression;
 use crate::backup::BackupOptions;
 use crate::crypto::sidecar::SidecarDetail;
 use crate::crypto::{Identities, Recipients};
+use crate::drill::DrillOptions;
 use crate::error::{Error, Result};
+use crate::exporter::ExporterOptions;
 use crate::filter::{DatabaseRename, NamespaceFilter};
 use crate::notify::Notifier;
 use crate::pitr::slice_job::SliceOptions;
@@ -95,6 +97,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Restore a stored backup into a server: collections with their options, documents, indexes, views, then the oplog.
     Restore(RestoreArgs),
+    /// Rehearse a restore: a stored backup (the newest verified one by default) into a scratch server, read back and checked against its manifest, the recovery time recorded beside the backup, then dropped.
+    Drill(DrillArgs),
+    /// Run forever: read the store every --interval and serve what it holds (newest complete and verified backups, point-in-time coverage, drills) as Prometheus metrics.
+    Exporter(ExporterArgs),
     /// Load the sample ingest data set into a server (for demos, tests and benchmarks).
     SampleData(SampleDataArgs),
     /// Write one point-in-time slice of the oplog to the store: the entries since the last slice (or the newest backup).
@@ -109,7 +115,7 @@ pub enum Command {
     Hold(HoldArgs),
     /// Clear the legal hold that `hold` put on a backup; its retention lock (if any) still applies.
     Release(HoldArgs),
-    /// Print the least-privilege IAM policy (JSON) of one job: backup, prune, verify or restore.
+    /// Print the least-privilege IAM policy (JSON) of one job: backup, prune, verify, restore or drill.
     IamPolicy(IamPolicyArgs),
     /// Ask a running `schedule` for its /healthz (exit 0 when healthy): the container healthcheck of an image without curl.
     Healthcheck(HealthcheckArgs),
@@ -129,7 +135,7 @@ pub struct HoldArgs {
 #[derive(Debug, Args)]
 pub struct IamPolicyArgs {
     /// The job the policy is for.
-    #[arg(long, value_parser = ["backup", "prune", "verify", "restore"])]
+    #[arg(long, value_parser = ["backup", "prune", "verify", "restore", "drill"])]
     pub role: String,
     /// The bucket [default: $S3_BUCKET].
     #[arg(long, env = "S3_BUCKET", hide_env = true)]
@@ -921,6 +927,121 @@ impl RestoreArgs {
             spool_dir: self.spool.dir(),
             identities: self.identity.resolve()?,
         })
+    }
+}
+
+/// Flags of `drill`.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The backup to drill: `verified` (the newest complete backup whose latest verification passed), `latest` (the newest complete backup) or a name such as 2018-04-04T11_37.
+    #[arg(default_value = crate::drill::VERIFIED)]
+    pub backup: String,
+    /// The scratch server's connection string (required; never the backup's source: refused with exit 2) [env: DRILL_URI]
+    #[arg(long, value_name = "SCRATCH", env = "DRILL_URI", hide_env = true, hide_env_values = true)]
+    pub uri: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArg,
+    /// Drill a point-in-time restore: an RFC 3339 time or an oplog timestamp T.I (the base backup is the newest at or before it, or the one named).
+    #[arg(long, value_name = "TIME")]
+    pub to_time: Option<String>,
+    /// Leave the restored data on the scratch server (by default the drill drops everything it restored).
+    #[arg(long)]
+    pub keep: bool,
+    /// Insert batches in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// Documents per insert batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub retries: RetriesArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: IdentityArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub spool: SpoolArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub notify: NotifyArg,
+}
+
+impl DrillArgs {
+    /// Validates the flags into [`DrillOptions`].
+    ///
+    /// # Errors
+    /// A usage error naming the bad flag and its fix.
+    pub fn options(&self) -> Result<DrillOptions> {
+        check_parallel(self.parallel)?;
+        if !(1..=100_000).contains(&self.batch_size) {
+            return Err(Error::usage(format!("--batch-size {} is out of range: use 1 to 100000", self.batch_size)));
+        }
+        if self.backup != crate::drill::VERIFIED {
+            check_backup_name(&self.backup)?;
+        }
+        if self.uri.trim().is_empty() {
+            return Err(Error::usage("the scratch server is not set: give --uri or DRILL_URI (a server of its own, never the backed-up deployment)"));
+        }
+        let (store, s3) = self.store.resolve()?;
+        let restore = RestoreOptions {
+            store,
+            s3,
+            backup: self.backup.clone(),
+            uri: self.uri.clone(),
+            drop: false,
+            filter: NamespaceFilter::new(&[], &[])?,
+            rename: None,
+            oplog_replay: true,
+            parallel: self.parallel,
+            batch_documents: self.batch_size,
+            no_manifest: false,
+            database_level: None,
+            users_and_roles: false,
+            to_time: self.to_time.as_deref().map(TargetTime::parse).transpose()?,
+            retry: self.retries.policy()?,
+            spool_dir: self.spool.dir(),
+            identities: self.identity.resolve()?,
+        };
+        Ok(DrillOptions { restore, keep: self.keep })
+    }
+}
+
+/// Flags of `exporter`.
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArg,
+    /// Address to serve /metrics and /healthz on.
+    #[arg(long, env = "EXPORTER_LISTEN", default_value = "0.0.0.0:9091", value_name = "ADDR")]
+    pub listen: String,
+    /// How often the store is read.
+    #[arg(long, env = "EXPORTER_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+    /// Open uploads older than this count as left by a dead run, not in progress.
+    #[arg(long, env = "PRUNE_STALE_AFTER", default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub stale_after: Duration,
+}
+
+impl ExporterArgs {
+    /// Validates the flags into [`ExporterOptions`].
+    ///
+    /// # Errors
+    /// A usage error naming the bad flag and its fix.
+    pub fn options(&self) -> Result<ExporterOptions> {
+        if self.interval < Duration::from_secs(1) {
+            return Err(Error::usage(format!(
+                "--interval {} is too short: give at least 1s (every read lists the whole store)",
+                humantime::format_duration(self.interval)
+            )));
+        }
+        let listen = self.listen.parse().map_err(|_| {
+            Error::usage(format!("--listen {:?} is not an address: give IP:PORT, such as 0.0.0.0:9091 or 127.0.0.1:9091", self.listen))
+        })?;
+        let (store, s3) = self.store.resolve()?;
+        Ok(ExporterOptions { store, s3, listen, interval: self.interval, stale_after: self.stale_after })
     }
 }
 

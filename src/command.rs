@@ -5,7 +5,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BackupArgs, Command, EventsArgs, HoldArgs, ListArgs, OplogArgs, PruneArgs, StoreArg, VerifyArgs};
+use crate::cli::{BackupArgs, Command, DrillArgs, EventsArgs, HoldArgs, ListArgs, OplogArgs, PruneArgs, StoreArg, VerifyArgs};
 use crate::error::{Error, Result};
 use crate::jobs::{self, Context, Rendered};
 use crate::notify::Event;
@@ -24,6 +24,8 @@ pub async fn run(command: Command, cancel: CancellationToken) -> Result<Rendered
         Command::Events(args) => events(&args).await,
         Command::Verify(args) => verify(&args, cancel).await,
         Command::Restore(args) => Ok(Rendered::of(&jobs::restore::run(&args.options()?, cancel).await?)),
+        Command::Drill(args) => drill(&args, cancel).await,
+        Command::Exporter(args) => Ok(Rendered::of(&crate::exporter::run_exporter(args.options()?, cancel).await?)),
         Command::Prune(args) => prune(&args, cancel).await,
         Command::Oplog(args) => oplog(&args, cancel).await,
         Command::SampleData(args) => {
@@ -45,6 +47,7 @@ pub async fn run(command: Command, cancel: CancellationToken) -> Result<Rendered
 pub fn refuse_json(command: &Command) -> Result<()> {
     match command {
         Command::Schedule(_) => Err(Error::usage("schedule runs until it is stopped and prints no JSON document: drop --json (it serves /metrics)")),
+        Command::Exporter(_) => Err(Error::usage("exporter runs until it is stopped and prints no JSON document: drop --json (it serves /metrics)")),
         _ => Ok(()),
     }
 }
@@ -72,6 +75,18 @@ async fn events(args: &EventsArgs) -> Result<Rendered> {
     let location = args.store.location()?;
     let store = store::open(&location, || args.store.s3_settings()).await?;
     Ok(Rendered::of(&jobs::events::run(&location.to_string(), &store, &options).await?))
+}
+
+async fn drill(args: &DrillArgs, cancel: CancellationToken) -> Result<Rendered> {
+    let context = Context::one_shot(args.notify.notifier()?, store_display(&args.store), cancel);
+    let options = context
+        .refused(args.options(), |error| {
+            let mut event = Event::failed(crate::notify::Operation::Drill, context.store.clone(), error);
+            event.backup = Some(args.backup.clone());
+            event
+        })
+        .await?;
+    Ok(Rendered::of(&jobs::drill::run(&context, &options).await?))
 }
 
 async fn hold(args: &HoldArgs, on: bool) -> Result<Rendered> {

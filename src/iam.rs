@@ -2,7 +2,8 @@
 //! policy language (which MinIO speaks too). The `backup` role cannot delete anything
 //! (it leaves its run lock as "released" for prune to delete) nor bypass governance
 //! locks; `prune` deletes and extends locks; `verify` reads and writes only its
-//! verification records; `restore` only reads.
+//! verification records; `drill` reads and writes only its drill records; `restore`
+//! only reads.
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -17,8 +18,10 @@ pub enum Role {
     Prune,
     /// `verify`.
     Verify,
-    /// `restore` (and `list`).
+    /// `restore` (and `list`, `events`, `exporter`).
     Restore,
+    /// `drill`.
+    Drill,
 }
 
 impl Role {
@@ -29,6 +32,7 @@ impl Role {
             "prune" => Some(Role::Prune),
             "verify" => Some(Role::Verify),
             "restore" => Some(Role::Restore),
+            "drill" => Some(Role::Drill),
             _ => None,
         }
     }
@@ -81,6 +85,14 @@ pub fn policy(role: Role, bucket: &str, prefix: &str) -> Value {
         Role::Restore => {
             statements.push(statement("ReadBackups", &READ, vec![objects("*")]));
         }
+        Role::Drill => {
+            statements.push(statement("ReadBackups", &READ, vec![objects("*")]));
+            statements.push(statement(
+                "WriteDrillRecords",
+                &["s3:PutObject", "s3:PutObjectRetention"],
+                vec![objects(&format!("*{}", crate::store::DRILL_SUFFIX))],
+            ));
+        }
     }
     statements.insert(0, statement("ListTheStore", &bucket_actions, vec![bucket_arn]));
     json!({ "Version": "2012-10-17", "Statement": statements })
@@ -118,6 +130,8 @@ mod tests {
         let text = verify.to_string();
         assert!(text.contains("arn:aws:s3:::b/prod/db/*.verify.json"), "{text}");
         assert!(!text.contains("arn:aws:s3:::b/*\""), "{text}");
+        let drill = policy(Role::Drill, "b", "prod").to_string();
+        assert!(drill.contains("arn:aws:s3:::b/prod/*.drill.json") && !drill.contains("Delete"), "{drill}");
         assert!(policy(Role::Backup, "b", "").to_string().contains("arn:aws:s3:::b/*"));
     }
 }

@@ -35,7 +35,7 @@ pub async fn run(location: &StoreLocation, store: &Store, wanted: &str, on: bool
         )));
     }
     let backup = store::select(store.list().await?, wanted, location, Latest::Newest)?;
-    let mut objects = Store::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some());
+    let mut objects = Store::backup_keys(&backup);
     for slice in crate::pitr::list_slices(store).await?.into_iter().filter(|s| s.base_backup == backup.name) {
         objects.push(keys::slice_sidecar_key(&slice.file));
         objects.push(slice.file);
@@ -68,7 +68,7 @@ pub struct IamPolicyReport(pub serde_json::Value);
 /// # Errors
 /// A usage error for an unknown role or an invalid bucket name.
 pub fn iam_policy(role: &str, bucket: &str, prefix: &str) -> Result<IamPolicyReport> {
-    let role = crate::iam::Role::parse(role).ok_or_else(|| Error::usage(format!("--role {role:?}: give backup, prune, verify or restore")))?;
+    let role = crate::iam::Role::parse(role).ok_or_else(|| Error::usage(format!("--role {role:?}: give backup, prune, verify, restore or drill")))?;
     StoreLocation::parse(&format!("s3://{bucket}"))?;
     Ok(IamPolicyReport(crate::iam::policy(role, bucket, prefix)))
 }

@@ -1,5 +1,5 @@
 //! The list job: every backup in the store, newest first, complete or not, with its
-//! latest verification; the point-in-time ranges the oplog slices cover; uploads left
+//! latest verification and drill; the point-in-time ranges the oplog slices cover; uploads left
 //! open by runs that died.
 
 use std::fmt::Write;
@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::table::{human_bytes, Align, Table};
 use super::{Render, TextTarget};
 use crate::crypto::is_encrypted;
+use crate::drill::DrillRecord;
 use crate::error::Result;
 use crate::oplog;
 use crate::pitr::{self, Chain};
@@ -56,8 +57,12 @@ pub struct ListedBackup {
     pub encrypted: bool,
     /// The age recipients, when the manifest names them.
     pub recipients: Option<Vec<String>>,
+    /// When the backup finished, from the manifest (RFC 3339).
+    pub finished_at: Option<String>,
     /// The latest verification, when there is one.
     pub verification: Option<VerificationSummary>,
+    /// The latest restore drill, when there is one.
+    pub drill: Option<DrillSummary>,
     /// Until when Object Lock keeps it (the latest date of its objects); on a bucket with Object Lock only.
     pub locked_until: Option<chrono::DateTime<chrono::Utc>>,
     /// Whether a legal hold keeps it (`ingest-backup hold`).
@@ -75,6 +80,17 @@ pub struct VerificationSummary {
     pub errors: Option<usize>,
 }
 
+/// The latest restore drill of a backup, as `list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillSummary {
+    /// Whether it passed.
+    pub passed: bool,
+    /// The measured recovery time (restore seconds).
+    pub recovery_seconds: Option<f64>,
+    /// When it finished.
+    pub drilled_at: String,
+}
+
 /// A point-in-time range: a base backup and the slices chained from it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PitrRange {
@@ -90,6 +106,8 @@ pub struct PitrRange {
     pub to_time: String,
     /// Slices in the chain.
     pub slices: usize,
+    /// Bytes of the chain's slices as stored.
+    pub stored_bytes: u64,
     /// The first slice that does not continue the chain, when there is a gap.
     pub broken_at: Option<String>,
 }
@@ -119,10 +137,7 @@ pub async fn run(location: &StoreLocation, store: &Store, stale_after: Duration)
     let object_lock = store.objects().bucket_lock().await?.enabled;
     let mut listed: Vec<ListedBackup> = backups.iter().map(ListedBackup::new).collect();
     if object_lock {
-        let key_sets: Vec<Vec<String>> = backups
-            .iter()
-            .map(|backup| Store::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some()))
-            .collect();
+        let key_sets: Vec<Vec<String>> = backups.iter().map(Store::backup_keys).collect();
         for (entry, lock) in listed.iter_mut().zip(store.locks_of(&key_sets).await?) {
             entry.locked_until = lock.retain_until;
             entry.legal_hold = lock.legal_hold;
@@ -151,6 +166,11 @@ impl ListedBackup {
             errors: record.errors(),
             verified_at: record.verified_at,
         });
+        let drill = backup.drill.as_deref().and_then(DrillRecord::parse).map(|record| DrillSummary {
+            passed: record.passed,
+            recovery_seconds: record.recovery_seconds,
+            drilled_at: record.finished_at,
+        });
         ListedBackup {
             name: backup.name.clone(),
             archive: backup.archive.clone(),
@@ -158,10 +178,12 @@ impl ListedBackup {
             complete: manifest.is_some(),
             documents: manifest.as_ref().map(|m| m.totals.documents),
             duration_seconds: duration,
+            finished_at: manifest.as_ref().map(|m| m.finished_at.clone()),
             compression: manifest.as_ref().map(|m| m.compression.clone()),
             encrypted: manifest.as_ref().map_or(is_encrypted(&backup.archive), |m| m.encryption.is_some()),
             recipients: manifest.as_ref().and_then(|m| m.encryption.as_ref()).map(|e| e.recipients.clone()),
             verification,
+            drill,
             locked_until: None,
             legal_hold: false,
         }
@@ -177,6 +199,7 @@ impl PitrRange {
             from_time: oplog::wall_time(chain.from).to_rfc3339(),
             to_time: oplog::wall_time(chain.to).to_rfc3339(),
             slices: chain.slices.len(),
+            stored_bytes: chain.slices.iter().map(|slice| slice.stored_bytes).sum(),
             broken_at: chain.broken_at.clone(),
         }
     }
@@ -206,6 +229,7 @@ impl Render for ListReport {
             ("SECONDS", Align::Right),
             ("COMPR", Align::Left),
             ("VERIFIED", Align::Left),
+            ("DRILL", Align::Left),
         ];
         if self.object_lock {
             columns.extend([("LOCKED UNTIL", Align::Left), ("HOLD", Align::Left)]);
@@ -224,6 +248,10 @@ impl Render for ListReport {
                 backup.duration_seconds.map_or("-".into(), |d| format!("{d:.1}")),
                 backup.compression.clone().unwrap_or_else(|| "-".into()),
                 verified,
+                backup.drill.as_ref().map_or("never".to_string(), |drill| {
+                    let recovery = drill.recovery_seconds.map_or(String::new(), |s| format!(" {s:.1}s"));
+                    format!("{}{recovery} {}", if drill.passed { "passed" } else { "FAILED" }, drill.drilled_at)
+                }),
             ];
             if self.object_lock {
                 cells.push(backup.locked_until.map_or("-".to_string(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()));

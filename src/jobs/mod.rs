@@ -11,6 +11,7 @@
 //! alerts on it (the notifier): one event feeds all three.
 
 pub mod backup;
+pub mod drill;
 pub mod events;
 pub mod healthcheck;
 pub mod hold;

@@ -51,6 +51,8 @@ pub enum Operation {
     Prune,
     /// `ingest-backup oplog`.
     Oplog,
+    /// `ingest-backup drill`.
+    Drill,
 }
 
 impl Operation {
@@ -62,6 +64,7 @@ impl Operation {
             Operation::Restore => "restore",
             Operation::Prune => "prune",
             Operation::Oplog => "oplog",
+            Operation::Drill => "drill",
         }
     }
 }

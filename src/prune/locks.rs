@@ -47,7 +47,7 @@ pub async fn judge(store: &Store, report: &mut PruneReport, survey: &Survey, now
         .enumerate()
         .filter_map(|(index, verdict)| {
             let backup = survey.backups.iter().find(|b| b.name == verdict.name)?;
-            Some((index, Store::backup_keys(&backup.archive, &backup.name, backup.sidecar.is_some(), backup.verification.is_some())))
+            Some((index, Store::backup_keys(backup)))
         })
         .collect();
     let (indices, key_sets): (Vec<usize>, Vec<Vec<String>>) = judged.into_iter().unzip();

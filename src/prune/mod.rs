@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::naming::{is_backup_name, time_of};
 use crate::store::lock::StoreLock;
 use crate::store::s3::S3Settings;
-use crate::store::{self, keys, ObjectMeta, PendingUpload, Store, StoreLocation, StoredBackup, SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
+use crate::store::{self, keys, ObjectMeta, PendingUpload, Store, StoreLocation, StoredBackup, DRILL_SUFFIX, SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
 use crate::test_hooks::{pause_at, Stage};
 use policy::{Candidate, Health, Policy};
 
@@ -317,9 +317,13 @@ fn leftovers(survey: &Survey, now: DateTime<Utc>, stale_after: Duration) -> Vec<
     let archives: HashSet<&str> = survey.backups.iter().map(|b| b.name.as_str()).collect();
     let mut found = Vec::new();
     for object in &survey.objects {
-        let orphan = [(SIDECAR_SUFFIX, "sidecar without archive"), (VERIFICATION_SUFFIX, "verification without archive")]
-            .into_iter()
-            .find_map(|(suffix, kind)| object.key.strip_suffix(suffix).filter(|name| is_backup_name(name) && !archives.contains(name)).map(|_| kind));
+        let orphan = [
+            (SIDECAR_SUFFIX, "sidecar without archive"),
+            (VERIFICATION_SUFFIX, "verification without archive"),
+            (DRILL_SUFFIX, "drill record without archive"),
+        ]
+        .into_iter()
+        .find_map(|(suffix, kind)| object.key.strip_suffix(suffix).filter(|name| is_backup_name(name) && !archives.contains(name)).map(|_| kind));
         if let Some(kind) = orphan {
             found.push(Leftover {
                 kind: kind.to_string(),
@@ -487,7 +491,7 @@ async fn prune_locked(options: &PruneOptions, store: &Store, lock: &mut StoreLoc
     Ok(report)
 }
 
-/// Removes one backup: sidecar, archive, verification record, in that order. The
+/// Removes one backup: sidecar, archive, verification and drill records, in that order. The
 /// pauses are the test hooks of a prune killed between two steps.
 async fn remove_backup(store: &Store, backup: &StoredBackup, first: bool, cancel: &CancellationToken) -> Result<()> {
     let objects = store.objects();
@@ -500,6 +504,7 @@ async fn remove_backup(store: &Store, backup: &StoredBackup, first: bool, cancel
         pause_at(Stage::PruneAfterArchive, cancel).await?;
     }
     objects.delete(&keys::verification_key(&backup.name)).await?;
+    objects.delete(&keys::drill_key(&backup.name)).await?;
     Ok(())
 }
 

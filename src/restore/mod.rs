@@ -448,7 +448,10 @@ impl<'a> Restore<'a> {
 
 /// The store, the backup to restore and, with `--to-time`, the point-in-time plan
 /// that chose it (the newest chain covering the target, or the named backup's).
-async fn choose_backup(options: &RestoreOptions) -> Result<(Store, StoredBackup, Option<RestorePlan>)> {
+///
+/// # Errors
+/// The store cannot be read, no such backup exists, or no chain covers `--to-time`.
+pub async fn choose_backup(options: &RestoreOptions) -> Result<(Store, StoredBackup, Option<RestorePlan>)> {
     let latest = if options.no_manifest { Latest::Newest } else { Latest::NewestComplete };
     let store = store::open_with(&options.store, options.s3.clone()).await?;
     let listing = store.list().await?;
@@ -596,7 +599,10 @@ fn users_roles_scope(plan: &Plan, filter: &NamespaceFilter) -> Option<users_role
 
 /// The manifest of the backup and its JSON (a sealed sidecar opened with
 /// `identities`), `None` for an accepted legacy tarball.
-fn read_manifest(backup: &StoredBackup, no_manifest: bool, identities: Option<&Identities>) -> Result<Option<(Manifest, Vec<u8>)>> {
+///
+/// # Errors
+/// A damaged or sealed sidecar, or a missing one without `no_manifest`.
+pub fn read_manifest(backup: &StoredBackup, no_manifest: bool, identities: Option<&Identities>) -> Result<Option<(Manifest, Vec<u8>)>> {
     match (store::open_sidecar(backup, identities), no_manifest) {
         (Ok(opened), _) => Ok(Some((opened.manifest, serde_json::to_vec(&opened.json).expect("JSON serializes")))),
         (Err(SidecarProblem::Unreadable(e)), _) => {

@@ -1,5 +1,5 @@
-//! The scheduler's HTTP listener: `/healthz` for liveness probes and `/metrics` for
-//! Prometheus. HTTP/1.1 only, GET only, no request body read: nothing here can be made
+//! The HTTP listener of the long-running commands (`schedule`, `exporter`):
+//! `/healthz` for liveness probes and `/metrics` for Prometheus. HTTP/1.1 only, GET only, no request body read: nothing here can be made
 //! to use more than a connection's buffers.
 
 use std::convert::Infallible;
@@ -16,15 +16,21 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::metrics::{self, Metrics};
+use super::metrics;
+
+/// A `/metrics` page: rendered afresh on every scrape.
+pub trait MetricsPage: Send + Sync + std::fmt::Debug {
+    /// The page, in the OpenMetrics text format ([`metrics::CONTENT_TYPE`]).
+    fn render(&self) -> String;
+}
 
 /// What the handlers read.
 #[derive(Debug, Clone)]
 pub struct Probe {
-    /// True while the scheduler loop runs (false once it stops scheduling).
+    /// True while the command's loop runs (false once it stops).
     pub alive: Arc<AtomicBool>,
     /// The metrics to render.
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<dyn MetricsPage>,
 }
 
 /// Serves `listener` until `shutdown` is cancelled.

@@ -235,6 +235,12 @@ impl Metrics {
     }
 }
 
+impl super::http::MetricsPage for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
+}
+
 fn unix_seconds(at: DateTime<Utc>) -> f64 {
     at.timestamp_millis() as f64 / 1000.0
 }

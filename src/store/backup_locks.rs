@@ -4,19 +4,22 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{keys, LockMode, ObjectLock, Store, StoreErrorKind};
+use super::{keys, LockMode, ObjectLock, Store, StoreErrorKind, StoredBackup};
 use crate::error::Result;
 
 impl Store {
     /// The objects of a backup that carry its lock: the archive, and when present the
-    /// sidecar and the verification record.
-    pub fn backup_keys(archive: &str, name: &str, has_sidecar: bool, has_verification: bool) -> Vec<String> {
-        let mut found = vec![archive.to_string()];
-        if has_sidecar {
-            found.push(keys::sidecar_key(name));
+    /// sidecar, the verification record and the drill record.
+    pub fn backup_keys(backup: &StoredBackup) -> Vec<String> {
+        let mut found = vec![backup.archive.clone()];
+        if backup.sidecar.is_some() {
+            found.push(keys::sidecar_key(&backup.name));
         }
-        if has_verification {
-            found.push(keys::verification_key(name));
+        if backup.verification.is_some() {
+            found.push(keys::verification_key(&backup.name));
+        }
+        if backup.drill.is_some() {
+            found.push(keys::drill_key(&backup.name));
         }
         found
     }

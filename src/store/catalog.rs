@@ -1,6 +1,6 @@
 //! The backup-level view of a store ([`Store`]): names, archives, sidecars and
-//! verification records, on top of any [`ObjectStore`]. It knows the layout
-//! (`<name>.tar.gz|.tar.zst`, `<name>.manifest.json`, `<name>.verify.json`) and the
+//! verification and drill records, on top of any [`ObjectStore`]. It knows the layout
+//! (`<name>.tar.gz|.tar.zst`, `<name>.manifest.json`, `<name>.verify.json`, `<name>.drill.json`) and the
 //! rules (never overwrite an archive or a sidecar; the sidecar is written last), and
 //! nothing about how bytes are kept.
 
@@ -34,6 +34,34 @@ pub struct StoredBackup {
     pub sidecar: Option<Vec<u8>>,
     /// The latest verification result's bytes, when the backup was verified.
     pub verification: Option<Vec<u8>>,
+    /// The latest restore drill's record, when the backup was drilled.
+    pub drill: Option<Vec<u8>>,
+}
+
+/// The small objects [`Store::list`] reads beside each archive.
+#[derive(Debug, Clone, Copy)]
+enum Beside {
+    Sidecar,
+    Verification,
+    Drill,
+}
+
+impl Beside {
+    fn key(self, name: &str) -> String {
+        match self {
+            Beside::Sidecar => super::keys::sidecar_key(name),
+            Beside::Verification => super::keys::verification_key(name),
+            Beside::Drill => super::keys::drill_key(name),
+        }
+    }
+
+    fn slot(self, backup: &mut StoredBackup) -> &mut Option<Vec<u8>> {
+        match self {
+            Beside::Sidecar => &mut backup.sidecar,
+            Beside::Verification => &mut backup.verification,
+            Beside::Drill => &mut backup.drill,
+        }
+    }
 }
 
 /// What `latest` means to a command.
@@ -175,8 +203,18 @@ impl Store {
         Ok(self.objects.location(&key))
     }
 
+    /// Records the latest restore drill of backup `name`, replacing any earlier one.
+    ///
+    /// # Errors
+    /// The store refused the write.
+    pub async fn put_drill(&self, name: &str, result: &[u8]) -> Result<String> {
+        let key = super::keys::drill_key(name);
+        self.objects.put(&key, Bytes::copy_from_slice(result), PutMode::Overwrite).await?;
+        Ok(self.objects.location(&key))
+    }
+
     /// Every backup archive in the store, complete or not, newest first, with its
-    /// sidecar and verification record. One listing, then the small objects fetched
+    /// sidecar, verification and drill records. One listing, then the small objects fetched
     /// [`LIST_CONCURRENCY`] at once.
     ///
     /// # Errors
@@ -195,32 +233,32 @@ impl Store {
                     last_modified: object.last_modified,
                     sidecar: None,
                     verification: None,
+                    drill: None,
                 })
             })
             .collect();
-        let wanted: Vec<(usize, bool, String)> = backups
+        let wanted: Vec<(usize, Beside, String)> = backups
             .iter()
             .enumerate()
             .flat_map(|(index, backup)| {
-                [(index, true, super::keys::sidecar_key(&backup.name)), (index, false, super::keys::verification_key(&backup.name))]
+                [Beside::Sidecar, Beside::Verification, Beside::Drill].map(|beside| (index, beside, beside.key(&backup.name)))
             })
             .filter(|(_, _, key)| present.contains(key.as_str()))
             .collect();
-        let fetched: Vec<(usize, bool, Option<Bytes>)> = futures::stream::iter(wanted)
-            .map(|(index, sidecar, key)| async move {
+        let fetched: Vec<(usize, Beside, Option<Bytes>)> = futures::stream::iter(wanted)
+            .map(|(index, beside, key)| async move {
                 match object::get_bytes(self.objects.as_ref(), &key).await {
-                    Ok(bytes) => Ok((index, sidecar, Some(bytes))),
+                    Ok(bytes) => Ok((index, beside, Some(bytes))),
                     // Deleted between the listing and the read (a prune): as if never there.
-                    Err(error) if error.kind() == StoreErrorKind::NotFound => Ok((index, sidecar, None)),
+                    Err(error) if error.kind() == StoreErrorKind::NotFound => Ok((index, beside, None)),
                     Err(error) => Err(error),
                 }
             })
             .buffer_unordered(LIST_CONCURRENCY)
             .try_collect()
             .await?;
-        for (index, sidecar, bytes) in fetched {
-            let slot = if sidecar { &mut backups[index].sidecar } else { &mut backups[index].verification };
-            *slot = bytes.map(|b| b.to_vec());
+        for (index, beside, bytes) in fetched {
+            *beside.slot(&mut backups[index]) = bytes.map(|b| b.to_vec());
         }
         backups.sort_by(|a, b| b.name.cmp(&a.name));
         Ok(backups)

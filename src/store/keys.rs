@@ -1,5 +1,5 @@
-//! Every object name in a store, in one place: a backup's archive, sidecar and
-//! verification record, the oplog slices and their sidecars, the lock objects. Other
+//! Every object name in a store, in one place: a backup's archive, sidecar,
+//! verification and drill records, the oplog slices and their sidecars, the lock objects. Other
 //! modules ask here instead of composing keys, so the store layout is written once
 //! (and documented once, in the book's store-layout page).
 
@@ -13,6 +13,9 @@ pub const SIDECAR_SUFFIX: &str = ".manifest.json";
 
 /// File suffix of the latest verification result of a backup (`verify` rewrites it).
 pub const VERIFICATION_SUFFIX: &str = ".verify.json";
+
+/// File suffix of the latest restore drill of a backup (`drill` rewrites it).
+pub const DRILL_SUFFIX: &str = ".drill.json";
 
 /// Folder of the point-in-time oplog slices.
 pub const SLICE_PREFIX: &str = "oplog/";
@@ -36,6 +39,11 @@ pub fn sidecar_key(name: &str) -> String {
 /// The latest verification record of backup `name`.
 pub fn verification_key(name: &str) -> String {
     format!("{name}{VERIFICATION_SUFFIX}")
+}
+
+/// The latest restore drill record of backup `name`.
+pub fn drill_key(name: &str) -> String {
+    format!("{name}{DRILL_SUFFIX}")
 }
 
 /// The slice from `start` to `end` (`.bson.gz`, `.bson.gz.age` when encrypted); the
@@ -72,6 +80,7 @@ mod tests {
         assert_eq!(archive_key("2018-04-04T11_37", "tar.zst", true), "2018-04-04T11_37.tar.zst.age");
         assert_eq!(sidecar_key("2018-04-04T11_37"), "2018-04-04T11_37.manifest.json");
         assert_eq!(verification_key("2018-04-04T11_37"), "2018-04-04T11_37.verify.json");
+        assert_eq!(drill_key("2018-04-04T11_37"), "2018-04-04T11_37.drill.json");
         let slice = slice_key(Timestamp { t: 1, i: 2 }, Timestamp { t: 3, i: 4 }, true);
         assert_eq!(slice, "oplog/0000000001.0000000002_0000000003.0000000004.bson.gz.age");
         assert!(is_slice_key(&slice) && !is_slice_key(&slice_sidecar_key(&slice)));

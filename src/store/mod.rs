@@ -38,7 +38,7 @@ pub use sidecar::{open_sidecar, parse_sidecar, OpenedSidecar, SidecarProblem};
 
 use crate::error::{Error, Result};
 
-pub use keys::{SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
+pub use keys::{DRILL_SUFFIX, SIDECAR_SUFFIX, VERIFICATION_SUFFIX};
 
 /// Where backups are kept, as given by `--store` or the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
