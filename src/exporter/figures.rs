@@ -98,7 +98,7 @@ impl Figures {
             last_passed_drill,
             backups,
             uploads_in_progress,
-            store_bytes: listing.backups.iter().map(|b| b.size).sum::<u64>() + listing.pitr.iter().map(|range| range.stored_bytes).sum::<u64>(),
+            store_bytes: listing.backups.iter().map(|b| b.size).sum::<u64>() + listing.slice_bytes,
             lock_coverage,
         }
     }
@@ -226,7 +226,15 @@ mod tests {
     }
 
     fn listing(backups: Vec<ListedBackup>, pitr: Vec<PitrRange>) -> ListReport {
-        ListReport { store: "s".into(), backups, pitr, stale_uploads: Vec::new(), object_lock: false, stale_after: std::time::Duration::ZERO }
+        ListReport {
+            store: "s".into(),
+            backups,
+            slice_bytes: pitr.iter().map(|range| range.stored_bytes).sum(),
+            pitr,
+            stale_uploads: Vec::new(),
+            object_lock: false,
+            stale_after: std::time::Duration::ZERO,
+        }
     }
 
     fn range(to_time: &str, broken: bool) -> PitrRange {

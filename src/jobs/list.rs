@@ -27,6 +27,8 @@ pub struct ListReport {
     pub backups: Vec<ListedBackup>,
     /// The point-in-time ranges, one per base backup with slices.
     pub pitr: Vec<PitrRange>,
+    /// Bytes of every oplog slice in the store as stored, in a chain or not.
+    pub slice_bytes: u64,
     /// Multipart uploads open for longer than `--stale-after`.
     pub stale_uploads: Vec<StaleUpload>,
     /// Whether the bucket has Object Lock (then each backup shows its lock).
@@ -127,7 +129,9 @@ pub struct StaleUpload {
 /// Store errors.
 pub async fn run(location: &StoreLocation, store: &Store, stale_after: Duration) -> Result<ListReport> {
     let backups = store.list().await?;
-    let mut chains = pitr::chains(&pitr::bases(&backups), &pitr::list_slices(store).await?);
+    let slices = pitr::list_slices(store).await?;
+    let slice_bytes = slices.iter().map(|slice| slice.stored_bytes).sum();
+    let mut chains = pitr::chains(&pitr::bases(&backups), &slices);
     chains.retain(|chain| !chain.slices.is_empty());
     let uploads = store.objects().list_multipart_uploads("").await?;
     let stale_uploads = prune::stale_uploads(&uploads, chrono::Utc::now(), stale_after)
@@ -148,6 +152,7 @@ pub async fn run(location: &StoreLocation, store: &Store, stale_after: Duration)
         store: location.to_string(),
         backups: listed,
         pitr: chains.iter().map(PitrRange::new).collect(),
+        slice_bytes,
         stale_uploads,
         stale_after,
     })
