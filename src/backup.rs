@@ -246,6 +246,7 @@ async fn backup_into(
     let archive_info = ArchiveInfo { file: file_name, size: digest.size, sha256: digest.sha256 };
     manifest = sidecar_for(&manifest, archive_info, options.sidecar_detail, options.recipients.as_ref())
         .map_err(|source| Error::Archive { context: "sealing the sidecar's namespace details".into(), source })?;
+    pause_at(Stage::BeforeSidecar, &cancel).await?;
     let sidecar = store.put_sidecar(&name, &manifest.to_json()).await?;
     let report =
         BackupReport { archive, sidecar, manifest, duration_seconds: clock.elapsed().as_secs_f64(), peak_spool_disk_bytes: spooler.gauge.peak() };

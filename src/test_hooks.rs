@@ -59,6 +59,8 @@ pub enum Stage {
     BeforeCollections,
     /// After every collection is read, before the oplog end point is taken.
     BeforeOplogEnd,
+    /// The archive stored whole, before its sidecar manifest is written.
+    BeforeSidecar,
     /// A prune that recorded its removal plan, before its first deletion.
     PruneBeforeDelete,
     /// A prune that deleted the first removed backup's sidecar, before its archive.
@@ -74,6 +76,7 @@ impl Stage {
         match self {
             Stage::BeforeCollections => "before-collections",
             Stage::BeforeOplogEnd => "before-oplog-end",
+            Stage::BeforeSidecar => "before-sidecar",
             Stage::PruneBeforeDelete => "prune-before-delete",
             Stage::PruneAfterSidecar => "prune-after-sidecar",
             Stage::PruneAfterArchive => "prune-after-archive",
