@@ -897,10 +897,7 @@ impl RestoreArgs {
     /// # Errors
     /// A usage error naming the bad flag and its fix.
     pub fn options(&self) -> Result<RestoreOptions> {
-        check_parallel(self.parallel)?;
-        if !(1..=100_000).contains(&self.batch_size) {
-            return Err(Error::usage(format!("--batch-size {} is out of range: use 1 to 100000", self.batch_size)));
-        }
+        check_insert_flags(self.parallel, self.batch_size)?;
         check_backup_name(&self.backup)?;
         if self.users_and_roles && self.ns_from.is_some() {
             return Err(Error::usage(
@@ -974,10 +971,7 @@ impl DrillArgs {
     /// # Errors
     /// A usage error naming the bad flag and its fix.
     pub fn options(&self) -> Result<DrillOptions> {
-        check_parallel(self.parallel)?;
-        if !(1..=100_000).contains(&self.batch_size) {
-            return Err(Error::usage(format!("--batch-size {} is out of range: use 1 to 100000", self.batch_size)));
-        }
+        check_insert_flags(self.parallel, self.batch_size)?;
         if self.backup != crate::drill::VERIFIED {
             check_backup_name(&self.backup)?;
         }
@@ -1117,6 +1111,15 @@ impl OplogArgs {
 fn check_parallel(parallel: usize) -> Result<()> {
     if !(1..=64).contains(&parallel) {
         return Err(Error::usage(format!("--parallel {parallel} is out of range: use 1 to 64")));
+    }
+    Ok(())
+}
+
+/// `--parallel` and `--batch-size` of the commands that insert into a server (restore, drill).
+fn check_insert_flags(parallel: usize, batch_size: usize) -> Result<()> {
+    check_parallel(parallel)?;
+    if !(1..=100_000).contains(&batch_size) {
+        return Err(Error::usage(format!("--batch-size {batch_size} is out of range: use 1 to 100000")));
     }
     Ok(())
 }
