@@ -83,6 +83,8 @@ pub fn policy(role: Role, bucket: &str, prefix: &str) -> Value {
             ));
         }
         Role::Restore => {
+            // `list`, `events` and `exporter` show each backup's lock when the bucket has Object Lock.
+            bucket_actions.push("s3:GetBucketObjectLockConfiguration");
             statements.push(statement("ReadBackups", &READ, vec![objects("*")]));
         }
         Role::Drill => {

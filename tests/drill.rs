@@ -81,6 +81,7 @@ async fn a_drill_of_the_verified_backup_passes_records_its_recovery_time_and_dro
 
     let recorded: serde_json::Value = serde_json::from_slice(&std::fs::read(store.path().join(format!("{name}.drill.json"))).unwrap()).unwrap();
     assert_eq!((recorded["passed"].as_bool(), recorded["recovery_seconds"].as_f64()), (Some(true), Some(recovery)));
+    assert!(recorded["recorded"].as_str().is_some_and(|at| at.ends_with(&format!("{name}.drill.json"))), "{recorded}");
     assert_eq!(namespaces_on(&scratch).await, vec!["unrelated.things".to_string()], "the drill dropped what it restored and nothing else");
 
     let (code, list, _) = common::run_json(&["list", "--store", store.path().to_str().unwrap(), "--json"]);

@@ -157,7 +157,7 @@ fn bad_flags_are_refused_with_exit_2() {
     let store = tempfile::tempdir().unwrap();
     let store = store.path().to_str().unwrap();
     for (args, cause) in [
-        (vec!["exporter", "--store", store, "--listen", "nowhere"], "--listen \"nowhere\" is not an address"),
+        (vec!["exporter", "--store", store, "--listen", "nowhere"], "--listen / EXPORTER_LISTEN \"nowhere\" is not an address"),
         (vec!["exporter", "--store", store, "--interval", "0s"], "--interval 0s is too short"),
         (vec!["exporter", "--store", store, "--json"], "prints no JSON document"),
     ] {

@@ -7,7 +7,6 @@
 pub mod readback;
 pub mod scratch;
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
@@ -109,14 +108,21 @@ pub async fn run(options: &DrillOptions, store_display: &str, cancel: Cancellati
     restore_options.backup = select_backup(&store, &restore_options).await?;
     let (_, backup, _) = restore::choose_backup(&restore_options).await?;
     restore_options.backup.clone_from(&backup.name);
+    if crate::crypto::is_encrypted(&backup.archive) && restore_options.identities.is_none() {
+        return Err(Error::usage(format!(
+            "backup {} is encrypted and no identity was given, so nothing was written: give --identity FILE (or AGE_IDENTITY_FILE, \
+             or AGE_IDENTITY) holding the private key of one of its recipients",
+            backup.name
+        )));
+    }
     let Some((manifest, _)) = restore::read_manifest(&backup, false, restore_options.identities.as_deref())? else {
         unreachable!("a manifest is required")
     };
     let scratch = crate::source::connect_retrying(&restore_options.uri, &restore_options.retry).await?;
     scratch::refuse_source(&manifest.source, &scratch::hosts_of(&scratch).await?, &restore_options.uri).await?;
-    let before = scratch::namespaces(&scratch.client).await?;
+    let before = scratch::Contents::of(&scratch.client).await?;
     let wanted: Vec<String> = readback::checked_entries(&manifest).map(|entry| format!("{}.{}", entry.database, entry.collection)).collect();
-    scratch::refuse_occupied(&before, &wanted, &restore_options.uri)?;
+    scratch::refuse_occupied(&before.namespaces, &wanted, &restore_options.uri)?;
     info!(backup = %backup.name, target = ?scratch.hosts, "Drill: restoring into the scratch server.");
 
     let restored = restore::run_restore(&restore_options, cancel.clone()).await;
@@ -193,20 +199,15 @@ fn verification_passed(backup: &StoredBackup) -> bool {
     backup.verification.as_deref().and_then(VerificationRecord::parse).is_some_and(|record| record.status != VerifyStatus::Failed)
 }
 
-/// Drops what the drill created on the scratch server, unless `keep`; a failure to
-/// drop is logged (the report then lists fewer namespaces dropped).
-async fn clean_up(client: &mongodb::Client, before: &BTreeSet<String>, keep: bool) -> Vec<String> {
+/// Drops what the drill created on the scratch server, unless `keep`: the namespaces
+/// that were not there `before`, and the databases that were not (with whatever the
+/// server keeps in them, such as `system.views`). A failure to drop is logged (the
+/// report then lists fewer namespaces dropped).
+async fn clean_up(client: &mongodb::Client, before: &scratch::Contents, keep: bool) -> Vec<String> {
     if keep {
         return Vec::new();
     }
-    let created = match scratch::namespaces(client).await {
-        Ok(after) => after.difference(before).cloned().collect(),
-        Err(error) => {
-            warn!(%error, "Cannot list the scratch server to drop what the drill restored.");
-            return Vec::new();
-        }
-    };
-    match scratch::drop_created(client, &created).await {
+    match scratch::drop_created(client, before).await {
         Ok(dropped) => dropped,
         Err(error) => {
             warn!(%error, "Cannot drop what the drill restored from the scratch server.");
@@ -218,7 +219,9 @@ async fn clean_up(client: &mongodb::Client, before: &BTreeSet<String>, keep: boo
 /// Records the report beside the backup, locked like the backup when it is; a
 /// failure to record is logged, not fatal (the report says where it was recorded).
 async fn record(store: &Store, report: &DrillReport) -> Option<String> {
-    let mut bytes = serde_json::to_vec_pretty(report).expect("a report always serializes");
+    let key = crate::store::keys::drill_key(&report.backup);
+    let recorded = DrillReport { recorded: Some(store.objects().location(&key)), ..report.clone() };
+    let mut bytes = serde_json::to_vec_pretty(&recorded).expect("a report always serializes");
     bytes.push(b'\n');
     match store.put_drill(&report.backup, &bytes).await {
         Ok(location) => {

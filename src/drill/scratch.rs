@@ -112,21 +112,59 @@ pub fn refuse_occupied(present: &BTreeSet<String>, wanted: &[String], uri: &str)
     )))
 }
 
-/// Drops every namespace in `created` (views and time-series collections first, then
-/// what remains), returning the ones dropped. A namespace already gone is not an error.
+/// What a server holds: its databases and namespaces (see [`namespaces`]).
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    /// Database names (`local` and `config` aside).
+    pub databases: BTreeSet<String>,
+    /// `db.collection`s.
+    pub namespaces: BTreeSet<String>,
+}
+
+impl Contents {
+    /// Reads what `client`'s server holds now.
+    ///
+    /// # Errors
+    /// A MongoDB error listing databases or collections.
+    pub async fn of(client: &Client) -> Result<Contents> {
+        let namespaces = namespaces(client).await?;
+        let databases = client
+            .list_database_names()
+            .await
+            .map_err(Error::mongo("listing the scratch server's databases"))?
+            .into_iter()
+            .filter(|database| database != "local" && database != "config")
+            .collect();
+        Ok(Contents { databases, namespaces })
+    }
+}
+
+/// Drops what is on the server now and was not `before`: a database that is new is
+/// dropped whole; in a database that was there, each new namespace (views and
+/// time-series collections first, then what remains). Returns the namespaces dropped.
+/// A namespace already gone is not an error.
 ///
 /// # Errors
-/// A MongoDB error dropping one.
-pub async fn drop_created(client: &Client, created: &BTreeSet<String>) -> Result<Vec<String>> {
+/// A MongoDB error listing or dropping.
+pub async fn drop_created(client: &Client, before: &Contents) -> Result<Vec<String>> {
+    let now = Contents::of(client).await?;
+    let created: Vec<&String> = now.namespaces.difference(&before.namespaces).collect();
     let (internal, visible): (Vec<&String>, Vec<&String>) = created.iter().partition(|namespace| namespace.contains(".system."));
     let mut dropped = Vec::new();
     for namespace in visible.into_iter().chain(internal) {
         let Some((database, collection)) = namespace.split_once('.') else { continue };
+        if !before.databases.contains(database) {
+            dropped.push(namespace.clone());
+            continue;
+        }
         match client.database(database).collection::<bson::Document>(collection).drop().await {
             Ok(()) => dropped.push(namespace.clone()),
             Err(error) if crate::server_codes::server_code(&error) == Some(crate::server_codes::NAMESPACE_NOT_FOUND) => {}
             Err(error) => return Err(Error::mongo(format!("dropping {namespace} from the scratch server"))(error)),
         }
+    }
+    for database in now.databases.difference(&before.databases) {
+        client.database(database).drop().await.map_err(Error::mongo(format!("dropping database {database} from the scratch server")))?;
     }
     Ok(dropped)
 }

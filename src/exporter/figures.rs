@@ -134,7 +134,12 @@ pub fn render(reading: &Reading) -> String {
             registry.register(name, help, gauge);
         }
     };
-    gauge("ingest_backup_exporter_store_up", "1 when the last reading of the store succeeded, else 0", Some(if reading.up { 1.0 } else { 0.0 }));
+    // Absent until the first reading ends: a restart is not a failed reading.
+    gauge(
+        "ingest_backup_exporter_store_up",
+        "1 when the last reading of the store succeeded, else 0",
+        reading.read_at.map(|_| if reading.up { 1.0 } else { 0.0 }),
+    );
     gauge("ingest_backup_exporter_last_read_timestamp_seconds", "When the exporter last finished reading the store", reading.read_at);
     gauge("ingest_backup_exporter_read_duration_seconds", "How long the last reading of the store took", Some(reading.read_seconds));
     gauge("ingest_backup_exporter_read_failures", "Readings of the store that failed since the exporter started", Some(reading.failures as f64));
@@ -292,8 +297,10 @@ mod tests {
         let page = render(&Reading { figures: Some(figures), up: true, read_at: Some(1.0), read_seconds: 0.1, failures: 0 });
         assert!(!page.contains("ingest_backup_newest_complete_timestamp_seconds") && !page.contains("ingest_backup_drill_last_passed"), "{page}");
         assert_eq!(value_of(&page, "ingest_backup_backups{state=\"incomplete\"}"), Some(0.0));
-        let down = render(&Reading { figures: None, up: false, read_at: None, read_seconds: 0.0, failures: 3 });
+        let down = render(&Reading { figures: None, up: false, read_at: Some(2.0), read_seconds: 0.0, failures: 3 });
         assert_eq!(value_of(&down, "ingest_backup_exporter_store_up"), Some(0.0));
+        let starting = render(&Reading::default());
+        assert!(!starting.contains("ingest_backup_exporter_store_up"), "no verdict before the first reading: {starting}");
         assert!(!down.contains("ingest_backup_backups"), "{down}");
     }
 

@@ -69,8 +69,9 @@ impl Render for ExporterStopped {
 /// Serves the store's figures until `stop` is cancelled.
 ///
 /// # Errors
-/// A usage error when the address cannot be bound or the store's settings are wrong
-/// (a store that cannot be reached is not an error: it is what the metrics say).
+/// A usage error when the address cannot be bound. A store that cannot be read
+/// (unreachable, access denied, a missing bucket) is not an error: it is what
+/// `ingest_backup_exporter_store_up` says, and the error is logged at each reading.
 pub async fn run_exporter(options: ExporterOptions, stop: CancellationToken) -> Result<ExporterStopped> {
     let listener = tokio::net::TcpListener::bind(options.listen).await.map_err(|error| {
         Error::usage(format!(
@@ -96,10 +97,6 @@ pub async fn run_exporter(options: ExporterOptions, stop: CancellationToken) -> 
             Ok(figures) => {
                 info!(seconds = format!("{:.2}", clock.elapsed().as_secs_f64()), "Store read: {}.", figures::summary(&figures));
                 Some(figures)
-            }
-            Err(error @ Error::Usage { .. }) => {
-                http_shutdown.cancel();
-                return Err(error);
             }
             Err(error) => {
                 warn!(%error, "Cannot read the store; ingest_backup_exporter_store_up is 0 until a reading succeeds.");
