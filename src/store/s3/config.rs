@@ -1,11 +1,14 @@
 //! S3 client settings from the environment, as the original ingest backup scripts and the AWS tools name them:
 //! the standard credential chain (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`,
 //! profiles, web identity / IRSA), `AWS_ROLE_ARN` to assume a role through STS first,
-//! `AWS_REGION`, and `S3_ENDPOINT` for S3-compatible servers (path-style addressing).
+//! `AWS_REGION`, and `S3_ENDPOINT` for S3-compatible servers (path-style addressing);
+//! and the client's timeouts and retries (`S3_CONNECT_TIMEOUT`, `S3_ATTEMPT_TIMEOUT`,
+//! `S3_OPERATION_TIMEOUT`, `S3_MAX_ATTEMPTS`, `S3_RETRY_MODE`), set on purpose so that
+//! a request the server never answers fails and is retried instead of hanging the run.
 
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
+use aws_config::retry::{RetryConfig, RetryMode};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::{self, error::CredentialsError, future, ProvideCredentials};
@@ -123,6 +126,7 @@ impl S3Settings {
                 )))
             }
         };
+        ClientTuning::from_env()?;
         let endpoint = env("S3_ENDPOINT");
         if let Some(endpoint) = &endpoint {
             if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
@@ -163,6 +167,111 @@ impl S3Settings {
     }
 }
 
+/// How long the S3 client waits and how often it tries: read from the environment
+/// when the client is built (and checked by [`S3Settings::from_env`], so a malformed
+/// value is a usage error before anything runs).
+///
+/// Every request is bounded: a connection attempt by `connect`, each attempt of a
+/// request (sending the body and receiving the response's headers) by `attempt`, and
+/// a request with all its retries by `operation`. A stalled request (a server or proxy
+/// that takes the body and never answers) therefore ends after `attempt` and is
+/// retried like a 503, up to `max_attempts` attempts in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTuning {
+    /// `S3_CONNECT_TIMEOUT` (default 5 s): one TCP (and TLS) connection attempt.
+    pub connect: Duration,
+    /// `S3_ATTEMPT_TIMEOUT` (default 300 s): one attempt of a request, a whole part's
+    /// upload included; raise it with large `--part-size-mb` on a slow link.
+    pub attempt: Duration,
+    /// `S3_OPERATION_TIMEOUT` (default 30 min): a request with all its retries; at
+    /// least `attempt`.
+    pub operation: Duration,
+    /// `S3_MAX_ATTEMPTS` (default 5, 1 to 20): attempts per request, the first included.
+    pub max_attempts: u32,
+    /// `S3_RETRY_MODE`: `standard` (default; exponential backoff with jitter from 200 ms)
+    /// or `adaptive` (standard plus client-side rate limiting after throttling errors).
+    pub mode: RetryMode,
+}
+
+impl Default for ClientTuning {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            attempt: Duration::from_secs(300),
+            operation: Duration::from_secs(1800),
+            max_attempts: 5,
+            mode: RetryMode::Standard,
+        }
+    }
+}
+
+impl ClientTuning {
+    /// Reads `S3_CONNECT_TIMEOUT`, `S3_ATTEMPT_TIMEOUT`, `S3_OPERATION_TIMEOUT`
+    /// (durations such as `30s`, `5m`, `500ms`, or whole seconds), `S3_MAX_ATTEMPTS` and
+    /// `S3_RETRY_MODE`; unset variables keep their defaults.
+    ///
+    /// # Errors
+    /// A usage error naming the malformed variable and its accepted values.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(env)
+    }
+
+    /// [`ClientTuning::from_env`] over any lookup of variable names (pure, for tests).
+    ///
+    /// # Errors
+    /// As [`ClientTuning::from_env`].
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let defaults = Self::default();
+        let duration = |name: &str, default: Duration| -> Result<Duration> {
+            let Some(text) = lookup(name) else { return Ok(default) };
+            let text = text.trim();
+            let parsed = match text.parse::<u64>() {
+                Ok(seconds) => Ok(Duration::from_secs(seconds)),
+                Err(_) => humantime::parse_duration(text),
+            };
+            match parsed {
+                Ok(value) if !value.is_zero() => Ok(value),
+                _ => Err(Error::usage(format!("{name}={text:?} is invalid: give a duration above zero such as 30s, 5m or 500ms"))),
+            }
+        };
+        let connect = duration("S3_CONNECT_TIMEOUT", defaults.connect)?;
+        let attempt = duration("S3_ATTEMPT_TIMEOUT", defaults.attempt)?;
+        let operation = duration("S3_OPERATION_TIMEOUT", defaults.operation.max(attempt))?;
+        if operation < attempt {
+            return Err(Error::usage(format!(
+                "S3_OPERATION_TIMEOUT ({}) is shorter than S3_ATTEMPT_TIMEOUT ({}): it bounds a request with all its retries, so give at least the attempt timeout",
+                humantime::format_duration(operation),
+                humantime::format_duration(attempt)
+            )));
+        }
+        let max_attempts = match lookup("S3_MAX_ATTEMPTS") {
+            None => defaults.max_attempts,
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(n) if (1..=20).contains(&n) => n,
+                _ => return Err(Error::usage(format!("S3_MAX_ATTEMPTS={text:?} is invalid: give 1 to 20 attempts (1: no retry)"))),
+            },
+        };
+        let mode = match lookup("S3_RETRY_MODE").map(|text| text.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("standard") => RetryMode::Standard,
+            Some("adaptive") => RetryMode::Adaptive,
+            Some(other) => return Err(Error::usage(format!("S3_RETRY_MODE={other:?} is invalid: use standard (the default) or adaptive"))),
+        };
+        Ok(Self { connect, attempt, operation, max_attempts, mode })
+    }
+
+    fn retry_config(&self) -> RetryConfig {
+        let config = match self.mode {
+            RetryMode::Adaptive => RetryConfig::adaptive(),
+            _ => RetryConfig::standard(),
+        };
+        config.with_max_attempts(self.max_attempts).with_initial_backoff(Duration::from_millis(200))
+    }
+
+    fn timeout_config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder().connect_timeout(self.connect).operation_attempt_timeout(self.attempt).operation_timeout(self.operation).build()
+    }
+}
+
 /// Checks the shape `arn:<partition>:iam::<12-digit account>:role/<name>`.
 fn validate_role_arn(arn: &str) -> Result<()> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -183,11 +292,10 @@ fn validate_role_arn(arn: &str) -> Result<()> {
 /// Builds the S3 client for `settings`.
 ///
 /// # Errors
-/// Never for now; kept fallible for credential sources that validate eagerly.
+/// A usage error for a malformed timeout or retry variable ([`ClientTuning::from_env`]).
 pub async fn client(settings: &S3Settings) -> Result<Client> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(5).with_initial_backoff(Duration::from_millis(200)))
-        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(300)).build());
+    let tuning = ClientTuning::from_env()?;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(tuning.retry_config()).timeout_config(tuning.timeout_config());
     if let Some(region) = settings.region.clone().or_else(|| settings.endpoint.as_ref().map(|_| "us-east-1".to_string())) {
         loader = loader.region(Region::new(region));
     }
@@ -270,6 +378,42 @@ impl ProvideCredentials for AssumeRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tuning(pairs: &[(&str, &str)]) -> Result<ClientTuning> {
+        let map: std::collections::HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ClientTuning::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn timeouts_and_retries_have_defaults_and_overrides() {
+        assert_eq!(tuning(&[]).unwrap(), ClientTuning::default());
+        let set =
+            tuning(&[("S3_ATTEMPT_TIMEOUT", "3s"), ("S3_OPERATION_TIMEOUT", "60"), ("S3_MAX_ATTEMPTS", "2"), ("S3_RETRY_MODE", "Adaptive")]).unwrap();
+        assert_eq!(
+            (set.attempt, set.operation, set.max_attempts, set.mode),
+            (Duration::from_secs(3), Duration::from_secs(60), 2, RetryMode::Adaptive)
+        );
+        assert_eq!(tuning(&[("S3_CONNECT_TIMEOUT", "500ms")]).unwrap().connect, Duration::from_millis(500));
+        // An attempt timeout above the default operation timeout raises the latter with it.
+        assert_eq!(tuning(&[("S3_ATTEMPT_TIMEOUT", "1h")]).unwrap().operation, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn malformed_timeouts_and_retries_are_usage_errors_naming_the_variable() {
+        for (name, value) in [
+            ("S3_ATTEMPT_TIMEOUT", "soon"),
+            ("S3_CONNECT_TIMEOUT", "0"),
+            ("S3_MAX_ATTEMPTS", "0"),
+            ("S3_MAX_ATTEMPTS", "21"),
+            ("S3_RETRY_MODE", "legacy"),
+        ] {
+            let error = tuning(&[(name, value)]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{name}={value}");
+            assert!(error.to_string().contains(name), "{error}");
+        }
+        let error = tuning(&[("S3_ATTEMPT_TIMEOUT", "10m"), ("S3_OPERATION_TIMEOUT", "1m")]).unwrap_err();
+        assert!(error.to_string().contains("shorter than S3_ATTEMPT_TIMEOUT"), "{error}");
+    }
 
     #[test]
     fn role_arns_are_checked() {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-pub use config::{ChecksumPolicy, S3Settings};
+pub use config::{ChecksumPolicy, ClientTuning, S3Settings};
 use errors::describe;
 use upload::S3Upload;
 

@@ -1,0 +1,124 @@
+//! `s3_fault_proxy.py` in front of a [`Minio`]: an HTTP reverse proxy on a free
+//! loopback port that forwards S3 requests verbatim (so SigV4 still verifies) and
+//! answers chosen ones with a fault (503 SlowDown, 500 InternalError, a connection cut
+//! mid-body, a request never answered). Rules are `KIND:ACTION[:COUNT]` as the script
+//! documents; [`S3FaultProxy::stats`] reads what it did. Killed on drop.
+//!
+//! Included with `#[path = "common/s3_fault_proxy.rs"] mod s3_fault_proxy;` beside
+//! `mod common;`.
+
+#![allow(dead_code)] // each test binary uses a different part of the proxy
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::minio::Minio;
+
+/// What the proxy counted: requests seen and faults injected per `KIND:ACTION`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ProxyStats {
+    /// Requests received (faulted or forwarded).
+    pub requests: u64,
+    /// Faults injected, keyed `part:slowdown`, `complete:internal`, ...
+    pub faults: BTreeMap<String, u64>,
+}
+
+impl ProxyStats {
+    /// Faults injected by rule `kind_action` (`"part:cut"`); 0 when it never fired.
+    pub fn fired(&self, kind_action: &str) -> u64 {
+        self.faults.get(kind_action).copied().unwrap_or(0)
+    }
+}
+
+/// A running fault proxy.
+pub struct S3FaultProxy {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    upstream_env: Vec<(String, String)>,
+}
+
+/// The script beside this file.
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/s3_fault_proxy.py")
+}
+
+impl S3FaultProxy {
+    /// Starts the proxy in front of `minio` with `rules` (`"part:slowdown:2"`, ...),
+    /// waiting until it prints `ready`.
+    pub fn start(minio: &Minio, rules: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::common::free_port();
+        let mut command = Command::new(crate::common::python());
+        command
+            .arg(script())
+            .args(["--port", &port.to_string(), "--upstream", &format!("127.0.0.1:{}", minio.port)])
+            .arg("--stats")
+            .arg(dir.path().join("stats.json"));
+        for rule in rules {
+            command.args(["--rule", rule]);
+        }
+        let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start s3_fault_proxy.py");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let line = receiver.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            panic!("s3_fault_proxy.py did not become ready on port {port} (printed {line:?})");
+        }
+        Self { child, port, dir, upstream_env: minio.env() }
+    }
+
+    /// The endpoint URL to give the tool (`S3_ENDPOINT`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The MinIO environment with `S3_ENDPOINT` pointing at the proxy.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self.upstream_env.iter().filter(|(key, _)| key != "S3_ENDPOINT").cloned().collect();
+        env.push(("S3_ENDPOINT".into(), self.endpoint()));
+        env
+    }
+
+    /// What the proxy did so far (from its `--stats` file).
+    pub fn stats(&self) -> ProxyStats {
+        let text = std::fs::read_to_string(self.dir.path().join("stats.json")).expect("the proxy writes its stats file at start");
+        serde_json::from_str(&text).expect("the stats file is JSON")
+    }
+
+    /// Clears every rule (SIGUSR1): from now on every request passes through.
+    pub fn clear_rules(&self) {
+        let status = Command::new("kill").args(["-USR1", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "signalling the proxy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// Waits until the proxy has seen at least `requests` requests, or `timeout`.
+    pub fn wait_for_requests(&self, requests: u64, timeout: Duration) -> ProxyStats {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if stats.requests >= requests || Instant::now() >= deadline {
+                return stats;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for S3FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
