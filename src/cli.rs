@@ -1032,7 +1032,10 @@ impl ExporterArgs {
             )));
         }
         let listen = self.listen.parse().map_err(|_| {
-            Error::usage(format!("--listen / EXPORTER_LISTEN {:?} is not an address: give IP:PORT, such as 0.0.0.0:9091 or 127.0.0.1:9091", self.listen))
+            Error::usage(format!(
+                "--listen / EXPORTER_LISTEN {:?} is not an address: give IP:PORT, such as 0.0.0.0:9091 or 127.0.0.1:9091",
+                self.listen
+            ))
         })?;
         let (store, s3) = self.store.resolve()?;
         Ok(ExporterOptions { store, s3, listen, interval: self.interval, stale_after: self.stale_after })
