@@ -11,7 +11,8 @@
 # (mdBook, from crates.io with cargo install, for the book's build test), and the
 # emulators of the other object stores: fake-gcs (fake-gcs-server, Google Cloud Storage's
 # JSON API, from its Go module), azurite (Azurite's blob service, from npm) and s3-second
-# (versitygw, a second S3 server besides MinIO, from its Go module).
+# (versitygw, a second S3 server besides MinIO, from its Go module), and promtool
+# (Prometheus' rule checker, from its Go module, for the chart's alert rules).
 #
 # Environment:
 #   INGEST_BACKUP_CACHE      cache dir (default: $HOME/.cache/ingest-backup)
@@ -41,7 +42,7 @@ die() { printf 'test-peers: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat >&2 <<USAGE
-usage: $0 install [secantus|mongo-tools|minio|ferretdb|deploy|age|docs|fake-gcs|azurite|s3-second]... | env
+usage: $0 install [secantus|mongo-tools|minio|ferretdb|deploy|age|docs|fake-gcs|azurite|s3-second|promtool]... | env
   install  install the named test peers (default: all) into $CACHE
   env      print export lines (eval "\$($0 env)")
 USAGE
@@ -396,6 +397,31 @@ install_s3_second() {
     fi
 }
 
+# promtool, Prometheus' rule checker (tests/alert_rules.rs): `promtool check rules` and
+# `promtool test rules` over the chart's PrometheusRule, with synthetic series in which
+# every alert both fires and stays silent. From the Go module of Prometheus (its v0
+# module versions: v0.316.0 is Prometheus 3.16).
+PROMTOOL_VERSION="v0.316.0"
+PROMTOOL_DIR="$CACHE/promtool/$PROMTOOL_VERSION"
+PROMTOOL_BIN="$PROMTOOL_DIR/promtool"
+
+install_promtool() {
+    if [[ -x "$PROMTOOL_BIN" ]]; then
+        return 0
+    fi
+    if ! command -v go >/dev/null 2>&1; then
+        log "warning: go is not installed, cannot build promtool; the alert rule tests will be skipped (and fail in CI)"
+        return 0
+    fi
+    log "building promtool $PROMTOOL_VERSION from the Go module github.com/prometheus/prometheus (a few minutes once)"
+    mkdir -p "$PROMTOOL_DIR"
+    if ! GOBIN="$PROMTOOL_DIR" GOFLAGS=-buildvcs=false timeout 1500 go install -trimpath \
+        "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" >&2; then
+        log "warning: go install github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION failed; the alert rule tests will be skipped (and fail in CI)"
+        rm -f "$PROMTOOL_BIN"
+    fi
+}
+
 status_line() { # name ok-test path
     if eval "$2"; then echo "$1: OK $3"; else echo "$1: UNAVAILABLE"; fi
 }
@@ -403,7 +429,7 @@ status_line() { # name ok-test path
 cmd_install() {
     local peers=("$@") peer
     if ((${#peers[@]} == 0)); then
-        peers=(secantus mongo-tools minio ferretdb deploy age docs fake-gcs azurite s3-second)
+        peers=(secantus mongo-tools minio ferretdb deploy age docs fake-gcs azurite s3-second promtool)
     fi
     # The status tests are single-quoted on purpose: status_line evaluates them.
     # shellcheck disable=SC2016
@@ -428,6 +454,7 @@ cmd_install() {
             fake-gcs) install_fake_gcs; status_line fake-gcs '[[ -x "$FAKE_GCS_BIN" ]]' "$FAKE_GCS_BIN" ;;
             azurite) install_azurite; status_line azurite azurite_is_pinned "$AZURITE_BIN" ;;
             s3-second) install_s3_second; status_line "s3-second (versitygw)" '[[ -x "$VERSITYGW_BIN" ]]' "$VERSITYGW_BIN" ;;
+            promtool) install_promtool; status_line promtool '[[ -x "$PROMTOOL_BIN" ]]' "$PROMTOOL_BIN" ;;
             deploy)
                 if [[ "${INGEST_PEERS_SKIP_DEPLOY:-0}" == "1" ]]; then
                     echo "deploy checkers: SKIPPED (INGEST_PEERS_SKIP_DEPLOY=1)"
@@ -470,6 +497,9 @@ cmd_env() {
     fi
     if [[ -x "$VERSITYGW_BIN" ]]; then
         printf 'export INGEST_TEST_S3_SECOND=%q\n' "$VERSITYGW_BIN"
+    fi
+    if [[ -x "$PROMTOOL_BIN" ]]; then
+        printf 'export INGEST_TEST_PROMTOOL=%q\n' "$PROMTOOL_BIN"
     fi
     if command -v shellcheck >/dev/null 2>&1; then
         printf 'export INGEST_TEST_SHELLCHECK=%q\n' "$(command -v shellcheck)"

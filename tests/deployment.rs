@@ -5,7 +5,9 @@
 //! - `helm lint` and `helm template` for every `helm/config/<stage>.yaml`; every rendered
 //!   object validated strictly against the Kubernetes API schemas of 1.30 and 1.37
 //!   (kubernetes-validate, offline); the CronJobs' names, schedules, security settings,
-//!   and that secret values only ever land in the Secret;
+//!   and that secret values only ever land in the Secret; the opt-in drill CronJob (its
+//!   scratch server only ever from a Secret) and the exporter's Deployment and Service
+//!   (one port, named alike everywhere); what the alert rules do is tests/alert_rules.rs;
 //! - the scripts are shellcheck-clean, refuse each bad input with exit 2 before running
 //!   anything, and on good input run exactly the expected helm/kubectl commands (stubs
 //!   record them), never showing a secret on a command line or in their output;
@@ -20,7 +22,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -166,12 +168,20 @@ fn temp_file(dir: &Path, name: &str, contents: &[u8]) -> PathBuf {
     path
 }
 
+/// The rendered objects of the Kubernetes API itself: the custom resources of the
+/// Prometheus Operator (PrometheusRule, ServiceMonitor), which its schemas do not know, left out.
+fn builtin_objects(yaml: &[u8]) -> String {
+    let yaml = String::from_utf8_lossy(yaml);
+    yaml.split("\n---").filter(|d| !d.contains("apiVersion: monitoring.coreos.com/")).collect::<Vec<_>>().join("\n---")
+}
+
 // Dummy secrets, distinctive enough that finding one anywhere is a leak.
 const KEY_ID: &str = "AKIADUMMYKEYID000042";
 const SECRET_KEY: &str = "dUmMySeCrEtAcCeSsKeY/0123456789+abcdefgh";
 const WEBHOOK: &str = "https://hooks.slack.com/services/TDUMMY000/BDUMMY000/dummyWebhookSecret42";
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ingest-backup";
 const HEARTBEAT: &str = "https://hc-ping.com/dummyHeartbeatSecret42/{operation}";
+const SCRATCH_URI: &str = "mongodb://drill:dummyScratchSecret42@mongo-scratch:27017";
 
 fn base64(text: &str) -> String {
     use base64::Engine;
@@ -278,6 +288,49 @@ fn every_rendered_object_validates_against_the_kubernetes_api() {
             let output = template(&helm, &args);
             assert!(output.status.success(), "{stage} with {label}: {}", text(&output));
             let file = temp_file(dir.path(), "rendered.yaml", &output.stdout);
+            for version in ["1.30.0", "1.37.0"] {
+                let check = run(Command::new(&validate).args(["--strict", "--kubernetes-version", version]).arg(&file));
+                assert!(check.status.success(), "{stage} with {label}: not valid for Kubernetes {version}:\n{}", text(&check));
+                let report = text(&check);
+                for kind in kinds {
+                    assert!(report.contains(kind), "{stage} with {label}: {kind}was not validated:\n{report}");
+                }
+            }
+        }
+    }
+
+    // The drill CronJob (its scratch server from a Secret of the operator's, or from the
+    // chart's beside the keys) and the exporter's Deployment and Service, on every stage. The
+    // ServiceMonitor and the PrometheusRule are custom resources the API schemas do not
+    // know: left out, as in the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs.
+    for (stage, file) in stages() {
+        let file = file.to_string_lossy().into_owned();
+        let own_secret = "drill.enabled=true,drill.scratchUri.existingSecret=ingest-backup-drill-scratch,exporter.enabled=true,\
+                          exporter.serviceMonitor.enabled=true,monitoring.prometheusRule.enabled=true";
+        let in_chart =
+            format!("{secrets},drill.enabled=true,drill.keep=true,drill.parallel=8,drill.scratchUri.value={SCRATCH_URI},exporter.enabled=true");
+        let gcs = format!("store.url={GCS_URL},gcs.existingSecret=ingest-backup-gcs");
+        let cases: [(&str, Vec<&str>, &[&str]); 3] = [
+            (
+                "a drill from its own Secret and a monitored exporter",
+                vec!["-f", &file, "--set", own_secret],
+                &["cronjob/ingest-backup-drill ", "deployment/ingest-backup-exporter ", "service/ingest-backup-exporter "],
+            ),
+            (
+                "a drill from the chart's Secret and an exporter on port 9400",
+                vec!["-f", &file, "--set", &in_chart, "--set", "exporter.port=9400", "--set-string", "exporter.interval=5m"],
+                &["cronjob/ingest-backup-drill ", "deployment/ingest-backup-exporter ", "service/ingest-backup-exporter ", "secret/ingest-backup "],
+            ),
+            (
+                "a drill and an exporter on Google Cloud Storage with a key file",
+                vec!["-f", &file, "--set", own_secret, "--set", &gcs, "--set-string", "lock.mode="],
+                &["cronjob/ingest-backup-drill ", "deployment/ingest-backup-exporter "],
+            ),
+        ];
+        for (label, args, kinds) in cases {
+            let output = template(&helm, &args);
+            assert!(output.status.success(), "{stage} with {label}: {}", text(&output));
+            let file = temp_file(dir.path(), "rendered.yaml", builtin_objects(&output.stdout).as_bytes());
             for version in ["1.30.0", "1.37.0"] {
                 let check = run(Command::new(&validate).args(["--strict", "--kubernetes-version", version]).arg(&file));
                 assert!(check.status.success(), "{stage} with {label}: not valid for Kubernetes {version}:\n{}", text(&check));
@@ -701,6 +754,43 @@ fn render_refuses_unsafe_or_incomplete_values() {
         (&["-f", &prod, "--set", "lock.mode=legal-hold"], "/lock/mode"),
         (&["-f", &prod, "--set", "lock.mode=governance,lock.days=0"], "/lock/days"),
         (&["-f", &prod, "--set-string", "lock.mode=governance,lock.days=3 days"], "/lock/days"),
+        // A drill needs a scratch server, named through a Secret, never the source.
+        (&["-f", &prod, "--set", "drill.enabled=true"], "drill.enabled needs the scratch server's connection string"),
+        (
+            &[
+                "-f",
+                &prod,
+                "--set",
+                "drill.enabled=true,drill.scratchUri.existingSecret=s,drill.scratchUri.value=mongodb://drill:hunter2@scratch:27017",
+            ],
+            "drill.scratchUri.existingSecret and drill.scratchUri.value are both set",
+        ),
+        (
+            &["-f", &prod, "--set", "drill.enabled=true,secrets.existingSecret=k,drill.scratchUri.value=mongodb://drill:hunter2@scratch:27017"],
+            "put the scratch URI into a Secret too",
+        ),
+        (
+            &["-f", &prod, "--set", "drill.enabled=true,drill.scratchUri.value=mongodb://mongo-service:27017"],
+            "is mongo.uri, the backed-up deployment",
+        ),
+        (
+            &[
+                "-f",
+                &prod,
+                "--set",
+                "drill.enabled=true,drill.scratchUri.value=mongodb://drill:hunter2@scratch:27017,drill.scratchUri.key=HEARTBEAT_URL",
+            ],
+            "is already the key of another value",
+        ),
+        (
+            &["-f", &prod, "--set", "drill.enabled=true,drill.scratchUri.existingSecret=s", "--set-string", "drill.cronSchedule=0 3 * * 7"],
+            "drill.cronSchedule",
+        ),
+        (&["-f", &prod, "--set", "drill.parallel=0"], "/drill/parallel"),
+        (&["-f", &prod, "--set", "drill.backoffLimit=-1"], "/drill/backoffLimit"),
+        (&["-f", &prod, "--set", "exporter.serviceMonitor.enabled=true"], "exporter.serviceMonitor.enabled needs exporter.enabled"),
+        (&["-f", &prod, "--set", "exporter.enabled=true,exporter.port=80"], "/exporter/port"),
+        (&["-f", &prod, "--set", "exporter.enabled=true", "--set-string", "exporter.interval=1min"], "/exporter/interval"),
     ];
     for (args, message) in cases {
         let output = template(&helm, args);
@@ -1549,6 +1639,51 @@ fn compose_file_is_valid_and_runs_scheduled_backups() {
     assert_eq!(sample["command"], serde_json::json!(["sample-data", "--if-empty", "--size-mb", "${SAMPLE_DATA_MB:-0}"]));
     assert_eq!(sample["image"], backup["image"]);
     assert_eq!(sample["depends_on"]["mongo"]["condition"], "service_healthy");
+
+    // Opt-in by profile: a scratch server and a one-shot drill into it; the exporter.
+    let scratch = &services["mongo-scratch"];
+    assert_eq!(scratch["profiles"], serde_json::json!(["drill"]));
+    assert!(scratch["image"].as_str().unwrap().starts_with("mongo:7"));
+    assert!(scratch["command"].as_array().unwrap().iter().any(|a| a == "--replSet"), "a replica set like the source");
+    assert!(scratch["healthcheck"]["test"].to_string().contains("rs.initiate"));
+    assert!(scratch.get("ports").is_none(), "the scratch server is reached inside the stack only");
+    let drill = &services["drill"];
+    assert_eq!(drill["profiles"], serde_json::json!(["drill"]));
+    assert_eq!(drill["command"], serde_json::json!(["drill", "verified", "--uri", "mongodb://mongo-scratch:27017/?directConnection=true"]));
+    assert_eq!(drill["image"], backup["image"]);
+    assert_eq!(drill["restart"], "no");
+    assert_eq!(drill["depends_on"]["mongo-scratch"]["condition"], "service_healthy");
+    assert_eq!(drill["depends_on"]["create-bucket"]["condition"], "service_completed_successfully");
+    assert!(compose_text.contains("docker compose --profile drill run --rm drill"), "the header says how to run a drill");
+    let exporter = &services["exporter"];
+    assert_eq!(exporter["profiles"], serde_json::json!(["exporter"]));
+    assert_eq!(exporter["command"], serde_json::json!(["exporter"]));
+    assert_eq!(exporter["image"], backup["image"]);
+    assert_eq!(exporter["ports"], serde_json::json!(["127.0.0.1:9091:9091"]));
+    assert_eq!(exporter["environment"]["EXPORTER_LISTEN"], "0.0.0.0:9091");
+    assert_eq!(
+        exporter["healthcheck"]["test"],
+        serde_json::json!(["CMD", "/usr/local/bin/ingest-backup", "healthcheck", "--listen", "127.0.0.1:9091"])
+    );
+    for (name, service) in [("drill", drill), ("exporter", exporter)] {
+        let own = service["environment"].as_object().unwrap();
+        for key in ["S3_BUCKET", "BACKUP_DIR", "S3_ENDPOINT", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            assert_eq!(own[key], env[key], "{name} {key}: the store of the ingest-backup service");
+        }
+        assert!(!own.contains_key("MONGO_URI"), "{name} never gets the source");
+        assert_eq!(service["user"], "65532:65532", "{name}");
+        assert_eq!(service["read_only"], true, "{name}");
+        assert_eq!(service["cap_drop"], serde_json::json!(["ALL"]), "{name}");
+    }
+    for key in ["SLACK_WEBHOOK_URL", "ALERT_WEBHOOK_URL", "HEARTBEAT_URL"] {
+        assert_eq!(drill["environment"][key], env[key], "the drill alerts like the scheduler: {key}");
+    }
+    // Every published port, old or new, on the loopback address only.
+    for (name, service) in services {
+        for port in service["ports"].as_array().into_iter().flatten() {
+            assert!(port.as_str().unwrap().starts_with("127.0.0.1:"), "{name} publishes {port} beyond 127.0.0.1");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -1854,6 +1989,227 @@ fn the_restore_job_is_its_own_never_retried_job_reading_the_target_from_a_secret
 }
 
 #[test]
+fn the_drill_cronjob_restores_into_a_scratch_server_named_only_by_a_secret() {
+    let test = "the_drill_cronjob_restores_into_a_scratch_server_named_only_by_a_secret";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+
+    // Opt-in: without drill.enabled no CronJob, and a scratch URI given anyway goes nowhere.
+    let (yaml, docs) = render(&helm, &python, &["-f", &prod, "--set", &format!("drill.scratchUri.value={SCRATCH_URI}")]);
+    assert!(docs.iter().all(|d| d["metadata"]["name"] != "ingest-backup-drill"), "drills are opt-in");
+    assert!(!yaml.contains("DRILL_URI") && !yaml.contains(&base64(SCRATCH_URI)), "a disabled drill's URI is rendered nowhere");
+
+    // The scratch server from a Secret of the operator's.
+    let existing = "drill.enabled=true,drill.scratchUri.existingSecret=ingest-backup-drill-scratch";
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", existing]);
+    let drill = object(&docs, "CronJob", "ingest-backup-drill");
+    assert_eq!(drill["metadata"]["labels"]["app.kubernetes.io/component"], "drill");
+    assert_eq!(drill["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"], "drill");
+    assert_eq!(drill["spec"]["schedule"], "0 3 * * 0", "weekly by default");
+    assert_eq!(drill["spec"]["timeZone"], "Etc/UTC");
+    assert_eq!(drill["spec"]["concurrencyPolicy"], "Forbid");
+    assert_eq!(container(drill)["args"], serde_json::json!(["drill", "verified"]), "the newest verified backup; no URI in the args");
+    let job = &drill["spec"]["jobTemplate"]["spec"];
+    assert_eq!(job["backoffLimit"], 0, "a failed drill is a finding for a person, not retried");
+    assert_eq!(job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"], serde_json::json!([2]));
+    let env = env_of(drill);
+    assert_eq!(
+        env["DRILL_URI"],
+        serde_json::json!({"name": "DRILL_URI", "valueFrom": {"secretKeyRef": {"name": "ingest-backup-drill-scratch", "key": "DRILL_URI"}}})
+    );
+    assert!(!env.contains_key("MONGO_URI") && !env.contains_key("RESTORE_URI"), "the drill is never given the source: {env:?}");
+    assert_eq!(env["S3_BUCKET"]["value"], "ingest-backups");
+    assert_eq!(env["BACKUP_DIR"]["value"], "prod");
+    assert!(env.contains_key("NOTIFY_SUCCESS") && env.contains_key("HEARTBEAT_METHOD"), "it alerts like the other Jobs: {env:?}");
+    assert!(env.keys().all(|k| !k.starts_with("PRUNE_") && !k.starts_with("LOCK_") && k != "AGE_RECIPIENTS"), "{env:?}");
+    // Hardened like the other Jobs, the restore spooled to a size-limited emptyDir.
+    let pod = pod_spec(drill);
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["serviceAccountName"], "ingest-backup");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let c = container(drill);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    let spool = env["INGEST_BACKUP_SPOOL_DIR"]["value"].as_str().unwrap();
+    assert!(c["volumeMounts"].as_array().unwrap().iter().any(|m| m["name"] == "spool" && m["mountPath"] == spool));
+    assert!(pod["volumes"].as_array().unwrap().iter().any(|v| v["name"] == "spool" && v["emptyDir"]["sizeLimit"].is_string()));
+    for cronjob in docs.iter().filter(|d| d["kind"] == "CronJob" && d["metadata"]["name"] != "ingest-backup-drill") {
+        assert!(!env_of(cronjob).contains_key("DRILL_URI"), "{} gets the scratch server", cronjob["metadata"]["name"]);
+    }
+
+    // The scratch URI in the chart's Secret, with --keep and --parallel: the URI only ever
+    // there, read through a secretKeyRef, never a literal value; the keys and webhooks as
+    // for the other Jobs.
+    let dir = tempfile::tempdir().unwrap();
+    let values = temp_file(
+        dir.path(),
+        "drill.yaml",
+        format!(
+            "secrets:\n  awsAccessKeyId: '{KEY_ID}'\n  awsSecretAccessKey: '{SECRET_KEY}'\n  slackWebhookUrl: '{WEBHOOK}'\nheartbeat:\n  url: '{HEARTBEAT}'\n\
+             drill:\n  enabled: true\n  keep: true\n  parallel: 8\n  scratchUri:\n    value: '{SCRATCH_URI}'\n"
+        )
+        .as_bytes(),
+    );
+    let values = values.to_string_lossy().into_owned();
+    let (yaml, docs) = render(&helm, &python, &["-f", &prod, "-f", &values]);
+    assert!(!yaml.contains(SCRATCH_URI), "the scratch URI is rendered in clear text");
+    let secret = object(&docs, "Secret", "ingest-backup");
+    assert_eq!(secret["data"]["DRILL_URI"], base64(SCRATCH_URI));
+    assert_eq!(secret["data"]["AWS_SECRET_ACCESS_KEY"], base64(SECRET_KEY));
+    for doc in docs.iter().filter(|d| d["kind"] != "Secret") {
+        let json = doc.to_string();
+        assert!(
+            !json.contains(SCRATCH_URI) && !json.contains(&base64(SCRATCH_URI)),
+            "the scratch URI is in {} {}",
+            doc["kind"],
+            doc["metadata"]["name"]
+        );
+    }
+    let drill = object(&docs, "CronJob", "ingest-backup-drill");
+    assert_eq!(container(drill)["args"], serde_json::json!(["drill", "verified", "--keep", "--parallel", "8"]));
+    let env = env_of(drill);
+    assert!(env["DRILL_URI"].get("value").is_none(), "DRILL_URI is a literal: {}", env["DRILL_URI"]);
+    assert_eq!(env["DRILL_URI"]["valueFrom"]["secretKeyRef"], serde_json::json!({"name": "ingest-backup", "key": "DRILL_URI"}));
+    for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SLACK_WEBHOOK_URL", "HEARTBEAT_URL"] {
+        assert_eq!(env[key]["valueFrom"]["secretKeyRef"]["name"], "ingest-backup", "drill {key}");
+    }
+    for cronjob in docs.iter().filter(|d| d["kind"] == "CronJob" && d["metadata"]["name"] != "ingest-backup-drill") {
+        assert!(!env_of(cronjob).contains_key("DRILL_URI"), "{} gets the scratch server", cronjob["metadata"]["name"]);
+    }
+    let (_, restore) = render(&helm, &python, &[&["-f", &prod, "-f", &values][..], &RESTORE_ALONE[..]].concat());
+    assert_eq!(restore.len(), 1);
+    assert!(!restore[0].to_string().contains("DRILL_URI"), "the restore Job does not read the scratch server");
+
+    // Encrypted backups: the drill reads them with the private key, as verify does.
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--set", existing, "--set", "encryption.identitySecret.name=ingest-backup-age"]);
+    let drill = object(&docs, "CronJob", "ingest-backup-drill");
+    assert_eq!(env_of(drill)["AGE_IDENTITY_FILE"]["value"], "/etc/ingest-backup/age/key.txt");
+    let volume = pod_spec(drill)["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "age-identity").unwrap().clone();
+    assert_eq!(volume["secret"]["secretName"], "ingest-backup-age");
+}
+
+#[test]
+fn the_exporter_listens_where_its_container_port_service_and_probes_point() {
+    let test = "the_exporter_listens_where_its_container_port_service_and_probes_point";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+    let (_, docs) = render(&helm, &python, &["-f", &prod]);
+    assert!(docs.iter().all(|d| !["Deployment", "Service", "ServiceMonitor"].contains(&d["kind"].as_str().unwrap())), "the exporter is opt-in");
+
+    let dir = tempfile::tempdir().unwrap();
+    let values = temp_file(
+        dir.path(),
+        "secrets.yaml",
+        format!(
+            "secrets:\n  awsAccessKeyId: '{KEY_ID}'\n  awsSecretAccessKey: '{SECRET_KEY}'\n  slackWebhookUrl: '{WEBHOOK}'\n  alertWebhookUrl: '{WEBHOOK}/alert'\n\
+             heartbeat:\n  url: '{HEARTBEAT}'\n"
+        )
+        .as_bytes(),
+    );
+    let values = values.to_string_lossy().into_owned();
+    let cases: [(&[&str], u64, &str); 2] = [
+        (&["--set", "exporter.enabled=true"], 9091, "60s"),
+        (&["--set", "exporter.enabled=true,exporter.port=9400", "--set-string", "exporter.interval=5m"], 9400, "5m"),
+    ];
+    for (extra, port, interval) in cases {
+        let (yaml, docs) = render(&helm, &python, &[&["-f", &prod, "-f", &values][..], extra].concat());
+        let deployment = object(&docs, "Deployment", "ingest-backup-exporter");
+        assert_eq!(deployment["metadata"]["labels"]["app.kubernetes.io/component"], "exporter");
+        let spec = &deployment["spec"];
+        assert_eq!(spec["replicas"], 1);
+        let selector = spec["selector"]["matchLabels"].as_object().unwrap();
+        assert_eq!(selector["app.kubernetes.io/component"], "exporter");
+        assert!(!selector.contains_key("app.kubernetes.io/version"), "a Deployment's selector cannot change with the version");
+        for (key, value) in selector {
+            assert_eq!(&spec["template"]["metadata"]["labels"][key], value, "the pods carry the selector's {key}");
+        }
+
+        // The listen address, the container port, the probes and the Service: one port.
+        let c = &spec["template"]["spec"]["containers"][0];
+        let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let listen = format!("0.0.0.0:{port}");
+        assert_eq!(args, ["exporter", "--listen", listen.as_str(), "--interval", interval]);
+        let listening: u64 = args[2].rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(c["ports"], serde_json::json!([{"name": "metrics", "containerPort": listening, "protocol": "TCP"}]));
+        for probe in ["livenessProbe", "readinessProbe"] {
+            assert_eq!(c[probe]["httpGet"], serde_json::json!({"path": "/healthz", "port": "metrics"}), "{probe}");
+        }
+        let service = object(&docs, "Service", "ingest-backup-exporter");
+        assert_eq!(service["spec"]["type"], "ClusterIP");
+        assert_eq!(service["spec"]["selector"], spec["selector"]["matchLabels"], "the Service selects the exporter's pods");
+        assert_eq!(service["spec"]["ports"], serde_json::json!([{"name": "metrics", "port": listening, "targetPort": "metrics", "protocol": "TCP"}]));
+
+        // It reads the store only: the store's settings and keys, nothing of the database,
+        // the alerts, the spool or the private key.
+        let env: BTreeMap<String, Value> =
+            c["env"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e.clone())).collect();
+        assert_eq!(env["S3_BUCKET"]["value"], "ingest-backups");
+        assert_eq!(env["BACKUP_DIR"]["value"], "prod");
+        assert_eq!(env["PRUNE_STALE_AFTER"]["value"], "24h", "uploads left by dead runs are judged as the prune judges them");
+        for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            assert!(env[key].get("value").is_none(), "{key} is a literal");
+            assert_eq!(env[key]["valueFrom"]["secretKeyRef"], serde_json::json!({"name": "ingest-backup", "key": key, "optional": false}));
+        }
+        for absent in [
+            "MONGO_URI",
+            "DRILL_URI",
+            "RESTORE_URI",
+            "SLACK_WEBHOOK_URL",
+            "ALERT_WEBHOOK_URL",
+            "HEARTBEAT_URL",
+            "NOTIFY_SUCCESS",
+            "INGEST_BACKUP_SPOOL_DIR",
+            "AGE_IDENTITY_FILE",
+        ] {
+            assert!(!env.contains_key(absent), "the exporter gets {absent}: {env:?}");
+        }
+        for plain in [KEY_ID, SECRET_KEY, WEBHOOK, HEARTBEAT] {
+            assert!(!yaml.contains(plain), "a secret value is rendered in clear text");
+        }
+
+        // Hardened like the Jobs.
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], "ingest-backup");
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        assert_eq!(c["image"], format!("{IMAGE}:0.1.0"));
+        assert!(c["resources"]["limits"]["memory"].is_string() && c["resources"]["limits"]["ephemeral-storage"].is_string());
+        assert!(c["volumeMounts"].as_array().unwrap().iter().any(|m| m["mountPath"] == "/tmp"));
+    }
+
+    // The ServiceMonitor scrapes exactly that Service's port, in the release's namespace.
+    let (_, docs) = render(
+        &helm,
+        &python,
+        &[
+            "-f",
+            &prod,
+            "--namespace",
+            "backups",
+            "--set",
+            "exporter.enabled=true,exporter.serviceMonitor.enabled=true,exporter.serviceMonitor.labels.release=kube-prometheus",
+        ],
+    );
+    let monitor = object(&docs, "ServiceMonitor", "ingest-backup-exporter");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "kube-prometheus");
+    let service = object(&docs, "Service", "ingest-backup-exporter");
+    for (key, value) in monitor["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&service["metadata"]["labels"][key], value, "the ServiceMonitor selects the Service by {key}");
+    }
+    assert_eq!(monitor["spec"]["namespaceSelector"]["matchNames"], serde_json::json!(["backups"]));
+    assert_eq!(monitor["spec"]["endpoints"], serde_json::json!([{"port": "metrics", "path": "/metrics", "interval": "60s"}]));
+}
+
+#[test]
 fn the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs() {
     let test = "the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs";
     let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
@@ -1903,7 +2259,7 @@ fn the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs() {
     let failed = by_name["IngestBackupJobFailed"]["expr"].as_str().unwrap();
     assert!(
         failed.contains("kube_job_status_failed")
-            && failed.contains(r#"owner_name=~"ingest-backup|ingest-backup-verify|ingest-backup-pitr|ingest-backup-prune""#),
+            && failed.contains(r#"owner_name=~"ingest-backup|ingest-backup-verify|ingest-backup-pitr|ingest-backup-prune|ingest-backup-drill""#),
         "{failed}"
     );
     // prod takes point-in-time slices: a slice CronJob that stops succeeding alerts within the hour.
@@ -1949,6 +2305,63 @@ fn the_prometheus_rule_alerts_on_stale_successes_and_failed_jobs() {
     let rule = object(&docs, "PrometheusRule", "ingest-backup").to_string();
     assert!(!rule.contains("IngestBackupPruneStale") && !rule.contains("IngestBackupPruneNeverSucceeded"), "{rule}");
     assert!(rule.contains("IngestBackupBackupStale"), "{rule}");
+
+    // Drills without the exporter: the drill CronJob watched like the others, in days.
+    let drill = "monitoring.prometheusRule.enabled=true,drill.enabled=true,drill.scratchUri.existingSecret=ingest-backup-drill-scratch";
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--namespace", "backups", "--set", drill]);
+    let groups = object(&docs, "PrometheusRule", "ingest-backup")["spec"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "no alerts on the store without the exporter");
+    let by_name: BTreeMap<&str, &Value> = groups[0]["rules"].as_array().unwrap().iter().map(|r| (r["alert"].as_str().unwrap(), r)).collect();
+    let drill_stale = by_name["IngestBackupDrillStale"]["expr"].as_str().unwrap();
+    assert!(drill_stale.contains(r#"cronjob="ingest-backup-drill""#) && drill_stale.contains("> 691200"), "8 days by default: {drill_stale}");
+    assert!(by_name.contains_key("IngestBackupDrillNeverSucceeded"));
+
+    // With the exporter, a second group on what the store holds; the drill is watched through
+    // its records there, not through the CronJob. (tests/alert_rules.rs runs these rules.)
+    let (_, docs) = render(&helm, &python, &["-f", &prod, "--namespace", "backups", "--set", &format!("{drill},exporter.enabled=true")]);
+    let groups = object(&docs, "PrometheusRule", "ingest-backup")["spec"]["groups"].as_array().unwrap();
+    let names =
+        |group: &Value| -> BTreeSet<String> { group["rules"].as_array().unwrap().iter().map(|r| r["alert"].as_str().unwrap().to_string()).collect() };
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["name"], "ingest-backup");
+    assert!(!names(&groups[0]).contains("IngestBackupDrillStale") && names(&groups[0]).contains("IngestBackupJobFailed"), "{:?}", names(&groups[0]));
+    assert_eq!(groups[1]["name"], "ingest-backup-store");
+    let expected: BTreeSet<String> = [
+        "IngestBackupDrillFailed",
+        "IngestBackupDrillStale",
+        "IngestBackupExporterAbsent",
+        "IngestBackupPitrGap",
+        "IngestBackupPitrLagging",
+        "IngestBackupStoreUnreadable",
+        "IngestBackupVerifiedBackupStale",
+    ]
+    .iter()
+    .map(|n| n.to_string())
+    .collect();
+    assert_eq!(names(&groups[1]), expected, "prod takes point-in-time slices, so IngestBackupPitrLagging too");
+    let selector = r#"{namespace="backups", service="ingest-backup-exporter"}"#;
+    let verified: Vec<&Value> = groups[1]["rules"].as_array().unwrap().iter().filter(|r| r["alert"] == "IngestBackupVerifiedBackupStale").collect();
+    let reasons: Vec<&str> = verified.iter().map(|r| r["labels"]["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["too-old", "none-in-store"]);
+    let too_old = verified[0]["expr"].as_str().unwrap();
+    assert!(too_old.contains(&format!("ingest_backup_newest_verified_timestamp_seconds{selector}")) && too_old.contains("> 108000"), "{too_old}");
+    let none = verified[1]["expr"].as_str().unwrap();
+    assert!(none.contains("absent(") && verified[1]["for"] == "30h", "{none}");
+    for rule in groups[1]["rules"].as_array().unwrap() {
+        assert!(rule["expr"].as_str().unwrap().contains(selector), "every store alert selects this install's exporter: {rule}");
+        assert_eq!(rule["labels"]["severity"], "critical");
+        assert!(!rule["annotations"]["description"].as_str().unwrap().is_empty());
+    }
+    // Without point-in-time slices no lag alert; without drills no drill alert.
+    let (_, docs) =
+        render(&helm, &python, &["-f", &prod, "--set", "monitoring.prometheusRule.enabled=true,exporter.enabled=true,pitr.enabled=false"]);
+    let groups = object(&docs, "PrometheusRule", "ingest-backup")["spec"]["groups"].as_array().unwrap();
+    let store = names(&groups[1]);
+    assert!(
+        !store.contains("IngestBackupPitrLagging") && !store.contains("IngestBackupDrillFailed") && !store.contains("IngestBackupDrillStale"),
+        "{store:?}"
+    );
+
     // The other objects still validate with the rule beside them (the rule is a CRD the API schemas do not know).
     let Some(validate) = kube_validate(test) else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -2037,21 +2450,29 @@ const AZURE_KEYS: [&str; 4] = ["AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE
 const RESTORE_ALONE: [&str; 6] =
     ["--set", "restore.enabled=true", "--set-string", "restore.backup=latest", "--show-only", "templates/restore-job.yaml"];
 
-/// Every CronJob prod renders that touches the store, and the restore Job rendered alone
-/// as helm/restore.sh renders it, for the same values: (name, the Job's pod spec, its
-/// arguments without `--store`).
+/// The drill CronJob and the exporter, enabled beside the others.
+const WITH_DRILL_AND_EXPORTER: [&str; 2] =
+    ["--set", "drill.enabled=true,drill.scratchUri.existingSecret=ingest-backup-drill-scratch,exporter.enabled=true"];
+
+/// Every CronJob prod renders that touches the store (with the drill CronJob), the
+/// exporter's Deployment, and the restore Job rendered alone as helm/restore.sh renders
+/// it, for the same values: (name, the pod spec, its arguments without `--store`).
 fn store_jobs(helm: &Path, python: &Path, args: &[&str]) -> Vec<(String, Value, Vec<String>)> {
-    let (_, docs) = render(helm, python, args);
+    let (_, docs) = render(helm, python, &[args, &WITH_DRILL_AND_EXPORTER[..]].concat());
     let mut jobs: Vec<(String, Value, Vec<String>)> = Vec::new();
     for (name, expected) in [
         ("ingest-backup", vec!["backup"]),
         ("ingest-backup-verify", vec!["verify", "unverified", "--wait-for-running", "6h"]),
         ("ingest-backup-pitr", vec!["oplog"]),
         ("ingest-backup-prune", vec!["prune"]),
+        ("ingest-backup-drill", vec!["drill", "verified"]),
     ] {
         let cronjob = object(&docs, "CronJob", name);
         jobs.push((name.to_string(), cronjob["spec"]["jobTemplate"]["spec"]["template"].clone(), expected.iter().map(|a| a.to_string()).collect()));
     }
+    let exporter = object(&docs, "Deployment", "ingest-backup-exporter");
+    let expected = ["exporter", "--listen", "0.0.0.0:9091", "--interval", "60s"];
+    jobs.push(("exporter".to_string(), exporter["spec"]["template"].clone(), expected.iter().map(|a| a.to_string()).collect()));
     let (_, docs) = render(helm, python, &[args, &RESTORE_ALONE[..]].concat());
     assert_eq!(docs.len(), 1);
     jobs.push(("restore".to_string(), docs[0]["spec"]["template"].clone(), vec!["restore".to_string(), "latest".to_string()]));
@@ -2229,7 +2650,7 @@ fn the_cloud_stores_validate_against_the_kubernetes_api() {
         for (label, extra) in &cases {
             // lock.mode (staging's) is S3 Object Lock: refused on the other stores.
             let args = [&["-f", file.as_str(), "--set-string", "lock.mode="][..], &extra[..]].concat();
-            let output = template(&helm, &args);
+            let output = template(&helm, &[&args[..], &WITH_DRILL_AND_EXPORTER[..]].concat());
             assert!(output.status.success(), "{stage} on {label}: {}", text(&output));
             let rendered = temp_file(dir.path(), "rendered.yaml", &output.stdout);
             let restore = template(&helm, &[&args[..], &RESTORE_ALONE[..]].concat());
@@ -2240,7 +2661,13 @@ fn the_cloud_stores_validate_against_the_kubernetes_api() {
                 let check = run(Command::new(&validate).args(["--strict", "--kubernetes-version", version]).arg(&rendered).arg(&restore));
                 assert!(check.status.success(), "{stage} on {label}: not valid for Kubernetes {version}:\n{}", text(&check));
                 let report = text(&check);
-                for kind in ["cronjob/ingest-backup ", "cronjob/ingest-backup-verify ", "job/ingest-backup-restore-x "] {
+                for kind in [
+                    "cronjob/ingest-backup ",
+                    "cronjob/ingest-backup-verify ",
+                    "cronjob/ingest-backup-drill ",
+                    "deployment/ingest-backup-exporter ",
+                    "job/ingest-backup-restore-x ",
+                ] {
                     assert!(report.contains(kind), "{stage} on {label}: {kind}was not validated:\n{report}");
                 }
             }

@@ -14,6 +14,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
+{{/* The labels a Deployment and its Service select pods by (never the version): (dict "ctx" $ "component" C). */}}
+{{- define "ingest-backup.selectorLabels" -}}
+app.kubernetes.io/name: ingest-backup
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
 {{- define "ingest-backup.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "ingest-backup.fullname" .) .Values.serviceAccount.name -}}
@@ -23,14 +30,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/*
-The secret values given in values, by field (JSON): secrets.* and heartbeat.url.
+The secret values given in values, by field (JSON): secrets.*, heartbeat.url and, with
+drill.enabled, drill.scratchUri.value (drillUri: only the drill Job reads it, so it is
+not among secretFields).
 */}}
 {{- define "ingest-backup.secretValues" -}}
 {{- $s := .Values.secrets -}}
-{{- dict "awsAccessKeyId" $s.awsAccessKeyId "awsSecretAccessKey" $s.awsSecretAccessKey "slackWebhookUrl" $s.slackWebhookUrl "alertWebhookUrl" $s.alertWebhookUrl "heartbeatUrl" .Values.heartbeat.url | toJson -}}
+{{- $drillUri := ternary .Values.drill.scratchUri.value "" (eq (toString .Values.drill.enabled) "true") -}}
+{{- dict "awsAccessKeyId" $s.awsAccessKeyId "awsSecretAccessKey" $s.awsSecretAccessKey "slackWebhookUrl" $s.slackWebhookUrl "alertWebhookUrl" $s.alertWebhookUrl "heartbeatUrl" .Values.heartbeat.url "drillUri" $drillUri | toJson -}}
 {{- end -}}
 
-{{/* The secret fields, in the order they are rendered. */}}
+{{/* The secret fields every Job may read, in the order they are rendered. */}}
 {{- define "ingest-backup.secretFields" -}}
 awsAccessKeyId awsSecretAccessKey slackWebhookUrl alertWebhookUrl heartbeatUrl
 {{- end -}}
@@ -267,6 +277,27 @@ ok:{{ $text }}
 {{- trimPrefix "ok:" $r -}}
 {{- end -}}
 
+{{/* The restore drill's schedule (drill.cronSchedule), checked like the backup's. */}}
+{{- define "ingest-backup.drillSchedule" -}}
+{{- $r := include "ingest-backup.checkCron" (dict "what" "drill.cronSchedule" "text" .Values.drill.cronSchedule) -}}
+{{- if hasPrefix "err:" $r -}}
+{{- fail (trimPrefix "err:" $r) -}}
+{{- end -}}
+{{- trimPrefix "ok:" $r -}}
+{{- end -}}
+
+{{/*
+The label matchers of the exporter's series in the alerts: monitoring.prometheusRule.exporterSelector,
+else those the chart's ServiceMonitor gives them (the release's namespace and the Service).
+*/}}
+{{- define "ingest-backup.exporterSelector" -}}
+{{- with trim (toString .Values.monitoring.prometheusRule.exporterSelector) -}}
+{{- . -}}
+{{- else -}}
+namespace="{{ .Release.Namespace }}", service="{{ include "ingest-backup.fullname" . }}-exporter"
+{{- end -}}
+{{- end -}}
+
 {{/*
 A schedule that follows the backup's: <key>.cronSchedule when set, else cronSchedule
 shifted by <key>.offsetMinutes (the rule of shiftSchedule, which helm/reschedule.sh
@@ -398,6 +429,28 @@ true
 {{- if and (not $s.existingSecret) (ne (empty $s.awsAccessKeyId) (empty $s.awsSecretAccessKey)) -}}
 {{- fail "secrets.awsAccessKeyId and secrets.awsSecretAccessKey go together: give both or neither (neither with IRSA)" -}}
 {{- end -}}
+{{- $d := .Values.drill -}}
+{{- if $d.enabled -}}
+{{- $scratch := $d.scratchUri -}}
+{{- if and (not $scratch.existingSecret) (not $scratch.value) -}}
+{{- fail "drill.enabled needs the scratch server's connection string (DRILL_URI), which is never the backed-up deployment: put it into a Secret and name it in drill.scratchUri.existingSecret (kubectl create secret generic ingest-backup-drill-scratch --from-literal=DRILL_URI=mongodb://...), or give drill.scratchUri.value in a values file of mode 600" -}}
+{{- end -}}
+{{- if and $scratch.existingSecret $scratch.value -}}
+{{- fail "drill.scratchUri.existingSecret and drill.scratchUri.value are both set: use one or the other" -}}
+{{- end -}}
+{{- if and $scratch.value $s.existingSecret -}}
+{{- fail "drill.scratchUri.value goes into the chart's Secret, which is not rendered with secrets.existingSecret: put the scratch URI into a Secret too and name it in drill.scratchUri.existingSecret" -}}
+{{- end -}}
+{{- if and $scratch.value (not $scratch.existingSecret) (has $scratch.key (values $s.keys)) -}}
+{{- fail (printf "drill.scratchUri.key %s is already the key of another value in the chart's Secret (secrets.keys): choose another, e.g. DRILL_URI" $scratch.key) -}}
+{{- end -}}
+{{- if and $scratch.value (eq (trim (toString $scratch.value)) (trim (toString .Values.mongo.uri))) (not .Values.mongo.uriSecret.name) -}}
+{{- fail "drill.scratchUri.value is mongo.uri, the backed-up deployment: a drill restores into a scratch server of its own (the tool refuses the source with exit 2)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.exporter.serviceMonitor.enabled (not .Values.exporter.enabled) -}}
+{{- fail "exporter.serviceMonitor.enabled needs exporter.enabled: the ServiceMonitor scrapes the exporter's Service" -}}
+{{- end -}}
 {{- $r := .Values.retention -}}
 {{- if and $r.enabled (not (or (include "ingest-backup.retentionRules" . | trim))) -}}
 {{- fail "retention.enabled is true but no keep rule is set: give at least one of retention.keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly, keepWithin or keepPitr (a prune without one would remove every backup)" -}}
@@ -490,25 +543,36 @@ spool fits) and the limit (so the kubelet evicts this pod, not a neighbour).
 {{- end -}}
 
 {{/*
-Environment of the containers: (dict "ctx" $ "restore" BOOL "prune" BOOL). Secrets only
-through secretKeyRef. The restore Job is rendered on its own (helm/restore.sh), without the
-install's secret values, so it refers to every key of the install's Secret, optionally.
-The prune Job's AWS keys come from retention.existingSecret when set, and never from the
-install's Secret when it runs as a ServiceAccount of its own (retention.serviceAccount).
+Environment of the containers: (dict "ctx" $ "component" "backup"|"verify"|"pitr"|"prune"|"restore"|"drill"|"exporter").
+Secrets only through secretKeyRef. The restore Job is rendered on its own (helm/restore.sh),
+without the install's secret values, so it refers to every key of the install's Secret,
+optionally. The prune Job's AWS keys come from retention.existingSecret when set, and never
+from the install's Secret when it runs as a ServiceAccount of its own (retention.serviceAccount).
+The drill Job's database is the scratch server (DRILL_URI), never the source; the exporter
+reads only the store: no database, no alerts, no heartbeat, no spool.
 */}}
 {{- define "ingest-backup.env" -}}
-{{- $restore := .restore -}}
-{{- $prune := .prune -}}
+{{- $restore := eq .component "restore" -}}
+{{- $prune := eq .component "prune" -}}
+{{- $drill := eq .component "drill" -}}
+{{- $exporter := eq .component "exporter" -}}
 {{- $ := .ctx -}}
 {{- $v := $.Values -}}
-{{- if $prune }}
-{{- /* the prune never reads the database: no MONGO_URI, nor the Secret holding it */}}
+{{- if or $prune $exporter }}
+{{- /* the prune and the exporter never read the database: no MONGO_URI, nor the Secret holding it */}}
 {{- else if $restore }}
 - name: RESTORE_URI
   valueFrom:
     secretKeyRef:
       name: {{ $v.restore.targetSecret.name }}
       key: {{ $v.restore.targetSecret.key }}
+{{- else if $drill }}
+{{- /* the scratch server, from its Secret or the chart's; the source's URI is not given */}}
+- name: DRILL_URI
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.drill.scratchUri.existingSecret | default (include "ingest-backup.fullname" $) }}
+      key: {{ $v.drill.scratchUri.key }}
 {{- else if $v.mongo.uriSecret.name }}
 - name: MONGO_URI
   valueFrom:
@@ -574,22 +638,24 @@ install's Secret when it runs as a ServiceAccount of its own (retention.serviceA
 - name: AWS_ROLE_SESSION_NAME
   value: {{ . | quote }}
 {{- end }}
-{{- if not $restore }}
+{{- if not (or $restore $exporter) }}
 - name: NOTIFY_SUCCESS
   value: {{ $v.notifySuccess | toString | quote }}
 - name: HEARTBEAT_METHOD
   value: {{ $v.heartbeat.method | quote }}
 {{- end }}
+{{- if not $exporter }}
 - name: INGEST_BACKUP_SPOOL_DIR
   value: {{ $v.spool.mountPath | quote }}
+{{- end }}
 {{- $s := $v.secrets }}
 {{- $values := include "ingest-backup.secretValues" $ | fromJson }}
 {{- $name := $s.existingSecret | default (include "ingest-backup.fullname" $) }}
 {{- $aws := list "awsAccessKeyId" "awsSecretAccessKey" }}
 {{- range $field := splitList " " (include "ingest-backup.secretFields" $) }}
 {{- $key := get $s.keys $field }}
-{{- if and $restore (has $field (list "slackWebhookUrl" "alertWebhookUrl" "heartbeatUrl")) }}
-{{- /* a restore sends no alerts and no heartbeat */}}
+{{- if and (or $restore $exporter) (has $field (list "slackWebhookUrl" "alertWebhookUrl" "heartbeatUrl")) }}
+{{- /* a restore and the exporter send no alerts and no heartbeat */}}
 {{- else if and (has $field $aws) (not (include "ingest-backup.s3Store" $)) }}
 {{- /* no AWS keys for a store on Google Cloud Storage or Azure */}}
 {{- else if and $prune (has $field $aws) $v.retention.existingSecret }}
@@ -650,16 +716,16 @@ for the backup Job with retention.afterBackup (backup --prune).
 {{- end -}}
 
 {{/*
-The Job spec shared by the CronJobs and the restore Job: (dict "ctx" $ "job" .Values.backup|verify|pitr|retention|restore
-"component" "backup"|"verify"|"pitr"|"prune"|"restore" "args" (list ...)).
+The Job spec shared by the CronJobs and the restore Job: (dict "ctx" $ "job" .Values.backup|verify|pitr|retention|drill|restore
+"component" "backup"|"verify"|"pitr"|"prune"|"drill"|"restore" "args" (list ...)).
 */}}
 {{- define "ingest-backup.jobTemplate" -}}
 {{- $ := .ctx -}}
 {{- $v := $.Values -}}
 {{- $job := .job -}}
 {{- $restore := eq .component "restore" -}}
-{{- /* Only these two read encrypted backups; the backup and pitr Jobs never get the key. */}}
-{{- $identity := has .component (list "verify" "restore") -}}
+{{- /* Only these three read encrypted backups; the backup and pitr Jobs never get the key. */}}
+{{- $identity := has .component (list "verify" "restore" "drill") -}}
 {{- $component := .component -}}
 {{- /* The GCS key file: every Job but a prune running as a ServiceAccount of its own. */}}
 {{- $gcsKey := and (eq (include "ingest-backup.storeScheme" $) "gs") $v.gcs.existingSecret (not (and (eq $component "prune") (include "ingest-backup.pruneOwnIdentity" $))) -}}
@@ -745,7 +811,7 @@ spec:
             {{- end }}
             {{- toYaml (concat .args $store $job.extraArgs) | nindent 12 }}
           env:
-            {{- include "ingest-backup.env" (dict "ctx" $ "restore" $restore "prune" (eq $component "prune")) | trim | nindent 12 }}
+            {{- include "ingest-backup.env" (dict "ctx" $ "component" $component) | trim | nindent 12 }}
             {{- if has $component (list "backup" "prune") }}
             {{- with include "ingest-backup.retentionEnv" (dict "ctx" $ "component" $component) | trim }}
             {{- . | nindent 12 }}
@@ -797,7 +863,7 @@ spec:
           emptyDir:
             sizeLimit: {{ $v.tmp.sizeLimit }}
         {{- if and $identity $v.encryption.identitySecret.name }}
-        # The private key, for the verify and restore Jobs only.
+        # The private key, for the verify, drill and restore Jobs only.
         - name: age-identity
           secret:
             secretName: {{ $v.encryption.identitySecret.name }}
