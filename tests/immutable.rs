@@ -113,6 +113,28 @@ async fn a_locked_backup_outlives_every_delete_until_its_date_and_prune_waits_fo
     let (code, _, text) = run(&["verify", &name, "--archive-only", "--store", &store], &env);
     assert_eq!(code, 0, "{text}");
     assert_eq!(retention(&minio, LOCKED, &format!("prod/{name}.verify.json")).await, (Some("GOVERNANCE".into()), Some(until.timestamp())));
+    // So is a drill record.
+    let scratch = Server::start();
+    let (code, _, text) = run(&["drill", &name, "--uri", &scratch.uri(), "--store", &store], &env);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(retention(&minio, LOCKED, &format!("prod/{name}.drill.json")).await, (Some("GOVERNANCE".into()), Some(until.timestamp())));
+    // The exporter reads the locks: the one complete backup is covered.
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let env_pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut exporter = common::spawn(&["exporter", "--store", &store, "--listen", &listen, "--interval", "1s"], &env_pairs);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let page = loop {
+        assert!(exporter.try_wait().unwrap().is_none(), "the exporter exited");
+        let page = scrape(&listen);
+        if page.contains("ingest_backup_lock_coverage_ratio") || std::time::Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    exporter.kill().unwrap();
+    exporter.wait().unwrap();
+    assert!(page.lines().any(|line| line == "ingest_backup_lock_coverage_ratio 1.0"), "{page}");
 
     let second = backup(&source.uri(), &store, &env, &lock);
     let newer = second["name"].as_str().unwrap().to_string();
@@ -384,4 +406,14 @@ async fn a_prune_killed_on_a_locked_store_leaves_no_backup_half_deleted() {
     let newer = newer["name"].as_str().unwrap();
     let (code, _, text) = run(&["verify", newer, "--archive-only", "--store", &store], &env);
     assert_eq!(code, 0, "the kept backup is intact: {text}");
+}
+
+/// The `/metrics` page at `listen` (empty while nothing answers there).
+fn scrape(listen: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(listen) else { return String::new() };
+    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut page = String::new();
+    let _ = stream.read_to_string(&mut page);
+    page
 }
