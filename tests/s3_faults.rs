@@ -214,6 +214,17 @@ mod failed_cleanly {
         bench.assert_failed_cleanly(&run).await;
     }
 
+    /// Every request cut, for ever: the network's fault, named as such (exit 1,
+    /// "cannot reach the S3 endpoint"), never as missing credentials; nothing left.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_request_cut_for_ever() {
+        let Some(bench) = Bench::start("failed_cleanly::every_request_cut_for_ever").await else { return };
+        let (_proxy, run) = bench.backup_through(&["any:cut:0"], &[("S3_MAX_ATTEMPTS", "2")]);
+        assert!(run.stats.fired("any:cut") >= 2, "{:?}", run.stats);
+        assert!(run.output.contains("cannot reach the S3 endpoint") && !run.output.contains("credentials"), "{}", run.output);
+        bench.assert_failed_cleanly(&run).await;
+    }
+
     /// A stalled part with one attempt allowed: the attempt timeout turns the stall
     /// into a failure (exit 1) instead of a hang, and the upload is aborted.
     #[tokio::test(flavor = "multi_thread")]

@@ -15,7 +15,11 @@ where
     match error {
         // Neither I/O nor a timeout: the request was never signed, because the
         // credentials (or the role assumption) failed.
-        SdkError::DispatchFailure(failure) if !failure.is_io() && !failure.is_timeout() => credential_problem(error, url, doing, assumes_role),
+        // A connection the server (or a proxy) closed mid-request is reported by the
+        // HTTP client as neither: it is the network all the same.
+        SdkError::DispatchFailure(failure) if !failure.is_io() && !failure.is_timeout() && !connection_lost(&deepest_cause(error)) => {
+            credential_problem(error, url, doing, assumes_role)
+        }
         SdkError::DispatchFailure(failure) => {
             let cause = if failure.is_timeout() {
                 "the connection timed out"
@@ -80,6 +84,15 @@ where
         )
     };
     StoreError::new(StoreErrorKind::Denied, message)
+}
+
+/// Whether an error's innermost message says the connection went away (hyper's
+/// "connection closed before message completed", a reset, a broken pipe, an early end).
+fn connection_lost(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["connection closed", "connection reset", "broken pipe", "incomplete message", "unexpected eof", "unexpected end of file"]
+        .iter()
+        .any(|sign| message.contains(sign))
 }
 
 fn first_line(text: &str) -> String {
