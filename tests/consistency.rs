@@ -15,6 +15,10 @@
 //! (the writer is the only one writing), so its logged time is that read's, still
 //! before the next commit.
 //!
+//! The backup pauses (a test hook) after reading every collection and before taking its
+//! oplog end until the writer has committed ten more times, so the replay always has
+//! changes made after the data was read, however fast the machine reads it.
+//!
 //! A failure names the first document whose content differs, with what the writer did
 //! to it. Documents that hold the expected fields and values in another field order are
 //! reported and pass (they fail with `INGEST_CONSISTENCY_STRICT_ORDER=1`): SecantusDB
@@ -32,7 +36,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +51,8 @@ use rand::{Rng, SeedableRng};
 const ORDERS: &str = "shop.orders";
 const SAMPLES: &str = "ingest.biomaterial";
 const WRITTEN: [&str; 2] = [ORDERS, SAMPLES];
+/// Commits the writer makes while the backup waits before taking its oplog end.
+const PAUSED_COMMITS: usize = 10;
 
 /// A cluster time as `(t, i)`, which orders as the server's timestamps do.
 type Ts = (u32, u32);
@@ -267,7 +273,7 @@ impl Writer {
         Commit { time: self.time(), at: Instant::now(), kind, changes }
     }
 
-    async fn run(mut self, rate: f64, stop: Arc<AtomicBool>) -> (Vec<Commit>, u32) {
+    async fn run(mut self, rate: f64, stop: Arc<AtomicBool>, committed: Arc<AtomicUsize>) -> (Vec<Commit>, u32) {
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut log = Vec::new();
@@ -281,6 +287,7 @@ impl Writer {
                 assert!(commit.time > previous, "cluster times of one session's commits increase: {previous:?} then {:?}", commit.time);
             }
             log.push(commit);
+            committed.fetch_add(1, Ordering::Relaxed);
         }
         (log, self.retried)
     }
@@ -495,13 +502,39 @@ async fn backups_and_slices_taken_under_write_load_restore_to_exact_points() {
         retried: 0,
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let writing = tokio::spawn(writer.run(rate, stop.clone()));
+    let committed = Arc::new(AtomicUsize::new(0));
+    let writing = tokio::spawn(writer.run(rate, stop.clone(), committed.clone()));
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // The backup under load.
     let store = work.path().join("store");
+    // The backup pauses after reading every collection, before it takes its oplog end,
+    // until the writer has committed PAUSED_COMMITS more times: however fast the
+    // machine reads the data, the replay has changes made after the data was read.
+    let release = work.path().join("release-oplog-end");
+    let pause = format!("before-oplog-end:{}", release.display());
     let backup_started = Instant::now();
-    let child = common::spawn(&["backup", "--uri", &source.uri(), "--store", store.to_str().unwrap(), "--json"], &[]);
+    let mut child =
+        common::spawn(&["backup", "--uri", &source.uri(), "--store", store.to_str().unwrap(), "--json"], &[("INGEST_BACKUP_TEST_PAUSE", &pause)]);
+    let waiting = release.with_extension("waiting");
+    let mut child = tokio::task::spawn_blocking(move || {
+        common::wait_for_file(&waiting, &mut child);
+        child
+    })
+    .await
+    .unwrap();
+    let paused_at = Instant::now();
+    let before_pause = committed.load(Ordering::Relaxed);
+    let deadline = paused_at + Duration::from_secs(120);
+    while committed.load(Ordering::Relaxed) < before_pause + PAUSED_COMMITS {
+        assert!(Instant::now() < deadline, "the writer committed fewer than {PAUSED_COMMITS} times in two minutes");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the backup exited ({status}) while paused before its oplog end");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(&release, b"").unwrap();
+    let released_at = Instant::now();
     let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
     let backup_finished = Instant::now();
     assert!(output.status.success(), "the backup under load failed: {}", common::all_output(&output));
@@ -554,10 +587,12 @@ async fn backups_and_slices_taken_under_write_load_restore_to_exact_points() {
     // The backup restored (oplog replayed) is the state at its consistency point.
     let end = ts_of(&manifest["consistency"]["end"]);
     let start = ts_of(&manifest["consistency"]["start"]);
-    let during: Vec<&Commit> = log.iter().filter(|c| c.at >= backup_started && c.at <= backup_finished).collect();
-    let loaded_seconds = (backup_finished - backup_started).as_secs_f64();
+    let during: Vec<&Commit> =
+        log.iter().filter(|c| (c.at >= backup_started && c.at <= paused_at) || (c.at >= released_at && c.at <= backup_finished)).collect();
+    // The backup's own time under load, without the pause.
+    let loaded_seconds = (backup_finished - backup_started - (released_at - paused_at)).as_secs_f64();
     let in_window = log.iter().filter(|c| c.time > start && c.time <= end).count();
-    assert!(in_window >= 10, "the writer committed only {in_window} times between the backup's start and end: no load to speak of");
+    assert!(in_window >= PAUSED_COMMITS, "the writer committed only {in_window} times between the backup's start and end: no load to speak of");
     let count = commits_at(&client, &log, writer_start, end).await;
     let expected = expected_at(count);
     let report =
