@@ -20,7 +20,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bson::{doc, RawDocumentBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -168,13 +168,32 @@ pub async fn run_backup_on(
 ) -> Result<BackupReport> {
     let clock = Instant::now();
     let started = crate::test_hooks::now();
-    // Shared: other backups go on; a prune starting now waits for this one.
-    let lock = StoreLock::acquire(store, "backup", false).await?;
-    let result = backup_into(options, cancel, progress, store, started, clock).await;
-    if let Err(error) = lock.release().await {
+    // Shared: other backups go on; a prune starting now waits for this one. Taking it
+    // is cancellable like the rest of the run: a store that stops answering at this
+    // moment must not hold a stopping run past its grace period (a lock object written
+    // by an interrupted request expires on its own).
+    let lock = tokio::select! {
+        lock = StoreLock::acquire(store, "backup", false) => lock?,
+        _ = cancel.cancelled() => return Err(Error::Cancelled),
+    };
+    let result = backup_into(options, cancel.clone(), progress, store, started, clock).await;
+    release_lock(lock, cancel.is_cancelled()).await;
+    result
+}
+
+/// How long a cancelled run waits to remove its lock before leaving it to expire.
+const CANCELLED_LOCK_RELEASE: Duration = Duration::from_secs(15);
+
+/// Removes the backup's lock object; after a cancellation for at most
+/// [`CANCELLED_LOCK_RELEASE`], so that a store that stopped answering cannot hold a
+/// stopping run past its grace period.
+async fn release_lock(lock: StoreLock, cancelled: bool) {
+    let release = lock.release();
+    let outcome =
+        if cancelled { tokio::time::timeout(CANCELLED_LOCK_RELEASE, release).await.unwrap_or_else(|_| Err(Error::Cancelled)) } else { release.await };
+    if let Err(error) = outcome {
         warn!(%error, "Cannot remove this backup's lock from the store; it expires on its own.");
     }
-    result
 }
 
 /// The part of [`run_backup_with_progress`] that runs under the store lock.
@@ -199,7 +218,11 @@ async fn backup_into(
 
     let pool = options.compression.pool().map_err(|source| Error::Archive { context: "starting the compression workers".into(), source })?;
     // From here on every path ends in the upload's explicit complete or abort.
-    let (sink, uploading) = upload_parts(store.begin_archive(&file_name).await?);
+    let upload = tokio::select! {
+        upload = store.begin_archive(&file_name) => upload?,
+        _ = cancel.cancelled() => return Err(Error::Cancelled),
+    };
+    let (sink, uploading) = upload_parts(upload, cancel.clone());
     let spooler = Spooler {
         dir: options.spool_dir.clone(),
         memory_limit: options.spool_memory_limit,
@@ -356,18 +379,19 @@ async fn finish_archive(
     let written = archive_task.await.expect("the archive thread does not panic");
     let (mut upload, sent) = uploading.await.expect("the part upload task does not panic");
     let finished = match (manifest, written, sent) {
+        _ if cancel.is_cancelled() => Err(Error::Cancelled),
         // The store's own failure explains the archive thread's "upload stopped".
         (_, _, Err(store_error)) => Err(store_error.into()),
         (_, Err(archive_error), _) => Err(archive_error),
         (Err(error), _, _) => Err(error),
         (Ok(_), Ok(None), _) => Err(Error::Cancelled),
-        (Ok(_), Ok(Some(_)), Ok(())) if cancel.is_cancelled() => Err(Error::Cancelled),
         (Ok(manifest), Ok(Some(digest)), Ok(())) => Ok((manifest, digest)),
     };
     match finished {
-        Ok((manifest, digest)) => match upload.complete().await {
-            Ok(archive) => Ok((manifest, digest, archive)),
-            Err(error) => Err(abort_upload(upload.as_mut(), error.into()).await),
+        Ok((manifest, digest)) => match crate::store::parts::complete_unless_cancelled(upload.as_mut(), cancel).await {
+            Some(Ok(archive)) => Ok((manifest, digest, archive)),
+            Some(Err(error)) => Err(abort_upload(upload.as_mut(), error.into()).await),
+            None => Err(abort_upload(upload.as_mut(), Error::Cancelled).await),
         },
         Err(error) => Err(abort_upload(upload.as_mut(), error).await),
     }

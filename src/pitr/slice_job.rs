@@ -306,7 +306,7 @@ async fn spool_window(
 /// Uploads the spooled slice under `key`; on any failure the upload is aborted.
 async fn upload(store: &Store, key: &str, file: std::fs::File, spool_dir: &std::path::Path, cancel: &CancellationToken) -> Result<()> {
     let upload = store.objects().put_multipart(key).await?;
-    let (mut sink, uploading) = store::parts::upload_parts(upload);
+    let (mut sink, uploading) = store::parts::upload_parts(upload, cancel.clone());
     let copied = tokio::task::spawn_blocking(move || {
         let mut file = file;
         std::io::copy(&mut file, &mut sink).and_then(|_| sink.finish())
@@ -315,10 +315,13 @@ async fn upload(store: &Store, key: &str, file: std::fs::File, spool_dir: &std::
     .expect("the slice copy does not panic");
     let (mut upload, sent) = uploading.await.expect("the part upload task does not panic");
     let outcome = match (sent, copied) {
+        _ if cancel.is_cancelled() => Err(Error::Cancelled),
         (Err(error), _) => Err(error.into()),
         (_, Err(error)) => Err(Error::io("cannot read the slice's temporary file", spool_dir)(error)),
-        _ if cancel.is_cancelled() => Err(Error::Cancelled),
-        _ => upload.complete().await.map(|_| ()).map_err(Into::into),
+        _ => match store::parts::complete_unless_cancelled(upload.as_mut(), cancel).await {
+            Some(completed) => completed.map(|_| ()).map_err(Into::into),
+            None => Err(Error::Cancelled),
+        },
     };
     if let Err(error) = outcome {
         if let Err(abort) = upload.abort().await {

@@ -6,16 +6,18 @@
 //! (`wait_for_capacity`) and then calls `put_part`. Memory is therefore bounded by
 //! `part_size x (parts in flight + 2)`: the part being filled, the one in the
 //! channel, and those uploading. The task gives the
-//! upload back when the writer is finished or dropped, so the caller decides,
-//! explicitly and awaited, whether to `complete` or `abort` it.
+//! upload back when the writer is finished or dropped, or at once when the run is
+//! cancelled (a store that stopped answering must not hold a stopping run), so the
+//! caller decides, explicitly and awaited, whether to `complete` or `abort` it.
 
 use std::io::{self, Write};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::error::StoreError;
+use super::error::{StoreError, StoreErrorKind};
 use super::object::MultipartUpload;
 
 /// The archive thread's end: full parts go to the uploading task.
@@ -30,17 +32,22 @@ pub struct PartWriter {
 pub type Uploaded = (Box<dyn MultipartUpload>, Result<(), StoreError>);
 
 /// Starts the task that feeds `upload` with the parts written to the returned
-/// [`PartWriter`]. Call inside the runtime; use the writer from a blocking thread.
-pub fn upload_parts(upload: Box<dyn MultipartUpload>) -> (PartWriter, JoinHandle<Uploaded>) {
+/// [`PartWriter`]; it gives the upload back at once when `cancel` fires. Call inside
+/// the runtime; use the writer from a blocking thread.
+pub fn upload_parts(upload: Box<dyn MultipartUpload>, cancel: CancellationToken) -> (PartWriter, JoinHandle<Uploaded>) {
     let part_size = upload.part_size().max(1);
     let (parts, mut received) = mpsc::channel::<Bytes>(1);
     let task = tokio::spawn(async move {
         let mut upload = upload;
+        let cancelled = || StoreError::new(StoreErrorKind::Other, "the run was cancelled while its archive was uploading".to_string());
         loop {
             // Take the next part only when it can start uploading: no part waits here.
-            let ready = upload.wait_for_capacity().await;
+            let ready = tokio::select! {
+                ready = upload.wait_for_capacity() => ready,
+                _ = cancel.cancelled() => return (upload, Err(cancelled())),
+            };
             let sent = match ready {
-                Ok(()) => match received.recv().await {
+                Ok(()) => match tokio::select! { part = received.recv() => part, _ = cancel.cancelled() => return (upload, Err(cancelled())) } {
                     Some(part) => upload.put_part(part).await,
                     None => return (upload, Ok(())),
                 },
@@ -53,6 +60,15 @@ pub fn upload_parts(upload: Box<dyn MultipartUpload>) -> (PartWriter, JoinHandle
         }
     });
     (PartWriter { buffer: BytesMut::with_capacity(part_size), part_size, parts }, task)
+}
+
+/// Completes `upload` unless `cancel` fires first (a part or the completion itself
+/// stalled on the store): `None` then, and the caller aborts the upload.
+pub async fn complete_unless_cancelled(upload: &mut dyn MultipartUpload, cancel: &CancellationToken) -> Option<Result<String, StoreError>> {
+    tokio::select! {
+        completed = upload.complete() => Some(completed),
+        _ = cancel.cancelled() => None,
+    }
 }
 
 impl PartWriter {
@@ -100,7 +116,7 @@ mod tests {
         let store = MemoryStore::new();
         let upload = store.put_multipart("a.tar.gz").await.unwrap();
         let part_size = upload.part_size();
-        let (mut writer, task) = upload_parts(upload);
+        let (mut writer, task) = upload_parts(upload, CancellationToken::new());
         let data: Vec<u8> = (0..part_size * 3 + 17).map(|i| (i % 251) as u8).collect();
         let expected = data.clone();
         tokio::task::spawn_blocking(move || {
@@ -118,7 +134,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_dropped_writer_hands_the_upload_back_for_an_abort() {
         let store = MemoryStore::new();
-        let (mut writer, task) = upload_parts(store.put_multipart("a.tar.gz").await.unwrap());
+        let (mut writer, task) = upload_parts(store.put_multipart("a.tar.gz").await.unwrap(), CancellationToken::new());
         tokio::task::spawn_blocking(move || writer.write_all(&[1; 100_000]).unwrap()).await.unwrap();
         let (mut upload, sent) = task.await.unwrap();
         sent.unwrap();
