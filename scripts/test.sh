@@ -50,6 +50,15 @@ trap cleanup EXIT
 scripts/test-peers.sh install
 eval "$(scripts/test-peers.sh env)"
 
+# The container image the tests of tests/container run (scripts/test-container.sh builds
+# it from the Dockerfile): when every test runs or the container tests are asked for,
+# where podman or Docker is installed, and always under CI. Elsewhere those tests skip.
+if [[ -z "${INGEST_TEST_IMAGE:-}" ]] && { [[ $# -eq 0 ]] || [[ " $* " == *" container "* ]]; } &&
+    { command -v podman >/dev/null || command -v docker >/dev/null || [[ "${CI:-}" == true || "${CI:-}" == 1 ]]; }; then
+    container_env=$(scripts/test-container.sh build)
+    eval "$container_env"
+fi
+
 echo "test.sh: cargo build --release --bins --features test-hooks" >&2
 cargo build --release --bins --features test-hooks
 
