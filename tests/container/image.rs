@@ -10,7 +10,7 @@ use bson::doc;
 
 use super::common::minio::{Minio, BUCKET, SECRET_KEY};
 use super::common::{self, dataset, Server};
-use super::engine::{self, Engine, SPOOL};
+use super::engine::{self, http_get, Engine, SPOOL};
 use super::s3_fault_proxy::S3FaultProxy;
 
 /// The largest the image may be, in MB (10^6 bytes), as README.md states it.
@@ -165,19 +165,6 @@ fn make_readable_by_the_image(dir: &Path, file: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
-}
-
-/// `GET path` on 127.0.0.1:`port`: the status code and body, or `None` when nothing answers.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((status, body))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,3 +21,4 @@ mod s3_fault_proxy;
 mod compose;
 mod engine;
 mod image;
+mod pods;
