@@ -84,7 +84,8 @@ if [[ "$engine" == podman ]]; then
         say "installing podman-compose (Debian's package)"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman-compose >/dev/null
     fi
-    if [[ -x tests/container/stand-ins/build.sh ]]; then
+    # (Without the test peers' MinIO yet, tests/container/compose.rs builds them itself.)
+    if [[ -x tests/container/stand-ins/build.sh && -n "${INGEST_TEST_MINIO:-}" ]]; then
         tests/container/stand-ins/build.sh >&2
     fi
 fi
