@@ -172,10 +172,7 @@ pub async fn run_backup_on(
     // is cancellable like the rest of the run: a store that stops answering at this
     // moment must not hold a stopping run past its grace period (a lock object written
     // by an interrupted request expires on its own).
-    let lock = tokio::select! {
-        lock = StoreLock::acquire(store, "backup", false) => lock?,
-        _ = cancel.cancelled() => return Err(Error::Cancelled),
-    };
+    let lock = cancel.run_until_cancelled(StoreLock::acquire(store, "backup", false)).await.ok_or(Error::Cancelled)??;
     let result = backup_into(options, cancel.clone(), progress, store, started, clock).await;
     release_lock(lock, cancel.is_cancelled()).await;
     result
@@ -218,10 +215,7 @@ async fn backup_into(
 
     let pool = options.compression.pool().map_err(|source| Error::Archive { context: "starting the compression workers".into(), source })?;
     // From here on every path ends in the upload's explicit complete or abort.
-    let upload = tokio::select! {
-        upload = store.begin_archive(&file_name) => upload?,
-        _ = cancel.cancelled() => return Err(Error::Cancelled),
-    };
+    let upload = cancel.run_until_cancelled(store.begin_archive(&file_name)).await.ok_or(Error::Cancelled)??;
     let (sink, uploading) = upload_parts(upload, cancel.clone());
     let spooler = Spooler {
         dir: options.spool_dir.clone(),
@@ -388,7 +382,7 @@ async fn finish_archive(
         (Ok(manifest), Ok(Some(digest)), Ok(())) => Ok((manifest, digest)),
     };
     match finished {
-        Ok((manifest, digest)) => match crate::store::parts::complete_unless_cancelled(upload.as_mut(), cancel).await {
+        Ok((manifest, digest)) => match cancel.run_until_cancelled(upload.complete()).await {
             Some(Ok(archive)) => Ok((manifest, digest, archive)),
             Some(Err(error)) => Err(abort_upload(upload.as_mut(), error.into()).await),
             None => Err(abort_upload(upload.as_mut(), Error::Cancelled).await),

@@ -318,7 +318,7 @@ async fn upload(store: &Store, key: &str, file: std::fs::File, spool_dir: &std::
         _ if cancel.is_cancelled() => Err(Error::Cancelled),
         (Err(error), _) => Err(error.into()),
         (_, Err(error)) => Err(Error::io("cannot read the slice's temporary file", spool_dir)(error)),
-        _ => match store::parts::complete_unless_cancelled(upload.as_mut(), cancel).await {
+        _ => match cancel.run_until_cancelled(upload.complete()).await {
             Some(completed) => completed.map(|_| ()).map_err(Into::into),
             None => Err(Error::Cancelled),
         },

@@ -42,16 +42,17 @@ pub fn upload_parts(upload: Box<dyn MultipartUpload>, cancel: CancellationToken)
         let cancelled = || StoreError::new(StoreErrorKind::Other, "the run was cancelled while its archive was uploading".to_string());
         loop {
             // Take the next part only when it can start uploading: no part waits here.
-            let ready = tokio::select! {
-                ready = upload.wait_for_capacity() => ready,
-                _ = cancel.cancelled() => return (upload, Err(cancelled())),
-            };
-            let sent = match ready {
-                Ok(()) => match tokio::select! { part = received.recv() => part, _ = cancel.cancelled() => return (upload, Err(cancelled())) } {
-                    Some(part) => upload.put_part(part).await,
-                    None => return (upload, Ok(())),
-                },
-                Err(error) => Err(error),
+            let next = cancel
+                .run_until_cancelled(async {
+                    upload.wait_for_capacity().await?;
+                    Ok::<_, StoreError>(received.recv().await)
+                })
+                .await;
+            let sent = match next {
+                None => return (upload, Err(cancelled())),
+                Some(Ok(Some(part))) => upload.put_part(part).await,
+                Some(Ok(None)) => return (upload, Ok(())),
+                Some(Err(error)) => Err(error),
             };
             if let Err(error) = sent {
                 // Closing the channel makes the writer's next part fail at once.
@@ -60,15 +61,6 @@ pub fn upload_parts(upload: Box<dyn MultipartUpload>, cancel: CancellationToken)
         }
     });
     (PartWriter { buffer: BytesMut::with_capacity(part_size), part_size, parts }, task)
-}
-
-/// Completes `upload` unless `cancel` fires first (a part or the completion itself
-/// stalled on the store): `None` then, and the caller aborts the upload.
-pub async fn complete_unless_cancelled(upload: &mut dyn MultipartUpload, cancel: &CancellationToken) -> Option<Result<String, StoreError>> {
-    tokio::select! {
-        completed = upload.complete() => Some(completed),
-        _ = cancel.cancelled() => None,
-    }
 }
 
 impl PartWriter {
