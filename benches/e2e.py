@@ -55,18 +55,18 @@ floors and the data shapes.
 """
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from local_processes import SetupError, die_with_parent, free_port, stop_process, wait_for_port
 
 ACCESS_KEY = "benchadmin"
 SECRET_KEY = "bench-secret-key-1234"
@@ -84,43 +84,6 @@ RENAMED = {"seed-pipeline": "original-scripts"}
 
 class CommandFailed(Exception):
     """A measured command exited with an error."""
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_process(process):
-    """Terminates a server process, killing it if it has not exited within 15 s."""
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def wait_for_port(port, process, what):
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"e2e: {what} exited during startup")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    sys.exit(f"e2e: {what} did not start on port {port}")
-
-
-def die_with_parent():
-    """Run in a server's child process before exec: the kernel kills it when this script
-    dies, even by SIGKILL, so no server (FerretDB burns CPU when idle) outlives a run."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class Server:
@@ -159,7 +122,7 @@ class Secantus(Server):
             stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         try:
             wait_for_port(self.port, self.process, "SecantusDB")
-        except SystemExit:
+        except SetupError:
             self.stop()
             raise
         time.sleep(1)
@@ -192,7 +155,7 @@ class FerretDb(Server):
             stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         try:
             wait_for_port(self.port, self.process, "FerretDB")
-        except SystemExit:
+        except SetupError:
             self.stop()
             raise
 
@@ -764,4 +727,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SetupError as error:
+        sys.exit(f"e2e: {error}")

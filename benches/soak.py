@@ -55,7 +55,6 @@ in INGEST_TEST_PYTHON (for the final store check).
 """
 
 import argparse
-import ctypes
 import json
 import os
 import random
@@ -68,6 +67,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from local_processes import SetupError, die_with_parent, free_port, stop_process, wait_for_port
 
 ACCESS_KEY = "soakadmin"
 SECRET_KEY = "soak-secret-key-1234"
@@ -99,47 +100,6 @@ def log(message):
 
 def in_ci():
     return os.environ.get("CI", "") in ("true", "1")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def die_with_parent():
-    """Run in a child before exec: the kernel kills it when this script dies."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def stop_process(process, grace=15):
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def wait_for_port(port, process, what):
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise SetupError(f"{what} exited during startup")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise SetupError(f"{what} did not start on port {port}")
-
-
-class SetupError(Exception):
-    """The soak could not set itself up (not a finding about the tool)."""
 
 
 class Secantus:

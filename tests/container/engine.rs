@@ -116,6 +116,16 @@ impl Engine {
         }
     }
 
+    /// Polls `done` every 200 ms until it holds, failing the test after `limit` with
+    /// `what` and container `name`'s log.
+    pub fn wait_until(&self, name: &str, limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: {}", self.logs(name));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// A container's log (stdout and stderr).
     pub fn logs(&self, name: &str) -> String {
         let output = self.output(&["logs", name]);

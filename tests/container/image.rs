@@ -184,11 +184,9 @@ async fn the_scheduler_serves_health_and_metrics_and_a_sigterm_mid_backup_aborts
     engine.start_tool(name, &scheduler_env(&proxy, &source, port, "mid-upload"), &[], &["schedule"]);
     let _cleanup = Removed { engine: &engine, name };
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(port, "/healthz").is_none_or(|(status, _)| status != 200) {
-        assert!(Instant::now() < deadline, "/healthz never answered 200: {}", engine.logs(name));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    engine.wait_until(name, Duration::from_secs(60), "/healthz never answered 200", || {
+        http_get(port, "/healthz").is_some_and(|(status, _)| status == 200)
+    });
     let (status, body) = http_get(port, "/healthz").unwrap();
     assert_eq!((status, body.trim()), (200, "ok"));
     let (status, metrics) = http_get(port, "/metrics").unwrap();
@@ -197,11 +195,7 @@ async fn the_scheduler_serves_health_and_metrics_and_a_sigterm_mid_backup_aborts
     let healthcheck = engine.output(&["exec", name, "/usr/local/bin/ingest-backup", "healthcheck"]);
     assert!(healthcheck.status.success(), "the healthcheck subcommand inside the container: {}", common::all_output(&healthcheck));
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while proxy.stats().fired("part:stall") == 0 {
-        assert!(Instant::now() < deadline, "the scheduled backup never reached its upload: {}", engine.logs(name));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    engine.wait_until(name, Duration::from_secs(120), "the scheduled backup never reached its upload", || proxy.stats().fired("part:stall") > 0);
     let (status, took, logs) = stop(&engine, name);
     eprintln!("schedule: SIGTERM mid-upload to exit {status} in {:.1} s", took.as_secs_f64());
     assert_eq!(status, 1, "a SIGTERM that had to abort a run exits 1: {logs}");
@@ -215,11 +209,7 @@ async fn the_scheduler_serves_health_and_metrics_and_a_sigterm_mid_backup_aborts
     env.push(("GRACE_PERIOD".into(), "2s".into()));
     engine.start_tool(name, &env, &[], &["schedule"]);
     let _cleanup = Removed { engine: &engine, name };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while proxy.stats().fired("put:stall") == 0 {
-        assert!(Instant::now() < deadline, "the scheduled backup never wrote its lock: {}", engine.logs(name));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    engine.wait_until(name, Duration::from_secs(60), "the scheduled backup never wrote its lock", || proxy.stats().fired("put:stall") > 0);
     let (status, took, logs) = stop(&engine, name);
     eprintln!("schedule: SIGTERM while the store holds the lock request, to exit {status} in {:.1} s", took.as_secs_f64());
     assert_eq!(status, 1, "a SIGTERM that had to abort a run exits 1: {logs}");
