@@ -18,23 +18,33 @@ pub struct FakeGcs {
 }
 
 impl FakeGcs {
-    /// Starts the server and waits for its health check.
+    /// Starts the server and waits until it answers the bucket listing. A port taken
+    /// between choosing it and the server's bind (tests start servers in parallel) makes
+    /// the server exit, or another process answer: it is started again on another port.
     pub fn start(binary: PathBuf) -> Self {
-        let port = super::free_port();
-        let address = format!("127.0.0.1:{port}");
-        let child = Command::new(binary)
-            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory"])
-            .args(["-public-host", &address, "-external-url", &format!("http://{address}"), "-log-level", "warn"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start fake-gcs-server");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "fake-gcs-server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..5 {
+            let port = super::free_port();
+            let address = format!("127.0.0.1:{port}");
+            let mut child = Command::new(&binary)
+                .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory"])
+                .args(["-public-host", &address, "-external-url", &format!("http://{address}"), "-log-level", "warn"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start fake-gcs-server");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if lists_buckets(port) {
+                    return FakeGcs { child, port };
+                }
+                assert!(Instant::now() < deadline, "fake-gcs-server did not answer on {port}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        FakeGcs { child, port }
+        panic!("fake-gcs-server exited at start five times (each on a fresh port)");
     }
 
     /// `STORAGE_EMULATOR_HOST` for this server.
@@ -60,4 +70,14 @@ impl Drop for FakeGcs {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether fake-gcs-server answers `GET /storage/v1/b` on `port` with 200.
+fn lists_buckets(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET /storage/v1/b?project=test HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    stream.write_all(request.as_bytes()).is_ok() && stream.read_to_string(&mut response).is_ok() && response.starts_with("HTTP/1.1 200")
 }
