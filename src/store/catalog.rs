@@ -301,10 +301,10 @@ pub async fn open(location: &StoreLocation, s3_settings: impl FnOnce() -> Result
         }
         StoreLocation::S3 { bucket, prefix } => Arc::new(super::s3::S3Store::open(bucket, prefix, s3_settings()?).await?),
         StoreLocation::Gcs { bucket, prefix } => {
-            Arc::new(super::cloud::gcs::open(bucket, prefix, &super::cloud::gcs::GcsSettings::from_env()).await?)
+            Arc::new(super::cloud::gcs::open(bucket, prefix, &super::cloud::gcs::GcsSettings::from_env()?).await?)
         }
         StoreLocation::Azure { container, prefix } => {
-            Arc::new(super::cloud::azure::open(container, prefix, &super::cloud::azure::AzureSettings::from_env()).await?)
+            Arc::new(super::cloud::azure::open(container, prefix, &super::cloud::azure::AzureSettings::from_env()?).await?)
         }
     };
     Ok(Store::new(objects))

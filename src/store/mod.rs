@@ -27,6 +27,7 @@ pub mod parts;
 pub mod retention;
 pub mod s3;
 pub mod sidecar;
+pub mod tuning;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""A reverse proxy for S3 requests that injects the faults an S3 service does.
+"""A reverse proxy for object-store requests that injects the faults a store does.
 
-    python3 s3_fault_proxy.py --port P --upstream 127.0.0.1:Q \
+    python3 s3_fault_proxy.py --port P --upstream 127.0.0.1:Q [--dialect s3|gcs|azure] \
         [--rule KIND:ACTION[:COUNT]]... [--stats FILE]
 
 Each request is read whole from the client (its body by Content-Length, or its
@@ -9,13 +9,19 @@ chunked framing as it is) and forwarded verbatim, headers unchanged so that SigV
 signatures still verify upstream, over a new upstream connection; the response is
 relayed with its body and the client connection is closed (`Connection: close`).
 
-KIND selects requests:
-  create    POST ?uploads                      (CreateMultipartUpload)
-  part      PUT with partNumber and uploadId   (UploadPart)
-  complete  POST with uploadId                 (CompleteMultipartUpload)
-  sidecar   PUT of a key ending .manifest.json (not a part)
-  put       any other PUT of an object (path-style addressing: /bucket/key)
+KIND selects requests; --dialect (default s3) says how each store spells them:
+            s3                               gcs (JSON API)                      azure (Blob)
+  create    POST ?uploads                    POST uploadType=resumable           (none: blocks need no start)
+  part      PUT ?partNumber&uploadId         PUT ?upload_id, Content-Range .../* PUT ?comp=block
+  complete  POST ?uploadId                   PUT ?upload_id, Content-Range .../N PUT ?comp=blocklist
+  sidecar   PUT of a key ending .manifest.json (gcs: POST uploadType=media with such a name)
+  put       any other PUT of an object (path-style /bucket/key; gcs: any other uploadType=media)
   any       every request
+With --dialect gcs, as a reverse proxy in front of Cloud Storage would: the request's
+Host header is set to the upstream's (fake-gcs-server reads any other host as a bucket
+name), and a Location header naming the upstream (a resumable session) is rewritten to
+name the proxy, so that the session's chunks come through it too. S3 and Azure requests
+are forwarded unchanged: their signatures cover them.
 ACTION:
   slowdown  answer 503 with an S3 XML error, Code SlowDown
   internal  answer 500 with an S3 XML error, Code InternalError
@@ -185,10 +191,48 @@ def parse_head(head):
     return lines[0], headers
 
 
-def kinds_of(method, target):
+DIALECTS = ("s3", "gcs", "azure")
+
+
+def kinds_of(method, target, headers, dialect):
     split = urlsplit(target)
     query = parse_qs(split.query, keep_blank_values=True)
     path = split.path
+    if dialect == "gcs":
+        kind = gcs_kind(method, query, headers)
+    elif dialect == "azure":
+        kind = azure_kind(method, path, query)
+    else:
+        kind = s3_kind(method, path, query)
+    return {"any", kind} if kind else {"any"}
+
+
+def gcs_kind(method, query, headers):
+    upload_type = query.get("uploadType", [""])[0]
+    name = query.get("name", [""])[0]
+    if method == "POST" and upload_type == "resumable":
+        return "create"
+    if method == "PUT" and "upload_id" in query:
+        return "part" if headers.get("content-range", "").endswith("/*") else "complete"
+    if method == "POST" and upload_type == "media":
+        return "sidecar" if name.endswith(".manifest.json") else "put"
+    return None
+
+
+def azure_kind(method, path, query):
+    if method != "PUT":
+        return None
+    comp = query.get("comp", [""])[0]
+    if comp == "block":
+        return "part"
+    if comp == "blocklist":
+        return "complete"
+    if comp or path.strip("/").count("/") < 2:  # /account/container/blob
+        return None
+    return "sidecar" if path.endswith(".manifest.json") else "put"
+
+
+def s3_kind(method, path, query):
     is_object = path.strip("/").count("/") >= 1  # /bucket/key (path-style)
     if method == "POST" and "uploads" in query:
         kind = "create"
@@ -202,7 +246,7 @@ def kinds_of(method, target):
         kind = "put"
     else:
         kind = None
-    return {"any", kind} if kind else {"any"}
+    return kind
 
 
 def error_response(action, target, method):
@@ -226,8 +270,9 @@ def body_length(headers):
     return int(headers.get("content-length", "0") or "0")
 
 
-def relay_response(upstream, client, method):
-    """Copies the upstream response (skipping 1xx interim answers) to the client, closing after it."""
+def relay_response(upstream, client, method, rewrite):
+    """Copies the upstream response (skipping 1xx interim answers) to the client, closing
+    after it; `rewrite` is None or (upstream URL, proxy URL) for Location headers."""
     reader = Reader(upstream)
     while True:
         head = reader.until(b"\r\n\r\n")
@@ -246,18 +291,29 @@ def relay_response(upstream, client, method):
         body = reader.rest()
     lines = head.decode("iso-8859-1").split("\r\n")
     kept = [line for line in lines[1:] if line and line.split(":", 1)[0].strip().lower() not in ("connection", "keep-alive")]
+    if rewrite:
+        kept = [
+            line.replace(rewrite[0], rewrite[1], 1) if line.split(":", 1)[0].strip().lower() == "location" else line for line in kept
+        ]
     new_head = "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("iso-8859-1")
     client.sendall(new_head + body)
 
 
-def handle(client, state, upstream_address):
+def with_host(head, host):
+    """The message head with its Host header set to `host`."""
+    lines = head.decode("iso-8859-1").split("\r\n")
+    lines = [f"Host: {host}" if line.lower().startswith("host:") else line for line in lines]
+    return "\r\n".join(lines).encode("iso-8859-1")
+
+
+def handle(client, state, upstream_address, dialect, rewrite):
     keep_open = False
     try:
         reader = Reader(client)
         head = reader.until(b"\r\n\r\n")
         start, headers = parse_head(head)
         method, target = start.split(" ")[0], start.split(" ")[1]
-        action = state.decide(kinds_of(method, target))
+        action = state.decide(kinds_of(method, target, headers, dialect))
         if headers.get("expect", "").lower() == "100-continue":
             client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         length = body_length(headers)
@@ -278,9 +334,11 @@ def handle(client, state, upstream_address):
             client.sendall(error_response(action, target, method))
             return
         host, port = upstream_address
+        if rewrite:
+            head = with_host(head, f"{host}:{port}")
         with socket.create_connection((host, port), timeout=600) as upstream:
             upstream.sendall(head + body)
-            relay_response(upstream, client, method)
+            relay_response(upstream, client, method, rewrite)
     except (Closed, OSError, ValueError, IndexError):
         pass
     finally:
@@ -292,14 +350,16 @@ def handle(client, state, upstream_address):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="S3 reverse proxy injecting faults")
+    parser = argparse.ArgumentParser(description="object-store reverse proxy injecting faults")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="HOST:PORT of the S3 server")
+    parser.add_argument("--upstream", required=True, help="HOST:PORT of the store's server")
+    parser.add_argument("--dialect", choices=DIALECTS, default="s3", help="how the store spells its requests")
     parser.add_argument("--rule", type=Rule, action="append", default=[], help="KIND:ACTION[:COUNT]")
     parser.add_argument("--stats", help="JSON file rewritten after every request")
     args = parser.parse_args()
     host, _, port = args.upstream.rpartition(":")
     upstream = (host or "127.0.0.1", int(port))
+    rewrite = (f"http://{upstream[0]}:{upstream[1]}", f"http://127.0.0.1:{args.port}") if args.dialect == "gcs" else None
     state = State(args.rule, args.stats)
     signal.signal(signal.SIGUSR1, lambda *_: state.clear())
     state.write_stats()
@@ -314,7 +374,7 @@ def main():
             client, _ = listener.accept()
         except InterruptedError:
             continue
-        threading.Thread(target=handle, args=(client, state, upstream), daemon=True).start()
+        threading.Thread(target=handle, args=(client, state, upstream, args.dialect, rewrite), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-//! `s3_fault_proxy.py` in front of a [`Minio`]: an HTTP reverse proxy on a free
-//! loopback port that forwards S3 requests verbatim (so SigV4 still verifies) and
-//! answers chosen ones with a fault (503 SlowDown, 500 InternalError, a connection cut
-//! mid-body, a request never answered). Rules are `KIND:ACTION[:COUNT]` as the script
-//! documents; [`S3FaultProxy::stats`] reads what it did. Killed on drop.
+//! `s3_fault_proxy.py` in front of a [`Minio`] (or, with [`Dialect::Gcs`] or
+//! [`Dialect::Azure`], fake-gcs-server or Azurite): an HTTP reverse proxy on a free
+//! loopback port that forwards requests verbatim (so SigV4 and Shared Key signatures
+//! still verify) and answers chosen ones with a fault (503 SlowDown, 500 InternalError,
+//! a connection cut mid-body, a request never answered). Rules are
+//! `KIND:ACTION[:COUNT]` as the script documents; [`S3FaultProxy::stats`] reads what it
+//! did. Killed on drop.
 //!
 //! Included with `#[path = "common/s3_fault_proxy.rs"] mod s3_fault_proxy;` beside
 //! `mod common;`.
@@ -33,6 +35,27 @@ impl ProxyStats {
     }
 }
 
+/// How the store behind the proxy spells its requests (the script's `--dialect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// S3 (MinIO, versitygw).
+    S3,
+    /// The Cloud Storage JSON API (fake-gcs-server): resumable sessions.
+    Gcs,
+    /// Azure Blob Storage (Azurite): blocks and block lists.
+    Azure,
+}
+
+impl Dialect {
+    fn flag(self) -> &'static str {
+        match self {
+            Dialect::S3 => "s3",
+            Dialect::Gcs => "gcs",
+            Dialect::Azure => "azure",
+        }
+    }
+}
+
 /// A running fault proxy.
 pub struct S3FaultProxy {
     child: Child,
@@ -51,12 +74,21 @@ impl S3FaultProxy {
     /// Starts the proxy in front of `minio` with `rules` (`"part:slowdown:2"`, ...),
     /// waiting until it prints `ready`.
     pub fn start(minio: &Minio, rules: &[&str]) -> Self {
+        let mut proxy = Self::in_front_of(minio.port, Dialect::S3, rules);
+        proxy.upstream_env = minio.env();
+        proxy
+    }
+
+    /// Starts the proxy in front of the server on `upstream_port`, which speaks `dialect`.
+    /// [`S3FaultProxy::env`] is then empty: the caller builds the store's variables
+    /// around [`S3FaultProxy::endpoint`].
+    pub fn in_front_of(upstream_port: u16, dialect: Dialect, rules: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = crate::common::free_port();
         let mut command = Command::new(crate::common::python());
         command
             .arg(script())
-            .args(["--port", &port.to_string(), "--upstream", &format!("127.0.0.1:{}", minio.port)])
+            .args(["--port", &port.to_string(), "--upstream", &format!("127.0.0.1:{upstream_port}"), "--dialect", dialect.flag()])
             .arg("--stats")
             .arg(dir.path().join("stats.json"));
         for rule in rules {
@@ -75,7 +107,7 @@ impl S3FaultProxy {
             let _ = child.kill();
             panic!("s3_fault_proxy.py did not become ready on port {port} (printed {line:?})");
         }
-        Self { child, port, dir, upstream_env: minio.env() }
+        Self { child, port, dir, upstream_env: Vec::new() }
     }
 
     /// The endpoint URL to give the tool (`S3_ENDPOINT`).

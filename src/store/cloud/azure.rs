@@ -11,6 +11,7 @@ use object_store::azure::MicrosoftAzureBuilder;
 
 use super::CloudStore;
 use crate::error::{Error, Result};
+use crate::store::tuning::RequestTuning;
 
 /// The variables named in credential errors.
 const HINT: &str =
@@ -90,6 +91,8 @@ pub struct AzureSettings {
     pub key: Option<String>,
     /// `AZURE_STORAGE_SAS_TOKEN`.
     pub sas_token: Option<String>,
+    /// The `STORE_*` timeouts and attempts.
+    pub tuning: RequestTuning,
 }
 
 impl std::fmt::Debug for AzureSettings {
@@ -99,14 +102,18 @@ impl std::fmt::Debug for AzureSettings {
 }
 
 impl AzureSettings {
-    /// The `AZURE_STORAGE_*` variables.
-    pub fn from_env() -> Self {
-        AzureSettings {
+    /// The `AZURE_STORAGE_*` variables and the `STORE_*` timeouts and attempts.
+    ///
+    /// # Errors
+    /// A usage error for a malformed `STORE_*` variable.
+    pub fn from_env() -> Result<Self> {
+        Ok(AzureSettings {
             connection_string: env("AZURE_STORAGE_CONNECTION_STRING"),
             account: env("AZURE_STORAGE_ACCOUNT"),
             key: env("AZURE_STORAGE_KEY"),
             sas_token: env("AZURE_STORAGE_SAS_TOKEN"),
-        }
+            tuning: RequestTuning::cloud_from_env()?,
+        })
     }
 }
 
@@ -116,7 +123,11 @@ impl AzureSettings {
 /// A usage error when no account is configured or the connection string is malformed;
 /// a store error when the container is missing or the credentials are refused.
 pub async fn open(container: &str, prefix: &str, settings: &AzureSettings) -> Result<CloudStore> {
-    let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
+    // The client options first: `with_allow_http` below amends them.
+    let mut builder = MicrosoftAzureBuilder::from_env()
+        .with_container_name(container)
+        .with_client_options(settings.tuning.client_options())
+        .with_retry(settings.tuning.retry_config());
     if let Some(text) = &settings.connection_string {
         let parsed = parse_connection_string(text)?;
         builder = builder.with_account(parsed.account.clone().unwrap_or_default());

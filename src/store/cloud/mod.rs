@@ -145,6 +145,9 @@ impl CloudStore {
             }
             other => {
                 let text = without_secrets(&other.to_string());
+                if let Some(kind) = transport_failure(&other) {
+                    return transport_error(kind, doing, &location, &text);
+                }
                 // The crate wraps many HTTP answers as generic errors: read the status.
                 if text.contains("status code: 404") {
                     return StoreError::not_found(&location, doing);
@@ -179,6 +182,45 @@ impl CloudStore {
         let key = format!("{}{marker_id}.json", keys::UPLOAD_PREFIX);
         self.delete(&key).await
     }
+}
+
+/// What failed in transport behind a crate error, read from its causes' texts: the
+/// crate keeps its transport error kinds private and wraps another `reqwest` than ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    TimedOut,
+    Unreachable,
+    Cut,
+}
+
+fn transport_failure(error: &object_store::Error) -> Option<Transport> {
+    let mut causes = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        causes.push(current.to_string().to_ascii_lowercase());
+        source = current.source();
+    }
+    let any = |needles: &[&str]| causes.iter().any(|cause| needles.iter().any(|needle| cause.contains(needle)));
+    if any(&["timed out", "deadline has elapsed"]) {
+        Some(Transport::TimedOut)
+    } else if any(&["error trying to connect", "connection refused", "tcp connect error", "dns error"]) {
+        Some(Transport::Unreachable)
+    } else if any(&["error sending request", "connection closed", "connection reset", "broken pipe", "incomplete message"]) {
+        Some(Transport::Cut)
+    } else {
+        None
+    }
+}
+
+/// A retryable error naming a transport failure as what it is, with the variable that
+/// bounds it.
+fn transport_error(kind: Transport, doing: &str, location: &str, text: &str) -> StoreError {
+    let cause = match kind {
+        Transport::TimedOut => "the request timed out (each attempt is bounded by STORE_ATTEMPT_TIMEOUT, the retries by STORE_MAX_ATTEMPTS)",
+        Transport::Unreachable => "cannot connect to the store (bounded by STORE_CONNECT_TIMEOUT); check the network and the endpoint",
+        Transport::Cut => "the connection to the store failed or was cut; check the network",
+    };
+    StoreError::new(StoreErrorKind::Retryable, format!("{doing} {location}: {cause} ({text})"))
 }
 
 /// The text with every URL query removed (`?sig=...` of a SAS token, say).

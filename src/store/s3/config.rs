@@ -17,6 +17,7 @@ use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use aws_sdk_s3::Client;
 
 use crate::error::{Error, Result};
+use crate::store::tuning::RequestTuning;
 
 /// How the S3 store connects and uploads.
 #[derive(Debug, Clone)]
@@ -195,13 +196,8 @@ pub struct ClientTuning {
 
 impl Default for ClientTuning {
     fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(5),
-            attempt: Duration::from_secs(300),
-            operation: Duration::from_secs(1800),
-            max_attempts: 5,
-            mode: RetryMode::Standard,
-        }
+        let RequestTuning { connect, attempt, operation, max_attempts } = RequestTuning::default();
+        Self { connect, attempt, operation, max_attempts, mode: RetryMode::Standard }
     }
 }
 
@@ -221,36 +217,7 @@ impl ClientTuning {
     /// # Errors
     /// As [`ClientTuning::from_env`].
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let defaults = Self::default();
-        let duration = |name: &str, default: Duration| -> Result<Duration> {
-            let Some(text) = lookup(name) else { return Ok(default) };
-            let text = text.trim();
-            let parsed = match text.parse::<u64>() {
-                Ok(seconds) => Ok(Duration::from_secs(seconds)),
-                Err(_) => humantime::parse_duration(text),
-            };
-            match parsed {
-                Ok(value) if !value.is_zero() => Ok(value),
-                _ => Err(Error::usage(format!("{name}={text:?} is invalid: give a duration above zero such as 30s, 5m or 500ms"))),
-            }
-        };
-        let connect = duration("S3_CONNECT_TIMEOUT", defaults.connect)?;
-        let attempt = duration("S3_ATTEMPT_TIMEOUT", defaults.attempt)?;
-        let operation = duration("S3_OPERATION_TIMEOUT", defaults.operation.max(attempt))?;
-        if operation < attempt {
-            return Err(Error::usage(format!(
-                "S3_OPERATION_TIMEOUT ({}) is shorter than S3_ATTEMPT_TIMEOUT ({}): it bounds a request with all its retries, so give at least the attempt timeout",
-                humantime::format_duration(operation),
-                humantime::format_duration(attempt)
-            )));
-        }
-        let max_attempts = match lookup("S3_MAX_ATTEMPTS") {
-            None => defaults.max_attempts,
-            Some(text) => match text.trim().parse::<u32>() {
-                Ok(n) if (1..=20).contains(&n) => n,
-                _ => return Err(Error::usage(format!("S3_MAX_ATTEMPTS={text:?} is invalid: give 1 to 20 attempts (1: no retry)"))),
-            },
-        };
+        let RequestTuning { connect, attempt, operation, max_attempts } = RequestTuning::from_lookup("S3_", &lookup)?;
         let mode = match lookup("S3_RETRY_MODE").map(|text| text.trim().to_ascii_lowercase()).as_deref() {
             None | Some("standard") => RetryMode::Standard,
             Some("adaptive") => RetryMode::Adaptive,
@@ -264,7 +231,7 @@ impl ClientTuning {
             RetryMode::Adaptive => RetryConfig::adaptive(),
             _ => RetryConfig::standard(),
         };
-        config.with_max_attempts(self.max_attempts).with_initial_backoff(Duration::from_millis(200))
+        config.with_max_attempts(self.max_attempts).with_initial_backoff(RequestTuning::FIRST_BACKOFF)
     }
 
     fn timeout_config(&self) -> TimeoutConfig {
