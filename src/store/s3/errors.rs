@@ -20,6 +20,15 @@ where
         SdkError::DispatchFailure(failure) if !failure.is_io() && !failure.is_timeout() && !connection_lost(&deepest_cause(error)) => {
             credential_problem(error, url, doing, assumes_role)
         }
+        // The same cut connection reported as a failure to build the request (seen once
+        // in the chaos soak, every request cut): still the network, not the credentials.
+        SdkError::ConstructionFailure(_) if connection_lost(&deepest_cause(error)) => StoreError::new(
+            StoreErrorKind::Retryable,
+            format!(
+                "{doing} {url}: cannot reach the S3 endpoint (the connection was cut: {}); check S3_ENDPOINT, AWS_REGION and the network",
+                first_line(&deepest_cause(error))
+            ),
+        ),
         SdkError::DispatchFailure(failure) => {
             let cause = if failure.is_timeout() {
                 "the connection timed out"
@@ -127,5 +136,22 @@ fn from_code(code: &str, status: Option<u16>, url: &str, doing: &str) -> Option<
             format!("{doing} {url}: this machine's clock differs too much from the server's; synchronise the clock (NTP)"),
         ),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_connection_is_the_network_never_the_credentials() {
+        let cut: SdkError<aws_sdk_s3::operation::get_object::GetObjectError, HttpResponse> =
+            SdkError::construction_failure(std::io::Error::other("connection closed before message completed"));
+        let described = describe(&cut, "s3://b/k", "reading", false);
+        assert_eq!(described.kind(), StoreErrorKind::Retryable, "{described}");
+        assert!(described.to_string().contains("cannot reach the S3 endpoint") && !described.to_string().contains("credentials"), "{described}");
+        let unsigned: SdkError<aws_sdk_s3::operation::get_object::GetObjectError, HttpResponse> =
+            SdkError::construction_failure(std::io::Error::other("no credentials in the chain"));
+        assert_eq!(describe(&unsigned, "s3://b/k", "reading", false).kind(), StoreErrorKind::Denied);
     }
 }
