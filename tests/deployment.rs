@@ -691,6 +691,8 @@ fn render_refuses_unsafe_or_incomplete_values() {
         // values.schema.json: a misspelt key in a stage file is an error, not ignored.
         (&["-f", &prod, "--set-string", "cronSchedul=0 1 * * *"], "additional properties 'cronSchedul' not allowed"),
         (&["-f", &prod, "--set", "verify.offsetMinutes=30.5"], "offsetMinutes"),
+        (&["-f", &prod, "--set-string", "store.attemptTimeout=soon"], "/store/attemptTimeout"),
+        (&["-f", &prod, "--set", "store.maxAttempts=21"], "/store/maxAttempts"),
         (&["-f", &prod, "--set", "image.repository="], "image.repository is required"),
         (&["-f", &prod, "--set", "image.digest=latest"], "/image/digest"),
         (
@@ -2706,5 +2708,30 @@ fn the_render_refuses_store_settings_of_another_cloud() {
         let err = text(&output);
         assert!(err.contains(message), "{args:?}: expected {message:?} in {err}");
         assert!(!err.contains(SECRET_KEY), "a secret was printed: {err}");
+    }
+}
+
+/// `store.*Timeout` and `store.maxAttempts` reach every Job that touches the store, as
+/// `S3_*` on S3 and as `STORE_*` on Google Cloud Storage and Azure; unset, neither is.
+#[test]
+fn store_timeouts_and_attempts_reach_every_job_under_the_store_s_names() {
+    let test = "store_timeouts_and_attempts_reach_every_job_under_the_store_s_names";
+    let (Some(helm), Some(python)) = (helm(test), python(test)) else { return };
+    let prod = root().join("helm/config/prod.yaml").to_string_lossy().into_owned();
+    let tuning = "store.connectTimeout=2s,store.attemptTimeout=10m,store.operationTimeout=1h,store.maxAttempts=7";
+    for (url, prefix, other) in [("s3://mongo-backups/prod", "S3_", "STORE_"), (GCS_URL, "STORE_", "S3_"), (AZURE_URL, "STORE_", "S3_")] {
+        let set = format!("store.url={url},{tuning}");
+        for (name, template, _) in store_jobs(&helm, &python, &["-f", &prod, "--set", &set]) {
+            let (_, env) = pod_container(&template);
+            for (variable, value) in [("CONNECT_TIMEOUT", "2s"), ("ATTEMPT_TIMEOUT", "10m"), ("OPERATION_TIMEOUT", "1h"), ("MAX_ATTEMPTS", "7")] {
+                assert_eq!(env[&format!("{prefix}{variable}")]["value"], value, "{url} {name}");
+                assert!(!env.contains_key(&format!("{other}{variable}")), "{url} {name}: {env:?}");
+            }
+        }
+        let set = format!("store.url={url}");
+        for (name, template, _) in store_jobs(&helm, &python, &["-f", &prod, "--set", &set]) {
+            let (_, env) = pod_container(&template);
+            assert!(env.keys().all(|k| !k.ends_with("_TIMEOUT") && !k.ends_with("MAX_ATTEMPTS")), "{url} {name}: {env:?}");
+        }
     }
 }

@@ -610,6 +610,13 @@ reads only the store: no database, no alerts, no heartbeat, no spool.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- $tuningPrefix := ternary "STORE_" "S3_" (has $scheme (list "gs" "az")) }}
+{{- range $variable, $value := dict "CONNECT_TIMEOUT" $v.store.connectTimeout "ATTEMPT_TIMEOUT" $v.store.attemptTimeout "OPERATION_TIMEOUT" $v.store.operationTimeout "MAX_ATTEMPTS" $v.store.maxAttempts }}
+{{- if $value }}
+- name: {{ printf "%s%s" $tuningPrefix $variable }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
 {{- with $v.s3.region }}
 - name: AWS_REGION
   value: {{ . | quote }}
