@@ -264,6 +264,13 @@ macro_rules! fault_tests {
             survives($which, &test("a_sidecar_upload_cut_mid_body_is_survived"), "sidecar:cut:1", 1, &[]).await;
         }
 
+        /// The sidecar written, its answer lost: sent again, the conditional create
+        /// finds the object, and the bytes there are this run's own.
+        #[tokio::test(flavor = "multi_thread")]
+        async fn a_sidecar_upload_whose_answer_is_lost_is_survived() {
+            survives($which, &test("a_sidecar_upload_whose_answer_is_lost_is_survived"), "sidecar:lost:1", 1, &[]).await;
+        }
+
         /// A part the server takes and never answers: `STORE_ATTEMPT_TIMEOUT` (here 3 s;
         /// 300 s by default) ends the attempt and the part is sent again.
         #[tokio::test(flavor = "multi_thread")]

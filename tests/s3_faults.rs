@@ -185,6 +185,13 @@ mod survived {
         survives("survived::a_sidecar_put_cut_mid_body", "sidecar:cut:1", 1, &[]).await;
     }
 
+    /// The sidecar written, its answer lost: the SDK sends it again, the conditional
+    /// create finds the object, and the bytes there are this run's own.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_sidecar_put_whose_answer_is_lost() {
+        survives("survived::a_sidecar_put_whose_answer_is_lost", "sidecar:lost:1", 1, &[]).await;
+    }
+
     /// A part the server takes and never answers: the attempt timeout (here
     /// `S3_ATTEMPT_TIMEOUT=3s`; 300 s by default) ends the attempt and the part is sent
     /// again. Regression: a stalled request was bounded only by that 300 s default,

@@ -177,7 +177,8 @@ impl Store {
     }
 
     /// Writes the sidecar manifest of backup `name` (a conditional create: an existing
-    /// sidecar is never replaced); called only after the archive is complete.
+    /// sidecar is never replaced; one holding exactly these bytes is this run's own
+    /// write, retried after its answer was lost); called only after the archive is complete.
     ///
     /// # Errors
     /// The sidecar exists already, or the store refused the write.
@@ -185,9 +186,12 @@ impl Store {
         let key = super::keys::sidecar_key(name);
         match self.objects.put(&key, Bytes::copy_from_slice(manifest), PutMode::Create).await {
             Ok(()) => Ok(self.objects.location(&key)),
-            Err(error) if error.kind() == StoreErrorKind::AlreadyExists => {
-                Err(Error::Refused(format!("{} already exists; refusing to overwrite it", self.objects.location(&key))))
-            }
+            // A write that took effect but whose answer was lost is sent again by the
+            // client's retries and then finds itself: the same bytes are this run's own.
+            Err(error) if error.kind() == StoreErrorKind::AlreadyExists => match object::get_bytes(self.objects.as_ref(), &key).await {
+                Ok(stored) if stored.as_ref() == manifest => Ok(self.objects.location(&key)),
+                _ => Err(Error::Refused(format!("{} already exists; refusing to overwrite it", self.objects.location(&key)))),
+            },
             Err(error) => Err(error.into()),
         }
     }
@@ -404,6 +408,8 @@ mod tests {
         store.put_sidecar("2018-04-04T11_37", b"first").await.unwrap();
         let error = store.put_sidecar("2018-04-04T11_37", b"second").await.unwrap_err();
         assert!(error.to_string().contains("refusing to overwrite"), "{error}");
+        // The same bytes again: a retried write whose first answer was lost.
+        store.put_sidecar("2018-04-04T11_37", b"first").await.expect("a sidecar finding itself is written");
         store.put_verification("2018-04-04T11_37", b"one").await.unwrap();
         store.put_verification("2018-04-04T11_37", b"two").await.unwrap();
         let bytes = object::get_bytes(store.objects().as_ref(), "2018-04-04T11_37.manifest.json").await.unwrap();

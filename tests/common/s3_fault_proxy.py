@@ -27,6 +27,8 @@ ACTION:
   internal  answer 500 with an S3 XML error, Code InternalError
   cut       read about half the request body, then close without answering
   stall     read the whole request, never answer; the socket stays open until exit
+  lost      forward the request and read the server's answer, then close without
+            relaying it: the request took effect but its answer was lost
 COUNT: how many matching requests get the fault (default 1; 0: every one, for ever).
 Rules apply in order; the first matching rule with budget left wins.
 
@@ -46,7 +48,7 @@ import threading
 from urllib.parse import parse_qs, urlsplit
 
 KINDS = ("create", "part", "complete", "sidecar", "put", "any")
-ACTIONS = ("slowdown", "internal", "cut", "stall")
+ACTIONS = ("slowdown", "internal", "cut", "stall", "lost")
 ERRORS = {
     "slowdown": (503, "Service Unavailable", "SlowDown", "Please reduce your request rate."),
     "internal": (500, "Internal Server Error", "InternalError", "We encountered an internal error. Please try again."),
@@ -272,7 +274,8 @@ def body_length(headers):
 
 def relay_response(upstream, client, method, rewrite):
     """Copies the upstream response (skipping 1xx interim answers) to the client, closing
-    after it; `rewrite` is None or (upstream URL, proxy URL) for Location headers."""
+    after it (with no client: reads it whole and drops it); `rewrite` is None or
+    (upstream URL, proxy URL) for Location headers."""
     reader = Reader(upstream)
     while True:
         head = reader.until(b"\r\n\r\n")
@@ -296,7 +299,8 @@ def relay_response(upstream, client, method, rewrite):
             line.replace(rewrite[0], rewrite[1], 1) if line.split(":", 1)[0].strip().lower() == "location" else line for line in kept
         ]
     new_head = "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("iso-8859-1")
-    client.sendall(new_head + body)
+    if client is not None:
+        client.sendall(new_head + body)
 
 
 def with_host(head, host):
@@ -338,6 +342,9 @@ def handle(client, state, upstream_address, dialect, rewrite):
             head = with_host(head, f"{host}:{port}")
         with socket.create_connection((host, port), timeout=600) as upstream:
             upstream.sendall(head + body)
+            if action == "lost":
+                relay_response(upstream, None, method, rewrite)
+                return
             relay_response(upstream, client, method, rewrite)
     except (Closed, OSError, ValueError, IndexError):
         pass
