@@ -83,6 +83,16 @@ impl StoreError {
     }
 }
 
+/// Whether an error message says the connection went away mid-request (hyper's
+/// "connection closed before message completed", a reset, a broken pipe, an early end):
+/// the network's fault, whichever store client reports it.
+pub(crate) fn connection_lost(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["connection closed", "connection reset", "broken pipe", "incomplete message", "unexpected eof", "unexpected end of file"]
+        .iter()
+        .any(|sign| message.contains(sign))
+}
+
 impl From<StoreError> for Error {
     /// A local file error stays an I/O error (exit status 1); refused access and wrong
     /// settings of a remote store are the user's to fix (exit status 2); everything

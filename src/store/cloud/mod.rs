@@ -28,7 +28,7 @@ use object_store::{PutMode as CratePutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use super::error::{StoreError, StoreErrorKind};
+use super::error::{connection_lost, StoreError, StoreErrorKind};
 use super::keys;
 use super::object::{ByteStream, MultipartUpload, ObjectMeta, ObjectStore, PendingUpload, PutMode};
 
@@ -205,7 +205,7 @@ fn transport_failure(error: &object_store::Error) -> Option<Transport> {
         Some(Transport::TimedOut)
     } else if any(&["error trying to connect", "connection refused", "tcp connect error", "dns error"]) {
         Some(Transport::Unreachable)
-    } else if any(&["error sending request", "connection closed", "connection reset", "broken pipe", "incomplete message"]) {
+    } else if any(&["error sending request"]) || causes.iter().any(|cause| connection_lost(cause)) {
         Some(Transport::Cut)
     } else {
         None

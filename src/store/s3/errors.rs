@@ -4,7 +4,7 @@
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
-use crate::store::error::{StoreError, StoreErrorKind};
+use crate::store::error::{connection_lost, StoreError, StoreErrorKind};
 
 /// Describes a failed S3 request on `url` while `doing` something; `assumes_role`
 /// (the settings name a role, `AWS_ROLE_ARN`) words a credential failure as the role's.
@@ -20,15 +20,11 @@ where
         SdkError::DispatchFailure(failure) if !failure.is_io() && !failure.is_timeout() && !connection_lost(&deepest_cause(error)) => {
             credential_problem(error, url, doing, assumes_role)
         }
-        // The same cut connection reported as a failure to build the request (seen once
-        // in the chaos soak, every request cut): still the network, not the credentials.
-        SdkError::ConstructionFailure(_) if connection_lost(&deepest_cause(error)) => StoreError::new(
-            StoreErrorKind::Retryable,
-            format!(
-                "{doing} {url}: cannot reach the S3 endpoint (the connection was cut: {}); check S3_ENDPOINT, AWS_REGION and the network",
-                first_line(&deepest_cause(error))
-            ),
-        ),
+        // A cut connection reported as a failure to build the request (the credential
+        // provider's own request cut, say): still the network, not the credentials.
+        SdkError::ConstructionFailure(_) if connection_lost(&deepest_cause(error)) => {
+            endpoint_unreachable(error, url, doing, "the connection was cut")
+        }
         SdkError::DispatchFailure(failure) => {
             let cause = if failure.is_timeout() {
                 "the connection timed out"
@@ -37,13 +33,7 @@ where
             } else {
                 "the request could not be sent"
             };
-            StoreError::new(
-                StoreErrorKind::Retryable,
-                format!(
-                    "{doing} {url}: cannot reach the S3 endpoint ({cause}: {}); check S3_ENDPOINT, AWS_REGION and the network",
-                    first_line(&deepest_cause(error))
-                ),
-            )
+            endpoint_unreachable(error, url, doing, cause)
         }
         SdkError::TimeoutError(_) => StoreError::new(StoreErrorKind::Retryable, format!("{doing} {url}: the S3 request timed out; retry later")),
         SdkError::ConstructionFailure(_) => credential_problem(error, url, doing, assumes_role),
@@ -95,13 +85,18 @@ where
     StoreError::new(StoreErrorKind::Denied, message)
 }
 
-/// Whether an error's innermost message says the connection went away (hyper's
-/// "connection closed before message completed", a reset, a broken pipe, an early end).
-fn connection_lost(message: &str) -> bool {
-    let message = message.to_ascii_lowercase();
-    ["connection closed", "connection reset", "broken pipe", "incomplete message", "unexpected eof", "unexpected end of file"]
-        .iter()
-        .any(|sign| message.contains(sign))
+/// The S3 endpoint could not be reached (`cause`, then the error's innermost message).
+fn endpoint_unreachable<E>(error: &SdkError<E, HttpResponse>, url: &str, doing: &str, cause: &str) -> StoreError
+where
+    E: std::error::Error + 'static,
+{
+    StoreError::new(
+        StoreErrorKind::Retryable,
+        format!(
+            "{doing} {url}: cannot reach the S3 endpoint ({cause}: {}); check S3_ENDPOINT, AWS_REGION and the network",
+            first_line(&deepest_cause(error))
+        ),
+    )
 }
 
 fn first_line(text: &str) -> String {
