@@ -21,8 +21,7 @@ mod common;
 #[path = "common/s3_fault_proxy.rs"]
 mod s3_fault_proxy;
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::azurite::{self, Azurite, ACCOUNT_KEY};
 use common::fake_gcs::{self, FakeGcs};
@@ -32,16 +31,13 @@ use ingest_backup::store::cloud::azure::{self as azure_store, AzureSettings};
 use ingest_backup::store::cloud::gcs::{self as gcs_store, GcsSettings};
 use ingest_backup::store::cloud::CloudStore;
 use ingest_backup::store::{ObjectStore, PendingUpload};
-use s3_fault_proxy::{Dialect, ProxyStats, S3FaultProxy};
+use s3_fault_proxy::{Dialect, Digests, FaultedRun, S3FaultProxy};
 
 /// Sample data size: with `--level 0` the archive needs three 8 MiB parts.
 const SAMPLE_MIB: u64 = 20;
 
 /// The bucket (or container) of every test.
 const BUCKET: &str = "faults";
-
-/// Per namespace `db.collection`: documents, SHA-256 of the `.bson` file, content hash.
-type Digests = BTreeMap<String, (u64, String, String)>;
 
 /// The emulator a test runs against.
 enum Cloud {
@@ -122,16 +118,7 @@ impl Cloud {
     async fn digests(&self, prefix: &str, name: &str) -> Digests {
         let store = self.open(prefix).await;
         let bytes = ingest_backup::store::object::get_bytes(&store, &format!("{name}.manifest.json")).await.unwrap();
-        let sidecar: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        sidecar["namespaces"]
-            .as_array()
-            .expect("the sidecar lists its namespaces")
-            .iter()
-            .map(|ns| {
-                let text = |field: &str| ns[field].as_str().unwrap().to_string();
-                (format!("{}.{}", text("database"), text("collection")), (ns["documents"].as_u64().unwrap(), text("sha256"), text("content_hash")))
-            })
-            .collect()
+        s3_fault_proxy::sidecar_digests(&bytes)
     }
 }
 
@@ -143,13 +130,7 @@ struct Bench {
 }
 
 /// The outcome of a backup through the proxy.
-struct Run {
-    code: Option<i32>,
-    json: serde_json::Value,
-    output: String,
-    stats: ProxyStats,
-    elapsed: Duration,
-}
+type Run = FaultedRun;
 
 const STORE: &str = "faulty";
 
@@ -173,17 +154,8 @@ impl Bench {
         let proxy = S3FaultProxy::in_front_of(self.cloud.port(), self.cloud.dialect(), rules);
         let mut env = self.cloud.env_via(proxy.port);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let started = Instant::now();
-        let output = backup(&self.source, &self.cloud.store(STORE), &env);
-        let run = Run {
-            code: output.status.code(),
-            json: serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null),
-            output: common::all_output(&output),
-            stats: proxy.stats(),
-            elapsed: started.elapsed(),
-        };
+        let run = Run::of(&proxy, &format!("{rules:?} {extra:?}"), || backup(&self.source, &self.cloud.store(STORE), &env));
         assert!(!run.output.contains(ACCOUNT_KEY), "the account key was printed");
-        eprintln!("{rules:?} {extra:?}: exit {:?} after {:.1?}, proxy {:?}", run.code, run.elapsed, run.stats);
         run
     }
 

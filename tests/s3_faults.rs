@@ -13,20 +13,16 @@ mod common;
 #[path = "common/s3_fault_proxy.rs"]
 mod s3_fault_proxy;
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::minio::{self, Minio, BUCKET};
 use common::s3_server::S3Server;
 use common::Server;
 use ingest_backup::sample::{self, SampleSpec};
-use s3_fault_proxy::{ProxyStats, S3FaultProxy};
+use s3_fault_proxy::{Digests, FaultedRun, S3FaultProxy};
 
 /// Sample data size: with `--level 0` the archive is about this big, three parts of 5 MiB.
 const SAMPLE_MIB: u64 = 12;
-
-/// Per namespace `db.collection`: documents, SHA-256 of the `.bson` file, content hash.
-type Digests = BTreeMap<String, (u64, String, String)>;
 
 /// A source with the sample data, a MinIO, and the digests of a clean backup of it.
 struct Bench {
@@ -36,13 +32,7 @@ struct Bench {
 }
 
 /// The outcome of a backup through the proxy.
-struct Run {
-    code: Option<i32>,
-    json: serde_json::Value,
-    output: String,
-    stats: ProxyStats,
-    elapsed: Duration,
-}
+type Run = FaultedRun;
 
 const STORE: &str = "faulty";
 
@@ -66,18 +56,8 @@ impl Bench {
         let proxy = S3FaultProxy::start(&self.minio, rules);
         let mut env = proxy.env();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let started = Instant::now();
-        let output = backup(&self.source, STORE, &env);
-        let elapsed = started.elapsed();
-        let run = Run {
-            code: output.status.code(),
-            json: serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null),
-            output: common::all_output(&output),
-            stats: proxy.stats(),
-            elapsed,
-        };
+        let run = Run::of(&proxy, &format!("{rules:?} {extra:?}"), || backup(&self.source, STORE, &env));
         assert!(!run.output.contains(minio::SECRET_KEY), "the secret key was printed");
-        eprintln!("{rules:?} {extra:?}: exit {:?} after {:.1?}, proxy {:?}", run.code, run.elapsed, run.stats);
         (proxy, run)
     }
 
@@ -123,18 +103,7 @@ fn backup(source: &Server, prefix: &str, env: &[(String, String)]) -> std::proce
 
 async fn sidecar_digests(minio: &Minio, prefix: &str, name: &str) -> Digests {
     let object = minio.client().get_object().bucket(BUCKET).key(format!("{prefix}/{name}.manifest.json")).send().await.unwrap();
-    let sidecar: serde_json::Value = serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
-    sidecar["namespaces"]
-        .as_array()
-        .expect("the sidecar lists its namespaces")
-        .iter()
-        .map(|ns| {
-            (
-                format!("{}.{}", ns["database"].as_str().unwrap(), ns["collection"].as_str().unwrap()),
-                (ns["documents"].as_u64().unwrap(), ns["sha256"].as_str().unwrap().to_string(), ns["content_hash"].as_str().unwrap().to_string()),
-            )
-        })
-        .collect()
+    s3_fault_proxy::sidecar_digests(&object.body.collect().await.unwrap().into_bytes())
 }
 
 mod survived {

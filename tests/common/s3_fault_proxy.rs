@@ -35,6 +35,56 @@ impl ProxyStats {
     }
 }
 
+/// Per namespace `db.collection` of a sidecar: documents, SHA-256 of the `.bson` file,
+/// content hash; equal for two backups of the same data.
+pub type Digests = BTreeMap<String, (u64, String, String)>;
+
+/// The [`Digests`] of a sidecar manifest's bytes.
+pub fn sidecar_digests(sidecar: &[u8]) -> Digests {
+    let sidecar: serde_json::Value = serde_json::from_slice(sidecar).expect("the sidecar is JSON");
+    sidecar["namespaces"]
+        .as_array()
+        .expect("the sidecar lists its namespaces")
+        .iter()
+        .map(|ns| {
+            let text = |field: &str| ns[field].as_str().unwrap().to_string();
+            (format!("{}.{}", text("database"), text("collection")), (ns["documents"].as_u64().unwrap(), text("sha256"), text("content_hash")))
+        })
+        .collect()
+}
+
+/// The outcome of one run of the tool through a proxy.
+pub struct FaultedRun {
+    /// Its exit status.
+    pub code: Option<i32>,
+    /// Its `--json` output (null when there was none).
+    pub json: serde_json::Value,
+    /// Everything it printed.
+    pub output: String,
+    /// What the proxy did meanwhile.
+    pub stats: ProxyStats,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl FaultedRun {
+    /// Runs `tool` (the tool, reaching its store through `proxy`), timing it and
+    /// printing a line about it labelled `label`.
+    pub fn of(proxy: &S3FaultProxy, label: &str, tool: impl FnOnce() -> std::process::Output) -> Self {
+        let started = Instant::now();
+        let output = tool();
+        let run = Self {
+            code: output.status.code(),
+            json: serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null),
+            output: crate::common::all_output(&output),
+            stats: proxy.stats(),
+            elapsed: started.elapsed(),
+        };
+        eprintln!("{label}: exit {:?} after {:.1?}, proxy {:?}", run.code, run.elapsed, run.stats);
+        run
+    }
+}
+
 /// How the store behind the proxy spells its requests (the script's `--dialect`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
